@@ -1,0 +1,1 @@
+//! Alerts as JSON lines. (Being written.)

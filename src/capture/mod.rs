@@ -1,0 +1,1 @@
+//! Capture drivers: pcap files and NFQUEUE. (Being written.)

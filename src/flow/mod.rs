@@ -1,0 +1,7 @@
+//! Flows: the normalised 5-tuple key, directions, and the flow table.
+
+pub mod key;
+pub mod table;
+
+pub use key::{Direction, FlowKey, L4Proto};
+pub use table::{FlowId, FlowTable};

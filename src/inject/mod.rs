@@ -1,0 +1,1 @@
+//! Injection drivers: raw socket and pcap writer. (Being written.)

@@ -1,0 +1,3 @@
+//! The IP layer: fragment reassembly.
+
+pub mod defrag;

@@ -1,0 +1,1 @@
+//! Lua rules: the Haka-compatible API. (Being written.)

@@ -1,0 +1,1 @@
+//! TCP: the connection tracker and per-direction stream reassembly.
