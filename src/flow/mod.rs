@@ -4,4 +4,4 @@ pub mod key;
 pub mod table;
 
 pub use key::{Direction, FlowKey, L4Proto};
-pub use table::{FlowId, FlowTable};
+pub use table::{FlowEntry, FlowId, FlowTable};

@@ -1,0 +1,110 @@
+//! A flow table entry: who is client and server, the protocol state, and what
+//! rules decided about the flow.
+
+use crate::flow::{Direction, FlowEntry, FlowId, FlowKey};
+use crate::inspect::FlowInfo;
+use crate::tcp::{TcpConn, TcpState};
+use crate::time::Timestamp;
+
+/// Protocol state.
+#[derive(Debug)]
+pub enum FlowKind {
+    /// A TCP connection.
+    Tcp(Box<TcpConn>),
+    /// A UDP flow (no state beyond the entry itself).
+    Udp,
+}
+
+/// What rules decided about the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Inspected normally.
+    Inspect,
+    /// Every later packet is dropped. `reusable`: a new SYN may start a fresh
+    /// connection on the tuple (both ends were reset, so they agree it is over).
+    Dropped {
+        /// A new handshake may reuse the tuple.
+        reusable: bool,
+    },
+}
+
+/// One flow.
+#[derive(Debug)]
+pub struct Flow {
+    /// Who is who, as rules see it.
+    pub info: FlowInfo,
+    /// True if the key's `lo` endpoint is the client.
+    pub client_is_lo: bool,
+    /// Protocol state.
+    pub kind: FlowKind,
+    /// Rules' decision.
+    pub fate: Fate,
+    /// `new_connection` was offered to rules (it fires once per connection).
+    pub announced: bool,
+    /// `new_connection` was accepted and `end_connection` is still owed.
+    pub began: bool,
+    /// When the flow expires unless refreshed.
+    pub deadline: Timestamp,
+}
+
+impl Flow {
+    /// A new flow whose first packet goes from `from_lo`'s side; that side is the client.
+    pub fn new(id: FlowId, key: &FlowKey, from_lo: bool, kind: FlowKind, now: Timestamp) -> Self {
+        let (client, server) = if from_lo { (key.lo, key.hi) } else { (key.hi, key.lo) };
+        Flow {
+            info: FlowInfo {
+                id,
+                proto: key.proto,
+                src: client.addr,
+                src_port: client.port,
+                dst: server.addr,
+                dst_port: server.port,
+            },
+            client_is_lo: from_lo,
+            kind,
+            fate: Fate::Inspect,
+            announced: false,
+            began: false,
+            deadline: now,
+        }
+    }
+
+    /// Direction of a packet sent by the key's `lo` side (`from_lo`) or `hi` side.
+    pub fn direction(&self, from_lo: bool) -> Direction {
+        if from_lo == self.client_is_lo {
+            Direction::Up
+        } else {
+            Direction::Down
+        }
+    }
+
+    /// The TCP connection, if TCP.
+    pub fn tcp(&self) -> Option<&TcpConn> {
+        match &self.kind {
+            FlowKind::Tcp(c) => Some(c),
+            FlowKind::Udp => None,
+        }
+    }
+
+    /// Bytes this flow holds in reassembly buffers.
+    pub fn buffered(&self) -> usize {
+        self.tcp().map_or(0, TcpConn::buffered)
+    }
+}
+
+impl FlowEntry for Flow {
+    fn id(&self) -> FlowId {
+        self.info.id
+    }
+
+    fn evictable(&self) -> bool {
+        match (&self.kind, self.fate) {
+            (FlowKind::Tcp(c), Fate::Inspect) => c.state() != TcpState::Established,
+            _ => true,
+        }
+    }
+
+    fn deadline(&self) -> Timestamp {
+        self.deadline
+    }
+}

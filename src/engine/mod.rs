@@ -1,0 +1,374 @@
+//! The sans-IO core. [`Engine::process`] takes one IP packet, its id and its
+//! timestamp, and appends to an [`Output`] the verdicts it can give now and the
+//! packets it forged. [`Engine::tick`] runs timeouts on packet time. Nothing
+//! here touches a socket or a clock: NFQUEUE and pcap are drivers around it.
+
+mod flow;
+mod normalize;
+mod tcp_path;
+mod udp_path;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::flow::{Flow, FlowKind};
+use crate::config::EngineConfig;
+use crate::flow::{FlowKey, FlowTable};
+use crate::inspect::{Action, Context, Event, Inspector};
+use crate::ip::defrag::{DefragLimits, DefragOutcome, Defragmenter};
+use crate::stats::{Counter, Stats};
+use crate::tcp::StreamLimits;
+use crate::time::Timestamp;
+use crate::wire::{decode, DecodeError, Decoded, Transport};
+
+/// The driver's handle for a packet (NFQUEUE packet id, pcap record index).
+pub type PacketId = u64;
+
+/// A packet handed to the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// The driver's handle; verdicts refer to it.
+    pub id: PacketId,
+    /// The IP packet (no link-layer header).
+    pub data: &'a [u8],
+    /// Packet time.
+    pub time: Timestamp,
+    /// The kernel has not computed the transport checksum yet (locally
+    /// generated or GSO packets from NFQUEUE): checksums must not be verified.
+    pub checksum_unverified: bool,
+}
+
+/// The fate of one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through unchanged.
+    Accept,
+    /// Discard it.
+    Drop,
+    /// Let it through with these bytes instead (a normalised packet).
+    AcceptModified(Vec<u8>),
+}
+
+/// Something the engine produced, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Emitted {
+    /// The verdict for a packet (now or, for held fragments, later).
+    Verdict(PacketId, Verdict),
+    /// A packet sluice forged (an IP packet, e.g. a TCP RST).
+    Forged(Vec<u8>),
+}
+
+/// What the engine emitted during one call.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Verdicts and forged packets in order.
+    pub items: Vec<Emitted>,
+}
+
+impl Output {
+    /// An empty output.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Empties it for reuse.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    pub(crate) fn verdict(&mut self, id: PacketId, v: Verdict) {
+        self.items.push(Emitted::Verdict(id, v));
+    }
+
+    pub(crate) fn forged(&mut self, p: Vec<u8>) {
+        self.items.push(Emitted::Forged(p));
+    }
+}
+
+/// How often (in packet time) the flow table is scanned for expired flows.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The engine: defragmenter, flow table, TCP tracking, reassembly and rules.
+pub struct Engine<I: Inspector> {
+    config: EngineConfig,
+    inspector: I,
+    stats: Arc<Stats>,
+    flows: FlowTable<Flow>,
+    defrag: Defragmenter,
+    /// Bytes held in all stream buffers.
+    buffered: usize,
+    /// Packet time of the last expiry scan.
+    last_expiry: Option<Timestamp>,
+}
+
+impl<I: Inspector> Engine<I> {
+    /// An engine with fresh counters.
+    pub fn new(config: EngineConfig, inspector: I) -> Self {
+        Self::with_stats(config, inspector, Arc::new(Stats::new()))
+    }
+
+    /// An engine counting into `stats`.
+    pub fn with_stats(config: EngineConfig, inspector: I, stats: Arc<Stats>) -> Self {
+        let defrag = Defragmenter::new(DefragLimits {
+            max_datagrams: config.max_frag_datagrams,
+            max_bytes: config.max_frag_bytes,
+            timeout: config.frag_timeout,
+        });
+        Engine {
+            flows: FlowTable::new(config.max_flows),
+            config,
+            inspector,
+            stats,
+            defrag,
+            buffered: 0,
+            last_expiry: None,
+        }
+    }
+
+    /// Handles one packet. Every packet gets exactly one verdict, now or later
+    /// (held IP fragments), and never none.
+    pub fn process(&mut self, pkt: Packet<'_>, out: &mut Output) {
+        self.stats.inc(Counter::PacketsIn);
+        let decoded = match decode(pkt.data) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(id = pkt.id, error = %e, "undecodable packet dropped");
+                let reason = match e {
+                    DecodeError::BadIpChecksum => Counter::DropBadIpChecksum,
+                    _ => Counter::DropMalformed,
+                };
+                self.drop_one(pkt.id, reason, out);
+                return;
+            }
+        };
+        if decoded.ip.fragment.is_some() {
+            self.fragment(pkt, &decoded, out);
+            return;
+        }
+        let verdict = self.inspect(&decoded, pkt.time, pkt.checksum_unverified, out);
+        self.emit(out, pkt.id, verdict);
+    }
+
+    fn fragment(&mut self, pkt: Packet<'_>, decoded: &Decoded<'_>, out: &mut Output) {
+        match self.defrag.push(pkt.id, decoded, pkt.time) {
+            DefragOutcome::Held => {}
+            DefragOutcome::Rejected { drop, reason } => {
+                for id in drop {
+                    self.drop_one(id, reason, out);
+                }
+            }
+            DefragOutcome::Complete { datagram, fragments } => {
+                self.stats.inc(Counter::FragmentsReassembled);
+                let verdict = match decode(&datagram) {
+                    Ok(whole) => match self.inspect(&whole, pkt.time, pkt.checksum_unverified, out) {
+                        // Fragments cannot carry a rewritten datagram; refuse
+                        // rather than let the unnormalised bytes through.
+                        Verdict::AcceptModified(_) => Verdict::Drop,
+                        v => v,
+                    },
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reassembled datagram does not decode");
+                        self.stats.add(Counter::DropMalformed, fragments.len() as u64);
+                        Verdict::Drop
+                    }
+                };
+                for id in fragments {
+                    self.emit(out, id, verdict.clone());
+                }
+            }
+        }
+    }
+
+    /// Runs one whole (reassembled) IP packet through checks, rules and
+    /// connection tracking.
+    fn inspect(&mut self, pkt: &Decoded<'_>, time: Timestamp, unverified: bool, out: &mut Output) -> Verdict {
+        if self.config.verify_checksums && !unverified && !normalize::checksum_ok(pkt) {
+            self.stats.inc(Counter::DropBadChecksum);
+            return Verdict::Drop;
+        }
+        let ctx = Context { time };
+        let ip_event = if pkt.ip.version == 4 { Event::Ipv4Packet } else { Event::Ipv6Packet };
+        if self.packet_event(ip_event, &ctx, pkt) != Action::Accept {
+            return Verdict::Drop;
+        }
+        match &pkt.transport {
+            Transport::Tcp(t) => {
+                if self.packet_event(Event::TcpPacket, &ctx, pkt) != Action::Accept {
+                    return Verdict::Drop;
+                }
+                let verdict = self.tcp(pkt, t, &ctx, unverified, out);
+                self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
+                verdict
+            }
+            Transport::Udp(u) => {
+                if self.packet_event(Event::UdpPacket, &ctx, pkt) != Action::Accept {
+                    return Verdict::Drop;
+                }
+                self.udp(pkt, u, &ctx)
+            }
+            Transport::Icmp(_) => {
+                if self.packet_event(Event::IcmpPacket, &ctx, pkt) != Action::Accept {
+                    return Verdict::Drop;
+                }
+                Verdict::Accept
+            }
+            Transport::Fragment | Transport::Other => Verdict::Accept,
+        }
+    }
+
+    /// A flow-less packet event; anything but accept drops the packet.
+    fn packet_event(&mut self, event: Event, ctx: &Context, pkt: &Decoded<'_>) -> Action {
+        if !self.inspector.subscribed(event) {
+            return Action::Accept;
+        }
+        let action = self.inspector.packet(event, ctx, pkt, None);
+        if action != Action::Accept {
+            self.stats.inc(Counter::DropRule);
+        }
+        action
+    }
+
+    /// Runs timeouts up to `now` (packet time): flows, and fragments.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
+        for id in self.defrag.expire(now) {
+            self.drop_one(id, Counter::DropFragment, out);
+        }
+        if self.last_expiry.is_some_and(|t| now < t.saturating_add(EXPIRY_INTERVAL)) {
+            return;
+        }
+        self.last_expiry = Some(now);
+        let ctx = Context { time: now };
+        for (_, flow) in self.flows.expire(now) {
+            self.stats.inc(Counter::FlowsTimedOut);
+            self.retire(flow, &ctx);
+        }
+        self.stats.set(Counter::FlowsActive, self.flows.len() as u64);
+    }
+
+    /// End of input or shutdown: drops held fragments (every held packet gets
+    /// its verdict) and ends every connection.
+    pub fn finish(&mut self, now: Timestamp, out: &mut Output) {
+        for id in self.defrag.drain() {
+            self.drop_one(id, Counter::DropShutdown, out);
+        }
+        let ctx = Context { time: now };
+        for (_, flow) in self.flows.drain() {
+            self.retire(flow, &ctx);
+        }
+        self.stats.set(Counter::FlowsActive, 0);
+        self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
+    }
+
+    /// Removes a flow for good: `end_connection` if owed, then `forget`.
+    fn retire(&mut self, mut flow: Flow, ctx: &Context) {
+        end_connection(&mut self.inspector, &mut flow, ctx);
+        self.buffered = self.buffered.saturating_sub(flow.buffered());
+        self.inspector.forget(flow.info.id);
+    }
+
+    /// Fires `end_connection` for the flow at `key`, once, if owed.
+    fn end_connection_at(&mut self, key: &FlowKey, ctx: &Context) {
+        if let Some(flow) = self.flows.get_mut(key) {
+            end_connection(&mut self.inspector, flow, ctx);
+        }
+    }
+
+    /// Finds room in the table for a new flow, retiring an evicted one.
+    /// `false` if the table is full of established connections.
+    fn make_room(&mut self, ctx: &Context) -> bool {
+        match self.flows.make_room() {
+            Ok(None) => true,
+            Ok(Some((_, evicted))) => {
+                self.stats.inc(Counter::FlowsEvicted);
+                self.retire(evicted, ctx);
+                true
+            }
+            Err(()) => false,
+        }
+    }
+
+    fn stream_limits(&self) -> StreamLimits {
+        StreamLimits { max_buffer: self.config.max_stream_buffer, max_islands: self.config.max_ooo_segments }
+    }
+
+    fn drop_one(&mut self, id: PacketId, reason: Counter, out: &mut Output) {
+        self.stats.inc(reason);
+        self.emit(out, id, Verdict::Drop);
+    }
+
+    fn emit(&mut self, out: &mut Output, id: PacketId, verdict: Verdict) {
+        match &verdict {
+            Verdict::Accept => self.stats.inc(Counter::Accepted),
+            Verdict::Drop => self.stats.inc(Counter::Dropped),
+            Verdict::AcceptModified(_) => {
+                self.stats.inc(Counter::Accepted);
+                self.stats.inc(Counter::Modified);
+            }
+        }
+        out.verdict(id, verdict);
+    }
+
+    fn forge(&mut self, out: &mut Output, packet: Vec<u8>) {
+        self.stats.inc(Counter::Forged);
+        out.forged(packet);
+    }
+
+    /// Number of flows in the table.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Bytes held in stream buffers.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The rules.
+    pub fn inspector(&self) -> &I {
+        &self.inspector
+    }
+
+    /// The rules, mutably.
+    pub fn inspector_mut(&mut self) -> &mut I {
+        &mut self.inspector
+    }
+
+    /// Swaps in new rules (reload); flows keep their state.
+    pub fn replace_inspector(&mut self, inspector: I) -> I {
+        std::mem::replace(&mut self.inspector, inspector)
+    }
+}
+
+/// Fires `end_connection` once, if `new_connection` was accepted.
+fn end_connection<I: Inspector>(inspector: &mut I, flow: &mut Flow, ctx: &Context) {
+    if !flow.began {
+        return;
+    }
+    flow.began = false;
+    let event = match flow.kind {
+        FlowKind::Tcp(_) => Event::TcpEndConnection,
+        FlowKind::Udp => Event::UdpEndConnection,
+    };
+    if inspector.subscribed(event) {
+        inspector.end(event, ctx, &flow.info);
+    }
+}
+
+/// The flow key of a packet and whether it was sent by the key's `lo` side.
+fn flow_key(pkt: &Decoded<'_>, proto: crate::flow::L4Proto, sport: u16, dport: u16) -> (FlowKey, bool) {
+    use crate::flow::key::Endpoint;
+    FlowKey::of(proto, Endpoint { addr: pkt.ip.src, port: sport }, Endpoint { addr: pkt.ip.dst, port: dport })
+}
+
+#[cfg(test)]
+mod tests;

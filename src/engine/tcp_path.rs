@@ -1,0 +1,293 @@
+//! The TCP path of the engine: flow lookup and creation, the tracker's
+//! checks, the connection events, in-order delivery to `receive_data`, and the
+//! resets rules ask for.
+
+use super::flow::{Fate, Flow, FlowKind};
+use super::normalize;
+use super::{flow_key, Engine, Output, Verdict};
+use crate::flow::{Direction, FlowKey, L4Proto};
+use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
+use crate::stats::Counter;
+use crate::tcp::{Fit, SegmentKind, TcpConn, TcpState};
+use crate::wire::tcp_flags::{ACK, SYN};
+use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
+
+/// Where each end's receiver stands, captured before a segment is committed:
+/// the sequence numbers a forged RST must carry to be accepted.
+#[derive(Debug, Clone, Copy)]
+struct ResetPoint {
+    state: TcpState,
+    /// What the server expects next from the client, and what it last acknowledged.
+    server_next: Option<SeqNumber>,
+    server_acked: Option<SeqNumber>,
+    /// What the client expects next from the server.
+    client_next: Option<SeqNumber>,
+    /// Everything the client sent (its snd_nxt): a client in SYN-SENT only
+    /// accepts an RST that acknowledges exactly this.
+    client_sent: Option<SeqNumber>,
+}
+
+impl ResetPoint {
+    fn of(conn: &TcpConn) -> Self {
+        ResetPoint {
+            state: conn.state(),
+            server_next: conn.next_seq(Direction::Up),
+            server_acked: conn.acked_seq(Direction::Up),
+            client_next: conn.next_seq(Direction::Down),
+            client_sent: conn.sent_seq(Direction::Up),
+        }
+    }
+}
+
+impl<I: Inspector> Engine<I> {
+    pub(super) fn tcp(
+        &mut self,
+        pkt: &Decoded<'_>,
+        t: &TcpInfo,
+        ctx: &Context,
+        unverified: bool,
+        out: &mut Output,
+    ) -> Verdict {
+        let (key, from_lo) = flow_key(pkt, L4Proto::Tcp, t.src_port, t.dst_port);
+        let opening = t.has(SYN) && !t.has(ACK);
+        let mut reuse = false;
+        match self.flows.get_mut(&key) {
+            Some(flow) => {
+                let over = flow.tcp().is_some_and(TcpConn::is_over);
+                match flow.fate {
+                    Fate::Dropped { reusable: true } if opening => reuse = true,
+                    Fate::Dropped { .. } => {
+                        flow.deadline = ctx.time.saturating_add(self.config.tcp_closing_timeout);
+                        self.stats.inc(Counter::DropFlowDropped);
+                        return Verdict::Drop;
+                    }
+                    Fate::Inspect if opening && over => reuse = true,
+                    Fate::Inspect => {}
+                }
+            }
+            None if opening => {}
+            None if self.config.tcp_midstream => {}
+            None => {
+                self.stats.inc(Counter::DropNoHandshake);
+                return Verdict::Drop;
+            }
+        }
+        if reuse {
+            // A new SYN on a tuple whose connection is over: the old one is
+            // retired and the tuple starts afresh (RFC 6191 reuse from TIME-WAIT).
+            if let Some(old) = self.flows.remove(&key) {
+                self.retire(old, ctx);
+            }
+        }
+        if self.flows.get_mut(&key).is_none() && !self.new_tcp_flow(&key, from_lo, t, ctx) {
+            return Verdict::Drop;
+        }
+        self.tcp_segment(&key, from_lo, pkt, t, ctx, unverified, out)
+    }
+
+    /// Creates the flow for a SYN (or, midstream, any first packet).
+    fn new_tcp_flow(&mut self, key: &FlowKey, from_lo: bool, t: &TcpInfo, ctx: &Context) -> bool {
+        if !self.make_room(ctx) {
+            self.stats.inc(Counter::DropFlowLimit);
+            return false;
+        }
+        let opening = t.has(SYN) && !t.has(ACK);
+        let (conn, client_is_sender) = if opening {
+            (TcpConn::new(), true)
+        } else {
+            // Midstream: guess the client as the side with the higher,
+            // non-well-known port; rules can still tell from the ports.
+            let sender_is_server = t.src_port < 1024 && t.dst_port >= 1024;
+            (TcpConn::midstream(), !sender_is_server)
+        };
+        let client_is_lo = if client_is_sender { from_lo } else { !from_lo };
+        let id = self.flows.next_id();
+        let mut flow = Flow::new(id, key, client_is_lo, FlowKind::Tcp(Box::new(conn)), ctx.time);
+        flow.deadline = ctx.time.saturating_add(self.config.tcp_handshake_timeout);
+        self.flows.insert(*key, flow);
+        self.stats.inc(Counter::TcpConnections);
+        self.stats.set(Counter::FlowsActive, self.flows.len() as u64);
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_segment(
+        &mut self,
+        key: &FlowKey,
+        from_lo: bool,
+        pkt: &Decoded<'_>,
+        t: &TcpInfo,
+        ctx: &Context,
+        unverified: bool,
+        out: &mut Output,
+    ) -> Verdict {
+        let payload = pkt.payload();
+        let limits = self.stream_limits();
+        let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
+        let dir = flow.direction(from_lo);
+        let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
+        let checked = match conn.check(dir, t, payload, limits) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.stats.inc(reason);
+                return Verdict::Drop;
+            }
+        };
+        let info = flow.info.clone();
+        let first = !flow.announced;
+        flow.announced = true;
+        let mut before = ResetPoint::of(conn);
+        if checked.kind == SegmentKind::Syn && before.client_sent.is_none() {
+            // Not committed yet: the client's snd_nxt is after this SYN.
+            before.client_sent = Some(t.seq + t.seq_len());
+        }
+
+        if first {
+            // new_connection, once per connection, on its first accepted packet.
+            let mut action = Action::Accept;
+            if self.inspector.subscribed(Event::TcpNewConnection) {
+                action = self.inspector.packet(Event::TcpNewConnection, ctx, pkt, Some((&info, dir)));
+            }
+            if action != Action::Accept {
+                // Refusing the first packet refuses the connection.
+                let action = action.max(Action::DropFlow);
+                self.stats.inc(Counter::DropRule);
+                self.flow_action(key, action, before, ctx, out);
+                return Verdict::Drop;
+            }
+            if let Some(flow) = self.flows.get_mut(key) {
+                flow.began = true;
+            }
+        }
+
+        if self.inspector.subscribed(Event::TcpConnectionPacket) {
+            let action = self.inspector.packet(Event::TcpConnectionPacket, ctx, pkt, Some((&info, dir)));
+            if action != Action::Accept {
+                self.stats.inc(Counter::DropRule);
+                if action >= Action::DropFlow {
+                    self.flow_action(key, action, before, ctx, out);
+                }
+                return Verdict::Drop;
+            }
+        }
+
+        if checked.growth > 0 && self.buffered + checked.growth > self.config.max_total_buffer {
+            self.stats.inc(Counter::DropMemoryLimit);
+            return Verdict::Drop;
+        }
+
+        let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
+        let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
+        let was_established = conn.state() == TcpState::Established;
+        let done = conn.commit(dir, t, payload, &checked);
+        self.buffered = (self.buffered + done.grown).saturating_sub(done.freed);
+        if !payload.is_empty() {
+            match (checked.fit, &done.deliver) {
+                (Fit::Duplicate, _) => self.stats.inc(Counter::Retransmissions),
+                (Fit::New, None) if checked.kind == SegmentKind::Segment => {
+                    self.stats.inc(Counter::OutOfOrder)
+                }
+                _ => {}
+            }
+        }
+        let state = conn.state();
+        flow.deadline = ctx.time.saturating_add(match state {
+            TcpState::SynSent | TcpState::SynReceived => self.config.tcp_handshake_timeout,
+            TcpState::Established => self.config.tcp_established_timeout,
+            TcpState::Closed | TcpState::Reset => self.config.tcp_closing_timeout,
+        });
+        if was_established && state != TcpState::Established {
+            self.flows.requeue(*key, info.id);
+        }
+
+        if let Some(range) = done.deliver {
+            let n = range.end - range.start;
+            self.stats.add(Counter::StreamBytes, n);
+            if self.inspector.subscribed(Event::TcpData) {
+                let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
+                let Some(bytes) = flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.bytes(range)) else {
+                    return Verdict::Drop;
+                };
+                let action = self.inspector.data(ctx, &info, dir, bytes);
+                if action != Action::Accept {
+                    self.stats.inc(Counter::DropRule);
+                    if action >= Action::DropFlow {
+                        self.flow_action(key, action, before, ctx, out);
+                    }
+                    // The bytes count as inspected: a retransmission of them
+                    // passes unless the flow itself was dropped.
+                    return Verdict::Drop;
+                }
+            }
+        }
+
+        if done.ended {
+            self.end_connection_at(key, ctx);
+        }
+
+        if normalize::has_urgent(pkt) {
+            if let Some(bytes) = normalize::clear_urgent(pkt, unverified) {
+                self.stats.inc(Counter::UrgentCleared);
+                return Verdict::AcceptModified(bytes);
+            }
+            return Verdict::Drop;
+        }
+        Verdict::Accept
+    }
+
+    /// Applies a flow-level decision: drop, reset or half-reset.
+    fn flow_action(
+        &mut self,
+        key: &FlowKey,
+        action: Action,
+        at: ResetPoint,
+        ctx: &Context,
+        out: &mut Output,
+    ) {
+        let Some(flow) = self.flows.get_mut(key) else { return };
+        let info = flow.info.clone();
+        flow.fate = Fate::Dropped { reusable: matches!(action, Action::Reset) };
+        flow.deadline = ctx.time.saturating_add(self.config.tcp_closing_timeout);
+        let mut forged = Vec::new();
+        match action {
+            Action::Reset | Action::HalfReset if at.state == TcpState::SynSent => {
+                // The server never saw this connection; only a client in
+                // SYN-SENT needs telling, with an RST acknowledging its SYN.
+                if action == Action::Reset {
+                    if let Some(ack) = at.client_sent {
+                        forged.push(rst_to(&info, Direction::Down, SeqNumber(0), Some(ack)));
+                    }
+                }
+            }
+            Action::Reset | Action::HalfReset => {
+                if let Some(seq) = at.server_next {
+                    forged.push(rst_to(&info, Direction::Up, seq, at.client_next));
+                    // If the server did not get everything sluice let through
+                    // (loss after sluice), its rcv_nxt is its last ACK.
+                    if let Some(acked) = at.server_acked.filter(|a| *a != seq) {
+                        forged.push(rst_to(&info, Direction::Up, acked, at.client_next));
+                    }
+                }
+                if action == Action::Reset {
+                    if let Some(seq) = at.client_next {
+                        forged.push(rst_to(&info, Direction::Down, seq, at.server_next));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for p in forged {
+            self.forge(out, p);
+        }
+        self.end_connection_at(key, ctx);
+        self.flows.requeue(*key, info.id);
+    }
+}
+
+/// An RST travelling in `dir` (Up: to the server, from the client's address).
+fn rst_to(info: &FlowInfo, dir: Direction, seq: SeqNumber, ack: Option<SeqNumber>) -> Vec<u8> {
+    match dir {
+        Direction::Up => forge::rst(info.src, info.src_port, info.dst, info.dst_port, seq, ack),
+        Direction::Down => forge::rst(info.dst, info.dst_port, info.src, info.src_port, seq, ack),
+    }
+}

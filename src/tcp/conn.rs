@@ -1,0 +1,392 @@
+//! The TCP connection tracker: handshake, established, half-close, close and
+//! RST, with the acceptance checks a Linux receiver applies (RFC 793, RFC 5961,
+//! RFC 7323 window scaling). Sluice drops what the endpoint would discard, so
+//! that its view of each stream and the endpoint's cannot drift apart.
+//!
+//! [`TcpConn::check`] validates a segment without changing anything (rules
+//! run between check and commit and may drop the packet); [`TcpConn::commit`]
+//! applies it and says which bytes became deliverable.
+
+use std::ops::Range;
+
+use super::stream::{Fit, Stream, StreamLimits};
+use crate::flow::Direction;
+use crate::stats::Counter;
+use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::wire::{SeqNumber, TcpInfo};
+
+/// Connection state as sluice tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    /// The client's SYN was seen.
+    SynSent,
+    /// The server's SYN-ACK was seen.
+    SynReceived,
+    /// The handshake completed (or the connection was picked up midstream).
+    Established,
+    /// Both FINs were sent and acknowledged (TIME-WAIT from here on).
+    Closed,
+    /// An RST the receiver accepts ended the connection.
+    Reset,
+}
+
+/// One side's sending half: its stream and what the other side granted it.
+#[derive(Debug, Clone, Default)]
+struct Half {
+    /// Bytes this side sent; `None` until its ISN is known.
+    stream: Option<Stream>,
+    isn: Option<SeqNumber>,
+    /// Window scale this side announced in its SYN.
+    wscale: Option<u8>,
+    /// Right edge (stream offset) of the window the receiver granted.
+    window_edge: Option<u64>,
+    /// Largest (scaled) window this side advertised for the other side's data.
+    max_window: u64,
+    /// The receiver acknowledged this side's FIN.
+    fin_acked: bool,
+}
+
+/// What kind of segment passed the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// The client's SYN (new or retransmitted).
+    Syn,
+    /// The server's SYN-ACK (new or retransmitted).
+    SynAck,
+    /// An RST the receiver accepts.
+    Rst,
+    /// Any other segment.
+    Segment,
+}
+
+/// The result of a successful [`TcpConn::check`].
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    /// What it is.
+    pub kind: SegmentKind,
+    /// Stream offset of the first payload byte.
+    pub start: u64,
+    /// Whether it adds anything to the stream.
+    pub fit: Fit,
+    /// The acknowledged offset of the other direction, if it carries a usable ACK.
+    ack: Option<u64>,
+    /// Bytes committing would add to the stream buffer.
+    pub growth: usize,
+}
+
+/// The result of [`TcpConn::commit`].
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Stream range (of the packet's direction) newly deliverable to rules.
+    pub deliver: Option<Range<u64>>,
+    /// The handshake completed with this segment.
+    pub established: bool,
+    /// The connection ended with this segment (FIN exchange done, or RST).
+    pub ended: bool,
+    /// Bytes released from buffers (acknowledged data).
+    pub freed: usize,
+    /// Bytes added to buffers.
+    pub grown: usize,
+}
+
+/// A tracked TCP connection. Index 0 ([`Direction::Up`]) is the client's half.
+#[derive(Debug, Clone)]
+pub struct TcpConn {
+    state: TcpState,
+    halves: [Half; 2],
+    /// Both SYNs carried window scale (RFC 7323 2.2).
+    scaling: bool,
+    /// Picked up midstream: windows and ISNs unknown, so fewer checks apply.
+    midstream: bool,
+}
+
+impl TcpConn {
+    /// A connection starting with the client's SYN (not yet committed).
+    pub fn new() -> Self {
+        TcpConn { state: TcpState::SynSent, halves: Default::default(), scaling: false, midstream: false }
+    }
+
+    /// A connection picked up midstream, the first packet sent by `Up`.
+    pub fn midstream() -> Self {
+        TcpConn { state: TcpState::Established, halves: Default::default(), scaling: false, midstream: true }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+
+    /// True once the connection is over (closed or reset).
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, TcpState::Closed | TcpState::Reset)
+    }
+
+    /// The stream of one direction, once known.
+    pub fn stream(&self, dir: Direction) -> Option<&Stream> {
+        self.halves[dir.index()].stream.as_ref()
+    }
+
+    /// Bytes buffered in both directions.
+    pub fn buffered(&self) -> usize {
+        self.halves.iter().filter_map(|h| h.stream.as_ref()).map(Stream::buffered).sum()
+    }
+
+    /// The sequence number the receiver of `dir`'s data expects next.
+    pub fn next_seq(&self, dir: Direction) -> Option<SeqNumber> {
+        let s = self.stream(dir)?;
+        let fin = u32::from(s.fin_delivered());
+        Some(s.seq_at(s.delivered()) + fin)
+    }
+
+    /// The sequence number the receiver of `dir`'s data last acknowledged.
+    pub fn acked_seq(&self, dir: Direction) -> Option<SeqNumber> {
+        let h = &self.halves[dir.index()];
+        let s = h.stream.as_ref()?;
+        Some(s.seq_at(s.acked()) + u32::from(h.fin_acked))
+    }
+
+    /// The sequence number after everything `dir` sent (its `snd_nxt`).
+    pub fn sent_seq(&self, dir: Direction) -> Option<SeqNumber> {
+        let s = self.stream(dir)?;
+        let fin = u32::from(s.fin().is_some());
+        Some(s.seq_at(s.highest()) + fin)
+    }
+
+    /// Validates a segment from `dir`. `Err` is the drop reason counter.
+    pub fn check(
+        &self,
+        dir: Direction,
+        t: &TcpInfo,
+        payload: &[u8],
+        lim: StreamLimits,
+    ) -> Result<Checked, Counter> {
+        let syn = t.has(SYN);
+        let rst = t.has(RST);
+        let ack = t.has(ACK);
+        let fin = t.has(FIN);
+        if (syn && (rst || fin)) || (rst && fin) {
+            return Err(Counter::DropBadFlags);
+        }
+        let me = &self.halves[dir.index()];
+        if syn {
+            return self.check_syn(dir, t, payload, lim, ack);
+        }
+        if rst {
+            return self.check_rst(dir, t);
+        }
+        if !ack {
+            // Linux discards segments without ACK in every synchronised state.
+            return Err(Counter::DropBadFlags);
+        }
+        match self.state {
+            TcpState::SynSent => return Err(Counter::DropBadFlags),
+            TcpState::Reset => return Err(Counter::DropClosed),
+            _ => {}
+        }
+        let ack_off = self.check_ack(dir, t)?;
+        if self.state == TcpState::SynReceived && dir == Direction::Up && ack_off != Some(0) {
+            // The handshake's ACK must acknowledge exactly the server's SYN.
+            let syn_data = self.stream(Direction::Down).map(Stream::highest).unwrap_or(0);
+            if !matches!(ack_off, Some(a) if a <= syn_data) {
+                return Err(Counter::DropBadAck);
+            }
+        }
+        let Some(stream) = me.stream.as_ref() else {
+            // Midstream: this side's first packet defines its stream.
+            return Ok(Checked {
+                kind: SegmentKind::Segment,
+                start: 0,
+                fit: Fit::New,
+                ack: ack_off,
+                growth: payload.len(),
+            });
+        };
+        let start = stream.offset_of(t.seq);
+        if start < 0 {
+            // Sequence space before the first data byte is the SYN's.
+            return Err(Counter::DropOutOfWindow);
+        }
+        let start = start as u64;
+        if !payload.is_empty() || fin {
+            if let Some(edge) = me.window_edge {
+                if start > edge && start > stream.delivered() {
+                    return Err(Counter::DropOutOfWindow);
+                }
+            }
+        }
+        let fit = stream.check(start, payload, fin, lim)?;
+        Ok(Checked {
+            kind: SegmentKind::Segment,
+            start,
+            fit,
+            ack: ack_off,
+            growth: stream.growth(start, payload.len()),
+        })
+    }
+
+    fn check_syn(
+        &self,
+        dir: Direction,
+        t: &TcpInfo,
+        payload: &[u8],
+        lim: StreamLimits,
+        ack: bool,
+    ) -> Result<Checked, Counter> {
+        let me = &self.halves[dir.index()];
+        match (dir, ack) {
+            (Direction::Up, false) => {
+                match self.state {
+                    TcpState::SynSent => {}
+                    TcpState::SynReceived if me.isn == Some(t.seq) => {}
+                    _ => return Err(Counter::DropBadFlags),
+                }
+                let fit = match (&me.stream, me.isn == Some(t.seq)) {
+                    (Some(s), true) => s.check(0, payload, false, lim)?,
+                    _ => Fit::New,
+                };
+                Ok(Checked { kind: SegmentKind::Syn, start: 0, fit, ack: None, growth: payload.len() })
+            }
+            (Direction::Down, true) => {
+                let client = &self.halves[Direction::Up.index()];
+                let expected =
+                    client.isn.map(|i| i + 1 + client.stream.as_ref().map_or(0, |s| s.highest() as u32));
+                let ack_ok = client.isn.is_some_and(|i| t.ack == i + 1) || expected == Some(t.ack);
+                if !ack_ok {
+                    return Err(Counter::DropBadAck);
+                }
+                match self.state {
+                    TcpState::SynSent => {}
+                    TcpState::SynReceived | TcpState::Established if me.isn == Some(t.seq) => {}
+                    _ => return Err(Counter::DropBadFlags),
+                }
+                let fit = match (&me.stream, me.isn == Some(t.seq)) {
+                    (Some(s), true) => s.check(0, payload, false, lim)?,
+                    _ => Fit::New,
+                };
+                let ack_off = client.stream.as_ref().map(|s| s.offset_of(t.ack).max(0) as u64);
+                Ok(Checked { kind: SegmentKind::SynAck, start: 0, fit, ack: ack_off, growth: payload.len() })
+            }
+            _ => Err(Counter::DropBadFlags),
+        }
+    }
+
+    fn check_rst(&self, dir: Direction, t: &TcpInfo) -> Result<Checked, Counter> {
+        let ok = match self.state {
+            TcpState::SynSent => match dir {
+                // A refused connection: the RST must acknowledge the SYN.
+                Direction::Down => t.has(ACK) && self.sent_seq(Direction::Up) == Some(t.ack),
+                Direction::Up => self.sent_seq(Direction::Up) == Some(t.seq),
+            },
+            TcpState::Reset => return Err(Counter::DropClosed),
+            _ => match self.next_seq(dir) {
+                // RFC 5961 3.2: only an RST at exactly rcv_nxt resets; any
+                // other in-window RST draws a challenge ACK and is ignored.
+                Some(next) => t.seq == next,
+                None => self.midstream,
+            },
+        };
+        if ok {
+            Ok(Checked { kind: SegmentKind::Rst, start: 0, fit: Fit::New, ack: None, growth: 0 })
+        } else {
+            Err(Counter::DropBadRst)
+        }
+    }
+
+    /// The ACK's offset in the other direction's stream, if that stream is
+    /// known; `Err` if the receiver would discard the segment for it.
+    fn check_ack(&self, dir: Direction, t: &TcpInfo) -> Result<Option<u64>, Counter> {
+        let other = &self.halves[dir.reverse().index()];
+        let Some(s) = other.stream.as_ref() else { return Ok(None) };
+        let off = s.offset_of(t.ack);
+        let sent = s.highest() as i64 + i64::from(s.fin().is_some());
+        if off > sent {
+            // Acknowledges data never sent (RFC 793 3.9; Linux drops the segment).
+            return Err(Counter::DropBadAck);
+        }
+        let me = &self.halves[dir.index()];
+        let slack = me.max_window.max(65_535) as i64;
+        if off < s.acked() as i64 - slack {
+            // Older than any window the receiver may still accept (RFC 5961 5.2).
+            return Err(Counter::DropBadAck);
+        }
+        Ok(Some(off.max(0) as u64))
+    }
+
+    /// Applies a checked segment.
+    pub fn commit(&mut self, dir: Direction, t: &TcpInfo, payload: &[u8], c: &Checked) -> Committed {
+        let mut out = Committed::default();
+        let i = dir.index();
+        match c.kind {
+            SegmentKind::Rst => {
+                self.state = TcpState::Reset;
+                out.ended = true;
+                return out;
+            }
+            SegmentKind::Syn => {
+                let h = &mut self.halves[i];
+                if h.isn != Some(t.seq) {
+                    *h = Half { isn: Some(t.seq), wscale: t.options.window_scale, ..Half::default() };
+                    h.stream = Some(Stream::new(t.seq + 1));
+                    self.state = TcpState::SynSent;
+                }
+            }
+            SegmentKind::SynAck => {
+                let h = &mut self.halves[i];
+                if h.isn != Some(t.seq) {
+                    *h = Half { isn: Some(t.seq), wscale: t.options.window_scale, ..Half::default() };
+                    h.stream = Some(Stream::new(t.seq + 1));
+                }
+                self.scaling = self.halves[0].wscale.is_some() && self.halves[1].wscale.is_some();
+                if self.state == TcpState::SynSent {
+                    self.state = TcpState::SynReceived;
+                }
+            }
+            SegmentKind::Segment => {
+                if self.halves[i].stream.is_none() {
+                    self.halves[i].stream = Some(Stream::new(t.seq));
+                }
+                if self.state == TcpState::SynReceived && dir == Direction::Up {
+                    self.state = TcpState::Established;
+                    out.established = true;
+                }
+            }
+        }
+        // What the sender of this segment says about the other direction.
+        if let Some(ack_off) = c.ack {
+            let scale = if self.scaling { self.halves[i].wscale.unwrap_or(0).min(14) } else { 0 };
+            // Windows in SYN segments are never scaled (RFC 7323 2.2).
+            let win = u64::from(t.window) << if t.has(SYN) { 0 } else { scale };
+            self.halves[i].max_window = self.halves[i].max_window.max(win);
+            let other = &mut self.halves[dir.reverse().index()];
+            if let Some(s) = other.stream.as_mut() {
+                if s.fin().is_some_and(|f| ack_off > f) {
+                    other.fin_acked = true;
+                }
+                out.freed = s.ack(ack_off);
+                let edge = ack_off + win;
+                if !self.midstream {
+                    other.window_edge = Some(other.window_edge.map_or(edge, |e| e.max(edge)));
+                }
+            }
+        }
+        if c.fit == Fit::New {
+            let fin = t.has(FIN);
+            if let Some(s) = self.halves[i].stream.as_mut() {
+                let before = s.buffered();
+                out.deliver = s.commit(c.start, payload, fin);
+                out.grown = s.buffered().saturating_sub(before);
+            }
+        }
+        if !self.is_over() && self.halves.iter().all(|h| h.fin_acked) {
+            self.state = TcpState::Closed;
+            out.ended = true;
+        }
+        out
+    }
+}
+
+impl Default for TcpConn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
