@@ -250,15 +250,14 @@ impl<I: Inspector> Engine<I> {
         flow.deadline = ctx.time.saturating_add(self.config.tcp_closing_timeout);
         let mut forged = Vec::new();
         match action {
-            Action::Reset | Action::HalfReset if at.state == TcpState::SynSent => {
-                // The server never saw this connection; only a client in
-                // SYN-SENT needs telling, with an RST acknowledging its SYN.
-                if action == Action::Reset {
-                    if let Some(ack) = at.client_sent {
-                        forged.push(rst_to(&info, Direction::Down, SeqNumber(0), Some(ack)));
-                    }
+            // The server never saw this connection; only a client in
+            // SYN-SENT needs telling, with an RST acknowledging its SYN.
+            Action::Reset if at.state == TcpState::SynSent => {
+                if let Some(ack) = at.client_sent {
+                    forged.push(rst_to(&info, Direction::Down, SeqNumber(0), Some(ack)));
                 }
             }
+            Action::HalfReset if at.state == TcpState::SynSent => {}
             Action::Reset | Action::HalfReset => {
                 if let Some(seq) = at.server_next {
                     forged.push(rst_to(&info, Direction::Up, seq, at.client_next));
