@@ -372,3 +372,6 @@ fn flow_key(pkt: &Decoded<'_>, proto: crate::flow::L4Proto, sport: u16, dport: u
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
