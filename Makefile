@@ -1,17 +1,29 @@
 # sluice — build, test, demo, lint, bench.
+#
+# `make test` and `make demo` install what they need on a fresh Debian machine
+# (run as root): iptables, iproute2, ethtool. Everything else comes from crates.io.
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: build test demo lint bench bench-inline deps
 
+# System packages the netns tests, the demo and the inline benchmark need.
+deps:
+	@missing=""; \
+	for c in iptables ip6tables ip ethtool; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing iptables iproute2 ethtool"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 ethtool >/dev/null; \
+	fi
+
 build:
 	$(CARGO) build --release
 
 # The whole suite: unit, property, golden and (as root) netns integration tests.
-test: build
+test: deps
 	$(CARGO) test --release --all-targets -- --test-threads=2
 
-demo: build
+demo: deps build
 	./scripts/demo.sh
 
 lint:
@@ -21,5 +33,5 @@ lint:
 bench:
 	$(CARGO) bench --bench offline
 
-bench-inline: build
+bench-inline: deps build
 	./scripts/bench-inline.sh
