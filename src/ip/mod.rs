@@ -1,3 +1,5 @@
-//! The IP layer: fragment reassembly.
+//! The IP layer: fragment reassembly, and fragmentation for crafting test traffic.
 
+mod datagram;
 pub mod defrag;
+pub mod fragment;
