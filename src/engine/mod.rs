@@ -160,6 +160,12 @@ impl<I: Inspector> Engine<I> {
             DefragOutcome::Complete { datagram, fragments } => {
                 self.stats.inc(Counter::FragmentsReassembled);
                 let verdict = match decode(&datagram) {
+                    Ok(whole) if whole.ip.fragment.is_some() => {
+                        // A fragment inside a fragment: no endpoint reassembles
+                        // twice, and inspecting it as a whole would be a guess.
+                        self.stats.add(Counter::DropFragment, fragments.len() as u64);
+                        Verdict::Drop
+                    }
                     Ok(whole) => match self.inspect(&whole, pkt.time, pkt.checksum_unverified, out) {
                         // Fragments cannot carry a rewritten datagram; refuse
                         // rather than let the unnormalised bytes through.
