@@ -498,3 +498,85 @@ fn replay<I: Inspector, W: Write>(
     a.summary.counters = stats.snapshot();
     (a.summary, result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::link::{locate_ip, LinkType};
+    use crate::pcapgen::Framing;
+    use crate::wire::forge::udp_packet;
+    use crate::wire::decode;
+    use crate::wire::decode::v4;
+
+    fn record(index: u64, ip: &[u8]) -> Record {
+        let frame = Framing::Ethernet.frame(ip);
+        let l3 = locate_ip(LinkType::Ethernet, &frame);
+        Record { index, time: Timestamp(index), time_ns: index * 1000, orig_len: frame.len() as u32, frame, l3 }
+    }
+
+    fn written(out: PcapOutput<Vec<u8>>) -> Vec<(u64, Vec<u8>)> {
+        let bytes = out.finish().unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+        let mut v = vec![];
+        while let Some(p) = r.next_raw_packet() {
+            let p = p.unwrap();
+            v.push((u64::from(p.ts_frac), p.data.into_owned()));
+        }
+        v
+    }
+
+    #[test]
+    fn held_packets_are_written_when_their_verdict_comes() {
+        let a = udp_packet(v4(1, 1, 1, 1), 1, v4(2, 2, 2, 2), 2, b"a");
+        let b = udp_packet(v4(2, 2, 2, 2), 2, v4(1, 1, 1, 1), 1, b"b");
+        let mut out = PcapOutput::new(Vec::new(), LinkType::Ethernet, false, 0).unwrap();
+        let (ra, rb) = (record(0, &a), record(1, &b));
+        out.learn(ra.link_header().unwrap(), ra.ip().unwrap());
+        let mut ap = Applier { output: Some(&mut out), book: VerdictBook::default(), summary: Summary::default() };
+        let mut o = Output::new();
+        // Packet 0: no verdict yet (held). Packet 1: its own verdict, then 0's,
+        // and an RST-like forged packet from 2.2.2.2 to 1.1.1.1.
+        ap.apply(&mut o, Some(ra.clone()), 0).unwrap();
+        assert_eq!(ap.book.held.len(), 1);
+        o.verdict(1, Verdict::Drop);
+        o.verdict(0, Verdict::Accept);
+        o.forged(b.clone());
+        o.verdict(5, Verdict::Accept);
+        ap.apply(&mut o, Some(rb), 1000).unwrap();
+        assert!(ap.book.held.is_empty());
+        let s = ap.summary;
+        assert_eq!((s.accepted, s.dropped, s.forged, s.unexpected_verdicts, s.written), (1, 1, 1, 1, 2));
+        let w = written(out);
+        assert_eq!(w[0].1, ra.frame, "held frame written byte-identical");
+        assert_eq!(w[1].0, 1, "forged packet stamped with the causing packet's time (µs)");
+        // Forged B→A frame: A→B's Ethernet header reversed.
+        assert_eq!(&w[1].1[..6], &ra.frame[6..12]);
+        assert_eq!(&w[1].1[6..12], &ra.frame[..6]);
+        assert_eq!(&w[1].1[14..], &b[..]);
+    }
+
+    #[test]
+    fn modified_packets_keep_their_link_header() {
+        let a = udp_packet(v4(1, 1, 1, 1), 1, v4(2, 2, 2, 2), 2, b"original");
+        let new = udp_packet(v4(1, 1, 1, 1), 1, v4(2, 2, 2, 2), 2, b"changed!!");
+        let mut out = PcapOutput::new(Vec::new(), LinkType::Ethernet, false, 0).unwrap();
+        let ra = record(3, &a);
+        let mut ap = Applier { output: Some(&mut out), book: VerdictBook::default(), summary: Summary::default() };
+        let mut o = Output::new();
+        o.verdict(3, Verdict::AcceptModified(new.clone()));
+        ap.apply(&mut o, Some(ra.clone()), 0).unwrap();
+        assert_eq!(ap.summary.modified, 1);
+        let w = written(out);
+        assert_eq!(&w[0].1[..14], ra.link_header().unwrap());
+        assert_eq!(decode(&w[0].1[14..]).unwrap().payload(), b"changed!!");
+    }
+
+    #[test]
+    fn summary_json_has_every_counter() {
+        let s = Summary { packets_in: 3, counters: Stats::new().snapshot(), ..Summary::default() };
+        let j = s.to_json();
+        assert_eq!(j["packets_in"], 3);
+        assert_eq!(j["counters"].as_object().unwrap().len(), Counter::ALL.len());
+        assert!(s.to_string().starts_with("3 packets"));
+    }
+}
