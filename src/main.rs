@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Replay a capture file through the rules, writing what would pass.
-    Pcap(PcapArgs),
+    Pcap(Box<PcapArgs>),
     /// Load a rule file and report its rules, or the error with file:line.
     Check {
         /// The Lua rule file.
@@ -190,7 +190,8 @@ fn pcap(args: &PcapArgs) -> ExitCode {
 fn check(rules: &std::path::Path) -> ExitCode {
     match offline::check_rules(rules) {
         Ok(report) => {
-            let events = if report.events.is_empty() { "no events".to_string() } else { report.events.join(", ") };
+            let events =
+                if report.events.is_empty() { "no events".to_string() } else { report.events.join(", ") };
             println!("{}: {} rules on events {events}", rules.display(), report.rules);
             ExitCode::SUCCESS
         }

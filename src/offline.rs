@@ -232,7 +232,11 @@ pub fn load_rules(
     let _ = (cfg, stats);
     std::fs::read(path).map_err(|e| OfflineError::Rules(format!("{}: {e}", path.display())))?;
     if let Some(p) = alerts {
-        std::fs::File::create(p).map_err(|source| OfflineError::Write { what: "alerts", path: p.into(), source })?;
+        std::fs::File::create(p).map_err(|source| OfflineError::Write {
+            what: "alerts",
+            path: p.into(),
+            source,
+        })?;
     }
     Ok(NoRules)
 }
@@ -255,7 +259,10 @@ pub struct CheckReport {
 // reports that checking is unavailable, so `sluice check` fails honestly.
 pub fn check_rules(path: &Path) -> Result<CheckReport, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Err(format!("{}: rule checking is not available in this build (Lua rules not merged yet)", path.display()))
+    Err(format!(
+        "{}: rule checking is not available in this build (Lua rules not merged yet)",
+        path.display()
+    ))
 }
 
 /// Replays `opts.input` through the rules in `opts.rules`.
@@ -366,7 +373,9 @@ impl<W: Write> Applier<'_, W> {
                         None => self.book.held.remove(&id),
                     };
                     let Some(rec) = rec else {
-                        tracing::error!("engine gave a verdict for packet {id}, which is not waiting for one");
+                        tracing::error!(
+                            "engine gave a verdict for packet {id}, which is not waiting for one"
+                        );
                         self.summary.unexpected_verdicts += 1;
                         continue;
                     };
@@ -413,7 +422,8 @@ fn replay<I: Inspector, W: Write>(
     output_path: &Path,
     progress: Option<&ProgressBar>,
 ) -> (Summary, Result<(), OfflineError>) {
-    let write_err = |source| OfflineError::Write { what: "output pcap", path: output_path.to_path_buf(), source };
+    let write_err =
+        |source| OfflineError::Write { what: "output pcap", path: output_path.to_path_buf(), source };
     let mut a = Applier { output, book: VerdictBook::default(), summary: Summary::default() };
     let mut out = Output::new();
     let mut last_time = Timestamp::default();
@@ -504,14 +514,21 @@ mod tests {
     use super::*;
     use crate::capture::link::{locate_ip, LinkType};
     use crate::pcapgen::Framing;
-    use crate::wire::forge::udp_packet;
     use crate::wire::decode;
     use crate::wire::decode::v4;
+    use crate::wire::forge::udp_packet;
 
     fn record(index: u64, ip: &[u8]) -> Record {
         let frame = Framing::Ethernet.frame(ip);
         let l3 = locate_ip(LinkType::Ethernet, &frame);
-        Record { index, time: Timestamp(index), time_ns: index * 1000, orig_len: frame.len() as u32, frame, l3 }
+        Record {
+            index,
+            time: Timestamp(index),
+            time_ns: index * 1000,
+            orig_len: frame.len() as u32,
+            frame,
+            l3,
+        }
     }
 
     fn written(out: PcapOutput<Vec<u8>>) -> Vec<(u64, Vec<u8>)> {
@@ -532,7 +549,8 @@ mod tests {
         let mut out = PcapOutput::new(Vec::new(), LinkType::Ethernet, false, 0).unwrap();
         let (ra, rb) = (record(0, &a), record(1, &b));
         out.learn(ra.link_header().unwrap(), ra.ip().unwrap());
-        let mut ap = Applier { output: Some(&mut out), book: VerdictBook::default(), summary: Summary::default() };
+        let mut ap =
+            Applier { output: Some(&mut out), book: VerdictBook::default(), summary: Summary::default() };
         let mut o = Output::new();
         // Packet 0: no verdict yet (held). Packet 1: its own verdict, then 0's,
         // and an RST-like forged packet from 2.2.2.2 to 1.1.1.1.
@@ -561,7 +579,8 @@ mod tests {
         let new = udp_packet(v4(1, 1, 1, 1), 1, v4(2, 2, 2, 2), 2, b"changed!!");
         let mut out = PcapOutput::new(Vec::new(), LinkType::Ethernet, false, 0).unwrap();
         let ra = record(3, &a);
-        let mut ap = Applier { output: Some(&mut out), book: VerdictBook::default(), summary: Summary::default() };
+        let mut ap =
+            Applier { output: Some(&mut out), book: VerdictBook::default(), summary: Summary::default() };
         let mut o = Output::new();
         o.verdict(3, Verdict::AcceptModified(new.clone()));
         ap.apply(&mut o, Some(ra.clone()), 0).unwrap();

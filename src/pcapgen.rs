@@ -110,7 +110,14 @@ impl Conversation {
     /// number, flags, options and payload; the ACK field (with ACK in `flags`)
     /// is the peer's next sequence number. Does not change the tracked
     /// sequence numbers: this is for adversarial segments.
-    pub fn build(&mut self, dir: Direction, seq: SeqNumber, flags: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    pub fn build(
+        &mut self,
+        dir: Direction,
+        seq: SeqNumber,
+        flags: u8,
+        options: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
         let (src, dst) = self.ends(dir);
         let mut seg = TcpSegment::new(src.ip(), src.port(), dst.ip(), dst.port());
         seg.seq = seq;

@@ -119,7 +119,8 @@ impl<I: Inspector> StreamDump<I> {
                     self.open.remove(&old);
                 }
             }
-            let path = self.dir.join(file_name(conn.number, if dir == 0 { Direction::Up } else { Direction::Down }));
+            let path =
+                self.dir.join(file_name(conn.number, if dir == 0 { Direction::Up } else { Direction::Down }));
             let file = if conn.created[dir] {
                 OpenOptions::new().append(true).open(path)?
             } else {
@@ -220,7 +221,8 @@ impl<I: Inspector> Inspector for StreamDump<I> {
             let number = self.next_number;
             self.next_number += 1;
             self.summary.connections += 1;
-            self.conns.insert(flow.id, Conn { number, flow: flow.clone(), bytes: [0, 0], created: [false, false] });
+            self.conns
+                .insert(flow.id, Conn { number, flow: flow.clone(), bytes: [0, 0], created: [false, false] });
         }
         let r = self.append(flow.id, dir.index(), data);
         self.note(r);
@@ -255,7 +257,13 @@ mod tests {
         fn subscribed(&self, e: Event) -> bool {
             e == Event::TcpData
         }
-        fn packet(&mut self, _: Event, _: &Context, _: &Decoded<'_>, _: Option<(&FlowInfo, Direction)>) -> Action {
+        fn packet(
+            &mut self,
+            _: Event,
+            _: &Context,
+            _: &Decoded<'_>,
+            _: Option<(&FlowInfo, Direction)>,
+        ) -> Action {
             Action::Accept
         }
         fn data(&mut self, _: &Context, _: &FlowInfo, _: Direction, d: &[u8]) -> Action {

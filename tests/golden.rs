@@ -267,7 +267,12 @@ fn all_cases() -> Vec<Case> {
         case("passthrough", ACCEPT_ALL, mixed_traffic(), false),
         Case { dump_streams: true, ..case("stream-dump", ACCEPT_ALL, mixed_traffic(), true) },
         case("port-refusal", PORT_REFUSAL, port_refusal_traffic(), true),
-        case("reset-split-pattern", stream_rule("attack", "reset"), split_pattern_traffic(CLIENT, SERVER), true),
+        case(
+            "reset-split-pattern",
+            stream_rule("attack", "reset"),
+            split_pattern_traffic(CLIENT, SERVER),
+            true,
+        ),
         case("halfreset", stream_rule("evil", "halfreset"), halfreset_traffic(), true),
         case("flow-drop", stream_rule("drop-me", "drop"), flow_drop_traffic(), true),
         case("udp-rule", UDP_RULE, udp_traffic(), true),
@@ -371,11 +376,17 @@ fn describe(link: LinkType, r: &Record) -> String {
 fn summarize(d: &Decoded<'_>) -> String {
     match &d.transport {
         Transport::Tcp(t) => {
-            let flags: String = [(tcp_flags::SYN, 'S'), (tcp_flags::FIN, 'F'), (tcp_flags::RST, 'R'), (tcp_flags::PSH, 'P'), (tcp_flags::ACK, '.')]
-                .iter()
-                .filter(|(f, _)| t.flags & f != 0)
-                .map(|(_, c)| *c)
-                .collect();
+            let flags: String = [
+                (tcp_flags::SYN, 'S'),
+                (tcp_flags::FIN, 'F'),
+                (tcp_flags::RST, 'R'),
+                (tcp_flags::PSH, 'P'),
+                (tcp_flags::ACK, '.'),
+            ]
+            .iter()
+            .filter(|(f, _)| t.flags & f != 0)
+            .map(|(_, c)| *c)
+            .collect();
             format!(
                 "TCP {}:{} > {}:{} [{flags}] seq={} ack={} len={} {:?}",
                 d.ip.src,
@@ -411,7 +422,17 @@ fn compare_records(case: &str, link: LinkType, expected: &[Record], actual: &[Re
             let (el, al) = (e.get(i), a.get(i));
             let bytes_differ = expected.get(i).map(|r| &r.frame) != actual.get(i).map(|r| &r.frame);
             if el != al || bytes_differ {
-                diff += &format!("  - {}\n  + {}\n", el.map_or("(none)", |s| s), al.map_or("(none)", |s| s));
+                let at = match (expected.get(i), actual.get(i)) {
+                    (Some(e), Some(a)) => e.frame.iter().zip(&a.frame).position(|(x, y)| x != y),
+                    _ => None,
+                };
+                let note =
+                    at.map_or(String::new(), |n| format!("    (first differing byte at frame offset {n})\n"));
+                diff += &format!(
+                    "  - {}\n  + {}\n{note}",
+                    el.map_or("(none)", |s| s),
+                    al.map_or("(none)", |s| s)
+                );
             } else {
                 diff += &format!("    {}\n", el.map_or("", |s| s));
             }
@@ -574,7 +595,10 @@ link_cases! {
 fn port_refusal() {
     let o = run_case("port-refusal");
     let pk = ip_packets(&o);
-    assert!(pk.iter().all(|d| d.tcp().map_or(true, |t| t.src_port != 8080 && t.dst_port != 8080)), "nothing of 8080");
+    assert!(
+        pk.iter().all(|d| d.tcp().map_or(true, |t| t.src_port != 8080 && t.dst_port != 8080)),
+        "nothing of 8080"
+    );
     let to_80 = pk.iter().filter(|d| d.tcp().is_some_and(|t| t.dst_port == 80)).count();
     let input_80 = input_records("port-refusal")
         .iter()
@@ -588,7 +612,10 @@ fn port_refusal() {
 fn check_reset(name: &str, client: &str, server: &str) -> Outcome {
     let o = run_case(name);
     let pk = ip_packets(&o);
-    assert!(!pk.iter().any(|d| payload_contains(d, b"ack HTTP")), "{name}: the segment completing `attack` is dropped");
+    assert!(
+        !pk.iter().any(|d| payload_contains(d, b"ack HTTP")),
+        "{name}: the segment completing `attack` is dropped"
+    );
     assert!(!pk.iter().any(|d| payload_contains(d, b"too late")), "{name}: nothing after the reset");
     assert!(pk.iter().any(|d| is_rst_to(d, addr(server))), "{name}: RST to the server");
     assert!(pk.iter().any(|d| is_rst_to(d, addr(client))), "{name}: RST to the client");
@@ -610,7 +637,11 @@ fn reset_split_pattern() {
 #[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn ipv6_reset() {
     let o = check_reset("ipv6-reset", "[fd00::1]:40000", "[fd00::2]:80");
-    let rst = o.records.iter().find(|r| decode(r.ip().unwrap()).unwrap().tcp().unwrap().has(tcp_flags::RST)).unwrap();
+    let rst = o
+        .records
+        .iter()
+        .find(|r| decode(r.ip().unwrap()).unwrap().tcp().unwrap().has(tcp_flags::RST))
+        .unwrap();
     assert_eq!(&rst.frame[12..14], &[0x86, 0xdd], "forged frame announces IPv6");
 }
 
@@ -652,7 +683,11 @@ fn flow_drop() {
     let pk = ip_packets(&o);
     assert!(pk.iter().any(|d| payload_contains(d, b"fine")));
     for later in [&b"drop-me"[..], b"reply", b"again"] {
-        assert!(!pk.iter().any(|d| payload_contains(d, later)), "{:?} dropped", String::from_utf8_lossy(later));
+        assert!(
+            !pk.iter().any(|d| payload_contains(d, later)),
+            "{:?} dropped",
+            String::from_utf8_lossy(later)
+        );
     }
     assert!(!pk.iter().any(|d| d.tcp().is_some_and(|t| t.has(tcp_flags::RST))), "drop forges nothing");
     assert!(pk.iter().any(|d| payload_contains(d, b"unrelated connection")), "other flows unaffected");

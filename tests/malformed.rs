@@ -221,10 +221,10 @@ fn broken_packets_in_a_pcap_get_verdicts() {
     let good = traffic();
     let syn = good[0].1.clone();
     let mut broken: Vec<Vec<u8>> = vec![
-        syn[..10].to_vec(),                 // truncated IPv4 header
-        syn[..30].to_vec(),                 // truncated TCP header
-        vec![0x45],                         // one byte
-        vec![0x60; 39],                     // truncated IPv6 header
+        syn[..10].to_vec(),                  // truncated IPv4 header
+        syn[..30].to_vec(),                  // truncated TCP header
+        vec![0x45],                          // one byte
+        vec![0x60; 39],                      // truncated IPv6 header
         [&syn[..], &[0u8; 30][..]].concat(), // trailing junk (link padding)
     ];
     let mut lying = syn.clone();

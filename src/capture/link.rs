@@ -194,11 +194,8 @@ pub fn set_ip_version(link: LinkType, header: &mut [u8], version: u8) {
                     .unwrap_or(AF_INET6[0]),
                 _ => AF_INET,
             };
-            let bytes = if link == LinkType::Null && was_le {
-                family.to_le_bytes()
-            } else {
-                family.to_be_bytes()
-            };
+            let bytes =
+                if link == LinkType::Null && was_le { family.to_le_bytes() } else { family.to_be_bytes() };
             header.copy_from_slice(&bytes);
         }
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => {}

@@ -18,7 +18,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use pcap_file::pcap::PcapHeader;
-use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{Endianness, PcapError, TsResolution};
 
@@ -128,7 +130,11 @@ impl fmt::Display for CaptureError {
                 path.display()
             ),
             CaptureError::Truncated { path, record, offset } => {
-                write!(f, "{}: file is truncated in record {record} (at byte offset {offset})", path.display())
+                write!(
+                    f,
+                    "{}: file is truncated in record {record} (at byte offset {offset})",
+                    path.display()
+                )
             }
             CaptureError::Malformed { path, record, offset, reason } => {
                 write!(f, "{}: malformed record {record} at byte offset {offset}: {reason}", path.display())
@@ -339,7 +345,8 @@ struct ClassicReader {
 impl ClassicReader {
     fn open(mut reader: FileReader, path: &Path) -> Result<ClassicReader, CaptureError> {
         let mut buf = [0u8; 24];
-        let n = read_full(&mut reader, &mut buf).map_err(|source| CaptureError::Io { path: path.into(), source })?;
+        let n = read_full(&mut reader, &mut buf)
+            .map_err(|source| CaptureError::Io { path: path.into(), source })?;
         if n < 24 {
             return Err(CaptureError::Truncated { path: path.into(), record: 0, offset: 0 });
         }
@@ -448,7 +455,7 @@ impl NgInterface {
     }
 
     /// Converts a timestamp in this interface's units to nanoseconds.
-    fn to_ns(&self, units: u64) -> u64 {
+    fn units_to_ns(self, units: u64) -> u64 {
         let units = u128::from(units);
         let ns = match self.decimal {
             Some(d) if d <= 9 => units.saturating_mul(10u128.pow(9 - d)),
@@ -537,7 +544,8 @@ impl NgReader {
             Ok(b) => b,
             Err(e) => return Some(Err(ng_error(e, path, index, offset))),
         };
-        let malformed = |reason: String| CaptureError::Malformed { path: path.into(), record: index, offset, reason };
+        let malformed =
+            |reason: String| CaptureError::Malformed { path: path.into(), record: index, offset, reason };
         let (iface, units, data, orig_len) = match block {
             Block::InterfaceDescription(idb) => {
                 self.interfaces.push(NgInterface::from_block(&idb));
@@ -546,9 +554,12 @@ impl NgReader {
             Block::EnhancedPacket(p) => {
                 (p.interface_id, Some(p.timestamp.as_nanos()), p.data.into_owned(), p.original_len)
             }
-            Block::Packet(p) => {
-                (u32::from(p.interface_id), Some(u128::from(p.timestamp)), p.data.into_owned(), p.original_len)
-            }
+            Block::Packet(p) => (
+                u32::from(p.interface_id),
+                Some(u128::from(p.timestamp)),
+                p.data.into_owned(),
+                p.original_len,
+            ),
             Block::SimplePacket(p) => {
                 // The block body is padded to 32 bits; the captured length is
                 // the smaller of the original length and the interface snaplen.
@@ -572,7 +583,7 @@ impl NgReader {
             }
         }
         let time_ns = match units {
-            Some(u) => interface.to_ns(u64::try_from(u).unwrap_or(u64::MAX)),
+            Some(u) => interface.units_to_ns(u64::try_from(u).unwrap_or(u64::MAX)),
             None => self.last_time_ns,
         };
         self.last_time_ns = time_ns;
