@@ -1,5 +1,212 @@
-//! The `sluice` command line.
+//! The `sluice` command line. Only argument parsing, logging setup and
+//! reporting live here; the work is in the library.
 
-fn main() {
-    println!("sluice: being written");
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use sluice::config::{EngineConfig, ErrorPolicy, RulesConfig};
+use sluice::offline::{self, OfflineOptions};
+
+/// Inline Linux packet filter with Haka-compatible Lua rules.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    /// Log level or filter (error, warn, info, debug, trace, or an EnvFilter
+    /// directive such as `sluice=debug`). Also read from SLUICE_LOG.
+    #[arg(short = 'v', long = "log-level", global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a capture file through the rules, writing what would pass.
+    Pcap(Box<PcapArgs>),
+    /// Load a rule file and report its rules, or the error with file:line.
+    Check {
+        /// The Lua rule file.
+        rules: PathBuf,
+    },
+}
+
+/// What to do with a packet when a rule raises an error.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum OnRuleError {
+    /// Drop the packet (fail closed).
+    Drop,
+    /// Accept the packet (fail open).
+    Accept,
+}
+
+#[derive(clap::Args, Debug)]
+struct PcapArgs {
+    /// The Lua rule file.
+    rules: PathBuf,
+    /// The capture to replay (pcap or pcapng).
+    input: PathBuf,
+    /// Write the packets that pass (and forged RSTs) to this pcap.
+    #[arg(short, long, value_name = "OUTPUT.pcap")]
+    output: Option<PathBuf>,
+    /// Write alerts (JSON lines) to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    alerts: Option<PathBuf>,
+    /// Write each TCP direction's delivered bytes into this directory.
+    #[arg(long, value_name = "DIR")]
+    dump_streams: Option<PathBuf>,
+    /// Pick up TCP connections whose handshake is not in the capture.
+    #[arg(long)]
+    midstream: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// What happens to a packet whose rule raised an error.
+    #[arg(long, value_enum, default_value = "drop")]
+    on_rule_error: OnRuleError,
+    /// Maximum flows in the table.
+    #[arg(long, value_name = "N")]
+    max_flows: Option<usize>,
+    /// Maximum bytes buffered per TCP direction.
+    #[arg(long, value_name = "BYTES")]
+    max_stream_buffer: Option<usize>,
+    /// Maximum bytes buffered for all streams together.
+    #[arg(long, value_name = "BYTES")]
+    max_total_buffer: Option<usize>,
+    /// Idle timeout of an established TCP connection, in seconds.
+    #[arg(long, value_name = "SECS")]
+    tcp_timeout: Option<u64>,
+    /// Timeout of a TCP connection in its handshake, in seconds.
+    #[arg(long, value_name = "SECS")]
+    tcp_handshake_timeout: Option<u64>,
+    /// Timeout of a closing TCP connection, in seconds.
+    #[arg(long, value_name = "SECS")]
+    tcp_closing_timeout: Option<u64>,
+    /// Idle timeout of a UDP flow, in seconds.
+    #[arg(long, value_name = "SECS")]
+    udp_timeout: Option<u64>,
+    /// Do not verify TCP/UDP/ICMP checksums.
+    #[arg(long)]
+    no_verify_checksums: bool,
+    /// Lua instructions one event may run before it is aborted.
+    #[arg(long, value_name = "N")]
+    instruction_limit: Option<u64>,
+}
+
+impl PcapArgs {
+    fn engine_config(&self) -> EngineConfig {
+        let mut c = EngineConfig { tcp_midstream: self.midstream, ..EngineConfig::default() };
+        let secs = Duration::from_secs;
+        if let Some(n) = self.max_flows {
+            c.max_flows = n;
+        }
+        if let Some(n) = self.max_stream_buffer {
+            c.max_stream_buffer = n;
+        }
+        if let Some(n) = self.max_total_buffer {
+            c.max_total_buffer = n;
+        }
+        if let Some(s) = self.tcp_timeout {
+            c.tcp_established_timeout = secs(s);
+        }
+        if let Some(s) = self.tcp_handshake_timeout {
+            c.tcp_handshake_timeout = secs(s);
+        }
+        if let Some(s) = self.tcp_closing_timeout {
+            c.tcp_closing_timeout = secs(s);
+        }
+        if let Some(s) = self.udp_timeout {
+            c.udp_timeout = secs(s);
+        }
+        if self.no_verify_checksums {
+            c.verify_checksums = false;
+        }
+        c
+    }
+
+    fn rules_config(&self) -> RulesConfig {
+        let mut r = RulesConfig {
+            on_error: match self.on_rule_error {
+                OnRuleError::Drop => ErrorPolicy::Drop,
+                OnRuleError::Accept => ErrorPolicy::Accept,
+            },
+            ..RulesConfig::default()
+        };
+        if let Some(n) = self.instruction_limit {
+            r.instruction_limit = n;
+        }
+        r
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).ok(),
+        None => EnvFilter::try_from_env("SLUICE_LOG").ok(),
+    }
+    .unwrap_or_else(|| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn pcap(args: &PcapArgs) -> ExitCode {
+    let opts = OfflineOptions {
+        rules: args.rules.clone(),
+        input: args.input.clone(),
+        output: args.output.clone(),
+        alerts: args.alerts.clone(),
+        dump_streams: args.dump_streams.clone(),
+        engine: args.engine_config(),
+        rules_config: args.rules_config(),
+        progress: !args.no_progress,
+    };
+    let summary = match offline::run(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprint!("{summary}");
+    if let Some(path) = &args.summary_json {
+        let text = summary.to_json().to_string() + "\n";
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("sluice: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if summary.has_errors() {
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
+}
+
+fn check(rules: &std::path::Path) -> ExitCode {
+    match offline::check_rules(rules) {
+        Ok(report) => {
+            let events =
+                if report.events.is_empty() { "no events".to_string() } else { report.events.join(", ") };
+            println!("{}: {} rules on events {events}", rules.display(), report.rules);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref());
+    match &cli.command {
+        Command::Pcap(args) => pcap(args),
+        Command::Check { rules } => check(rules),
+    }
 }

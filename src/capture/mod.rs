@@ -1,1 +1,7 @@
-//! Capture drivers: pcap files and NFQUEUE. (Being written.)
+//! Capture drivers: where packets come from.
+//!
+//! * [`pcap`] reads pcap and pcapng files for `sluice pcap`;
+//!   [`link`] finds the IP packet in each link type's frames.
+
+pub mod link;
+pub mod pcap;

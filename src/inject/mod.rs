@@ -1,1 +1,5 @@
-//! Injection drivers: raw socket and pcap writer. (Being written.)
+//! Injection drivers: where verdicts and forged packets go.
+//!
+//! * [`pcap_writer`] writes what would have passed to an output pcap (`sluice pcap`).
+
+pub mod pcap_writer;

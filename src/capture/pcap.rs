@@ -1,0 +1,615 @@
+//! Reading capture files: classic pcap (either byte order, micro- or
+//! nanosecond timestamps) and pcapng, told apart by their magic number.
+//!
+//! Classic pcap records are parsed here rather than by `pcap-file`'s
+//! `PcapReader`, because that reader rejects records whose original length
+//! exceeds the snapshot length (every snaplen-truncated capture has them) and
+//! cannot say where in the file a problem sits. pcapng, which has many block
+//! types and options, goes through `pcap-file`'s block parser; we only add the
+//! interface timestamp resolution and offset, which that parser leaves to us.
+//!
+//! Every problem in a file is a [`CaptureError`] naming the file, the record
+//! number and the byte offset; nothing in a file can make this code panic.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use pcap_file::pcap::PcapHeader;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{Endianness, PcapError, TsResolution};
+
+use super::link::{locate_ip, LinkType};
+use crate::time::Timestamp;
+
+/// Largest record we accept. Real captures use snap lengths up to 256 KiB;
+/// a larger length field means the file is corrupt, and trusting it would
+/// make us allocate whatever a broken file claims.
+pub const MAX_RECORD_LEN: u32 = 16 << 20;
+
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// One captured frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Position of the record in the file, from 0 (the engine's packet id).
+    pub index: u64,
+    /// Capture time, in microseconds (what the engine runs on).
+    pub time: Timestamp,
+    /// Capture time in nanoseconds since the epoch, as exact as the file has it
+    /// (the output pcap keeps it).
+    pub time_ns: u64,
+    /// The captured bytes, link-layer header included.
+    pub frame: Vec<u8>,
+    /// Length of the frame on the wire; larger than `frame.len()` when the
+    /// capture's snap length cut it.
+    pub orig_len: u32,
+    /// Where the IP packet sits in `frame`; `None` if the frame is not IPv4/IPv6.
+    pub l3: Option<Range<usize>>,
+}
+
+impl Record {
+    /// The IP packet of the frame, if it carries one.
+    pub fn ip(&self) -> Option<&[u8]> {
+        self.l3.clone().and_then(|r| self.frame.get(r))
+    }
+
+    /// The link-layer header (everything before the IP packet), if IP.
+    pub fn link_header(&self) -> Option<&[u8]> {
+        self.l3.as_ref().and_then(|r| self.frame.get(..r.start))
+    }
+}
+
+/// Why a capture file could not be read.
+#[derive(Debug)]
+pub enum CaptureError {
+    /// The file could not be opened or read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The file is neither pcap nor pcapng.
+    NotACapture {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file's link type is not one sluice can find IP packets in.
+    UnsupportedLinkType {
+        /// The file.
+        path: PathBuf,
+        /// The `LINKTYPE_*` number.
+        link: u32,
+    },
+    /// The file ends in the middle of a header or record.
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Number of the record that is cut (0-based; equals the records read).
+        record: u64,
+        /// Byte offset where that record starts.
+        offset: u64,
+    },
+    /// A header or record is malformed.
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Number of the record (0-based) at which reading stopped.
+        record: u64,
+        /// Byte offset of that record or block.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CaptureError {
+    /// True if the file is cut short (its records so far are good).
+    pub fn is_truncation(&self) -> bool {
+        matches!(self, CaptureError::Truncated { .. })
+    }
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CaptureError::NotACapture { path } => {
+                write!(f, "{}: not a pcap or pcapng file (unknown magic number)", path.display())
+            }
+            CaptureError::UnsupportedLinkType { path, link } => write!(
+                f,
+                "{}: unsupported link type {link} (supported: 0 NULL, 1 Ethernet, 101 raw IP, 108 LOOP, \
+                 113 Linux SLL, 228 IPv4, 229 IPv6, 276 Linux SLL2)",
+                path.display()
+            ),
+            CaptureError::Truncated { path, record, offset } => {
+                write!(
+                    f,
+                    "{}: file is truncated in record {record} (at byte offset {offset})",
+                    path.display()
+                )
+            }
+            CaptureError::Malformed { path, record, offset, reason } => {
+                write!(f, "{}: malformed record {record} at byte offset {offset}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CaptureError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CaptureError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The container format of a capture file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Classic libpcap format.
+    Pcap,
+    /// pcapng.
+    PcapNg,
+}
+
+type FileReader = io::Chain<Cursor<Vec<u8>>, BufReader<File>>;
+
+/// A capture file being read record by record.
+pub struct PcapSource {
+    path: PathBuf,
+    link: LinkType,
+    nanosecond: bool,
+    snaplen: u32,
+    next_index: u64,
+    done: bool,
+    inner: Inner,
+}
+
+enum Inner {
+    Pcap(ClassicReader),
+    PcapNg(Box<NgReader>),
+}
+
+impl PcapSource {
+    /// Opens a capture file and reads its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<PcapSource, CaptureError> {
+        let path = path.as_ref().to_path_buf();
+        let io_err = |source| CaptureError::Io { path: path.clone(), source };
+        let file = File::open(&path).map_err(io_err)?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut magic = [0u8; 4];
+        let n = read_full(&mut reader, &mut magic).map_err(io_err)?;
+        if n < 4 {
+            return Err(CaptureError::Truncated { path, record: 0, offset: 0 });
+        }
+        if magic == PCAPNG_MAGIC {
+            // The section header's length and byte-order magic follow: we need
+            // the length to report byte offsets (pcap-file does not give them).
+            let mut head = [0u8; 8];
+            let n = read_full(&mut reader, &mut head).map_err(io_err)?;
+            if n < 8 {
+                return Err(CaptureError::Truncated { path, record: 0, offset: 0 });
+            }
+            let shb_len = match head[4..8] {
+                [0x1a, 0x2b, 0x3c, 0x4d] => u32::from_be_bytes([head[0], head[1], head[2], head[3]]),
+                _ => u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+            };
+            let mut start = magic.to_vec();
+            start.extend_from_slice(&head);
+            let reader = Cursor::new(start).chain(reader);
+            let ng = NgReader::open(reader, &path, u64::from(shb_len))?;
+            let link = ng.link;
+            let nanosecond = ng.nanosecond;
+            let snaplen = ng.snaplen;
+            Ok(PcapSource {
+                path,
+                link,
+                nanosecond,
+                snaplen,
+                next_index: 0,
+                done: false,
+                inner: Inner::PcapNg(Box::new(ng)),
+            })
+        } else {
+            let reader = Cursor::new(magic.to_vec()).chain(reader);
+            let classic = ClassicReader::open(reader, &path)?;
+            let link_number = u32::from(classic.header.datalink);
+            let link = LinkType::from_number(link_number)
+                .ok_or(CaptureError::UnsupportedLinkType { path: path.clone(), link: link_number })?;
+            Ok(PcapSource {
+                path,
+                link,
+                nanosecond: classic.header.ts_resolution == TsResolution::NanoSecond,
+                snaplen: classic.header.snaplen,
+                next_index: 0,
+                done: false,
+                inner: Inner::Pcap(classic),
+            })
+        }
+    }
+
+    /// The file this reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The container format.
+    pub fn format(&self) -> Format {
+        match self.inner {
+            Inner::Pcap(_) => Format::Pcap,
+            Inner::PcapNg(_) => Format::PcapNg,
+        }
+    }
+
+    /// The link type of every record.
+    pub fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    /// True if the file's timestamps are finer than microseconds.
+    pub fn nanosecond_timestamps(&self) -> bool {
+        self.nanosecond
+    }
+
+    /// The capture's snap length (0 if the file does not say).
+    pub fn snaplen(&self) -> u32 {
+        self.snaplen
+    }
+
+    /// Byte offset of the next record.
+    pub fn offset(&self) -> u64 {
+        match &self.inner {
+            Inner::Pcap(c) => c.offset,
+            Inner::PcapNg(n) => n.offset,
+        }
+    }
+
+    /// The next record, `None` at the end of the file. After an error every
+    /// later call returns `None`.
+    pub fn next_record(&mut self) -> Option<Result<Record, CaptureError>> {
+        if self.done {
+            return None;
+        }
+        let index = self.next_index;
+        let raw = match &mut self.inner {
+            Inner::Pcap(c) => c.next(&self.path, index),
+            Inner::PcapNg(n) => n.next(&self.path, index, self.link),
+        };
+        match raw {
+            Some(Ok(raw)) => {
+                self.next_index += 1;
+                let l3 = locate_ip(self.link, &raw.frame);
+                Some(Ok(Record {
+                    index,
+                    time: Timestamp(raw.time_ns / 1000),
+                    time_ns: raw.time_ns,
+                    frame: raw.frame,
+                    orig_len: raw.orig_len,
+                    l3,
+                }))
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl Iterator for PcapSource {
+    type Item = Result<Record, CaptureError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record()
+    }
+}
+
+struct RawRecord {
+    time_ns: u64,
+    frame: Vec<u8>,
+    orig_len: u32,
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+struct ClassicReader {
+    reader: FileReader,
+    header: PcapHeader,
+    offset: u64,
+}
+
+impl ClassicReader {
+    fn open(mut reader: FileReader, path: &Path) -> Result<ClassicReader, CaptureError> {
+        let mut buf = [0u8; 24];
+        let n = read_full(&mut reader, &mut buf)
+            .map_err(|source| CaptureError::Io { path: path.into(), source })?;
+        if n < 24 {
+            return Err(CaptureError::Truncated { path: path.into(), record: 0, offset: 0 });
+        }
+        let header = match PcapHeader::from_slice(&buf) {
+            Ok((_, h)) => h,
+            Err(PcapError::InvalidField(_)) => return Err(CaptureError::NotACapture { path: path.into() }),
+            Err(e) => {
+                return Err(CaptureError::Malformed {
+                    path: path.into(),
+                    record: 0,
+                    offset: 0,
+                    reason: format!("file header: {e}"),
+                })
+            }
+        };
+        Ok(ClassicReader { reader, header, offset: 24 })
+    }
+
+    fn u32_at(&self, b: &[u8], at: usize) -> u32 {
+        let w = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        match self.header.endianness {
+            Endianness::Big => u32::from_be_bytes(w),
+            Endianness::Little => u32::from_le_bytes(w),
+        }
+    }
+
+    fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
+        let offset = self.offset;
+        let truncated = || CaptureError::Truncated { path: path.into(), record: index, offset };
+        let io_err = |source| CaptureError::Io { path: path.into(), source };
+        let mut hdr = [0u8; 16];
+        match read_full(&mut self.reader, &mut hdr) {
+            Ok(0) => return None,
+            Ok(16) => {}
+            Ok(_) => return Some(Err(truncated())),
+            Err(e) => return Some(Err(io_err(e))),
+        }
+        let secs = u64::from(self.u32_at(&hdr, 0));
+        let frac = u64::from(self.u32_at(&hdr, 4));
+        let incl_len = self.u32_at(&hdr, 8);
+        let orig_len = self.u32_at(&hdr, 12);
+        if incl_len > MAX_RECORD_LEN {
+            return Some(Err(CaptureError::Malformed {
+                path: path.into(),
+                record: index,
+                offset,
+                reason: format!("captured length {incl_len} exceeds the {MAX_RECORD_LEN}-byte limit"),
+            }));
+        }
+        let mut frame = vec![0u8; incl_len as usize];
+        match read_full(&mut self.reader, &mut frame) {
+            Ok(n) if n == frame.len() => {}
+            Ok(_) => return Some(Err(truncated())),
+            Err(e) => return Some(Err(io_err(e))),
+        }
+        self.offset += 16 + u64::from(incl_len);
+        let frac_ns = match self.header.ts_resolution {
+            TsResolution::MicroSecond => frac.saturating_mul(1000),
+            TsResolution::NanoSecond => frac,
+        };
+        let time_ns = secs.saturating_mul(1_000_000_000).saturating_add(frac_ns);
+        Some(Ok(RawRecord { time_ns, frame, orig_len: orig_len.max(incl_len) }))
+    }
+}
+
+/// What pcapng tells about one interface.
+#[derive(Debug, Clone, Copy)]
+struct NgInterface {
+    link: u32,
+    snaplen: u32,
+    /// Timestamp units: `Some(d)` for 10^-d seconds, `None` with `bin` for 2^-bin.
+    decimal: Option<u32>,
+    bin: u32,
+    /// if_tsoffset, seconds added to every timestamp.
+    offset_secs: u64,
+}
+
+impl NgInterface {
+    fn from_block(b: &InterfaceDescriptionBlock<'_>) -> NgInterface {
+        let mut i = NgInterface {
+            link: u32::from(b.linktype),
+            snaplen: b.snaplen,
+            decimal: Some(6),
+            bin: 0,
+            offset_secs: 0,
+        };
+        for opt in &b.options {
+            match opt {
+                InterfaceDescriptionOption::IfTsResol(r) if r & 0x80 == 0 => i.decimal = Some(u32::from(*r)),
+                InterfaceDescriptionOption::IfTsResol(r) => {
+                    i.decimal = None;
+                    i.bin = u32::from(r & 0x7f);
+                }
+                InterfaceDescriptionOption::IfTsOffset(o) => i.offset_secs = *o,
+                _ => {}
+            }
+        }
+        i
+    }
+
+    fn finer_than_micros(&self) -> bool {
+        match self.decimal {
+            Some(d) => d > 6,
+            None => self.bin > 20,
+        }
+    }
+
+    /// Converts a timestamp in this interface's units to nanoseconds.
+    fn units_to_ns(self, units: u64) -> u64 {
+        let units = u128::from(units);
+        let ns = match self.decimal {
+            Some(d) if d <= 9 => units.saturating_mul(10u128.pow(9 - d)),
+            Some(d) => units / 10u128.saturating_pow(d - 9),
+            None => units.saturating_mul(1_000_000_000) >> self.bin.min(127),
+        };
+        let ns = ns.saturating_add(u128::from(self.offset_secs).saturating_mul(1_000_000_000));
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+}
+
+struct NgReader {
+    reader: PcapNgReader<FileReader>,
+    interfaces: Vec<NgInterface>,
+    /// The first interface's link type, which every packet must share.
+    link: LinkType,
+    nanosecond: bool,
+    snaplen: u32,
+    offset: u64,
+    last_time_ns: u64,
+}
+
+impl NgReader {
+    fn open(reader: FileReader, path: &Path, section_header_len: u64) -> Result<NgReader, CaptureError> {
+        let reader = PcapNgReader::new(reader).map_err(|e| ng_error(e, path, 0, 0))?;
+        let mut ng = NgReader {
+            reader,
+            interfaces: Vec::new(),
+            link: LinkType::Ethernet,
+            nanosecond: false,
+            snaplen: 0,
+            offset: section_header_len,
+            last_time_ns: 0,
+        };
+        // Read up to the first interface description to learn the link type.
+        // pcapng allows other blocks before it, but no packets.
+        while ng.interfaces.is_empty() {
+            match ng.next_block(path, 0, None) {
+                None => break,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Some(_))) => {
+                    return Err(CaptureError::Malformed {
+                        path: path.into(),
+                        record: 0,
+                        offset: ng.offset,
+                        reason: "packet block before any interface description".into(),
+                    })
+                }
+                Some(Ok(None)) => {}
+            }
+        }
+        if let Some(first) = ng.interfaces.first().copied() {
+            ng.link = LinkType::from_number(first.link)
+                .ok_or(CaptureError::UnsupportedLinkType { path: path.into(), link: first.link })?;
+            ng.nanosecond = first.finer_than_micros();
+            ng.snaplen = first.snaplen;
+        }
+        Ok(ng)
+    }
+
+    /// Reads one block. `Ok(Some(record))` for a packet, `Ok(None)` for any
+    /// other block (interfaces are recorded).
+    fn next_block(
+        &mut self,
+        path: &Path,
+        index: u64,
+        link: Option<LinkType>,
+    ) -> Option<Result<Option<RawRecord>, CaptureError>> {
+        let offset = self.offset;
+        let endianness = self.reader.section().endianness;
+        let raw = match self.reader.next_raw_block()? {
+            Ok(raw) => raw,
+            Err(e) => return Some(Err(ng_error(e, path, index, offset))),
+        };
+        self.offset += u64::from(raw.initial_len);
+        if raw.type_ == pcap_file::pcapng::blocks::SECTION_HEADER_BLOCK {
+            // A new section (pcap-file has parsed it) starts a new interface list.
+            self.interfaces.clear();
+            return Some(Ok(None));
+        }
+        let block = match endianness {
+            Endianness::Big => raw.try_into_block::<byteorder::BigEndian>(),
+            Endianness::Little => raw.try_into_block::<byteorder::LittleEndian>(),
+        };
+        let block = match block {
+            Ok(b) => b,
+            Err(e) => return Some(Err(ng_error(e, path, index, offset))),
+        };
+        let malformed =
+            |reason: String| CaptureError::Malformed { path: path.into(), record: index, offset, reason };
+        let (iface, units, data, orig_len) = match block {
+            Block::InterfaceDescription(idb) => {
+                self.interfaces.push(NgInterface::from_block(&idb));
+                return Some(Ok(None));
+            }
+            Block::EnhancedPacket(p) => {
+                (p.interface_id, Some(p.timestamp.as_nanos()), p.data.into_owned(), p.original_len)
+            }
+            Block::Packet(p) => (
+                u32::from(p.interface_id),
+                Some(u128::from(p.timestamp)),
+                p.data.into_owned(),
+                p.original_len,
+            ),
+            Block::SimplePacket(p) => {
+                // The block body is padded to 32 bits; the captured length is
+                // the smaller of the original length and the interface snaplen.
+                let mut data = p.data.into_owned();
+                let snap = self.interfaces.first().map(|i| i.snaplen).filter(|s| *s > 0).unwrap_or(u32::MAX);
+                data.truncate(p.original_len.min(snap) as usize);
+                (0, None, data, p.original_len)
+            }
+            _ => return Some(Ok(None)),
+        };
+        let Some(interface) = self.interfaces.get(iface as usize).copied() else {
+            return Some(Err(malformed(format!("packet refers to undeclared interface {iface}"))));
+        };
+        if let Some(file_link) = link {
+            if interface.link != file_link.number() {
+                return Some(Err(malformed(format!(
+                    "interface {iface} has link type {}, the file's first interface {file_link}: \
+                     sluice reads one link type per file",
+                    interface.link
+                ))));
+            }
+        }
+        let time_ns = match units {
+            Some(u) => interface.units_to_ns(u64::try_from(u).unwrap_or(u64::MAX)),
+            None => self.last_time_ns,
+        };
+        self.last_time_ns = time_ns;
+        let orig_len = orig_len.max(u32::try_from(data.len()).unwrap_or(u32::MAX));
+        Some(Ok(Some(RawRecord { time_ns, frame: data, orig_len })))
+    }
+
+    fn next(&mut self, path: &Path, index: u64, link: LinkType) -> Option<Result<RawRecord, CaptureError>> {
+        loop {
+            match self.next_block(path, index, Some(link))? {
+                Ok(Some(r)) => return Some(Ok(r)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Maps a pcap-file error to ours: running out of bytes mid-block is truncation.
+fn ng_error(e: PcapError, path: &Path, record: u64, offset: u64) -> CaptureError {
+    match e {
+        PcapError::IncompleteBuffer => CaptureError::Truncated { path: path.into(), record, offset },
+        PcapError::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+            CaptureError::Truncated { path: path.into(), record, offset }
+        }
+        PcapError::IoError(source) => CaptureError::Io { path: path.into(), source },
+        other => CaptureError::Malformed { path: path.into(), record, offset, reason: other.to_string() },
+    }
+}
