@@ -52,14 +52,14 @@ impl DataUd {
         }
     }
 
-    fn to_lua_string(&self, lua: &Lua) -> mlua::Result<mlua::String> {
+    fn lua_string(&self, lua: &Lua) -> mlua::Result<mlua::String> {
         self.with_bytes(lua, |b| lua.create_string(b))
     }
 }
 
 impl UserData for DataUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("asstring", |lua, this, ()| this.to_lua_string(lua));
+        methods.add_method("asstring", |lua, this, ()| this.lua_string(lua));
         // `data:sub(off, len)`: `off` counts from 1 like Lua strings; without
         // `len` the view runs to the end. Out-of-range parts are cut off.
         methods.add_method("sub", |lua, this, (off, len): (i64, Option<i64>)| {
@@ -80,6 +80,6 @@ impl UserData for DataUd {
             context(lua)?.check_live(lua, this.epoch, "data")?;
             Ok(this.len)
         });
-        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| this.to_lua_string(lua));
+        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| this.lua_string(lua));
     }
 }

@@ -29,7 +29,9 @@ fn layer_of(event: Event) -> Layer {
     match event {
         Event::Ipv4Packet | Event::Ipv6Packet => Layer::Ip,
         Event::TcpPacket | Event::TcpNewConnection | Event::TcpConnectionPacket => Layer::Tcp,
-        Event::UdpPacket | Event::UdpNewConnection | Event::UdpConnectionPacket | Event::UdpData => Layer::Udp,
+        Event::UdpPacket | Event::UdpNewConnection | Event::UdpConnectionPacket | Event::UdpData => {
+            Layer::Udp
+        }
         Event::IcmpPacket => Layer::Icmp,
         Event::TcpData | Event::TcpEndConnection | Event::UdpEndConnection => Layer::Ip,
     }
@@ -46,7 +48,9 @@ enum Shape {
 
 fn shape_of(event: Event) -> Shape {
     match event {
-        Event::Ipv4Packet | Event::Ipv6Packet | Event::TcpPacket | Event::UdpPacket | Event::IcmpPacket => Shape::Pkt,
+        Event::Ipv4Packet | Event::Ipv6Packet | Event::TcpPacket | Event::UdpPacket | Event::IcmpPacket => {
+            Shape::Pkt
+        }
         Event::TcpNewConnection | Event::UdpNewConnection => Shape::FlowPkt,
         Event::TcpConnectionPacket | Event::TcpData | Event::UdpConnectionPacket | Event::UdpData => {
             Shape::FlowSubjectDir
@@ -145,9 +149,12 @@ impl LuaRules {
                 let layer = Layer::for_packet(layer_of(event), &p.transport);
                 Value::UserData(lua.create_userdata(PacketUd { epoch, layer })?)
             }
-            Subject::Data(d) => {
-                Value::UserData(lua.create_userdata(DataUd { epoch, source: Source::Stream, start: 0, len: d.len() })?)
-            }
+            Subject::Data(d) => Value::UserData(lua.create_userdata(DataUd {
+                epoch,
+                source: Source::Stream,
+                start: 0,
+                len: d.len(),
+            })?),
             Subject::Nothing => Value::Nil,
         };
         Ok(match shape_of(event) {

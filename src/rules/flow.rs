@@ -71,7 +71,8 @@ impl UserData for FlowUd {
                 b"dstport" => return Ok(Value::Integer(i64::from(i.dst_port))),
                 b"data" => {
                     // `flow.data` is a table from the first read on.
-                    let state = state_table(lua, &ctx, i.id, true)?.ok_or_else(|| located(lua, "no flow state"))?;
+                    let state =
+                        state_table(lua, &ctx, i.id, true)?.ok_or_else(|| located(lua, "no flow state"))?;
                     if let Some(t) = state.raw_get::<Option<Table>>("data")? {
                         return Ok(Value::Table(t));
                     }
@@ -98,7 +99,8 @@ impl UserData for FlowUd {
                 }
                 return Ok(());
             }
-            let state = state_table(lua, &ctx, this.info.id, true)?.ok_or_else(|| located(lua, "no flow state"))?;
+            let state =
+                state_table(lua, &ctx, this.info.id, true)?.ok_or_else(|| located(lua, "no flow state"))?;
             state.raw_set(key, value)
         });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {

@@ -55,10 +55,8 @@ pub fn load(
     alerts: AlertSink,
     stats: Arc<Stats>,
 ) -> Result<Loaded, RuleError> {
-    let state = new_state(cfg, base_dir, alerts, stats).map_err(|e| RuleError::new(format!(
-        "cannot set up the rule state: {}",
-        error_message(&e)
-    )))?;
+    let state = new_state(cfg, base_dir, alerts, stats)
+        .map_err(|e| RuleError::new(format!("cannot set up the rule state: {}", error_message(&e))))?;
     let chunk = state.lua.load(source).set_name(format!("@{name}"));
     let func = chunk.into_function()?;
     state.budget.reset();
@@ -119,7 +117,8 @@ fn require_function(lua: &Lua) -> mlua::Result<Function> {
     // Marks a module whose top level is running (catches require cycles).
     let loading = lua.create_table()?;
     lua.create_function(move |lua, name: String| {
-        let name = name.trim().to_owned();
+        // "a.b" and "a/b" name the same module, cached once.
+        let name = name.trim().replace('.', "/");
         let cached: Value = loaded.raw_get(name.as_str())?;
         if cached == Value::Table(loading.clone()) {
             return Err(located(lua, format!("require: '{name}' requires itself (cycle)")));
@@ -127,13 +126,13 @@ fn require_function(lua: &Lua) -> mlua::Result<Function> {
         if !cached.is_nil() {
             return Ok(cached);
         }
-        let normalized = name.replace('.', "/");
-        let (chunk_name, source) = match EMBEDDED.iter().find(|(n, _)| *n == normalized) {
+        let (chunk_name, source) = match EMBEDDED.iter().find(|(n, _)| *n == name) {
             Some((n, src)) => (format!("=[sluice]{n}"), src.as_bytes().to_vec()),
             None => {
                 let path = module_path(lua, &name)?;
-                let src = std::fs::read(&path)
-                    .map_err(|e| located(lua, format!("require: cannot read module '{name}' ({}): {e}", path.display())))?;
+                let src = std::fs::read(&path).map_err(|e| {
+                    located(lua, format!("require: cannot read module '{name}' ({}): {e}", path.display()))
+                })?;
                 (format!("@{}", path.display()), src)
             }
         };
@@ -159,10 +158,14 @@ fn require_function(lua: &Lua) -> mlua::Result<Function> {
 fn module_path(lua: &Lua, name: &str) -> mlua::Result<PathBuf> {
     let ctx = context(lua)?;
     let Some(base) = ctx.base_dir.as_deref() else {
-        return Err(located(lua, format!("require: no module '{name}' (rules loaded from a string have no directory)")));
+        return Err(located(
+            lua,
+            format!("require: no module '{name}' (rules loaded from a string have no directory)"),
+        ));
     };
-    let parts: Vec<&str> = name.split(['.', '/']).collect();
-    let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let parts: Vec<&str> = name.split('/').collect();
+    let valid =
+        |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !parts.iter().all(valid) {
         return Err(located(lua, format!("require: invalid module name '{name}'")));
     }

@@ -99,7 +99,12 @@ impl LuaRules {
 
     /// Loads rules from a string named `name` (tests; `require` finds only
     /// the embedded modules).
-    pub fn from_source(name: &str, source: &str, cfg: &RulesConfig, sinks: RuleSinks) -> Result<LuaRules, RuleError> {
+    pub fn from_source(
+        name: &str,
+        source: &str,
+        cfg: &RulesConfig,
+        sinks: RuleSinks,
+    ) -> Result<LuaRules, RuleError> {
         Self::build(name, source.as_bytes(), None, cfg, sinks)
     }
 
@@ -171,5 +176,9 @@ pub fn check(path: &Path) -> Result<CheckReport, RuleError> {
     let (alerts, _) = AlertSink::memory();
     let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
     let rules = LuaRules::load(path, &RulesConfig::default(), sinks)?;
-    Ok(CheckReport { rules: rules.rule_count(), policies: rules.policy_count(), events: rules.hooked_events() })
+    Ok(CheckReport {
+        rules: rules.rule_count(),
+        policies: rules.policy_count(),
+        events: rules.hooked_events(),
+    })
 }

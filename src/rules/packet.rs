@@ -129,7 +129,11 @@ impl UserData for PacketUd {
             }
             Err(located(
                 lua,
-                format!("unknown field '{}' of a {} packet", String::from_utf8_lossy(&key), this.layer.name()),
+                format!(
+                    "unknown field '{}' of a {} packet",
+                    String::from_utf8_lossy(&key),
+                    this.layer.name()
+                ),
             ))
         });
         methods.add_meta_method(MetaMethod::NewIndex, |lua, _, _: mlua::MultiValue| -> mlua::Result<()> {
@@ -226,7 +230,8 @@ fn ip_field(
         b"len" => int(b.len() as i64),
         b"id" => int(ip.id),
         b"flags" => {
-            let bits = u8::from(ip.flag_rb) * IP_RB + u8::from(ip.flag_df) * IP_DF + u8::from(ip.flag_mf) * IP_MF;
+            let bits =
+                u8::from(ip.flag_rb) * IP_RB + u8::from(ip.flag_df) * IP_DF + u8::from(ip.flag_mf) * IP_MF;
             return flags(true, bits);
         }
         b"frag_offset" => int(ip.frag_offset),
@@ -235,9 +240,10 @@ fn ip_field(
         b"checksum" => int(ip.checksum),
         b"payload" => return payload(ip.header_len, b.len().saturating_sub(ip.header_len)),
         // IPv6 names for the fixed header's own fields.
-        b"flow_label" if v6 => {
-            int(b.get(1..4).map(|s| (u32::from(s[0] & 0x0f) << 16) | (u32::from(s[1]) << 8) | u32::from(s[2])).unwrap_or(0))
-        }
+        b"flow_label" if v6 => int(b
+            .get(1..4)
+            .map(|s| (u32::from(s[0] & 0x0f) << 16) | (u32::from(s[1]) << 8) | u32::from(s[2]))
+            .unwrap_or(0)),
         b"payload_len" if v6 => Some(Value::Integer(be16(b, 4))),
         b"next_header" if v6 => int(b.get(6).copied().unwrap_or(0)),
         _ => None,
@@ -253,7 +259,9 @@ fn verify_checksum(p: &PacketCopy, layer: Layer) -> bool {
         // A zero UDP checksum over IPv4 means "not computed".
         (Layer::Udp, Transport::Udp(u)) if u.checksum == 0 && ip.version == 4 => true,
         (Layer::Udp, Transport::Udp(_)) => checksum::transport_ok(ip.src, ip.dst, proto::UDP, l4),
-        (Layer::Icmp, Transport::Icmp(i)) if i.v6 => checksum::transport_ok(ip.src, ip.dst, proto::ICMPV6, l4),
+        (Layer::Icmp, Transport::Icmp(i)) if i.v6 => {
+            checksum::transport_ok(ip.src, ip.dst, proto::ICMPV6, l4)
+        }
         (Layer::Icmp, Transport::Icmp(_)) => checksum::finish(checksum::sum(0, l4)) == 0,
         _ if ip.version == 4 => {
             let hdr = p.bytes.get(..ip.base_header_len).unwrap_or(&[]);
@@ -266,9 +274,15 @@ fn verify_checksum(p: &PacketCopy, layer: Layer) -> bool {
 fn describe(p: &PacketCopy, layer: Layer) -> String {
     let Some(ip) = &p.ip else { return "packet".to_owned() };
     match (layer, &p.transport) {
-        (Layer::Tcp, Transport::Tcp(t)) => format!("tcp {}:{} > {}:{}", ip.src, t.src_port, ip.dst, t.dst_port),
-        (Layer::Udp, Transport::Udp(u)) => format!("udp {}:{} > {}:{}", ip.src, u.src_port, ip.dst, u.dst_port),
-        (Layer::Icmp, Transport::Icmp(i)) => format!("icmp {} > {} type {} code {}", ip.src, ip.dst, i.typ, i.code),
+        (Layer::Tcp, Transport::Tcp(t)) => {
+            format!("tcp {}:{} > {}:{}", ip.src, t.src_port, ip.dst, t.dst_port)
+        }
+        (Layer::Udp, Transport::Udp(u)) => {
+            format!("udp {}:{} > {}:{}", ip.src, u.src_port, ip.dst, u.dst_port)
+        }
+        (Layer::Icmp, Transport::Icmp(i)) => {
+            format!("icmp {} > {} type {} code {}", ip.src, ip.dst, i.typ, i.code)
+        }
         _ => format!("ipv{} {} > {} proto {}", ip.version, ip.src, ip.dst, ip.proto),
     }
 }
