@@ -24,7 +24,14 @@ fn rules(src: &str) -> LuaRules {
 
 fn bench(c: &mut Criterion) {
     let cx = Context { time: Timestamp(0) };
-    let flow = FlowInfo { id: 1, proto: L4Proto::Tcp, src: v4(10, 0, 0, 1), src_port: 40000, dst: v4(10, 0, 0, 2), dst_port: 80 };
+    let flow = FlowInfo {
+        id: 1,
+        proto: L4Proto::Tcp,
+        src: v4(10, 0, 0, 1),
+        src_port: 40000,
+        dst: v4(10, 0, 0, 2),
+        dst_port: 80,
+    };
     // Text-like bytes: a search for "attack" meets its first letter now and then.
     let chunk: Vec<u8> = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\n"
         .iter()

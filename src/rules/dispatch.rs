@@ -10,12 +10,11 @@ use super::data::{DataUd, Source};
 use super::error::error_message;
 use super::flow::{self, FlowUd};
 use super::packet::{Layer, PacketUd};
-use super::rule::Rule;
 use super::LuaRules;
 use crate::config::ErrorPolicy;
 use crate::flow::Direction;
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
-use crate::stats::Counter;
+use crate::stats::{Counter, Stats};
 use crate::wire::Decoded;
 
 /// What an event carries besides its flow.
@@ -74,31 +73,30 @@ impl LuaRules {
         let epoch = match self.begin(cx, &subject, flow.map(|(f, _)| f)) {
             Ok(e) => e,
             Err(e) => {
-                self.report("(event setup)", &e);
+                report(&self.stats, "(event setup)", 1, &e);
                 return self.finish(true);
             }
         };
         let args = match self.arguments(event, epoch, &subject, flow) {
             Ok(a) => a,
             Err(e) => {
-                self.report("(event setup)", &e);
+                report(&self.stats, "(event setup)", 1, &e);
                 return self.finish(true);
             }
         };
         let mut failed = false;
         if let Some((f, _)) = flow {
             if let Err(e) = self.run_policies(event, f) {
-                self.report("(policy)", &e);
+                report(&self.stats, "(policy)", 1, &e);
                 failed = true;
             }
         }
         let refused = context(&self.lua).map(|c| c.action.get() >= Action::DropFlow).unwrap_or(false);
         if !refused {
-            for i in 0..self.rules[idx].len() {
-                let rule: &Rule = &self.rules[idx][i];
+            for rule in &mut self.rules[idx] {
                 if let Err(e) = rule.eval.call::<()>(args.clone()) {
-                    let label = rule.label.clone();
-                    self.report(&label, &e);
+                    rule.errors += 1;
+                    report(&self.stats, &rule.label, rule.errors, &e);
                     failed = true;
                     if self.budget.exhausted() {
                         // Later rules would fail at once too.
@@ -190,10 +188,15 @@ impl LuaRules {
         }
         action
     }
+}
 
-    fn report(&self, rule: &str, e: &mlua::Error) {
-        self.stats.inc(Counter::RuleErrors);
-        tracing::warn!(target: "sluice::rules", rule = %rule, "rule error: {}", error_message(e));
+/// Counts a rule error and logs it. A rule failing on every packet would
+/// flood the log, so each rule logs its first ten errors, then every
+/// thousandth (the counter counts them all).
+fn report(stats: &Stats, rule: &str, nth: u64, e: &mlua::Error) {
+    stats.inc(Counter::RuleErrors);
+    if nth <= 10 || nth % 1000 == 0 {
+        tracing::warn!(target: "sluice::rules", rule = %rule, errors = nth, "rule error: {}", error_message(e));
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Rule {
     pub eval: Function,
     /// What logs call it: its `name`, else `file:line` of its `eval`.
     pub label: String,
+    /// Runtime errors so far (for log rate limiting).
+    pub errors: u64,
 }
 
 /// Everything the rule files declared.
@@ -81,5 +83,5 @@ fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Rule> {
         Some(n) => format!("{n} ({at})"),
         None => at,
     };
-    Ok(Rule { event, eval, label })
+    Ok(Rule { event, eval, label, errors: 0 })
 }
