@@ -51,6 +51,20 @@ pub fn error_message(e: &mlua::Error) -> String {
     }
 }
 
+/// Lua shortens chunk names longer than 60 bytes to `...<end of path>`;
+/// this puts the whole `path` back at the start of such a message.
+pub fn expand_short_path(msg: &str, path: &str) -> String {
+    let Some(rest) = msg.strip_prefix("...") else { return msg.to_owned() };
+    let cut = (1..=rest.len())
+        .rev()
+        .filter(|&k| rest.is_char_boundary(k))
+        .find(|&k| rest[k..].starts_with(':') && path.ends_with(&rest[..k]));
+    match cut {
+        Some(k) => format!("{path}{}", &rest[k..]),
+        None => msg.to_owned(),
+    }
+}
+
 fn strip_traceback(m: &str) -> &str {
     match m.find("\nstack traceback:") {
         Some(i) => &m[..i],
@@ -105,6 +119,14 @@ mod tests {
         let wrapped =
             mlua::Error::CallbackError { traceback: "tb".into(), cause: std::sync::Arc::new(e.clone()) };
         assert_eq!(error_message(&wrapped), "a.lua:3: boom");
+    }
+
+    #[test]
+    fn shortened_paths_are_expanded() {
+        let path = "/a/very/long/directory/name/that/goes/on/and/on/for/ever/rules.lua";
+        assert_eq!(expand_short_path("...on/for/ever/rules.lua:3: oops", path), format!("{path}:3: oops"));
+        assert_eq!(expand_short_path("...other.lua:3: oops", path), "...other.lua:3: oops");
+        assert_eq!(expand_short_path("short.lua:1: x", path), "short.lua:1: x");
     }
 
     #[test]

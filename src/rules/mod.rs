@@ -95,6 +95,7 @@ impl LuaRules {
         let source = std::fs::read(path).map_err(|e| RuleError::new(format!("{}: {e}", path.display())))?;
         let name = path.display().to_string();
         Self::build(&name, &source, Some(loader::base_dir_of(path)), cfg, sinks)
+            .map_err(|e| RuleError::new(error::expand_short_path(e.message(), &name)))
     }
 
     /// Loads rules from a string named `name` (tests; `require` finds only

@@ -219,3 +219,60 @@ fn lua_rules_are_send() {
     .unwrap();
     assert_eq!(rules.rule_count(), 1);
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn rule_errors_are_logged_with_rule_file_and_line() {
+    let buf = LogBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut h = Harness::new(
+            "\nhaka.rule{ name = \"picky\", on = haka.dissectors.tcp_connection.events.receive_data,\n  eval = function(flow, data)\n    error(\"boom \" .. #data) end }\nhaka.rule{ on = haka.dissectors.udp.events.receive_packet, eval = function(pkt) haka.log.warning(\"hello %d\", 42) end }",
+        );
+        for _ in 0..15 {
+            h.data(&tcp_flow(1), Direction::Up, b"abc");
+        }
+        h.packet(Event::UdpPacket, &crate::wire::forge::udp_packet(client(), 1, server(), 2, b""), None);
+        assert_eq!(h.errors(), 15);
+    });
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("rule error")).collect();
+    // The first ten errors of a rule are logged, the rest only counted.
+    assert_eq!(errors.len(), 10, "{text}");
+    assert!(errors[0].contains("test.lua:4: boom 3"), "{}", errors[0]);
+    assert!(errors[0].contains("picky (test.lua:3)"), "{}", errors[0]);
+    assert!(errors[0].contains("sluice::rules"), "{}", errors[0]);
+    let log = text.lines().find(|l| l.contains("hello 42")).expect("haka.log line");
+    assert!(log.contains("WARN") && log.contains("test.lua:5"), "{log}");
+}
+
+#[test]
+fn load_errors_of_deeply_nested_files_keep_the_whole_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("a-rather-long-directory-name/another-long-directory-name/rules");
+    std::fs::create_dir_all(&deep).unwrap();
+    let path = deep.join("main.lua");
+    std::fs::write(&path, "\n\nlocal x = = 1\n").unwrap();
+    let (alerts, _) = AlertSink::memory();
+    let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
+    let err = LuaRules::load(&path, &RulesConfig::default(), sinks).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}:3:", path.display())), "{err}");
+}
