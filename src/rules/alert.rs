@@ -62,6 +62,9 @@ pub fn raise(lua: &Lua, ctx: &RuleContext, spec: &Table, policy: Option<&str>) -
     let mut obj = Map::new();
     for pair in spec.pairs::<Value, Value>() {
         let (k, v) = pair?;
+        if budget == 0 {
+            break;
+        }
         let Some(key) = key_string(&k) else { continue };
         obj.insert(key, to_json(&v, 0, &mut budget));
     }
