@@ -1,1 +1,185 @@
-//! Lua rules: the Haka-compatible API. (Being written.)
+//! Lua rules speaking Haka's API (see `docs/rules-api.md`).
+//!
+//! [`LuaRules`] is the engine's [`Inspector`](crate::inspect::Inspector): one
+//! sandboxed Lua 5.4 state with the rules of one rule file. Each worker
+//! thread owns its own (`LuaRules` is `Send`, never shared).
+//!
+//! * `loader` builds the state (sandbox, prelude, `require`) and runs the file;
+//! * `dispatch` calls the rules of each event and combines their decisions;
+//! * `packet`, `flow`, `data`, `addr` are the objects rules see;
+//! * `rule`, `policy`, `alert`, `log` are the `haka.*` functions;
+//! * `context` is the state those functions share, `budget` the
+//!   instruction limit, `dissectors` the event tables, `error` the messages.
+
+mod addr;
+mod alert;
+mod budget;
+mod context;
+mod data;
+mod dispatch;
+mod dissectors;
+mod error;
+mod flow;
+mod loader;
+mod log;
+mod packet;
+mod policy;
+mod rule;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::RuleError;
+
+use crate::alert::AlertSink;
+use crate::config::{ErrorPolicy, RulesConfig};
+use crate::inspect::Event;
+use crate::stats::Stats;
+use budget::Budget;
+use policy::Policy;
+use rule::Rule;
+
+/// Where rules send what they produce.
+#[derive(Debug, Clone)]
+pub struct RuleSinks {
+    /// Alerts (`haka.alert`, policy alerts).
+    pub alerts: AlertSink,
+    /// Counters (`rule_errors`, `alerts`).
+    pub stats: Arc<Stats>,
+}
+
+/// A loaded rule set.
+pub struct LuaRules {
+    lua: mlua::Lua,
+    budget: Budget,
+    /// Rules per event, indexed by [`Event::index`].
+    rules: Vec<Vec<Rule>>,
+    /// Policies per `new_connection` event, indexed by [`Event::index`].
+    policies: Vec<Vec<Policy>>,
+    subscribed: [bool; Event::ALL.len()],
+    flow_states: mlua::Table,
+    dirs: [mlua::String; 2],
+    on_error: ErrorPolicy,
+    memory_limit: usize,
+    stats: Arc<Stats>,
+    rule_count: usize,
+    policy_count: usize,
+}
+
+impl std::fmt::Debug for LuaRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LuaRules")
+            .field("rules", &self.rule_count)
+            .field("policies", &self.policy_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `sluice check` reports about a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Number of `haka.rule` declarations.
+    pub rules: usize,
+    /// Number of `haka.policy` declarations.
+    pub policies: usize,
+    /// The events hooked, as `dissector.event`, in [`Event::ALL`] order.
+    pub events: Vec<String>,
+}
+
+impl LuaRules {
+    /// Loads the rule file at `path`.
+    pub fn load(path: &Path, cfg: &RulesConfig, sinks: RuleSinks) -> Result<LuaRules, RuleError> {
+        let source = std::fs::read(path).map_err(|e| RuleError::new(format!("{}: {e}", path.display())))?;
+        let name = path.display().to_string();
+        Self::build(&name, &source, Some(loader::base_dir_of(path)), cfg, sinks)
+            .map_err(|e| RuleError::new(error::expand_short_path(e.message(), &name)))
+    }
+
+    /// Loads rules from a string named `name` (tests; `require` finds only
+    /// the embedded modules).
+    pub fn from_source(
+        name: &str,
+        source: &str,
+        cfg: &RulesConfig,
+        sinks: RuleSinks,
+    ) -> Result<LuaRules, RuleError> {
+        Self::build(name, source.as_bytes(), None, cfg, sinks)
+    }
+
+    fn build(
+        name: &str,
+        source: &[u8],
+        base_dir: Option<std::path::PathBuf>,
+        cfg: &RulesConfig,
+        sinks: RuleSinks,
+    ) -> Result<LuaRules, RuleError> {
+        let loaded = loader::load(name, source, base_dir, cfg, sinks.alerts, sinks.stats.clone())?;
+        let n = Event::ALL.len();
+        let mut rules: Vec<Vec<Rule>> = vec![Vec::new(); n];
+        let mut policies: Vec<Vec<Policy>> = vec![Vec::new(); n];
+        let rule_count = loaded.registry.rules.len();
+        let policy_count = loaded.registry.policies.len();
+        for r in loaded.registry.rules {
+            rules[r.event.index()].push(r);
+        }
+        for p in loaded.registry.policies {
+            policies[p.event.index()].push(p);
+        }
+        let mut subscribed = [false; Event::ALL.len()];
+        for (i, s) in subscribed.iter_mut().enumerate() {
+            *s = !rules[i].is_empty() || !policies[i].is_empty();
+        }
+        Ok(LuaRules {
+            lua: loaded.lua,
+            budget: loaded.budget,
+            rules,
+            policies,
+            subscribed,
+            flow_states: loaded.flow_states,
+            dirs: loaded.dirs,
+            on_error: cfg.on_error,
+            memory_limit: cfg.memory_limit,
+            stats: sinks.stats,
+            rule_count,
+            policy_count,
+        })
+    }
+
+    /// Number of rules (`haka.rule`) loaded.
+    pub fn rule_count(&self) -> usize {
+        self.rule_count
+    }
+
+    /// Number of policies (`haka.policy`) loaded.
+    pub fn policy_count(&self) -> usize {
+        self.policy_count
+    }
+
+    /// The events some rule or policy hooks, as `dissector.event`.
+    pub fn hooked_events(&self) -> Vec<String> {
+        Event::ALL
+            .iter()
+            .filter(|e| self.subscribed[e.index()])
+            .map(|e| {
+                let (d, n) = e.lua_name();
+                format!("{d}.{n}")
+            })
+            .collect()
+    }
+}
+
+/// Loads the rule file at `path` with the default configuration and alerts
+/// kept in memory, and reports what it declares (`sluice check`).
+pub fn check(path: &Path) -> Result<CheckReport, RuleError> {
+    let (alerts, _) = AlertSink::memory();
+    let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
+    let rules = LuaRules::load(path, &RulesConfig::default(), sinks)?;
+    Ok(CheckReport {
+        rules: rules.rule_count(),
+        policies: rules.policy_count(),
+        events: rules.hooked_events(),
+    })
+}

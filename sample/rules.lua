@@ -1,0 +1,61 @@
+-- sample/rules.lua: a small demonstration rule set for sluice.
+--
+-- * telnet (TCP port 23) is refused at connection time, with an alert;
+-- * a TCP connection whose client sends "attack" (case-sensitive, anywhere
+--   in one delivered chunk) is reset, with an alert;
+-- * every connection to the documentation network 192.0.2.0/24 raises an
+--   alert (a policy with an alert action only).
+
+local ipv4 = require("protocol/ipv4")
+require("protocol/tcp")
+local tcp_connection = require("protocol/tcp_connection")
+
+-- Policies run first at new_connection; the first that matches applies.
+haka.policy {
+  on = tcp_connection.policies.new_connection,
+  name = "no telnet",
+  criterion = { dstport = 23 },
+  action = {
+    haka.policy.drop,
+    haka.policy.alert { description = "telnet connection refused", severity = "medium" },
+  },
+}
+
+haka.policy {
+  on = tcp_connection.policies.new_connection,
+  name = "watch documentation network",
+  criterion = { dstip = ipv4.network("192.0.2.0/24") },
+  action = haka.policy.alert { description = "connection to 192.0.2.0/24", severity = "low" },
+}
+
+-- The same telnet refusal as a rule, the way Haka rule sets often write it
+-- (kept as a safety net: it only fires if the policy above is removed).
+haka.rule {
+  name = "refuse telnet",
+  on = tcp_connection.events.new_connection,
+  eval = function (flow, pkt)
+    if pkt.dstport == 23 then
+      haka.alert { description = "telnet connection refused by rule", severity = "medium",
+                   targets = { haka.alert.address(flow.dstip) } }
+      pkt:drop()
+    end
+  end
+}
+
+-- Reset connections whose client-to-server stream carries "attack".
+haka.rule {
+  name = "reset on attack",
+  on = tcp_connection.events.receive_data,
+  eval = function (flow, data, dir)
+    if dir == "up" and data:asstring():find("attack", 1, true) then
+      haka.alert {
+        description = "attack string in client stream",
+        severity = "high",
+        confidence = "medium",
+        sources = { haka.alert.address(flow.srcip) },
+        targets = { haka.alert.address(flow.dstip), haka.alert.service("tcp/" .. flow.dstport) },
+      }
+      flow:reset()
+    end
+  end
+}

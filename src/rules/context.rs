@@ -1,0 +1,146 @@
+//! What the Rust functions called from Lua can reach: the current event (its
+//! serial number, packet bytes, data bytes, flow and the action decided so
+//! far) and the sinks. It lives in the Lua state's app data.
+//!
+//! Callbacks only ever take shared borrows of it; every field they change is
+//! a `Cell`. The dispatcher fills the byte buffers (`RefCell::borrow_mut`)
+//! only while no Lua code runs, so a callback can never meet a borrow
+//! conflict; if one ever did, it becomes a Lua error, not a panic.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mlua::{AppDataRef, Lua, Table};
+
+use super::error::located;
+use super::rule::Registry;
+use crate::alert::AlertSink;
+use crate::inspect::{Action, FlowInfo};
+use crate::stats::Stats;
+use crate::time::Timestamp;
+use crate::wire::{Decoded, IpInfo, Transport};
+
+/// A copy of the packet of the current event. The buffer is reused from
+/// event to event, so filling it does not allocate once it has grown.
+#[derive(Debug)]
+pub struct PacketCopy {
+    /// The IP packet.
+    pub bytes: Vec<u8>,
+    /// Network layer fields (`None` when the event has no packet).
+    pub ip: Option<IpInfo>,
+    /// Transport layer fields.
+    pub transport: Transport,
+}
+
+impl PacketCopy {
+    fn empty() -> Self {
+        PacketCopy { bytes: Vec::new(), ip: None, transport: Transport::Other }
+    }
+
+    /// Copies `pkt` in.
+    pub fn fill(&mut self, pkt: &Decoded<'_>) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(pkt.bytes);
+        self.ip = Some(pkt.ip.clone());
+        self.transport = pkt.transport.clone();
+    }
+}
+
+/// The state shared between the rule dispatcher and the Lua API functions.
+pub struct RuleContext {
+    /// Serial of the event running now; 0 between events. Every packet, flow
+    /// and data object carries the serial it was made for and refuses to
+    /// work under another one, so a rule that keeps one never reads freed
+    /// or foreign bytes.
+    pub epoch: Cell<u64>,
+    last_epoch: Cell<u64>,
+    /// The strongest action rules decided so far in this event.
+    pub action: Cell<Action>,
+    /// Packet time of the event (alerts carry it).
+    pub time: Cell<Timestamp>,
+    /// The flow of the event, if it has one (alerts describe it).
+    pub flow: RefCell<Option<FlowInfo>>,
+    /// The packet of the event.
+    pub packet: RefCell<PacketCopy>,
+    /// TCP `receive_data`: the newly deliverable bytes.
+    pub data: RefCell<Vec<u8>>,
+    /// True while the rule files run their top level (`haka.rule` is only
+    /// allowed then).
+    pub loading: Cell<bool>,
+    /// Rules and policies declared so far.
+    pub registry: RefCell<Registry>,
+    /// Per-flow rule state: flow id → Lua table.
+    pub flow_states: Table,
+    /// Directory of the rule file (for `require` of rule-local modules).
+    pub base_dir: Option<PathBuf>,
+    /// Where alerts go.
+    pub alerts: AlertSink,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Id of the last alert raised.
+    pub last_alert_id: Cell<u64>,
+}
+
+impl RuleContext {
+    /// A context with no event running.
+    pub fn new(flow_states: Table, base_dir: Option<PathBuf>, alerts: AlertSink, stats: Arc<Stats>) -> Self {
+        RuleContext {
+            epoch: Cell::new(0),
+            last_epoch: Cell::new(0),
+            action: Cell::new(Action::Accept),
+            time: Cell::new(Timestamp::default()),
+            flow: RefCell::new(None),
+            packet: RefCell::new(PacketCopy::empty()),
+            data: RefCell::new(Vec::new()),
+            loading: Cell::new(false),
+            registry: RefCell::new(Registry::default()),
+            flow_states,
+            base_dir,
+            alerts,
+            stats,
+            last_alert_id: Cell::new(0),
+        }
+    }
+
+    /// Starts an event: a fresh serial, nothing decided yet.
+    pub fn begin(&self, time: Timestamp, flow: Option<&FlowInfo>) -> u64 {
+        let e = self.last_epoch.get().wrapping_add(1).max(1);
+        self.last_epoch.set(e);
+        self.epoch.set(e);
+        self.action.set(Action::Accept);
+        self.time.set(time);
+        *self.flow.borrow_mut() = flow.cloned();
+        e
+    }
+
+    /// Ends the event: every object made for it goes stale.
+    pub fn end(&self) -> Action {
+        self.epoch.set(0);
+        *self.flow.borrow_mut() = None;
+        self.action.get()
+    }
+
+    /// Records a decision of a rule.
+    pub fn decide(&self, a: Action) {
+        self.action.set(self.action.get().combine(a));
+    }
+
+    /// Errors unless `epoch` is the running event's.
+    pub fn check_live(&self, lua: &Lua, epoch: u64, what: &str) -> mlua::Result<()> {
+        if epoch != 0 && epoch == self.epoch.get() {
+            Ok(())
+        } else {
+            Err(located(lua, format!("{what} object used after its event ended")))
+        }
+    }
+}
+
+/// The rule context of `lua`.
+pub fn context(lua: &Lua) -> mlua::Result<AppDataRef<'_, RuleContext>> {
+    match lua.try_app_data_ref::<RuleContext>() {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(mlua::Error::runtime("sluice rule context missing")),
+        Err(e) => Err(mlua::Error::runtime(format!("sluice rule context busy: {e}"))),
+    }
+}

@@ -1,0 +1,186 @@
+//! Building a rule state: a sandboxed Lua 5.4 with the haka API, the
+//! instruction budget and the memory limit, then running the rule file.
+//!
+//! `require(name)` looks first in the modules embedded in sluice (`rules/`
+//! in the source tree), then for `name.lua` beside the rule file, where dots
+//! and slashes in the name are directory separators.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+
+use super::budget::Budget;
+use super::context::{context, RuleContext};
+use super::error::{error_message, located, RuleError};
+use super::rule::Registry;
+use super::{alert, dissectors, log, policy, rule};
+use crate::alert::AlertSink;
+use crate::config::RulesConfig;
+use crate::stats::Stats;
+
+const PRELUDE: &str = include_str!("../../rules/haka.lua");
+
+/// The Lua modules shipped with sluice, by `require` name.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("protocol/ipv4", include_str!("../../rules/protocol/ipv4.lua")),
+    ("protocol/ipv6", include_str!("../../rules/protocol/ipv6.lua")),
+    ("protocol/tcp", include_str!("../../rules/protocol/tcp.lua")),
+    ("protocol/udp", include_str!("../../rules/protocol/udp.lua")),
+    ("protocol/icmp", include_str!("../../rules/protocol/icmp.lua")),
+    ("protocol/tcp_connection", include_str!("../../rules/protocol/tcp_connection.lua")),
+    ("protocol/udp_connection", include_str!("../../rules/protocol/udp_connection.lua")),
+];
+
+/// A loaded rule state.
+pub struct Loaded {
+    /// The Lua state.
+    pub lua: Lua,
+    /// Its instruction budget.
+    pub budget: Budget,
+    /// What the rule files declared.
+    pub registry: Registry,
+    /// Per-flow rule state tables.
+    pub flow_states: Table,
+    /// `"up"` and `"down"`, made once.
+    pub dirs: [mlua::String; 2],
+}
+
+/// Builds a state and runs `source` (named `name`, from `base_dir`) in it.
+pub fn load(
+    name: &str,
+    source: &[u8],
+    base_dir: Option<PathBuf>,
+    cfg: &RulesConfig,
+    alerts: AlertSink,
+    stats: Arc<Stats>,
+) -> Result<Loaded, RuleError> {
+    let state = new_state(cfg, base_dir, alerts, stats)
+        .map_err(|e| RuleError::new(format!("cannot set up the rule state: {}", error_message(&e))))?;
+    let chunk = state.lua.load(source).set_name(format!("@{name}"));
+    let func = chunk.into_function()?;
+    state.budget.reset();
+    set_loading(&state.lua, true)?;
+    let ran = func.call::<()>(());
+    set_loading(&state.lua, false)?;
+    ran?;
+    let registry = {
+        let ctx = context(&state.lua)?;
+        let mut reg = ctx.registry.try_borrow_mut().map_err(|_| RuleError::new("rule registry busy"))?;
+        std::mem::take(&mut *reg)
+    };
+    let _ = state.lua.gc_collect();
+    Ok(Loaded { registry, ..state })
+}
+
+fn set_loading(lua: &Lua, on: bool) -> Result<(), RuleError> {
+    context(lua)?.loading.set(on);
+    Ok(())
+}
+
+fn new_state(
+    cfg: &RulesConfig,
+    base_dir: Option<PathBuf>,
+    alerts: AlertSink,
+    stats: Arc<Stats>,
+) -> mlua::Result<Loaded> {
+    // No io, package or debug library: rules get no files, no native code
+    // and no way around the sandbox.
+    let libs = StdLib::COROUTINE | StdLib::TABLE | StdLib::OS | StdLib::STRING | StdLib::UTF8 | StdLib::MATH;
+    let lua = Lua::new_with(libs, LuaOptions::new())?;
+    lua.set_memory_limit(cfg.memory_limit)?;
+    let budget = Budget::install(&lua, cfg.instruction_limit)?;
+
+    let flow_states = lua.create_table()?;
+    lua.set_app_data(RuleContext::new(flow_states.clone(), base_dir, alerts, stats));
+
+    let (dissectors, hooks) = dissectors::build(&lua)?;
+    let raw = lua.create_table()?;
+    raw.raw_set("dissectors", dissectors)?;
+    raw.raw_set("rule", rule::rule_function(&lua, hooks.clone())?)?;
+    raw.raw_set("alert", alert::install(&lua)?)?;
+    raw.raw_set("policy", policy::install(&lua, hooks)?)?;
+    raw.raw_set("log", lua.create_function(log::log)?)?;
+    raw.raw_set("print", lua.create_function(log::print)?)?;
+    raw.raw_set("require", require_function(&lua)?)?;
+    let b = budget.clone();
+    raw.raw_set("exhausted", lua.create_function(move |_, ()| Ok(b.exhausted()))?)?;
+    lua.load(PRELUDE).set_name("=[sluice]haka").call::<()>(raw)?;
+
+    let dirs = [lua.create_string("up")?, lua.create_string("down")?];
+    Ok(Loaded { lua, budget, registry: Registry::default(), flow_states, dirs })
+}
+
+/// The `require` function; loaded modules are cached in a private table.
+fn require_function(lua: &Lua) -> mlua::Result<Function> {
+    let loaded = lua.create_table()?;
+    // Marks a module whose top level is running (catches require cycles).
+    let loading = lua.create_table()?;
+    lua.create_function(move |lua, name: String| {
+        // "a.b" and "a/b" name the same module, cached once.
+        let name = name.trim().replace('.', "/");
+        let cached: Value = loaded.raw_get(name.as_str())?;
+        if cached == Value::Table(loading.clone()) {
+            return Err(located(lua, format!("require: '{name}' requires itself (cycle)")));
+        }
+        if !cached.is_nil() {
+            return Ok(cached);
+        }
+        let (chunk_name, source) = match EMBEDDED.iter().find(|(n, _)| *n == name) {
+            Some((n, src)) => (format!("=[sluice]{n}"), src.as_bytes().to_vec()),
+            None => {
+                let path = module_path(lua, &name)?;
+                let src = std::fs::read(&path).map_err(|e| {
+                    located(lua, format!("require: cannot read module '{name}' ({}): {e}", path.display()))
+                })?;
+                (format!("@{}", path.display()), src)
+            }
+        };
+        let func = lua.load(source).set_name(chunk_name).into_function()?;
+        loaded.raw_set(name.as_str(), loading.clone())?;
+        let result = func.call::<Value>(name.as_str());
+        let value = match result {
+            Ok(Value::Nil) => Value::Boolean(true),
+            Ok(v) => v,
+            Err(e) => {
+                loaded.raw_set(name.as_str(), Value::Nil)?;
+                return Err(e);
+            }
+        };
+        loaded.raw_set(name.as_str(), value.clone())?;
+        Ok(value)
+    })
+}
+
+/// `<rule dir>/<name with dots and slashes as separators>.lua`. Names are
+/// plain identifiers separated by dots or slashes, so a module can never
+/// be looked for outside the rule directory.
+fn module_path(lua: &Lua, name: &str) -> mlua::Result<PathBuf> {
+    let ctx = context(lua)?;
+    let Some(base) = ctx.base_dir.as_deref() else {
+        return Err(located(
+            lua,
+            format!("require: no module '{name}' (rules loaded from a string have no directory)"),
+        ));
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    let valid =
+        |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !parts.iter().all(valid) {
+        return Err(located(lua, format!("require: invalid module name '{name}'")));
+    }
+    let mut path = base.to_path_buf();
+    for p in &parts {
+        path.push(p);
+    }
+    path.set_extension("lua");
+    Ok(path)
+}
+
+/// The directory of a rule file (for `require`).
+pub fn base_dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

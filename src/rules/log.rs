@@ -1,0 +1,30 @@
+//! `haka.log` and `print`. Rule logs become `tracing` events with target
+//! `sluice::rules` (the prelude formats them with `string.format` first);
+//! `print` writes one line to standard output.
+
+use std::io::Write;
+
+use mlua::Lua;
+
+use super::error::rule_location;
+
+/// The raw log function: `(level, message)`.
+pub fn log(lua: &Lua, (level, msg): (mlua::String, mlua::String)) -> mlua::Result<()> {
+    let msg = msg.to_string_lossy();
+    let at = rule_location(lua).unwrap_or_default();
+    match &level.as_bytes()[..] {
+        b"debug" => tracing::debug!(target: "sluice::rules", at = %at, "{msg}"),
+        b"warning" | b"warn" => tracing::warn!(target: "sluice::rules", at = %at, "{msg}"),
+        b"error" => tracing::error!(target: "sluice::rules", at = %at, "{msg}"),
+        _ => tracing::info!(target: "sluice::rules", at = %at, "{msg}"),
+    }
+    Ok(())
+}
+
+/// The raw print function: one line, already joined by the prelude.
+pub fn print(_: &Lua, line: mlua::String) -> mlua::Result<()> {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not turn into a rule error.
+    let _ = out.write_all(&line.as_bytes()).and_then(|()| out.write_all(b"\n"));
+    Ok(())
+}
