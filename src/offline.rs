@@ -23,7 +23,7 @@ use crate::capture::pcap::{CaptureError, PcapSource, Record};
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::{Emitted, Engine, Output, Packet, PacketId, Verdict};
 use crate::inject::pcap_writer::PcapOutput;
-use crate::inspect::{Inspector, NoRules};
+use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
 use crate::stream_dump::{DumpSummary, StreamDump};
 use crate::time::Timestamp;
@@ -209,60 +209,33 @@ impl From<CaptureError> for OfflineError {
 }
 
 /// The inspector `run` uses.
-// MERGE: replace with `crate::rules::LuaRules` once the Lua rules land.
-pub type Rules = NoRules;
+pub type Rules = crate::rules::LuaRules;
 
 /// Loads the rule file. Alerts go to `alerts` (a file) or stdout.
-// MERGE: the body becomes
-//     let sink = match alerts {
-//         Some(p) => crate::alert::AlertSink::to_file(p)
-//             .map_err(|source| OfflineError::Write { what: "alerts", path: p.into(), source })?,
-//         None => crate::alert::AlertSink::stdout(),
-//     };
-//     crate::rules::LuaRules::load(path, cfg, crate::rules::RuleSinks { alerts: sink, stats })
-//         .map_err(|e| OfflineError::Rules(e.to_string()))
-// Until then: a stand-in that checks the rule file is readable, creates the
-// alerts file, and accepts everything.
 pub fn load_rules(
     path: &Path,
     cfg: &RulesConfig,
     alerts: Option<&Path>,
     stats: Arc<Stats>,
 ) -> Result<Rules, OfflineError> {
-    let _ = (cfg, stats);
-    std::fs::read(path).map_err(|e| OfflineError::Rules(format!("{}: {e}", path.display())))?;
-    if let Some(p) = alerts {
-        std::fs::File::create(p).map_err(|source| OfflineError::Write {
+    let sink = match alerts {
+        Some(p) => crate::alert::AlertSink::to_file(p).map_err(|source| OfflineError::Write {
             what: "alerts",
             path: p.into(),
             source,
-        })?;
-    }
-    Ok(NoRules)
+        })?,
+        None => crate::alert::AlertSink::stdout(),
+    };
+    crate::rules::LuaRules::load(path, cfg, crate::rules::RuleSinks { alerts: sink, stats })
+        .map_err(|e| OfflineError::Rules(e.to_string()))
 }
 
 /// What `sluice check` reports about a rule file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckReport {
-    /// Number of rules.
-    pub rules: usize,
-    /// The events they hook, as `dissector.event`.
-    pub events: Vec<String>,
-}
+pub use crate::rules::CheckReport;
 
 /// Loads a rule file without running traffic through it.
-// MERGE: the body becomes
-//     crate::rules::check(path)
-//         .map(|r| CheckReport { rules: r.rules, events: r.events })
-//         .map_err(|e| e.to_string())
-// (or use `crate::rules::CheckReport` directly). Until then the stand-in
-// reports that checking is unavailable, so `sluice check` fails honestly.
 pub fn check_rules(path: &Path) -> Result<CheckReport, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Err(format!(
-        "{}: rule checking is not available in this build (Lua rules not merged yet)",
-        path.display()
-    ))
+    crate::rules::check(path).map_err(|e| e.to_string())
 }
 
 /// Replays `opts.input` through the rules in `opts.rules`.

@@ -179,6 +179,29 @@ fn port_refusal_traffic() -> Vec<TimedPacket> {
     merge(vec![ok.into_packets(), refused.into_packets()])
 }
 
+/// Two connections whose data segments travel as IPv4 fragments: the benign
+/// one passes whole, the one carrying `attack` is reset and none of its
+/// fragments pass.
+fn fragment_traffic() -> Vec<TimedPacket> {
+    use sluice::ip::fragment::fragment;
+    let mut ok = Conversation::new(addr(CLIENT), addr(SERVER));
+    ok.handshake();
+    let seq = ok.next_seq(Up);
+    let whole =
+        ok.build(Up, seq, tcp_flags::ACK | tcp_flags::PSH, &[], b"a benign payload in three fragments");
+    for f in fragment(&whole, &[24, 16], 41) {
+        ok.push(f);
+    }
+    let mut bad = Conversation::new(addr("10.0.0.1:40001"), addr(SERVER)).step_micros(1100);
+    bad.handshake();
+    let seq = bad.next_seq(Up);
+    let whole = bad.build(Up, seq, tcp_flags::ACK | tcp_flags::PSH, &[], b"an attack split over fragments");
+    for f in fragment(&whole, &[24, 16], 42) {
+        bad.push(f);
+    }
+    merge(vec![ok.into_packets(), bad.into_packets()])
+}
+
 fn merge(parts: Vec<Vec<TimedPacket>>) -> Vec<TimedPacket> {
     let mut all: Vec<TimedPacket> = parts.into_iter().flatten().collect();
     all.sort_by_key(|p| p.0);
@@ -256,9 +279,7 @@ struct Case {
     dump_streams: bool,
 }
 
-/// `_needs_engine`: the case needs the engine internals and the Lua rules
-/// (not merged yet); its test is ignored until they land and are blessed.
-fn case(name: &str, rules: impl Into<String>, packets: Vec<TimedPacket>, _needs_engine: bool) -> Case {
+fn case(name: &str, rules: impl Into<String>, packets: Vec<TimedPacket>, _uses_rules: bool) -> Case {
     Case { name: name.into(), rules: rules.into(), packets, framing: Framing::Ethernet, dump_streams: false }
 }
 
@@ -281,6 +302,7 @@ fn all_cases() -> Vec<Case> {
         case("out-of-order", stream_rule("attack", "reset"), out_of_order_traffic(), true),
         case("rule-error", RUNTIME_ERROR, rule_error_traffic(), true),
         case("alerts", ALERTS, alerts_traffic(), true),
+        case("fragments", stream_rule("attack", "reset"), fragment_traffic(), true),
     ];
     for framing in [
         Framing::Ethernet,
@@ -554,7 +576,6 @@ fn passthrough() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn stream_dump() {
     let o = run_case("stream-dump");
     assert_passthrough("stream-dump", &o);
@@ -591,7 +612,6 @@ link_cases! {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn port_refusal() {
     let o = run_case("port-refusal");
     let pk = ip_packets(&o);
@@ -624,7 +644,6 @@ fn check_reset(name: &str, client: &str, server: &str) -> Outcome {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn reset_split_pattern() {
     let o = check_reset("reset-split-pattern", CLIENT, SERVER);
     // The RST to the server carries the sequence number it expects next:
@@ -634,7 +653,6 @@ fn reset_split_pattern() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn ipv6_reset() {
     let o = check_reset("ipv6-reset", "[fd00::1]:40000", "[fd00::2]:80");
     let rst = o
@@ -648,7 +666,6 @@ fn ipv6_reset() {
 macro_rules! reset_link_cases {
     ($($test:ident => $case:literal, $link:expr;)*) => {$(
         #[test]
-        #[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
         fn $test() {
             let o = check_reset($case, "[fd00::1]:40000", "[fd00::2]:80");
             assert_eq!(o.link, $link);
@@ -665,7 +682,6 @@ reset_link_cases! {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn halfreset() {
     let o = run_case("halfreset");
     let pk = ip_packets(&o);
@@ -677,7 +693,6 @@ fn halfreset() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn flow_drop() {
     let o = run_case("flow-drop");
     let pk = ip_packets(&o);
@@ -695,7 +710,6 @@ fn flow_drop() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn udp_rule() {
     let o = run_case("udp-rule");
     let pk = ip_packets(&o);
@@ -704,7 +718,6 @@ fn udp_rule() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn icmp() {
     let o = run_case("icmp");
     let pk = ip_packets(&o);
@@ -715,7 +728,6 @@ fn icmp() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn out_of_order() {
     let o = run_case("out-of-order");
     let pk = ip_packets(&o);
@@ -726,7 +738,6 @@ fn out_of_order() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn rule_error() {
     let o = run_case("rule-error");
     let pk = ip_packets(&o);
@@ -737,7 +748,6 @@ fn rule_error() {
 }
 
 #[test]
-#[ignore = "needs the engine internals and Lua rules (MERGE: un-ignore, bless, review)"]
 fn alerts() {
     let o = run_case("alerts");
     assert_passthrough("alerts", &o);
@@ -745,4 +755,24 @@ fn alerts() {
     let text: Vec<String> = o.alerts.iter().map(|a| a.to_string()).collect();
     assert!(text[0].contains("new connection to 80") && text[0].contains("medium"));
     assert!(text[1].contains("new connection to 443"));
+}
+
+#[test]
+fn fragments() {
+    let o = run_case("fragments");
+    let input = read_records(&golden_dir().join("fragments/input.pcap")).1;
+    let frags_of = |recs: &[Record], sport: u16| {
+        recs.iter()
+            .filter_map(|r| r.ip().map(|ip| ip.to_vec()))
+            .filter(|ip| {
+                let d = decode(ip).unwrap();
+                d.ip.fragment.is_some() && d.ip.id == u32::from(if sport == 40000 { 41u16 } else { 42 })
+            })
+            .count()
+    };
+    // The benign datagram's fragments all pass; none of the attack's do.
+    assert_eq!(frags_of(&o.records, 40000), frags_of(&input, 40000));
+    assert!(frags_of(&input, 40000) >= 3);
+    assert_eq!(frags_of(&o.records, 40001), 0);
+    assert!(ip_packets(&o).iter().any(|d| is_rst_to(d, addr(SERVER))), "the attack connection is reset");
 }

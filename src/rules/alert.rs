@@ -59,19 +59,25 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
 /// policy that raised it, if any.
 pub fn raise(lua: &Lua, ctx: &RuleContext, spec: &Table, policy: Option<&str>) -> mlua::Result<u64> {
     let mut budget = MAX_VALUES;
-    let mut obj = Map::new();
+    let mut fields = Vec::new();
     for pair in spec.pairs::<Value, Value>() {
         let (k, v) = pair?;
         if budget == 0 {
             break;
         }
         let Some(key) = key_string(&k) else { continue };
-        obj.insert(key, to_json(&v, 0, &mut budget));
+        fields.push((key, to_json(&v, 0, &mut budget)));
     }
     let id = ctx.last_alert_id.get() + 1;
     ctx.last_alert_id.set(id);
+    let mut obj = Map::new();
     obj.insert("id".into(), Json::from(id));
     obj.insert("time".into(), Json::from(ctx.time.get().as_secs_f64()));
+    // Lua iterates tables in a per-state random order; sort so alert lines
+    // are reproducible: Haka's fields first, in their documented order.
+    for (k, v) in sorted(fields, ALERT_FIELDS) {
+        obj.insert(k, v);
+    }
     if let Some(p) = policy {
         obj.insert("policy".into(), Json::from(p));
     }
@@ -87,6 +93,17 @@ pub fn raise(lua: &Lua, ctx: &RuleContext, spec: &Table, policy: Option<&str>) -
     ctx.alerts.emit(&Json::Object(obj));
     ctx.stats.inc(Counter::Alerts);
     Ok(id)
+}
+
+/// Haka's alert fields, in the order alert lines show them.
+const ALERT_FIELDS: &[&str] =
+    &["description", "severity", "confidence", "method", "sources", "targets", "ref", "completion"];
+
+/// Orders object fields: `first` in its order, then the rest by name.
+fn sorted(mut fields: Vec<(String, Json)>, first: &[&str]) -> Vec<(String, Json)> {
+    let rank = |k: &str| first.iter().position(|f| *f == k).unwrap_or(first.len());
+    fields.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    fields
 }
 
 fn key_string(k: &Value) -> Option<String> {
@@ -151,15 +168,15 @@ fn table_to_json(t: &Table, depth: usize, budget: &mut usize) -> Json {
         }
         return Json::Array(arr);
     }
-    let mut obj = Map::new();
+    let mut fields = Vec::new();
     for pair in t.pairs::<Value, Value>() {
         let Ok((k, v)) = pair else { break };
         if *budget == 0 {
             break;
         }
         if let Some(key) = key_string(&k) {
-            obj.insert(key, to_json(&v, depth + 1, budget));
+            fields.push((key, to_json(&v, depth + 1, budget)));
         }
     }
-    Json::Object(obj)
+    Json::Object(sorted(fields, &[]).into_iter().collect())
 }
