@@ -268,8 +268,7 @@ fn cases() -> Vec<Case> {
         c.segment(Up, base + 100 + 10 * i, ACK | PSH, b"x");
     }
     c.data(Up, b"benign stream");
-    let mut engine = EngineConfig::default();
-    engine.max_ooo_segments = 8;
+    let engine = EngineConfig { max_ooo_segments: 8, ..EngineConfig::default() };
     out.push(Case {
         name: "ooo-limit-benign",
         packets: c.into_packets(),
@@ -357,7 +356,7 @@ impl Endpoint {
 /// discards bad checksums and segments without ACK, honours RSTs at rcv_nxt.
 /// Returns the bytes each connection's application read, concatenated.
 fn endpoint_reads(packets: &[Vec<u8>], policy: Overlap) -> Vec<u8> {
-    let mut frags: HashMap<(IpAddr, u32), Vec<(u32, Vec<u8>, bool, Vec<u8>)>> = HashMap::new();
+    let mut frags: HashMap<(IpAddr, u32), Vec<Fragment>> = HashMap::new();
     let mut conns: Vec<((IpAddr, u16), Endpoint)> = Vec::new();
     for raw in packets {
         let Ok(d) = decode(raw) else { continue };
@@ -408,11 +407,14 @@ fn endpoint_reads(packets: &[Vec<u8>], policy: Overlap) -> Vec<u8> {
     conns.into_iter().flat_map(|(_, e)| e.app()).collect()
 }
 
+/// A held fragment: offset, data, more-fragments flag, the IP header bytes.
+type Fragment = (u32, Vec<u8>, bool, Vec<u8>);
+
 /// Reassembles a datagram once its fragments cover it; `None` until then.
-fn reassemble(list: &[(u32, Vec<u8>, bool, Vec<u8>)], policy: Overlap) -> Option<Vec<u8>> {
+fn reassemble(list: &[Fragment], policy: Overlap) -> Option<Vec<u8>> {
     let end = list.iter().find(|f| !f.2).map(|f| f.0 as usize + f.1.len())?;
     let mut bytes: Vec<Option<u8>> = vec![None; end];
-    let order: Vec<&(u32, Vec<u8>, bool, Vec<u8>)> = match policy {
+    let order: Vec<&Fragment> = match policy {
         Overlap::FirstWins => list.iter().collect(),
         Overlap::LastWins => list.iter().rev().collect(),
     };
