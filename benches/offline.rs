@@ -11,8 +11,7 @@
 //! 1. baseline: reading the pcap records and decoding each packet
 //!    (`pcap-file` + `sluice::wire::decode`), the floor any mode pays;
 //! 2. the engine with no rules (`NoRules`): every packet through `Engine::process`;
-//! 3. the engine with a Lua `receive_data` rule searching every chunk (see the
-//!    `LUA-BENCH:` markers: enabled once `sluice::rules::LuaRules` is merged).
+//! 3. the engine with a Lua `receive_data` rule searching every chunk.
 //!
 //! Every mode reads the file the same way (buffered, from the page cache), so
 //! the ratio to the baseline is the cost of sluice itself. Each mode runs
@@ -31,17 +30,17 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
+use sluice::alert::AlertSink;
 use sluice::config::EngineConfig;
+use sluice::config::RulesConfig;
 use sluice::engine::{Emitted, Engine, Output, Packet};
 use sluice::inspect::{Inspector, NoRules};
+use sluice::rules::{LuaRules, RuleSinks};
+use sluice::stats::Stats;
 use sluice::time::Timestamp;
 use sluice::wire::forge::TcpSegment;
 use sluice::wire::{decode, tcp_flags, SeqNumber};
-// LUA-BENCH: use std::sync::Arc;
-// LUA-BENCH: use sluice::alert::AlertSink;
-// LUA-BENCH: use sluice::config::RulesConfig;
-// LUA-BENCH: use sluice::rules::{LuaRules, RuleSinks};
-// LUA-BENCH: use sluice::stats::Stats;
+use std::sync::Arc;
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
 
@@ -53,20 +52,20 @@ const PACKET_GAP_MICROS: u64 = 20;
 /// Read buffer for the pcap, as the offline driver would use.
 const READ_BUFFER: usize = 1 << 20;
 
-// LUA-BENCH: /// The rule of mode 3: search every chunk of stream data, as an IDS rule would.
-// LUA-BENCH: const LUA_SEARCH_RULE: &str = r#"
-// LUA-BENCH: require("protocol/ipv4")
-// LUA-BENCH: require("protocol/tcp")
-// LUA-BENCH: require("protocol/tcp_connection")
-// LUA-BENCH: haka.rule {
-// LUA-BENCH:   on = haka.dissectors.tcp_connection.events.receive_data,
-// LUA-BENCH:   eval = function (flow, data, dir)
-// LUA-BENCH:     if data:asstring():find("attack", 1, true) then
-// LUA-BENCH:       haka.alert{ description = "attack string", severity = "high" }
-// LUA-BENCH:     end
-// LUA-BENCH:   end
-// LUA-BENCH: }
-// LUA-BENCH: "#;
+/// The rule of mode 3: search every chunk of stream data, as an IDS rule would.
+const LUA_SEARCH_RULE: &str = r#"
+require("protocol/ipv4")
+require("protocol/tcp")
+require("protocol/tcp_connection")
+haka.rule {
+  on = haka.dissectors.tcp_connection.events.receive_data,
+  eval = function (flow, data, dir)
+    if data:asstring():find("attack", 1, true) then
+      haka.alert{ description = "attack string", severity = "high" }
+    end
+  end
+}
+"#;
 
 struct Options {
     connections: usize,
@@ -308,13 +307,13 @@ fn count_verdicts(out: &Output) -> u64 {
     out.items.iter().filter(|e| matches!(e, Emitted::Verdict(..))).count() as u64
 }
 
-// LUA-BENCH: /// Mode 3's engine: the Lua search rule, counting into the engine's stats.
-// LUA-BENCH: fn lua_engine() -> BenchResult<Engine<LuaRules>> {
-// LUA-BENCH:     let stats = Arc::new(Stats::new());
-// LUA-BENCH:     let sinks = RuleSinks { alerts: AlertSink::memory().0, stats: stats.clone() };
-// LUA-BENCH:     let rules = LuaRules::from_source("bench-search.lua", LUA_SEARCH_RULE, &RulesConfig::default(), sinks)?;
-// LUA-BENCH:     Ok(Engine::with_stats(EngineConfig::default(), rules, stats))
-// LUA-BENCH: }
+/// Mode 3's engine: the Lua search rule, counting into the engine's stats.
+fn lua_engine() -> BenchResult<Engine<LuaRules>> {
+    let stats = Arc::new(Stats::new());
+    let sinks = RuleSinks { alerts: AlertSink::memory().0, stats: stats.clone() };
+    let rules = LuaRules::from_source("bench-search.lua", LUA_SEARCH_RULE, &RulesConfig::default(), sinks)?;
+    Ok(Engine::with_stats(EngineConfig::default(), rules, stats))
+}
 
 type Mode = (&'static str, fn(&Path) -> BenchResult<Pass>);
 
@@ -322,7 +321,7 @@ fn modes() -> Vec<Mode> {
     vec![
         ("baseline: read + decode", baseline),
         ("engine, no rules", |p| through_engine(p, Engine::new(EngineConfig::default(), NoRules))),
-        // LUA-BENCH: ("engine, Lua search rule", |p| through_engine(p, lua_engine()?)),
+        ("engine, Lua search rule", |p| through_engine(p, lua_engine()?)),
     ]
 }
 
