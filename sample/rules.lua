@@ -2,7 +2,7 @@
 --
 -- * telnet (TCP port 23) is refused at connection time, with an alert;
 -- * a TCP connection whose client sends "attack" (case-sensitive, anywhere
---   in one delivered chunk) is reset, with an alert;
+--   in its stream, even split across packets) is reset, with an alert;
 -- * every connection to the documentation network 192.0.2.0/24 raises an
 --   alert (a policy with an alert action only).
 
@@ -42,12 +42,18 @@ haka.rule {
   end
 }
 
--- Reset connections whose client-to-server stream carries "attack".
+-- Reset connections whose client-to-server stream carries "attack". Data
+-- arrives in chunks as the stream is reassembled; keeping the last few bytes
+-- of the previous chunk finds the word even when a packet boundary splits it.
+local PATTERN = "attack"
+
 haka.rule {
   name = "reset on attack",
   on = tcp_connection.events.receive_data,
   eval = function (flow, data, dir)
-    if dir == "up" and data:asstring():find("attack", 1, true) then
+    if dir ~= "up" then return end
+    local text = (flow.tail or "") .. data:asstring()
+    if text:find(PATTERN, 1, true) then
       haka.alert {
         description = "attack string in client stream",
         severity = "high",
@@ -57,5 +63,6 @@ haka.rule {
       }
       flow:reset()
     end
+    flow.tail = text:sub(-(#PATTERN - 1))
   end
 }
