@@ -1,1 +1,3 @@
 //! Capture drivers: pcap files and NFQUEUE. (Being written.)
+
+pub mod nfqueue;

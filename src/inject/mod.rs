@@ -1,1 +1,3 @@
 //! Injection drivers: raw socket and pcap writer. (Being written.)
+
+pub mod raw;
