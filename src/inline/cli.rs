@@ -27,8 +27,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub fail_open: bool,
     /// Netlink socket receive buffer in bytes.
-    #[arg(long)]
-    pub rcvbuf: Option<usize>,
+    #[arg(long, default_value_t = super::DEFAULT_RCVBUF)]
+    pub rcvbuf: usize,
     /// Firewall mark of forged packets (the queue rule must skip it).
     #[arg(long, default_value = "0x5e1ce", value_parser = parse_mark)]
     pub mark: u32,
@@ -61,7 +61,7 @@ impl From<RunArgs> for InlineOptions {
         o.queues = a.queues.unwrap_or((a.queue, a.queue));
         o.queue_len = a.queue_len;
         o.fail_open = a.fail_open;
-        o.rcvbuf = a.rcvbuf;
+        o.rcvbuf = Some(a.rcvbuf);
         o.mark = a.mark;
         o.install_iptables = a.install_iptables;
         o.bypass_when_down = a.bypass_when_down;

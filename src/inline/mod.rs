@@ -26,6 +26,10 @@ use crate::stats::Stats;
 
 pub use stats_server::{stats_client, StatsFormat};
 
+/// Default netlink receive buffer: room for bursts while a rule runs long
+/// (the kernel drops packets it cannot hand over: `queue_user_dropped`).
+pub const DEFAULT_RCVBUF: usize = 8 << 20;
+
 /// Everything `sluice run` needs.
 #[derive(Debug, Clone)]
 pub struct InlineOptions {
@@ -65,7 +69,7 @@ impl InlineOptions {
             queues: (0, 0),
             queue_len: 4096,
             fail_open: false,
-            rcvbuf: None,
+            rcvbuf: Some(DEFAULT_RCVBUF),
             mark: crate::inject::raw::DEFAULT_MARK,
             install_iptables: false,
             bypass_when_down: false,
@@ -256,7 +260,12 @@ pub fn init_logging(level: &str) {
     let filter = std::env::var("SLUICE_LOG").unwrap_or_else(|_| level.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 /// Used by `--queue`/`--queues` parsing: "N" or "A:B".
