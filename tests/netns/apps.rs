@@ -82,11 +82,23 @@ pub fn tcp_server<T: Send + 'static>(
     conns: usize,
     handler: impl Fn(TcpStream) -> T + Send + 'static,
 ) -> JoinHandle<Vec<io::Result<T>>> {
+    tcp_server_within(tb, addr, port, conns, Duration::from_secs(10), handler)
+}
+
+/// [`tcp_server`] with the time each accept may wait.
+pub fn tcp_server_within<T: Send + 'static>(
+    tb: &Testbed,
+    addr: IpAddr,
+    port: u16,
+    conns: usize,
+    accept_limit: Duration,
+    handler: impl Fn(TcpStream) -> T + Send + 'static,
+) -> JoinHandle<Vec<io::Result<T>>> {
     let (tx, rx) = mpsc::channel();
     let h = tb.on_server(move || {
         let l = TcpListener::bind(SocketAddr::new(addr, port)).expect("server bind");
         tx.send(()).unwrap();
-        (0..conns).map(|_| accept_bounded(&l, Duration::from_secs(10)).map(&handler)).collect()
+        (0..conns).map(|_| accept_bounded(&l, accept_limit).map(&handler)).collect()
     });
     rx.recv_timeout(Duration::from_secs(5)).expect("server did not start listening");
     h
