@@ -53,7 +53,9 @@ testbed_up() {
     done
 }
 
-# Starts a background command and remembers its PID for testbed_down.
+# Starts a background command and remembers its PID for testbed_down. Pass
+# `ip netns exec NS cmd...` rather than a tb_* function, so the PID is the
+# command's own (ip netns exec execs it) and not a subshell's.
 tb_bg() {
     "$@" &
     TB_PIDS+=("$!")
