@@ -133,7 +133,8 @@ fn udp_sink(addr: SocketAddr, limit: Duration) -> std::io::Result<f64> {
 }
 
 fn udp_flood(addr: SocketAddr, limit: Duration) -> std::io::Result<f64> {
-    let local: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(std::io::Error::other)?;
+    let local: SocketAddr =
+        if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(std::io::Error::other)?;
     let s = UdpSocket::bind(local)?;
     s.connect(addr)?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;

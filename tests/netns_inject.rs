@@ -17,7 +17,10 @@ fn forged_packets_reach_the_server_and_carry_the_mark() {
     let Some(tb) = Testbed::new() else { return };
     // Count marked packets leaving the gateway.
     for tool in ["iptables", "ip6tables"] {
-        sh(&["ip", "netns", "exec", &tb.gw, tool, "-A", "OUTPUT", "-m", "mark", "--mark", "0x5e1ce", "-j", "ACCEPT"]);
+        sh(&[
+            "ip", "netns", "exec", &tb.gw, tool, "-A", "OUTPUT", "-m", "mark", "--mark", "0x5e1ce", "-j",
+            "ACCEPT",
+        ]);
     }
     for (client, server, port) in [(CLIENT4, SERVER4, 7700u16), (CLIENT6, SERVER6, 7701)] {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -37,11 +40,16 @@ fn forged_packets_reach_the_server_and_carry_the_mark() {
             inj.send(b"\x99not ip");
         });
         join_bounded(gw, Duration::from_secs(5));
-        let (data, from) = join_bounded(srv, Duration::from_secs(5)).expect("server received the forged datagram");
+        let (data, from) =
+            join_bounded(srv, Duration::from_secs(5)).expect("server received the forged datagram");
         assert_eq!(data, b"forged");
         assert_eq!(from, SocketAddr::new(client, 4444), "spoofed source kept");
         assert_eq!(stats.sent.load(std::sync::atomic::Ordering::Relaxed), 1);
-        assert_eq!(stats.errors.load(std::sync::atomic::Ordering::Relaxed), 1, "a non-IP packet is counted, not fatal");
+        assert_eq!(
+            stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "a non-IP packet is counted, not fatal"
+        );
     }
     for tool in ["iptables", "ip6tables"] {
         let out = sh(&["ip", "netns", "exec", &tb.gw, tool, "-L", "OUTPUT", "-v", "-n", "-x"]);

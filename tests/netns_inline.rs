@@ -102,7 +102,11 @@ fn stats_socket_reports_every_counter() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for c in sluice::stats::Counter::ALL {
-        assert!(text.lines().any(|l| l.starts_with(&format!("{} ", c.name()))), "missing {}:\n{text}", c.name());
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{} ", c.name()))),
+            "missing {}:\n{text}",
+            c.name()
+        );
     }
     assert!(text.contains("queue_kernel_dropped{queue=\"0\"} "), "{text}");
     let prom = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -111,7 +115,10 @@ fn stats_socket_reports_every_counter() {
         .output()
         .unwrap();
     let prom = String::from_utf8_lossy(&prom.stdout);
-    assert!(prom.lines().any(|l| l.starts_with("sluice_nfq_packets_received ") && !l.ends_with(" 0")), "{prom}");
+    assert!(
+        prom.lines().any(|l| l.starts_with("sluice_nfq_packets_received ") && !l.ends_with(" 0")),
+        "{prom}"
+    );
     tb.stop_sluice();
     // The socket is gone once sluice stopped.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -154,7 +161,8 @@ fn clean_shutdown_removes_rules_and_verdicts_every_packet() {
     assert_eq!(finals.len(), 2, "{log}");
     for l in finals {
         let nums: Vec<u64> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-        let (received, verdicts, unverdicted) = (nums[nums.len() - 3], nums[nums.len() - 2], nums[nums.len() - 1]);
+        let (received, verdicts, unverdicted) =
+            (nums[nums.len() - 3], nums[nums.len() - 2], nums[nums.len() - 1]);
         assert_eq!(received, verdicts, "{l}");
         assert_eq!(unverdicted, 0, "{l}");
     }
@@ -228,10 +236,7 @@ fn not_root_is_a_clear_error() {
 #[test]
 fn missing_rule_file_is_reported_before_anything_is_installed() {
     let Some(tb) = Testbed::new() else { return };
-    let out = tb
-        .sluice_command(&tb.dir.path().join("nope.lua"), &[])
-        .output()
-        .unwrap();
+    let out = tb.sluice_command(&tb.dir.path().join("nope.lua"), &[]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.lua"), "{err}");

@@ -18,7 +18,10 @@ const T: Duration = Duration::from_secs(30);
 
 /// Connects with a short timeout (refused connections time out).
 fn try_connect(server: IpAddr, port: u16) -> std::io::Result<std::net::TcpStream> {
-    let s = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(server, port), Duration::from_secs(2))?;
+    let s = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::new(server, port),
+        Duration::from_secs(2),
+    )?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
     Ok(s)
@@ -26,7 +29,13 @@ fn try_connect(server: IpAddr, port: u16) -> std::io::Result<std::net::TcpStream
 
 /// Client sends `first`, pauses, sends `second`, then reads; server reads
 /// everything. Returns (client read end, server bytes, server read end).
-fn split_send(tb: &Testbed, server: IpAddr, port: u16, first: &'static [u8], second: &'static [u8]) -> (ReadEnd, Vec<u8>, ReadEnd) {
+fn split_send(
+    tb: &Testbed,
+    server: IpAddr,
+    port: u16,
+    first: &'static [u8],
+    second: &'static [u8],
+) -> (ReadEnd, Vec<u8>, ReadEnd) {
     let srv = apps::tcp_server(tb, server, port, 1, |mut s| {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         apps::read_all(&mut s)
@@ -61,7 +70,10 @@ fn new_connection_rule_refuses_a_port() {
         refused
     });
     let refused = join_bounded(cli, T);
-    assert!(matches!(refused, Err(std::io::ErrorKind::TimedOut) | Err(std::io::ErrorKind::WouldBlock)), "{refused:?}");
+    assert!(
+        matches!(refused, Err(std::io::ErrorKind::TimedOut) | Err(std::io::ErrorKind::WouldBlock)),
+        "{refused:?}"
+    );
     assert_eq!(join_bounded(srv, T)[0].as_ref().unwrap(), b"hello");
     assert!(join_bounded(refused_srv, T)[0].is_err(), "no connection reached port 7600");
     assert!(tb.alerts().contains("refused port 7600"), "{}", tb.alerts());

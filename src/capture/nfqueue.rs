@@ -66,12 +66,14 @@ impl std::fmt::Display for NfqError {
         match self {
             NfqError::NotRoot => write!(f, "sluice run needs root (CAP_NET_ADMIN)"),
             NfqError::QueueTaken(q) => {
-                write!(f, "NFQUEUE queue {q} is already bound by another process (another sluice, suricata, ...?)")
+                write!(
+                    f,
+                    "NFQUEUE queue {q} is already bound by another process (another sluice, suricata, ...?)"
+                )
             }
-            NfqError::NoKernelSupport(e) => write!(
-                f,
-                "the kernel has no NFQUEUE support ({e}); load it with `modprobe nfnetlink_queue`"
-            ),
+            NfqError::NoKernelSupport(e) => {
+                write!(f, "the kernel has no NFQUEUE support ({e}); load it with `modprobe nfnetlink_queue`")
+            }
             NfqError::Io(e) => write!(f, "NFQUEUE: {e}"),
         }
     }
@@ -192,7 +194,10 @@ impl NfQueue {
         };
         if let Some(p) = payload {
             if p.len() + NLA_HDRLEN > usize::from(u16::MAX) {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "modified packet too large for netlink"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "modified packet too large for netlink",
+                ));
             }
         }
         let seq = self.next_seq();
@@ -268,7 +273,12 @@ impl NfQueue {
     fn recv_once(&mut self, flags: libc::c_int) -> io::Result<Option<i32>> {
         // SAFETY: buf is valid for its length.
         let n = unsafe {
-            libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), flags | libc::MSG_TRUNC)
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                flags | libc::MSG_TRUNC,
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -417,7 +427,8 @@ fn config_message(cfg: &QueueConfig, seq: u32) -> Vec<u8> {
 }
 
 fn verdict_message(queue: u16, seq: u32, id: u32, code: u32, payload: Option<&[u8]>) -> Vec<u8> {
-    let mut m = MsgBuilder::new(queue_msg_type(libc::NFQNL_MSG_VERDICT), libc::NLM_F_REQUEST as u16, seq, queue);
+    let mut m =
+        MsgBuilder::new(queue_msg_type(libc::NFQNL_MSG_VERDICT), libc::NLM_F_REQUEST as u16, seq, queue);
     let mut hdr = code.to_be_bytes().to_vec();
     hdr.extend_from_slice(&id.to_be_bytes());
     m.attr(libc::NFQA_VERDICT_HDR as u16, &hdr);
@@ -597,7 +608,10 @@ mod tests {
         assert_eq!(msgs.len(), 3);
         match &msgs[0] {
             NlMessage::Packet(p) => {
-                assert_eq!((p.id, p.payload.as_slice(), p.checksum_not_ready, p.gso), (42, &b"hello"[..], true, false));
+                assert_eq!(
+                    (p.id, p.payload.as_slice(), p.checksum_not_ready, p.gso),
+                    (42, &b"hello"[..], true, false)
+                );
             }
             _ => panic!("expected a packet"),
         }

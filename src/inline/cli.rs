@@ -125,7 +125,16 @@ mod tests {
 
     #[test]
     fn run_args_convert() {
-        let t = T::parse_from(["x", "r.lua", "--queues", "2:4", "--mark", "0x10", "--install-iptables", "--fail-open"]);
+        let t = T::parse_from([
+            "x",
+            "r.lua",
+            "--queues",
+            "2:4",
+            "--mark",
+            "0x10",
+            "--install-iptables",
+            "--fail-open",
+        ]);
         let o: InlineOptions = t.run.into();
         assert_eq!(o.queues, (2, 4));
         assert_eq!(o.mark, 0x10);

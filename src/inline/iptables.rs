@@ -24,8 +24,9 @@ pub struct QueueRuleSpec {
 impl QueueRuleSpec {
     /// The rule's arguments after the chain name.
     pub fn args(&self) -> Vec<String> {
-        let mut a: Vec<String> =
-            ["-m", "mark", "!", "--mark", &format!("{:#x}", self.mark), "-j", "NFQUEUE"].map(String::from).to_vec();
+        let mut a: Vec<String> = ["-m", "mark", "!", "--mark", &format!("{:#x}", self.mark), "-j", "NFQUEUE"]
+            .map(String::from)
+            .to_vec();
         let (first, last) = self.queues;
         if first == last {
             a.extend(["--queue-num".to_string(), first.to_string()]);
@@ -90,7 +91,11 @@ fn run(tool: &str, op: &str, args: &[String]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{tool} {op} {CHAIN} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{tool} {op} {CHAIN} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -103,6 +108,9 @@ mod tests {
         let one = QueueRuleSpec { queues: (3, 3), mark: 0x5e1ce, bypass: false };
         assert_eq!(one.args().join(" "), "-m mark ! --mark 0x5e1ce -j NFQUEUE --queue-num 3");
         let many = QueueRuleSpec { queues: (0, 3), mark: 16, bypass: true };
-        assert_eq!(many.args().join(" "), "-m mark ! --mark 0x10 -j NFQUEUE --queue-balance 0:3 --queue-bypass");
+        assert_eq!(
+            many.args().join(" "),
+            "-m mark ! --mark 0x10 -j NFQUEUE --queue-balance 0:3 --queue-bypass"
+        );
     }
 }

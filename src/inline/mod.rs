@@ -82,7 +82,13 @@ impl InlineOptions {
     }
 
     fn queue_config(&self, queue_num: u16) -> QueueConfig {
-        QueueConfig { queue_num, max_len: self.queue_len, fail_open: self.fail_open, gso: true, rcvbuf: self.rcvbuf }
+        QueueConfig {
+            queue_num,
+            max_len: self.queue_len,
+            fail_open: self.fail_open,
+            gso: true,
+            rcvbuf: self.rcvbuf,
+        }
     }
 }
 
@@ -200,18 +206,22 @@ where
     }
 
     let sources = stats_server::Sources {
-        workers: workers.iter().map(|w| (w.queue_num(), Arc::clone(w.stats()), Arc::clone(w.driver_stats()))).collect(),
+        workers: workers
+            .iter()
+            .map(|w| (w.queue_num(), Arc::clone(w.stats()), Arc::clone(w.driver_stats())))
+            .collect(),
         inject: Arc::clone(&inject_stats),
     };
-    let server = match stats_server::StatsServer::start(&opts.stats_socket, sources, Arc::clone(&control.stop)) {
-        Ok(s) => s,
-        Err(e) => {
-            drop(rules_guard);
-            stop_all(workers);
-            signal_thread.close();
-            return Err(InlineError::Io(e));
-        }
-    };
+    let server =
+        match stats_server::StatsServer::start(&opts.stats_socket, sources, Arc::clone(&control.stop)) {
+            Ok(s) => s,
+            Err(e) => {
+                drop(rules_guard);
+                stop_all(workers);
+                signal_thread.close();
+                return Err(InlineError::Io(e));
+            }
+        };
     tracing::info!(
         queues = %format!("{first}:{last}"),
         stats_socket = %opts.stats_socket.display(),

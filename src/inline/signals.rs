@@ -36,8 +36,8 @@ pub struct SignalThread {
 impl SignalThread {
     /// Installs the handlers and starts the thread.
     pub fn start(control: Arc<Control>) -> Result<Self, String> {
-        let mut signals =
-            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| format!("installing signal handlers: {e}"))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|e| format!("installing signal handlers: {e}"))?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("sluice-signals".into())

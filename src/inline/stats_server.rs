@@ -114,7 +114,8 @@ impl StatsServer {
             }
             let _ = std::fs::remove_file(path);
         }
-        let listener = UnixListener::bind(path).map_err(|e| format!("stats socket {}: {e}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).map_err(|e| format!("stats socket {}: {e}", path.display()))?;
         // Counters reveal traffic: only root reads them.
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         listener.set_nonblocking(true).map_err(|e| format!("stats socket: {e}"))?;
@@ -144,7 +145,9 @@ fn serve(listener: UnixListener, sources: Sources, stop: Arc<AtomicBool>) {
                     tracing::debug!("stats client: {e}");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(e) => {
                 tracing::warn!("stats socket accept: {e}");
                 std::thread::sleep(Duration::from_millis(50));

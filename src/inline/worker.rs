@@ -280,7 +280,11 @@ where
         self.update_queue_drops();
         let left: Vec<u32> = self.outstanding.drain().collect();
         if !left.is_empty() {
-            tracing::warn!(queue = self.queue.queue_num(), count = left.len(), "packets without verdict at shutdown; dropping them");
+            tracing::warn!(
+                queue = self.queue.queue_num(),
+                count = left.len(),
+                "packets without verdict at shutdown; dropping them"
+            );
             self.driver.unverdicted.fetch_add(left.len() as u64, Ordering::Relaxed);
         }
         for id in left {

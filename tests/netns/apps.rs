@@ -193,7 +193,8 @@ pub fn udp_echo_server(tb: &Testbed, addr: IpAddr, port: u16, count: usize) -> J
 /// Sends `count` distinct datagrams one at a time and returns how many came
 /// back byte-exact.
 pub fn udp_echo_client(server: IpAddr, port: u16, count: usize) -> usize {
-    let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+    let local: SocketAddr =
+        if server.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
     let s = UdpSocket::bind(local).expect("udp client bind");
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.connect(SocketAddr::new(server, port)).unwrap();

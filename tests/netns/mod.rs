@@ -51,17 +51,11 @@ pub fn sh(args: &[&str]) -> String {
 }
 
 /// Options of a testbed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct TestbedOptions {
     /// Keep veth offloads (TSO/GSO/GRO, checksum offload) on: the gateway then
     /// sees GSO packets and partial checksums.
     pub offloads: bool,
-}
-
-impl Default for TestbedOptions {
-    fn default() -> Self {
-        TestbedOptions { offloads: false }
-    }
 }
 
 /// The three namespaces and, once started, sluice on the gateway.
@@ -100,8 +94,14 @@ impl Testbed {
             sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
         }
         let (c, g, s) = (tb.client.as_str(), tb.gw.as_str(), tb.server.as_str());
-        sh(&["ip", "link", "add", "name", "eth0", "netns", c, "type", "veth", "peer", "name", "eth0", "netns", g]);
-        sh(&["ip", "link", "add", "name", "eth1", "netns", g, "type", "veth", "peer", "name", "eth0", "netns", s]);
+        sh(&[
+            "ip", "link", "add", "name", "eth0", "netns", c, "type", "veth", "peer", "name", "eth0", "netns",
+            g,
+        ]);
+        sh(&[
+            "ip", "link", "add", "name", "eth1", "netns", g, "type", "veth", "peer", "name", "eth0", "netns",
+            s,
+        ]);
         for (ns, dev, a4, a6) in [
             (c, "eth0", "10.200.1.1/24", "fd00:200:1::1/64"),
             (g, "eth0", "10.200.1.2/24", "fd00:200:1::2/64"),
