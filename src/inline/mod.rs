@@ -124,24 +124,29 @@ impl std::error::Error for InlineError {}
 /// Runs `sluice run` until SIGTERM/SIGINT with the Lua rules of `opts.rules`.
 pub fn run(opts: InlineOptions) -> Result<(), InlineError> {
     init_logging(&opts.log_level);
-    // MERGE: wire LuaRules here once src/rules lands:
-    //   let sinks = || RuleSinks { alerts: alert_sink(&opts.alerts)?, stats: ... };
-    //   run_with(opts, move || LuaRules::load(&path, &rules_config, sinks()).map_err(|e| e.to_string()))
+    // MERGE: wire LuaRules here once src/rules lands, e.g.
+    //   let (path, cfg, alerts) = (opts.rules.clone(), opts.rules_config.clone(), opts.alerts.clone());
+    //   run_with(opts, move |stats| {
+    //       let sink = match &alerts { Some(p) => AlertSink::to_file(p), None => AlertSink::stdout() }
+    //           .map_err(|e| e.to_string())?;   // (shared/cloned sink if AlertSink allows)
+    //       LuaRules::load(&path, &cfg, RuleSinks { alerts: sink, stats: Arc::clone(stats) })
+    //           .map_err(|e| e.to_string())      // the message must name file:line
+    //   })
     // Until then the rule file is checked for existence and NoRules inspects.
     let path = opts.rules.clone();
-    run_with(opts, move || {
+    run_with(opts, move |_stats| {
         std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         tracing::warn!("Lua rules are not wired in this build; {} is not applied", path.display());
         Ok(crate::inspect::NoRules)
     })
 }
 
-/// Runs the daemon with rules built by `load` (called once per worker at
-/// start and again on every SIGHUP).
+/// Runs the daemon with rules built by `load` (called on each worker's own
+/// thread at start and again on every SIGHUP, with that worker's counters).
 pub fn run_with<I, L>(opts: InlineOptions, load: L) -> Result<(), InlineError>
 where
     I: Inspector + 'static,
-    L: Fn() -> Result<I, String> + Send + Sync + 'static,
+    L: Fn(&Arc<Stats>) -> Result<I, String> + Send + Sync + 'static,
 {
     let (first, last) = opts.queues;
     if first > last {

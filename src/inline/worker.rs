@@ -74,7 +74,7 @@ impl Worker {
     ) -> Result<Worker, InlineError>
     where
         I: Inspector + 'static,
-        L: Fn() -> Result<I, String> + Send + Sync + 'static,
+        L: Fn(&Arc<Stats>) -> Result<I, String> + Send + Sync + 'static,
     {
         let queue_num = cfg.queue.queue_num;
         let stats = Arc::clone(&cfg.stats);
@@ -85,7 +85,7 @@ impl Worker {
             .name(format!("sluice-q{queue_num}"))
             .spawn(move || {
                 // Rules are built on the worker's own thread: they need not be Send.
-                let inspector = match load() {
+                let inspector = match load(&cfg.stats) {
                     Ok(i) => i,
                     Err(e) => {
                         let _ = ready_tx.send(Err(InlineError::Rules(e)));
@@ -165,7 +165,7 @@ struct WorkerLoop<'l, I: Inspector, L> {
 impl<I, L> WorkerLoop<'_, I, L>
 where
     I: Inspector,
-    L: Fn() -> Result<I, String>,
+    L: Fn(&Arc<Stats>) -> Result<I, String>,
 {
     fn run(&mut self) -> bool {
         let q = self.queue.queue_num();
@@ -245,7 +245,7 @@ where
 
     fn reload(&mut self) {
         let stats = Arc::clone(self.engine.stats());
-        match (self.load)() {
+        match (self.load)(&stats) {
             Ok(new) => {
                 self.engine.replace_inspector(new);
                 stats.inc(Counter::Reloads);
