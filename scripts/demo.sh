@@ -37,9 +37,9 @@ sleep 0.5
 run_client() { # description, then the client command
     local what=$1; shift
     if out=$("$@" 2>&1); then
-        echo "  $what: completed ${out:+($out)}"
+        echo "  $what: went through ${out:+($out)}"
     else
-        echo "  $what: FAILED: ${out:-timed out / no answer}"
+        echo "  $what: blocked: ${out:-no answer (connection dropped)}"
     fi
 }
 

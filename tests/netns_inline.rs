@@ -180,8 +180,9 @@ fn sighup_reload_failure_keeps_running_with_old_rules() {
     tb.signal(libc::SIGHUP);
     wait_for_counter(&tb, "reload_failures", 1);
     tcp_and_udp_round_trip(&tb, SERVER4, 7400);
-    let (st, log) = tb.stop_sluice();
-    assert!(st.success(), "{log}");
+    let (st, log) = tb.stop_sluice_with(libc::SIGINT);
+    assert!(st.success(), "SIGINT stops cleanly too: {log}");
+    assert!(!tb.gw_rules().contains("NFQUEUE"));
     assert!(log.contains("keeping the old rules"), "{log}");
 }
 

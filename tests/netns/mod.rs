@@ -194,9 +194,14 @@ impl Testbed {
 
     /// SIGTERM, then a bounded wait; returns the exit status and the log.
     pub fn stop_sluice(&mut self) -> (ExitStatus, String) {
+        self.stop_sluice_with(libc::SIGTERM)
+    }
+
+    /// Stops sluice with `sig`, then a bounded wait.
+    pub fn stop_sluice_with(&mut self, sig: libc::c_int) -> (ExitStatus, String) {
         let mut child = self.sluice.take().expect("sluice not running");
         // SAFETY: kill(2) on our own child's PID.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, sig) };
         let st = wait_bounded(&mut child, Duration::from_secs(15));
         (st.unwrap_or_else(|| panic!("sluice did not stop within 15 s:\n{}", self.log())), self.log())
     }
