@@ -31,7 +31,11 @@ fn main() -> std::io::Result<()> {
 
     let mut attack = Conversation::new(addr("10.200.1.1:41002"), addr("10.200.2.2:80"))
         .at(Timestamp(sluice::pcapgen::DEFAULT_START.0 + 40_000));
-    attack.handshake().send(Up, b"POST /login HTTP/1.1\r\n\r\nuser=att").send(Up, b"ack&pass=x").send(Down, b"late reply");
+    attack
+        .handshake()
+        .send(Up, b"POST /login HTTP/1.1\r\n\r\nuser=att")
+        .send(Up, b"ack&pass=x")
+        .send(Down, b"late reply");
     parts.push(attack.into_packets());
 
     let mut doc = Conversation::new(addr("10.200.1.1:41003"), addr("192.0.2.10:443"))

@@ -20,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod inject;
+pub mod inline;
 pub mod inspect;
 pub mod ip;
 pub mod offline;

@@ -33,6 +33,10 @@ enum Command {
         /// The Lua rule file.
         rules: PathBuf,
     },
+    /// Filter packets inline through NFQUEUE (root).
+    Run(Box<sluice::inline::cli::RunArgs>),
+    /// Print the counters of a running `sluice run`.
+    Stats(sluice::inline::cli::StatsArgs),
 }
 
 /// What to do with a packet when a rule raises an error.
@@ -202,11 +206,39 @@ fn check(rules: &std::path::Path) -> ExitCode {
     }
 }
 
+fn run(args: sluice::inline::cli::RunArgs, log_level: Option<String>) -> ExitCode {
+    let mut opts: sluice::inline::InlineOptions = args.into();
+    if let Some(l) = log_level {
+        opts.log_level = l;
+    }
+    match sluice::inline::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref());
-    match &cli.command {
-        Command::Pcap(args) => pcap(args),
-        Command::Check { rules } => check(rules),
+    match cli.command {
+        Command::Pcap(args) => {
+            init_logging(cli.log_level.as_deref());
+            pcap(&args)
+        }
+        Command::Check { rules } => {
+            init_logging(cli.log_level.as_deref());
+            check(&rules)
+        }
+        // The daemon sets up its own logging (default level info).
+        Command::Run(args) => run(*args, cli.log_level),
+        Command::Stats(args) => match sluice::inline::cli::stats_command(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

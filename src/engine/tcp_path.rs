@@ -204,6 +204,7 @@ impl<I: Inspector> Engine<I> {
             let n = range.end - range.start;
             self.stats.add(Counter::StreamBytes, n);
             if self.inspector.subscribed(Event::TcpData) {
+                let start = range.start;
                 let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
                 let Some(bytes) = flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.bytes(range)) else {
                     return Verdict::Drop;
@@ -213,9 +214,12 @@ impl<I: Inspector> Engine<I> {
                     self.stats.inc(Counter::DropRule);
                     if action >= Action::DropFlow {
                         self.flow_action(key, action, before, ctx, out);
+                    } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(key).map(|f| &mut f.kind) {
+                        // Only this packet is dropped (a rule error under the
+                        // drop policy): the receiver never gets these bytes,
+                        // so their retransmission must face the rules again.
+                        conn.undeliver(dir, start);
                     }
-                    // The bytes count as inspected: a retransmission of them
-                    // passes unless the flow itself was dropped.
                     return Verdict::Drop;
                 }
             }

@@ -709,3 +709,21 @@ mod fragments {
         assert_eq!(h.engine.inspector().up, vec![b'6'; 200]);
     }
 }
+
+#[test]
+fn dropped_data_packet_is_inspected_again_when_retransmitted() {
+    // A rule error under the drop policy drops only the packet; its bytes
+    // never reached the receiver, so their retransmission faces the rules again.
+    let script = Script {
+        reset_on: Some(b"boom".to_vec()),
+        action_on_match: Some(Action::DropPacket),
+        ..Script::default()
+    };
+    let (mut h, mut c) = established(script);
+    h.accept(&c.data(true, b"go "));
+    let boom = c.data(true, b"boom");
+    h.drop(&boom);
+    h.drop(&boom);
+    let seen = h.events().iter().filter(|e| e.as_str() == "data:up:boom").count();
+    assert_eq!(seen, 2, "{:?}", h.events());
+}

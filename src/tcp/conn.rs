@@ -121,6 +121,14 @@ impl TcpConn {
         matches!(self.state, TcpState::Closed | TcpState::Reset)
     }
 
+    /// Undoes the delivery of `dir`'s bytes from `offset` on (see
+    /// [`Stream::undeliver`]).
+    pub fn undeliver(&mut self, dir: Direction, offset: u64) {
+        if let Some(s) = self.halves[dir.index()].stream.as_mut() {
+            s.undeliver(offset);
+        }
+    }
+
     /// The stream of one direction, once known.
     pub fn stream(&self, dir: Direction) -> Option<&Stream> {
         self.halves[dir.index()].stream.as_ref()
@@ -369,7 +377,10 @@ impl TcpConn {
                 }
             }
         }
-        if c.fit == Fit::New {
+        // Duplicates are committed too: they add nothing, but if an earlier
+        // copy's delivery was undone (its packet dropped), this copy makes the
+        // bytes deliverable again.
+        {
             let fin = t.has(FIN);
             if let Some(s) = self.halves[i].stream.as_mut() {
                 let before = s.buffered();

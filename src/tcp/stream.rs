@@ -208,6 +208,15 @@ impl Stream {
         }
     }
 
+    /// Moves the delivery point back to `offset` (not below what the receiver
+    /// acknowledged): the packet that made those bytes deliverable was dropped,
+    /// so the receiver does not have them, and their next copy must go through
+    /// rules again. The bytes stay recorded: out-of-order parts may already sit
+    /// at the receiver, and any new copy must still match them.
+    pub fn undeliver(&mut self, offset: u64) {
+        self.delivered = offset.clamp(self.acked, self.delivered);
+    }
+
     /// Bytes in `r` (which must be buffered: at or above `acked`).
     pub fn bytes(&self, r: Range<u64>) -> &[u8] {
         let s = self.head + (r.start.saturating_sub(self.acked)) as usize;

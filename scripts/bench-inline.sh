@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Inline benchmark on the netns testbed (root). One run measures, over the
+# same client -> gateway -> server path:
+#   kernel       plain forwarding, no queue
+#   nfq_accept   the minimal NFQUEUE loop (examples/nfq_accept.rs, same driver)
+#   sluice       sluice run, rules that hook nothing
+#   sluice+rule  sluice run with a receive_data rule reading every stream byte
+# and reports bulk TCP throughput, 64-byte UDP packets/s and short TCP
+# connections/s, each also as a ratio to nfq_accept. Offloads are off
+# (wire-size segments). Bounded: BENCH_SECS per measurement (default 3).
+# Needs: iproute2 iptables ethtool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/netns-lib.sh
+
+SECS=${BENCH_SECS:-3}
+CARGO=${CARGO:-cargo}
+[ "$(id -u)" -eq 0 ] || { echo "bench-inline needs root" >&2; exit 1; }
+$CARGO build --release --quiet --bin sluice --example nfq_accept --example netns_traffic
+BIN=target/release
+TRAFFIC=$BIN/examples/netns_traffic
+WORK=$(mktemp -d)
+cleanup() { testbed_down; rm -rf "$WORK"; }
+trap cleanup EXIT
+testbed_up
+
+# Runs one measurement: sink in the server, generator in the client; prints the number.
+measure() {
+    local kind=$1 port=$2 out sink_pid
+    case $kind in
+        bulk)  ip netns exec "$TB_S" "$TRAFFIC" tcp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$!
+               sleep 0.3; out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" bulk "$TB_SERVER4:$port" "$SECS") ;;
+        conns) ip netns exec "$TB_S" "$TRAFFIC" tcp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$!
+               sleep 0.3; out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" conns "$TB_SERVER4:$port" "$SECS") ;;
+        udp)   ip netns exec "$TB_S" "$TRAFFIC" udp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >"$WORK/udp" & sink_pid=$!
+               sleep 0.3; tb_c timeout $((SECS + 10)) "$TRAFFIC" udp-flood "$TB_SERVER4:$port" "$SECS" >/dev/null
+               wait "$sink_pid" || true; out=$(cat "$WORK/udp") ;;
+    esac
+    kill "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true
+    echo "${out:-0}"
+}
+
+QRULE=(-m mark ! --mark 0x5e1ce -j NFQUEUE --queue-num 0)
+MODE_PID=
+start_mode() {
+    case $1 in
+        kernel) ;;
+        nfq_accept)
+            ip netns exec "$TB_G" "$BIN/examples/nfq_accept" 0 2>"$WORK/nfq.log" & MODE_PID=$!; TB_PIDS+=("$MODE_PID")
+            sleep 0.5
+            tb_g iptables -w 5 -I FORWARD "${QRULE[@]}" ;;
+        sluice|sluice+rule)
+            local rules=tests/netns/rules/accept_all.lua
+            [ "$1" = sluice+rule ] && rules=tests/netns/rules/bench_receive_data.lua
+            ip netns exec "$TB_G" "$BIN/sluice" run "$rules" --install-iptables --stats-socket "$WORK/s.sock" \
+                --log-level warn 2>"$WORK/sluice.log" & MODE_PID=$!; TB_PIDS+=("$MODE_PID")
+            tb_wait_socket "$WORK/s.sock" ;;
+    esac
+}
+stop_mode() {
+    case $1 in
+        kernel) return ;;
+        nfq_accept) tb_g iptables -w 5 -D FORWARD "${QRULE[@]}" ;;
+    esac
+    kill -TERM "$MODE_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$MODE_PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$MODE_PID" 2>/dev/null || true
+}
+
+declare -A R
+port=9000
+for mode in kernel nfq_accept sluice sluice+rule; do
+    echo "measuring $mode ..." >&2
+    start_mode "$mode"
+    for kind in bulk udp conns; do
+        port=$((port + 1))
+        R[$mode.$kind]=$(measure "$kind" "$port")
+    done
+    stop_mode "$mode"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+printf '\n%-12s %14s %7s %14s %7s %14s %7s\n' mode "TCP Gbit/s" ratio "UDP64 pkt/s" ratio "conn/s" ratio
+for mode in kernel nfq_accept sluice sluice+rule; do
+    printf '%-12s %14.2f %7s %14.0f %7s %14.0f %7s\n' "$mode" \
+        "${R[$mode.bulk]}" "$(ratio "${R[$mode.bulk]}" "${R[nfq_accept.bulk]}")" \
+        "${R[$mode.udp]}" "$(ratio "${R[$mode.udp]}" "${R[nfq_accept.udp]}")" \
+        "${R[$mode.conns]}" "$(ratio "${R[$mode.conns]}" "${R[nfq_accept.conns]}")"
+done
+echo "(ratios are to nfq_accept, the minimal queue loop; ${SECS}s per measurement)"

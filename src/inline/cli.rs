@@ -1,0 +1,143 @@
+//! clap definitions of `sluice run` and `sluice stats`, converted into
+//! [`InlineOptions`] so `main.rs` only dispatches.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::stats_server::{StatsFormat, DEFAULT_SOCKET};
+use super::{parse_mark, parse_queues, InlineOptions};
+use crate::config::ErrorPolicy;
+
+/// `sluice run RULES.lua`: filter packets inline through NFQUEUE.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The Lua rule file.
+    pub rules: PathBuf,
+    /// Queue number to bind (one worker).
+    #[arg(long, default_value = "0", conflicts_with = "queues")]
+    pub queue: u16,
+    /// Range of queues A:B, one worker thread each (pair with iptables --queue-balance A:B).
+    #[arg(long, value_parser = parse_queues)]
+    pub queues: Option<(u16, u16)>,
+    /// Kernel queue length per queue (packets waiting for a verdict).
+    #[arg(long, default_value_t = 4096)]
+    pub queue_len: u32,
+    /// When a queue is full, the kernel accepts packets unfiltered (default: it drops them).
+    #[arg(long)]
+    pub fail_open: bool,
+    /// Netlink socket receive buffer in bytes.
+    #[arg(long, default_value_t = super::DEFAULT_RCVBUF)]
+    pub rcvbuf: usize,
+    /// Firewall mark of forged packets (the queue rule must skip it).
+    #[arg(long, default_value = "0x5e1ce", value_parser = parse_mark)]
+    pub mark: u32,
+    /// Install the FORWARD NFQUEUE rules (iptables and ip6tables) for this run and remove them on exit.
+    #[arg(long)]
+    pub install_iptables: bool,
+    /// With --install-iptables: let traffic pass while sluice is not running (--queue-bypass).
+    #[arg(long)]
+    pub bypass_when_down: bool,
+    /// Write alerts as JSON lines to this file (default: stdout).
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// Unix socket serving the counters to `sluice stats`.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub stats_socket: PathBuf,
+    /// Accept packets whose rule raised an error (default: drop them).
+    #[arg(long)]
+    pub accept_on_rule_error: bool,
+    /// Pick up TCP connections whose handshake sluice did not see.
+    #[arg(long)]
+    pub midstream: bool,
+}
+
+impl From<RunArgs> for InlineOptions {
+    fn from(a: RunArgs) -> Self {
+        let mut o = InlineOptions::new(a.rules);
+        o.queues = a.queues.unwrap_or((a.queue, a.queue));
+        o.queue_len = a.queue_len;
+        o.fail_open = a.fail_open;
+        o.rcvbuf = Some(a.rcvbuf);
+        o.mark = a.mark;
+        o.install_iptables = a.install_iptables;
+        o.bypass_when_down = a.bypass_when_down;
+        o.alerts = a.alerts;
+        o.stats_socket = a.stats_socket;
+        o.engine.tcp_midstream = a.midstream;
+        if a.accept_on_rule_error {
+            o.rules_config.on_error = ErrorPolicy::Accept;
+        }
+        o
+    }
+}
+
+/// `sluice stats`: print the counters of a running `sluice run`.
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// The daemon's --stats-socket.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatsFormatArg,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StatsFormatArg {
+    /// `name value` lines.
+    Text,
+    /// Prometheus text format.
+    Prometheus,
+}
+
+impl From<StatsFormatArg> for StatsFormat {
+    fn from(f: StatsFormatArg) -> Self {
+        match f {
+            StatsFormatArg::Text => StatsFormat::Text,
+            StatsFormatArg::Prometheus => StatsFormat::Prometheus,
+        }
+    }
+}
+
+/// Runs `sluice stats`: prints the answer or returns the error message.
+pub fn stats_command(a: StatsArgs) -> Result<(), String> {
+    let text = super::stats_client(&a.socket, a.format.into())?;
+    print!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn run_args_convert() {
+        let t = T::parse_from([
+            "x",
+            "r.lua",
+            "--queues",
+            "2:4",
+            "--mark",
+            "0x10",
+            "--install-iptables",
+            "--fail-open",
+        ]);
+        let o: InlineOptions = t.run.into();
+        assert_eq!(o.queues, (2, 4));
+        assert_eq!(o.mark, 0x10);
+        assert!(o.install_iptables && o.fail_open && !o.bypass_when_down);
+        let t = T::parse_from(["x", "r.lua", "--queue", "7"]);
+        let o: InlineOptions = t.run.into();
+        assert_eq!(o.queues, (7, 7));
+        assert!(T::try_parse_from(["x", "r.lua", "--queue", "1", "--queues", "1:2"]).is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! One worker: a thread that owns one NFQUEUE queue, one engine and one rule
+//! state. It feeds each queued packet to the engine, sends the verdicts the
+//! engine emits (now or later, for held fragments), injects forged packets,
+//! runs engine timeouts when idle, reloads rules on SIGHUP, and at shutdown
+//! drains its queue so every packet it received gets exactly one verdict.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::capture::nfqueue::{kernel_queue_stats, NfQueue, QueueConfig, QueueVerdict};
+use crate::config::EngineConfig;
+use crate::engine::{Emitted, Engine, Output, Packet, Verdict};
+use crate::inject::raw::RawInjector;
+use crate::inspect::Inspector;
+use crate::stats::{Counter, Stats};
+use crate::time::Timestamp;
+
+use super::signals::Control;
+use super::InlineError;
+
+/// How long a receive waits before the worker runs timeouts and checks flags.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often the kernel's queue-drop counters are read.
+const PROC_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest time spent draining the queue at shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// Consecutive receive errors after which the worker gives up.
+const MAX_RECV_ERRORS: u32 = 1000;
+
+/// What a worker needs besides the shared pieces.
+pub struct WorkerConfig {
+    /// The queue to bind.
+    pub queue: QueueConfig,
+    /// Engine limits.
+    pub engine: EngineConfig,
+    /// The engine's counters.
+    pub stats: Arc<Stats>,
+}
+
+/// The driver's own counters (what the engine cannot see).
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    /// Packets received from the queue.
+    pub received: AtomicU64,
+    /// Verdicts sent.
+    pub verdicts: AtomicU64,
+    /// Verdicts the kernel refused or that could not be sent.
+    pub verdict_errors: AtomicU64,
+    /// Packets still without a verdict when the worker ended (should stay 0).
+    pub unverdicted: AtomicU64,
+    /// Failed receives.
+    pub recv_errors: AtomicU64,
+}
+
+/// A running worker.
+pub struct Worker {
+    queue_num: u16,
+    stats: Arc<Stats>,
+    driver: Arc<DriverStats>,
+    thread: JoinHandle<bool>,
+}
+
+impl Worker {
+    /// Loads the rules and binds the queue on a new thread; returns once both
+    /// succeeded (or with the error).
+    pub fn spawn<I, L>(
+        cfg: WorkerConfig,
+        load: Arc<L>,
+        injector: Arc<RawInjector>,
+        control: Arc<Control>,
+    ) -> Result<Worker, InlineError>
+    where
+        I: Inspector + 'static,
+        L: Fn(&Arc<Stats>) -> Result<I, String> + Send + Sync + 'static,
+    {
+        let queue_num = cfg.queue.queue_num;
+        let stats = Arc::clone(&cfg.stats);
+        let driver = Arc::new(DriverStats::default());
+        let driver2 = Arc::clone(&driver);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-q{queue_num}"))
+            .spawn(move || {
+                // Rules are built on the worker's own thread: they need not be Send.
+                let inspector = match load(&cfg.stats) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(InlineError::Rules(e)));
+                        return false;
+                    }
+                };
+                let queue = match NfQueue::bind(&cfg.queue) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(InlineError::Queue(e)));
+                        return false;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let engine = Engine::with_stats(cfg.engine, inspector, cfg.stats);
+                let mut loop_ = WorkerLoop {
+                    queue,
+                    engine,
+                    load: &*load,
+                    injector,
+                    control,
+                    driver: driver2,
+                    outstanding: HashSet::new(),
+                    out: Output::new(),
+                };
+                loop_.run()
+            })
+            .map_err(|e| InlineError::Io(format!("starting worker thread: {e}")))?;
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(Worker { queue_num, stats, driver, thread }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(InlineError::Io(format!("worker for queue {queue_num} did not start"))),
+        }
+    }
+
+    /// The queue number.
+    pub fn queue_num(&self) -> u16 {
+        self.queue_num
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The driver's counters.
+    pub fn driver_stats(&self) -> &Arc<DriverStats> {
+        &self.driver
+    }
+
+    /// True once the thread ended.
+    pub fn finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the thread; false if it failed.
+    pub fn join(self) -> bool {
+        self.thread.join().unwrap_or(false)
+    }
+}
+
+struct WorkerLoop<'l, I: Inspector, L> {
+    queue: NfQueue,
+    engine: Engine<I>,
+    load: &'l L,
+    injector: Arc<RawInjector>,
+    control: Arc<Control>,
+    driver: Arc<DriverStats>,
+    /// Ids received and not yet verdicted (held fragments, mostly).
+    outstanding: HashSet<u32>,
+    out: Output,
+}
+
+impl<I, L> WorkerLoop<'_, I, L>
+where
+    I: Inspector,
+    L: Fn(&Arc<Stats>) -> Result<I, String>,
+{
+    fn run(&mut self) -> bool {
+        let q = self.queue.queue_num();
+        let mut generation = self.control.reload_generation.load(Ordering::SeqCst);
+        let mut last_tick = Instant::now();
+        let mut last_proc = Instant::now();
+        let mut recv_errors = 0u32;
+        let ok = loop {
+            if self.control.draining.load(Ordering::SeqCst) {
+                break true;
+            }
+            let g = self.control.reload_generation.load(Ordering::SeqCst);
+            if g != generation {
+                generation = g;
+                self.reload();
+            }
+            match self.queue.recv(IDLE_TICK) {
+                Ok(Some(p)) => {
+                    recv_errors = 0;
+                    self.handle(p);
+                }
+                Ok(None) => recv_errors = 0,
+                Err(e) => {
+                    recv_errors += 1;
+                    self.driver.recv_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(queue = q, "receive failed: {e}");
+                    if recv_errors >= MAX_RECV_ERRORS {
+                        tracing::error!(queue = q, "too many receive errors; worker stops");
+                        break false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            if last_tick.elapsed() >= IDLE_TICK {
+                last_tick = Instant::now();
+                self.engine.tick(Timestamp::now(), &mut self.out);
+                self.apply();
+            }
+            if last_proc.elapsed() >= PROC_INTERVAL {
+                last_proc = Instant::now();
+                self.update_queue_drops();
+            }
+        };
+        self.shutdown();
+        ok
+    }
+
+    fn handle(&mut self, p: crate::capture::nfqueue::QueuedPacket) {
+        self.driver.received.fetch_add(1, Ordering::Relaxed);
+        self.outstanding.insert(p.id);
+        let pkt = Packet {
+            id: u64::from(p.id),
+            data: &p.payload,
+            time: Timestamp::now(),
+            checksum_unverified: p.checksum_not_ready,
+        };
+        self.engine.process(pkt, &mut self.out);
+        self.apply();
+    }
+
+    /// Sends what the engine emitted: verdicts to the kernel, forged packets
+    /// to the raw socket, in the engine's order.
+    fn apply(&mut self) {
+        for item in self.out.items.drain(..) {
+            match item {
+                Emitted::Forged(bytes) => self.injector.send(&bytes),
+                Emitted::Verdict(id, v) => {
+                    let Some(id) = u32::try_from(id).ok().filter(|id| self.outstanding.remove(id)) else {
+                        tracing::warn!(id, "engine gave a verdict for a packet without one pending; ignored");
+                        continue;
+                    };
+                    send_verdict(&mut self.queue, &self.driver, id, &v);
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        let stats = Arc::clone(self.engine.stats());
+        match (self.load)(&stats) {
+            Ok(new) => {
+                self.engine.replace_inspector(new);
+                stats.inc(Counter::Reloads);
+                tracing::info!(queue = self.queue.queue_num(), "rules reloaded");
+            }
+            Err(e) => {
+                stats.inc(Counter::ReloadFailures);
+                tracing::error!(queue = self.queue.queue_num(), "reload failed, keeping the old rules: {e}");
+            }
+        }
+    }
+
+    fn update_queue_drops(&self) {
+        let q = self.queue.queue_num();
+        if let Some(k) = kernel_queue_stats().into_iter().find(|k| k.queue_num == q) {
+            self.engine.stats().set(Counter::QueueDrops, k.queue_dropped + k.user_dropped);
+        }
+    }
+
+    /// The queue rules are removed: read what is still queued, let the engine
+    /// give its held packets their verdicts, and drop anything left over.
+    fn shutdown(&mut self) {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while Instant::now() < deadline {
+            match self.queue.recv(Duration::from_millis(20)) {
+                Ok(Some(p)) => self.handle(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.engine.finish(Timestamp::now(), &mut self.out);
+        self.apply();
+        self.update_queue_drops();
+        let left: Vec<u32> = self.outstanding.drain().collect();
+        if !left.is_empty() {
+            tracing::warn!(
+                queue = self.queue.queue_num(),
+                count = left.len(),
+                "packets without verdict at shutdown; dropping them"
+            );
+            self.driver.unverdicted.fetch_add(left.len() as u64, Ordering::Relaxed);
+        }
+        for id in left {
+            self.engine.stats().inc(Counter::DropShutdown);
+            send_verdict(&mut self.queue, &self.driver, id, &Verdict::Drop);
+        }
+    }
+}
+
+fn send_verdict(queue: &mut NfQueue, driver: &DriverStats, id: u32, v: &Verdict) {
+    let qv = match v {
+        Verdict::Accept => QueueVerdict::Accept,
+        Verdict::Drop => QueueVerdict::Drop,
+        Verdict::AcceptModified(bytes) => QueueVerdict::AcceptModified(bytes),
+    };
+    let mut result = queue.verdict(id, qv);
+    if let (Err(e), QueueVerdict::AcceptModified(_)) = (&result, qv) {
+        // Fail closed: a modified packet that cannot be sent is dropped.
+        tracing::warn!(id, "modified verdict failed ({e}); dropping the packet");
+        result = queue.verdict(id, QueueVerdict::Drop);
+    }
+    match result {
+        Ok(()) => {
+            driver.verdicts.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            driver.verdict_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id, "verdict failed: {e}");
+        }
+    }
+}

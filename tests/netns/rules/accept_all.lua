@@ -1,0 +1,3 @@
+-- No rules: everything passes (the baseline of the netns tests).
+require("protocol/ipv4")
+require("protocol/tcp_connection")

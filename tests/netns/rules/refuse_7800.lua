@@ -1,0 +1,10 @@
+-- Refuses TCP port 7800 (SIGHUP reload test swaps this file).
+require("protocol/ipv4")
+require("protocol/tcp_connection")
+
+haka.rule {
+  on = haka.dissectors.tcp_connection.events.new_connection,
+  eval = function (flow, pkt)
+    if pkt.dstport == 7800 then pkt:drop() end
+  end
+}
