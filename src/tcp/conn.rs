@@ -377,12 +377,12 @@ impl TcpConn {
                 }
             }
         }
-        // Duplicates are committed too: they add nothing, but if an earlier
-        // copy's delivery was undone (its packet dropped), this copy makes the
-        // bytes deliverable again.
-        {
-            let fin = t.has(FIN);
-            if let Some(s) = self.halves[i].stream.as_mut() {
+        let fin = t.has(FIN);
+        if let Some(s) = self.halves[i].stream.as_mut() {
+            // A duplicate adds nothing, but if an earlier copy's delivery was
+            // undone (its packet dropped), the copy carrying the byte at the
+            // delivery point makes the bytes deliverable again.
+            if c.fit == Fit::New || s.covers_delivery_point(c.start, payload.len()) {
                 let before = s.buffered();
                 out.deliver = s.commit(c.start, payload, fin);
                 out.grown = s.buffered().saturating_sub(before);

@@ -217,6 +217,12 @@ impl Stream {
         self.delivered = offset.clamp(self.acked, self.delivered);
     }
 
+    /// True if data at `start..start+len` carries the byte at the delivery
+    /// point: the segment that can make held-back bytes deliverable.
+    pub fn covers_delivery_point(&self, start: u64, len: usize) -> bool {
+        start <= self.delivered && self.delivered < start + len as u64
+    }
+
     /// Bytes in `r` (which must be buffered: at or above `acked`).
     pub fn bytes(&self, r: Range<u64>) -> &[u8] {
         let s = self.head + (r.start.saturating_sub(self.acked)) as usize;
