@@ -1,7 +1,8 @@
 # sluice — build, test, demo, lint, bench.
 #
 # `make test` and `make demo` install what they need on a fresh Debian machine
-# (run as root): iptables, iproute2, ethtool. Everything else comes from crates.io.
+# (run as root): iptables, iproute2, ethtool, netcat-openbsd. Everything else
+# comes from crates.io.
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
@@ -10,10 +11,10 @@ export CARGO_TERM_COLOR ?= never
 # System packages the netns tests, the demo and the inline benchmark need.
 deps:
 	@missing=""; \
-	for c in iptables ip6tables ip ethtool; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	for c in iptables ip6tables ip ethtool nc; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing iptables iproute2 ethtool"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 ethtool >/dev/null; \
+		echo "installing iptables iproute2 ethtool netcat-openbsd"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 ethtool netcat-openbsd >/dev/null; \
 	fi
 
 build:

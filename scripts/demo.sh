@@ -49,8 +49,13 @@ run_client "IPv6 request to :8081" tb_c sh -c "printf 'hello over ipv6\n' | nc -
 
 say "malicious traffic"
 run_client "telnet to :23 (refused by new_connection rule)" tb_c nc -z -w 2 "$TB_SERVER4" 23
+# bash's /dev/tcp shows the reset: the write after the RST fails with
+# "Connection reset by peer" (nc would exit 0 and hide it).
 run_client "'att' + pause + 'ack' to :8080 (reset by receive_data rule)" \
-    tb_c sh -c "(printf 'hello att'; sleep 0.5; printf 'ack\n'; sleep 1) | nc -w 3 $TB_SERVER4 8080"
+    tb_c timeout 10 bash -c "exec 3<>/dev/tcp/$TB_SERVER4/8080 || exit 2
+        printf 'hello att' >&3; sleep 0.5; printf 'ack' >&3; sleep 0.5
+        printf ' and more' >&3 2>/dev/null || { echo 'connection reset by peer'; exit 1; }
+        echo 'no reset seen'"
 
 sleep 0.5
 say "what the server applications received"
