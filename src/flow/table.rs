@@ -9,6 +9,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use ahash::RandomState;
+
 use super::key::FlowKey;
 use crate::time::Timestamp;
 
@@ -29,7 +31,10 @@ pub trait FlowEntry {
 /// Flows by key.
 #[derive(Debug)]
 pub struct FlowTable<F> {
-    flows: HashMap<FlowKey, F>,
+    /// Keys come from the network: a keyed hash with a random seed (ahash)
+    /// keeps an attacker from aiming flows at one bucket, at a fraction of
+    /// SipHash's cost.
+    flows: HashMap<FlowKey, F, RandomState>,
     /// Eviction candidates in creation order (may hold stale entries).
     order: VecDeque<(FlowKey, FlowId)>,
     max: usize,
@@ -39,7 +44,12 @@ pub struct FlowTable<F> {
 impl<F: FlowEntry> FlowTable<F> {
     /// A table holding at most `max` flows.
     pub fn new(max: usize) -> Self {
-        FlowTable { flows: HashMap::new(), order: VecDeque::new(), max: max.max(1), next_id: 1 }
+        FlowTable {
+            flows: HashMap::with_hasher(RandomState::new()),
+            order: VecDeque::new(),
+            max: max.max(1),
+            next_id: 1,
+        }
     }
 
     /// Number of flows.

@@ -108,7 +108,7 @@ impl Worker {
                     injector,
                     control,
                     driver: driver2,
-                    outstanding: HashSet::new(),
+                    outstanding: HashSet::with_hasher(ahash::RandomState::new()),
                     out: Output::new(),
                 };
                 loop_.run()
@@ -158,7 +158,7 @@ struct WorkerLoop<'l, I: Inspector, L> {
     control: Arc<Control>,
     driver: Arc<DriverStats>,
     /// Ids received and not yet verdicted (held fragments, mostly).
-    outstanding: HashSet<u32>,
+    outstanding: HashSet<u32, ahash::RandomState>,
     out: Output,
 }
 

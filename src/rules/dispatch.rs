@@ -77,7 +77,7 @@ impl LuaRules {
                 return self.finish(true);
             }
         };
-        let args = match self.arguments(event, epoch, &subject, flow) {
+        let mut args = match self.arguments(event, epoch, &subject, flow) {
             Ok(a) => a,
             Err(e) => {
                 report(&self.stats, "(event setup)", 1, &e);
@@ -91,10 +91,15 @@ impl LuaRules {
                 failed = true;
             }
         }
-        let refused = context(&self.lua).map(|c| c.action.get() >= Action::DropFlow).unwrap_or(false);
+        // Only a policy can have refused the connection before the rules run.
+        let refused = !self.policies[idx].is_empty()
+            && context(&self.lua).map(|c| c.action.get() >= Action::DropFlow).unwrap_or(false);
         if !refused {
-            for rule in &mut self.rules[idx] {
-                if let Err(e) = rule.eval.call::<()>(args.clone()) {
+            let last = self.rules[idx].len().saturating_sub(1);
+            for (i, rule) in self.rules[idx].iter_mut().enumerate() {
+                // The last (usually the only) rule takes the arguments as they are.
+                let call_args = if i == last { std::mem::take(&mut args) } else { args.clone() };
+                if let Err(e) = rule.eval.call::<()>(call_args) {
                     rule.errors += 1;
                     report(&self.stats, &rule.label, rule.errors, &e);
                     failed = true;

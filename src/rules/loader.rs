@@ -89,6 +89,9 @@ fn new_state(
     let libs = StdLib::COROUTINE | StdLib::TABLE | StdLib::OS | StdLib::STRING | StdLib::UTF8 | StdLib::MATH;
     let lua = Lua::new_with(libs, LuaOptions::new())?;
     lua.set_memory_limit(cfg.memory_limit)?;
+    // Every event makes short-lived garbage (its objects, strings from
+    // `asstring`); generational collection reclaims it cheaply.
+    lua.gc_gen(0, 0);
     let budget = Budget::install(&lua, cfg.instruction_limit)?;
 
     let flow_states = lua.create_table()?;

@@ -42,6 +42,13 @@ impl RangeSet {
         if r.start >= r.end {
             return;
         }
+        if let Some(last) = self.ranges.last_mut() {
+            // The common case: data extending the last run in order.
+            if r.start >= last.start && r.start <= last.end {
+                last.end = last.end.max(r.end);
+                return;
+            }
+        }
         // First range whose end reaches r.start (adjacent counts).
         let i = self.ranges.partition_point(|x| x.end < r.start);
         let mut j = i;

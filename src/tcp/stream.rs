@@ -187,12 +187,17 @@ impl Stream {
         if lo < end {
             let idx = self.head + (lo - self.acked) as usize;
             let src = &data[(lo - start) as usize..];
-            if self.buf.len() < idx + src.len() {
-                self.buf.resize(idx + src.len(), 0);
+            if idx == self.buf.len() {
+                // The common case: in-order bytes appended at the end.
+                self.buf.extend_from_slice(src);
+            } else {
+                if self.buf.len() < idx + src.len() {
+                    self.buf.resize(idx + src.len(), 0);
+                }
+                // Buffered bytes in this range are equal (checked), so a plain
+                // copy is right for them too.
+                self.buf[idx..idx + src.len()].copy_from_slice(src);
             }
-            // Buffered bytes in this range are equal (checked), so a plain
-            // copy is right for them too.
-            self.buf[idx..idx + src.len()].copy_from_slice(src);
             self.filled.insert(lo..end);
         }
         if fin {

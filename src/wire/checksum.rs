@@ -5,13 +5,27 @@
 use std::net::IpAddr;
 
 /// Adds `data` to a running one's-complement sum (not yet folded).
-pub fn sum(mut acc: u64, data: &[u8]) -> u64 {
+///
+/// The bulk is summed as native-endian 64-bit words with end-around carry:
+/// the one's-complement sum is byte-order independent (RFC 1071 §2(B)), so
+/// only the folded 16-bit result needs swapping to big-endian.
+pub fn sum(acc: u64, data: &[u8]) -> u64 {
     let mut chunks = data.chunks_exact(8);
+    let mut wide: u64 = 0;
+    let mut carries: u64 = 0;
     for c in &mut chunks {
-        // Summing 32-bit halves into a u64 defers the carries; folded later.
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-        acc += u64::from(u32::from_be_bytes([c[4], c[5], c[6], c[7]]));
+        let w = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (s, o) = wide.overflowing_add(w);
+        wide = s;
+        carries += u64::from(o);
     }
+    // Fold the native sum (plus its carries) to 16 bits, then to big-endian.
+    let mut folded = u64::from(fold16(wide) as u16) + carries;
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    let native16 = folded as u16;
+    let mut acc =
+        acc + u64::from(if cfg!(target_endian = "little") { native16.swap_bytes() } else { native16 });
     let mut rest = chunks.remainder().chunks_exact(2);
     for c in &mut rest {
         acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
@@ -20,6 +34,16 @@ pub fn sum(mut acc: u64, data: &[u8]) -> u64 {
         acc += u64::from(*last) << 8;
     }
     acc
+}
+
+/// Folds a 64-bit one's-complement sum to 16 bits (end-around carries).
+fn fold16(mut x: u64) -> u64 {
+    x = (x & 0xffff_ffff) + (x >> 32);
+    x = (x & 0xffff_ffff) + (x >> 32);
+    x = (x & 0xffff) + (x >> 16);
+    x = (x & 0xffff) + (x >> 16);
+    x = (x & 0xffff) + (x >> 16);
+    x
 }
 
 /// Folds a running sum to 16 bits and complements it.
@@ -84,6 +108,31 @@ mod tests {
         // The example from RFC 1071 section 3: sum is 0xddf2, checksum !0xddf2.
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(finish(sum(0, &data)), !0xddf2);
+    }
+
+    /// The reference RFC 1071 sum: big-endian 16-bit words, one at a time.
+    fn reference(data: &[u8]) -> u16 {
+        let mut acc: u64 = 0;
+        for c in data.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        finish(acc)
+    }
+
+    #[test]
+    fn wide_sum_matches_reference() {
+        let mut x: u32 = 12345;
+        for len in 0..300usize {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            assert_eq!(finish(sum(0, &data)), reference(&data), "length {len}");
+        }
+        let ones = vec![0xffu8; 1500];
+        assert_eq!(finish(sum(0, &ones)), reference(&ones));
     }
 
     #[test]
