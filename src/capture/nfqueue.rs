@@ -115,9 +115,15 @@ pub struct NfQueue {
     seq: u32,
     buf: Vec<u8>,
     pending: VecDeque<QueuedPacket>,
+    /// Verdict messages not sent yet: several go out in one `sendto`.
+    verdicts: Vec<u8>,
+    queued_verdicts: usize,
     /// Asynchronous netlink errors seen (e.g. a verdict for an unknown id).
     pub netlink_errors: u64,
 }
+
+/// Verdicts sent in one `sendto` at most; a full batch is sent at once.
+const VERDICT_BATCH: usize = 32;
 
 impl NfQueue {
     /// Opens a netlink socket and binds `cfg.queue_num` with every setting in
@@ -143,6 +149,8 @@ impl NfQueue {
             seq: 0,
             buf: vec![0u8; RECV_BUF],
             pending: VecDeque::new(),
+            verdicts: Vec::with_capacity(VERDICT_BATCH * 64),
+            queued_verdicts: 0,
             netlink_errors: 0,
         };
         // Queue overruns are read from /proc; ENOBUFS on the socket would only
@@ -169,10 +177,20 @@ impl NfQueue {
     }
 
     /// The next packet, waiting at most `timeout`; `None` on timeout.
+    ///
+    /// Under load a packet is usually waiting already: a non-blocking read
+    /// comes first, and only when the socket is empty are the batched
+    /// verdicts sent and `poll` called.
     pub fn recv(&mut self, timeout: Duration) -> io::Result<Option<QueuedPacket>> {
         if let Some(p) = self.pending.pop_front() {
             return Ok(Some(p));
         }
+        self.recv_once(libc::MSG_DONTWAIT)?;
+        if let Some(p) = self.pending.pop_front() {
+            return Ok(Some(p));
+        }
+        // Nothing waiting: nobody may wait on verdicts while we sleep.
+        self.flush_verdicts()?;
         if !self.poll_readable(timeout)? {
             return Ok(None);
         }
@@ -185,7 +203,9 @@ impl NfQueue {
         self.recv(Duration::ZERO)
     }
 
-    /// Sends the verdict for packet `id`.
+    /// Gives packet `id` its verdict. Verdicts are batched: they reach the
+    /// kernel when 32 are queued, when `recv` finds the socket empty, on
+    /// [`NfQueue::flush_verdicts`], or when the queue is dropped.
     pub fn verdict(&mut self, id: u32, verdict: QueueVerdict<'_>) -> io::Result<()> {
         let (code, payload) = match verdict {
             QueueVerdict::Accept => (NF_ACCEPT, None),
@@ -202,7 +222,30 @@ impl NfQueue {
         }
         let seq = self.next_seq();
         let msg = verdict_message(self.queue_num, seq, id, code, payload);
-        self.send(&msg)
+        // Netlink takes several messages in one datagram, so verdicts are
+        // batched: sent when the batch is full or before `recv` would block.
+        if self.verdicts.len() + msg.len() > 60_000 {
+            self.flush_verdicts()?;
+        }
+        self.verdicts.extend_from_slice(&msg);
+        self.queued_verdicts += 1;
+        if self.queued_verdicts >= VERDICT_BATCH {
+            self.flush_verdicts()?;
+        }
+        Ok(())
+    }
+
+    /// Sends every batched verdict now.
+    pub fn flush_verdicts(&mut self) -> io::Result<()> {
+        if self.verdicts.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.verdicts);
+        self.queued_verdicts = 0;
+        let r = self.send(&batch);
+        self.verdicts = batch;
+        self.verdicts.clear();
+        r
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -326,6 +369,15 @@ impl NfQueue {
                 Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
                 None => {}
             }
+        }
+    }
+}
+
+impl Drop for NfQueue {
+    fn drop(&mut self) {
+        // Verdicts still batched must not be lost with the socket.
+        if let Err(e) = self.flush_verdicts() {
+            tracing::warn!("last verdicts could not be sent: {e}");
         }
     }
 }

@@ -277,6 +277,9 @@ where
         }
         self.engine.finish(Timestamp::now(), &mut self.out);
         self.apply();
+        if let Err(e) = self.queue.flush_verdicts() {
+            tracing::warn!(queue = self.queue.queue_num(), "last verdicts could not be sent: {e}");
+        }
         self.update_queue_drops();
         let left: Vec<u32> = self.outstanding.drain().collect();
         if !left.is_empty() {
