@@ -137,6 +137,65 @@ fn run(isn: u32, data: &[u8], segs: &[Seg], policy: Overlap) -> Result<(), TestC
     Ok(())
 }
 
+/// The same scenario fed in batches (as NFQUEUE hands packets over under
+/// load), with rules hooking only stream events so chunks coalesce.
+fn run_batched(
+    isn: u32,
+    data: &[u8],
+    segs: &[Seg],
+    batch: usize,
+    policy: Overlap,
+) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(Script { stream_only: true, ..Script::default() });
+    let mut c = Conv::new(isn, 7);
+    for p in c.handshake() {
+        prop_assert_eq!(h.send(&p).0, Verdict::Accept);
+    }
+    let base = c.cseq;
+    let mut rx = Receiver::new(policy);
+    let tail = (0..data.len()).step_by(700).map(|s| Seg {
+        start: s,
+        len: 700.min(data.len() - s),
+        corrupt: false,
+        lost_after_sluice: false,
+        ack_after: true,
+    });
+    let all: Vec<Seg> = segs.iter().cloned().chain(tail.clone()).chain(tail).collect();
+    for chunk in all.chunks(batch.max(1)) {
+        let mut packets = Vec::new();
+        let mut meta = Vec::new();
+        for s in chunk {
+            let mut bytes = data[s.start..s.start + s.len].to_vec();
+            if s.corrupt {
+                for b in &mut bytes {
+                    *b ^= 0x5a;
+                }
+            }
+            packets.push(c.seg(true, base + s.start as u32, ACK, &bytes));
+            meta.push(Some((s.start, bytes, s.lost_after_sluice)));
+            if s.ack_after {
+                let ack = c.seg(false, c.sseq, ACK, b"");
+                packets.push(with_ack(&ack, base + rx.rcv_nxt() as u32));
+                meta.push(None);
+            }
+        }
+        let (verdicts, _) = h.send_batch(&packets);
+        for (v, m) in verdicts.iter().zip(&meta) {
+            if let (Verdict::Accept, Some((start, bytes, false))) = (v, m) {
+                rx.segment(*start as u64, bytes);
+            }
+        }
+        let rules = &h.engine.inspector().up;
+        prop_assert!(
+            rules.starts_with(&rx.app),
+            "batched: application read bytes rules did not see: app {} bytes, rules {} bytes",
+            rx.app.len(),
+            rules.len()
+        );
+    }
+    Ok(())
+}
+
 /// Rewrites the acknowledgment number of a built IPv4 TCP segment.
 fn with_ack(p: &[u8], ack: SeqNumber) -> Vec<u8> {
     let d = crate::wire::decode(p).expect("own packet decodes");
@@ -159,6 +218,12 @@ proptest! {
     #[test]
     fn endpoint_reads_only_inspected_bytes_last_wins((isn, data, segs) in scenario()) {
         run(isn, &data, &segs, Overlap::LastWins)?;
+    }
+
+    #[test]
+    fn batched_endpoint_reads_only_inspected_bytes((isn, data, segs) in scenario(), batch in 1..12usize, last in any::<bool>()) {
+        let policy = if last { Overlap::LastWins } else { Overlap::FirstWins };
+        run_batched(isn, &data, &segs, batch, policy)?;
     }
 
     #[test]

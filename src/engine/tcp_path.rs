@@ -2,9 +2,11 @@
 //! checks, the connection events, in-order delivery to `receive_data`, and the
 //! resets rules ask for.
 
+use std::ops::Range;
+
 use super::flow::{Fate, Flow, FlowKind};
 use super::normalize;
-use super::{flow_key, Engine, Output, Verdict};
+use super::{flow_key, Engine, Output, PacketId, Verdict};
 use crate::flow::{Direction, FlowKey, L4Proto};
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
 use crate::stats::Counter;
@@ -39,7 +41,73 @@ impl ResetPoint {
     }
 }
 
+/// Stream bytes delivered but not yet shown to rules (see
+/// [`Engine::process_batch`]): consecutive in-order segments of one direction,
+/// whose packets wait for the rules' decision on the whole chunk.
+#[derive(Debug)]
+pub(super) struct PendingData {
+    key: FlowKey,
+    dir: Direction,
+    info: FlowInfo,
+    range: Range<u64>,
+    /// Sequence number of the chunk's first byte.
+    start_seq: SeqNumber,
+    /// Sequence number right after the chunk: where a joining segment starts.
+    next_seq: SeqNumber,
+    /// Each packet and the verdict it gets if rules accept the chunk.
+    packets: Vec<(PacketId, Verdict)>,
+    /// Reset point before the chunk's first packet.
+    before: ResetPoint,
+    ctx: Context,
+}
+
 impl<I: Inspector> Engine<I> {
+    /// Shows pending stream data to rules and gives its packets their verdicts.
+    pub(super) fn flush_pending(&mut self, out: &mut Output) {
+        let Some(p) = self.pending.take() else { return };
+        let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.info.id == p.info.id);
+        let action = match self.flows.get_mut(&p.key).and_then(|f| f.tcp()).and_then(|c| c.stream(p.dir)) {
+            Some(s) if exists => self.inspector.data(&p.ctx, &p.info, p.dir, s.bytes(p.range.clone())),
+            // The flow went away meanwhile: nobody saw these bytes.
+            _ => Action::DropPacket,
+        };
+        if action == Action::Accept {
+            for (id, v) in p.packets {
+                self.emit(out, id, v);
+            }
+            return;
+        }
+        self.stats.add(Counter::DropRule, p.packets.len() as u64);
+        if exists && action >= Action::DropFlow {
+            self.flow_action(&p.key, action, p.before, &p.ctx, out);
+        } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
+            conn.undeliver(p.dir, p.range.start);
+        }
+        for (id, _) in p.packets {
+            self.emit(out, id, Verdict::Drop);
+        }
+    }
+
+    /// True if a segment of the pending flow can be handled without first
+    /// showing the pending data to rules: the next in-order segment of the
+    /// same direction, or a pure ACK from the other side (it changes nothing
+    /// a forged RST would need).
+    fn joins_pending(&self, key: &FlowKey, from_lo: bool, t: &TcpInfo, payload_len: usize) -> bool {
+        let Some(p) = &self.pending else { return true };
+        if p.key != *key {
+            return true;
+        }
+        let Some(flow) = self.flows.get(key) else { return false };
+        let dir = flow.direction(from_lo);
+        if dir == p.dir {
+            payload_len > 0 && t.seq == p.next_seq && !t.has(SYN) && !t.has(crate::wire::tcp_flags::RST)
+        } else {
+            // The receiver cannot have these bytes yet; an ACK claiming it
+            // does would release them before rules saw them.
+            payload_len == 0 && t.flags == ACK && t.ack <= p.start_seq
+        }
+    }
+
     pub(super) fn tcp(
         &mut self,
         pkt: &Decoded<'_>,
@@ -49,6 +117,9 @@ impl<I: Inspector> Engine<I> {
         out: &mut Output,
     ) -> Verdict {
         let (key, from_lo) = flow_key(pkt, L4Proto::Tcp, t.src_port, t.dst_port);
+        if !self.joins_pending(&key, from_lo, t, pkt.payload().len()) {
+            self.flush_pending(out);
+        }
         let opening = t.has(SYN) && !t.has(ACK);
         let mut reuse = false;
         match self.flows.get_mut(&key) {
@@ -203,7 +274,49 @@ impl<I: Inspector> Engine<I> {
         if let Some(range) = done.deliver {
             let n = range.end - range.start;
             self.stats.add(Counter::StreamBytes, n);
+            if self.inspector.subscribed(Event::TcpData) && self.current.is_some() && !done.ended {
+                // Batch mode: the rules see this segment's bytes together
+                // with the next in-order ones waiting in the same batch.
+                let Some(stream) = self.flows.get(key).and_then(|f| f.tcp()).and_then(|c| c.stream(dir))
+                else {
+                    return Verdict::Drop;
+                };
+                let (start_seq, next_seq) = (stream.seq_at(range.start), stream.seq_at(range.end));
+                // Taking `current` tells the caller the verdict is deferred.
+                let Some(id) = self.current.take() else { return Verdict::Drop };
+                let verdict = final_verdict(&self.stats, pkt, unverified);
+                match &mut self.pending {
+                    Some(p) if p.key == *key && p.dir == dir && p.range.end == range.start => {
+                        p.range.end = range.end;
+                        p.next_seq = next_seq;
+                        p.packets.push((id, verdict));
+                        p.ctx = *ctx;
+                    }
+                    _ => {
+                        self.flush_pending(out);
+                        self.pending = Some(PendingData {
+                            key: *key,
+                            dir,
+                            info,
+                            start_seq,
+                            range,
+                            next_seq,
+                            packets: vec![(id, verdict)],
+                            before,
+                            ctx: *ctx,
+                        });
+                    }
+                }
+                return Verdict::Accept;
+            }
             if self.inspector.subscribed(Event::TcpData) {
+                if self.pending.as_ref().is_some_and(|p| p.key == *key) {
+                    // Earlier bytes of this flow come first.
+                    self.flush_pending(out);
+                    if self.flows.get(key).is_none_or(|f| f.fate != Fate::Inspect) {
+                        return Verdict::Drop;
+                    }
+                }
                 let start = range.start;
                 let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
                 let Some(bytes) = flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.bytes(range)) else {
@@ -229,14 +342,7 @@ impl<I: Inspector> Engine<I> {
             self.end_connection_at(key, ctx);
         }
 
-        if normalize::has_urgent(pkt) {
-            if let Some(bytes) = normalize::clear_urgent(pkt, unverified) {
-                self.stats.inc(Counter::UrgentCleared);
-                return Verdict::AcceptModified(bytes);
-            }
-            return Verdict::Drop;
-        }
-        Verdict::Accept
+        final_verdict(&self.stats, pkt, unverified)
     }
 
     /// Applies a flow-level decision: drop, reset or half-reset.
@@ -285,6 +391,19 @@ impl<I: Inspector> Engine<I> {
         self.end_connection_at(key, ctx);
         self.flows.requeue(*key, info.id);
     }
+}
+
+/// The verdict of a segment that passed every check: accept, with urgent
+/// data normalised away.
+fn final_verdict(stats: &crate::stats::Stats, pkt: &Decoded<'_>, unverified: bool) -> Verdict {
+    if normalize::has_urgent(pkt) {
+        if let Some(bytes) = normalize::clear_urgent(pkt, unverified) {
+            stats.inc(Counter::UrgentCleared);
+            return Verdict::AcceptModified(bytes);
+        }
+        return Verdict::Drop;
+    }
+    Verdict::Accept
 }
 
 /// An RST travelling in `dir` (Up: to the server, from the client's address).

@@ -20,11 +20,17 @@ pub(super) struct Script {
     pub reset_on: Option<Vec<u8>>,
     pub action_on_match: Option<Action>,
     pub refuse_port: Option<u16>,
+    /// Hook only the stream events (lets batches coalesce data).
+    pub stream_only: bool,
 }
 
 impl Inspector for Script {
-    fn subscribed(&self, _: Event) -> bool {
-        true
+    fn subscribed(&self, e: Event) -> bool {
+        !self.stream_only
+            || matches!(
+                e,
+                Event::TcpNewConnection | Event::TcpData | Event::TcpEndConnection | Event::UdpData
+            )
     }
     fn packet(
         &mut self,
@@ -182,6 +188,39 @@ impl Harness {
         }
         (verdict.expect("every packet gets a verdict"), forged)
     }
+    /// Sends packets as one batch; returns each packet's verdict and the
+    /// packets forged meanwhile.
+    pub fn send_batch(&mut self, ps: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<u8>>) {
+        self.out.clear();
+        let first = self.next_id;
+        let pkts: Vec<Packet<'_>> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Packet {
+                id: first + i as u64,
+                data: p,
+                time: Timestamp(self.time.0 + 1000 * (i as u64 + 1)),
+                checksum_unverified: false,
+            })
+            .collect();
+        self.next_id += ps.len() as u64;
+        self.time = Timestamp(self.time.0 + 1000 * ps.len() as u64);
+        self.engine.process_batch(&pkts, &mut self.out);
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; ps.len()];
+        let mut forged = Vec::new();
+        for item in self.out.items.drain(..) {
+            match item {
+                Emitted::Verdict(i, v) => {
+                    let slot = &mut verdicts[(i - first) as usize];
+                    assert!(slot.is_none(), "packet {i} got two verdicts");
+                    *slot = Some(v);
+                }
+                Emitted::Forged(f) => forged.push(f),
+            }
+        }
+        (verdicts.into_iter().map(|v| v.expect("every packet of the batch gets a verdict")).collect(), forged)
+    }
+
     pub fn accept(&mut self, p: &[u8]) {
         let (v, _) = self.send(p);
         assert_eq!(
@@ -726,4 +765,83 @@ fn dropped_data_packet_is_inspected_again_when_retransmitted() {
     h.drop(&boom);
     let seen = h.events().iter().filter(|e| e.as_str() == "data:up:boom").count();
     assert_eq!(seen, 2, "{:?}", h.events());
+}
+
+mod batches {
+    use super::*;
+
+    fn stream_only(reset_on: Option<&[u8]>) -> Script {
+        Script { stream_only: true, reset_on: reset_on.map(<[u8]>::to_vec), ..Script::default() }
+    }
+
+    #[test]
+    fn consecutive_segments_reach_rules_as_one_chunk() {
+        let (mut h, mut c) = established(stream_only(None));
+        let ps = vec![c.data(true, b"abc"), c.data(true, b"def"), c.data(true, b"ghi")];
+        let (v, _) = h.send_batch(&ps);
+        assert!(v.iter().all(|v| *v == Verdict::Accept));
+        assert_eq!(h.events().last().map(String::as_str), Some("data:up:abcdefghi"));
+        assert_eq!(h.events().iter().filter(|e| e.starts_with("data:")).count(), 1);
+    }
+
+    #[test]
+    fn reset_on_a_chunk_drops_all_its_packets_and_resets_from_before_it() {
+        let (mut h, mut c) = established(stream_only(Some(b"attack")));
+        h.accept(&c.data(true, b"hello "));
+        let server_next = c.cseq;
+        let ps = vec![c.data(true, b"att"), c.data(true, b"ack"), c.data(true, b"!")];
+        let (v, forged) = h.send_batch(&ps);
+        assert_eq!(v, vec![Verdict::Drop; 3]);
+        let to_server = decode(&forged[0]).unwrap();
+        assert_eq!(to_server.ip.dst, server());
+        assert_eq!(to_server.tcp().unwrap().seq, server_next, "RST at the server's rcv_nxt before the chunk");
+    }
+
+    #[test]
+    fn pure_acks_of_the_peer_do_not_split_a_chunk_but_its_data_does() {
+        let (mut h, mut c) = established(stream_only(None));
+        // A window update acknowledging only what came before the chunk.
+        let ack = c.seg(false, c.sseq, ACK, b"");
+        let d1 = c.data(true, b"one");
+        let d2 = c.data(true, b"two");
+        let reply = c.data(false, b"back");
+        let d3 = c.data(true, b"three");
+        let (v, _) = h.send_batch(&[d1, ack, d2, reply, d3]);
+        assert!(v.iter().all(|v| *v == Verdict::Accept));
+        let data: Vec<&str> =
+            h.events().iter().filter(|e| e.starts_with("data:")).map(String::as_str).collect();
+        assert_eq!(data, ["data:up:onetwo", "data:down:back", "data:up:three"]);
+    }
+
+    #[test]
+    fn a_retransmission_waits_for_the_chunk_it_repeats() {
+        let (mut h, mut c) = established(stream_only(Some(b"evil")));
+        let start = c.cseq;
+        let first = c.data(true, b"evil");
+        let again = c.seg(true, start, ACK | PSH, b"evil");
+        let (v, _) = h.send_batch(&[first, again]);
+        // The chunk is refused, so its retransmission must not slip through.
+        assert_eq!(v, vec![Verdict::Drop, Verdict::Drop]);
+    }
+
+    #[test]
+    fn an_ack_claiming_pending_bytes_splits_the_chunk() {
+        let (mut h, mut c) = established(stream_only(None));
+        let d1 = c.data(true, b"abc");
+        let early_ack = c.seg(false, c.sseq, ACK, b"");
+        let d2 = c.data(true, b"def");
+        let (v, _) = h.send_batch(&[d1, early_ack, d2]);
+        assert!(v.iter().all(|v| *v == Verdict::Accept));
+        let data: Vec<&str> =
+            h.events().iter().filter(|e| e.starts_with("data:")).map(String::as_str).collect();
+        assert_eq!(data, ["data:up:abc", "data:up:def"]);
+    }
+
+    #[test]
+    fn per_packet_hooks_disable_coalescing() {
+        let (mut h, mut c) = established(Script::default());
+        let ps = vec![c.data(true, b"abc"), c.data(true, b"def")];
+        h.send_batch(&ps);
+        assert_eq!(h.events().iter().filter(|e| e.starts_with("data:")).count(), 2);
+    }
 }

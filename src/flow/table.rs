@@ -63,6 +63,11 @@ impl<F: FlowEntry> FlowTable<F> {
     }
 
     /// The flow for `key`.
+    pub fn get(&self, key: &FlowKey) -> Option<&F> {
+        self.flows.get(key)
+    }
+
+    /// The flow for `key`, mutably.
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut F> {
         self.flows.get_mut(key)
     }

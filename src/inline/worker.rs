@@ -29,6 +29,9 @@ const PROC_INTERVAL: Duration = Duration::from_secs(1);
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Consecutive receive errors after which the worker gives up.
 const MAX_RECV_ERRORS: u32 = 1000;
+/// Packets handed to the engine at once: whatever is already queued, up to
+/// this many (see `Engine::process_batch`).
+const BATCH: usize = 32;
 
 /// What a worker needs besides the shared pieces.
 pub struct WorkerConfig {
@@ -185,7 +188,16 @@ where
             match self.queue.recv(IDLE_TICK) {
                 Ok(Some(p)) => {
                     recv_errors = 0;
-                    self.handle(p);
+                    // Take whatever else is already waiting (without blocking)
+                    // and hand it to the engine as one batch.
+                    let mut batch = vec![p];
+                    while batch.len() < BATCH {
+                        match self.queue.try_recv() {
+                            Ok(Some(p)) => batch.push(p),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    self.handle_batch(batch);
                 }
                 Ok(None) => recv_errors = 0,
                 Err(e) => {
@@ -211,6 +223,25 @@ where
         };
         self.shutdown();
         ok
+    }
+
+    fn handle_batch(&mut self, batch: Vec<crate::capture::nfqueue::QueuedPacket>) {
+        let now = Timestamp::now();
+        self.driver.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for p in &batch {
+            self.outstanding.insert(p.id);
+        }
+        let pkts: Vec<Packet<'_>> = batch
+            .iter()
+            .map(|p| Packet {
+                id: u64::from(p.id),
+                data: &p.payload,
+                time: now,
+                checksum_unverified: p.checksum_not_ready,
+            })
+            .collect();
+        self.engine.process_batch(&pkts, &mut self.out);
+        self.apply();
     }
 
     fn handle(&mut self, p: crate::capture::nfqueue::QueuedPacket) {

@@ -230,7 +230,11 @@ impl Stream {
 
     /// Bytes in `r` (which must be buffered: at or above `acked`).
     pub fn bytes(&self, r: Range<u64>) -> &[u8] {
-        let s = self.head + (r.start.saturating_sub(self.acked)) as usize;
+        if r.start < self.acked {
+            // Released already; never hand out bytes from the wrong offset.
+            return &[];
+        }
+        let s = self.head + (r.start - self.acked) as usize;
         let e = self.head + (r.end.saturating_sub(self.acked)) as usize;
         self.buf.get(s..e).unwrap_or(&[])
     }
