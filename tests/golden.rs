@@ -616,7 +616,7 @@ fn port_refusal() {
     let o = run_case("port-refusal");
     let pk = ip_packets(&o);
     assert!(
-        pk.iter().all(|d| d.tcp().map_or(true, |t| t.src_port != 8080 && t.dst_port != 8080)),
+        pk.iter().all(|d| d.tcp().is_none_or(|t| t.src_port != 8080 && t.dst_port != 8080)),
         "nothing of 8080"
     );
     let to_80 = pk.iter().filter(|d| d.tcp().is_some_and(|t| t.dst_port == 80)).count();
