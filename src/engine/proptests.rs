@@ -91,6 +91,30 @@ fn scenario() -> impl Strategy<Value = (u32, Vec<u8>, Vec<Seg>)> {
     })
 }
 
+/// The generated segments, then the whole stream in order, twice, so every
+/// scenario ends with the stream complete (where no conflict prevents it).
+fn with_complete_tail(data: &[u8], segs: &[Seg]) -> Vec<Seg> {
+    let tail = (0..data.len()).step_by(700).map(|s| Seg {
+        start: s,
+        len: 700.min(data.len() - s),
+        corrupt: false,
+        lost_after_sluice: false,
+        ack_after: true,
+    });
+    segs.iter().cloned().chain(tail.clone()).chain(tail).collect()
+}
+
+/// A segment's bytes: the stream's, or other bytes for a corrupt copy.
+fn payload(data: &[u8], s: &Seg) -> Vec<u8> {
+    let mut bytes = data[s.start..s.start + s.len].to_vec();
+    if s.corrupt {
+        for b in &mut bytes {
+            *b ^= 0x5a;
+        }
+    }
+    bytes
+}
+
 fn run(isn: u32, data: &[u8], segs: &[Seg], policy: Overlap) -> Result<(), TestCaseError> {
     let mut h = Harness::new(Script::default());
     let mut c = Conv::new(isn, 7);
@@ -99,22 +123,9 @@ fn run(isn: u32, data: &[u8], segs: &[Seg], policy: Overlap) -> Result<(), TestC
     }
     let base = c.cseq;
     let mut rx = Receiver::new(policy);
-    // The generated segments, then the whole stream in order, twice.
-    let tail = (0..data.len()).step_by(700).map(|s| Seg {
-        start: s,
-        len: 700.min(data.len() - s),
-        corrupt: false,
-        lost_after_sluice: false,
-        ack_after: true,
-    });
-    let all: Vec<Seg> = segs.iter().cloned().chain(tail.clone()).chain(tail).collect();
+    let all = with_complete_tail(data, segs);
     for s in &all {
-        let mut bytes = data[s.start..s.start + s.len].to_vec();
-        if s.corrupt {
-            for b in &mut bytes {
-                *b ^= 0x5a;
-            }
-        }
+        let bytes = payload(data, s);
         let p = c.seg(true, base + s.start as u32, ACK, &bytes);
         let (verdict, _) = h.send(&p);
         if verdict == Verdict::Accept && !s.lost_after_sluice {
@@ -153,24 +164,12 @@ fn run_batched(
     }
     let base = c.cseq;
     let mut rx = Receiver::new(policy);
-    let tail = (0..data.len()).step_by(700).map(|s| Seg {
-        start: s,
-        len: 700.min(data.len() - s),
-        corrupt: false,
-        lost_after_sluice: false,
-        ack_after: true,
-    });
-    let all: Vec<Seg> = segs.iter().cloned().chain(tail.clone()).chain(tail).collect();
+    let all = with_complete_tail(data, segs);
     for chunk in all.chunks(batch.max(1)) {
         let mut packets = Vec::new();
         let mut meta = Vec::new();
         for s in chunk {
-            let mut bytes = data[s.start..s.start + s.len].to_vec();
-            if s.corrupt {
-                for b in &mut bytes {
-                    *b ^= 0x5a;
-                }
-            }
+            let bytes = payload(data, s);
             packets.push(c.seg(true, base + s.start as u32, ACK, &bytes));
             meta.push(Some((s.start, bytes, s.lost_after_sluice)));
             if s.ack_after {
