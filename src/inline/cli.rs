@@ -50,6 +50,15 @@ pub struct RunArgs {
     /// Pick up TCP connections whose handshake sluice did not see.
     #[arg(long)]
     pub midstream: bool,
+    /// Maximum flows in the table.
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
+    /// Maximum bytes buffered per TCP direction.
+    #[arg(long, value_name = "BYTES")]
+    pub max_stream_buffer: Option<usize>,
+    /// Maximum bytes buffered for all streams together.
+    #[arg(long, value_name = "BYTES")]
+    pub max_total_buffer: Option<usize>,
 }
 
 impl From<RunArgs> for InlineOptions {
@@ -65,6 +74,15 @@ impl From<RunArgs> for InlineOptions {
         o.alerts = a.alerts;
         o.stats_socket = a.stats_socket;
         o.engine.tcp_midstream = a.midstream;
+        if let Some(n) = a.max_flows {
+            o.engine.max_flows = n;
+        }
+        if let Some(n) = a.max_stream_buffer {
+            o.engine.max_stream_buffer = n;
+        }
+        if let Some(n) = a.max_total_buffer {
+            o.engine.max_total_buffer = n;
+        }
         if a.accept_on_rule_error {
             o.rules_config.on_error = ErrorPolicy::Accept;
         }
@@ -135,6 +153,23 @@ mod tests {
         assert_eq!(o.queues, (2, 4));
         assert_eq!(o.mark, 0x10);
         assert!(o.install_iptables && o.fail_open && !o.bypass_when_down);
+        let defaults = crate::config::EngineConfig::default();
+        assert_eq!(o.engine.max_flows, defaults.max_flows);
+        let t = T::parse_from([
+            "x",
+            "r.lua",
+            "--max-flows",
+            "16",
+            "--max-stream-buffer",
+            "4096",
+            "--max-total-buffer",
+            "65536",
+        ]);
+        let o: InlineOptions = t.run.into();
+        assert_eq!(
+            (o.engine.max_flows, o.engine.max_stream_buffer, o.engine.max_total_buffer),
+            (16, 4096, 65536)
+        );
         let t = T::parse_from(["x", "r.lua", "--queue", "7"]);
         let o: InlineOptions = t.run.into();
         assert_eq!(o.queues, (7, 7));

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod crafted;
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,0 +1,303 @@
+//! A crafted TCP client for the testbed: it speaks TCP to a real server
+//! application through raw sockets, sending exactly the packets a test builds
+//! (with `sluice::pcapgen::Conversation`), however adversarial, and learning
+//! the server's answers (ISN, ACKs, FIN, RST) from a raw TCP socket.
+//!
+//! The client namespace's kernel has no socket for these connections and
+//! would answer every server packet with an RST; [`suppress_kernel_rsts`]
+//! drops those in the client namespace (the crafted packets carry [`MARK`]
+//! and are exempt, so crafted RSTs still go out).
+
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sluice::flow::Direction::Up;
+use sluice::pcapgen::{Conversation, TimedPacket};
+use sluice::wire::{tcp_flags, SeqNumber};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{sh, Testbed};
+
+/// Firewall mark of crafted packets, so the RST-suppression rule spares them.
+pub const MARK: u32 = 0x7e57;
+
+/// SYN options: MSS 1460, NOP, window scale 7, SACK permitted.
+pub const SYN_OPTIONS: &[u8] = &[2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2];
+
+/// How long a crafted client waits for one answer of the server.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Drops the client kernel's own RSTs (iptables and ip6tables, inside the
+/// client namespace, so they go away with it).
+pub fn suppress_kernel_rsts(tb: &Testbed) {
+    for tool in ["iptables", "ip6tables"] {
+        let mark = format!("{MARK:#x}");
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &tb.client,
+            tool,
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "--tcp-flags",
+            "RST",
+            "RST",
+            "-m",
+            "mark",
+            "!",
+            "--mark",
+            &mark,
+            "-j",
+            "DROP",
+        ]);
+    }
+}
+
+/// A packet the server sent to the crafted client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub seq: SeqNumber,
+    pub ack: SeqNumber,
+    pub flags: u8,
+    /// The window field, unscaled.
+    pub window: u16,
+    pub payload_len: usize,
+}
+
+impl Answer {
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f == f
+    }
+}
+
+/// Parses a TCP header at the start of `tcp`.
+fn parse_tcp(tcp: &[u8]) -> Option<(u16, u16, Answer)> {
+    let hdr = tcp.get(..20)?;
+    let port = |i: usize| u16::from_be_bytes([hdr[i], hdr[i + 1]]);
+    let word = |i: usize| u32::from_be_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
+    let data_off = usize::from(hdr[12] >> 4) * 4;
+    let answer = Answer {
+        seq: SeqNumber(word(4)),
+        ack: SeqNumber(word(8)),
+        flags: hdr[13],
+        window: u16::from_be_bytes([hdr[14], hdr[15]]),
+        payload_len: tcp.len().saturating_sub(data_off),
+    };
+    Some((port(0), port(2), answer))
+}
+
+/// One crafted connection endpoint (possibly several connections in turn on
+/// the same 4-tuple).
+pub struct CraftedClient {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    tx: Socket,
+    rx: Socket,
+    /// Everything the server sent to this client port, in arrival order.
+    pub answers: Vec<Answer>,
+    /// What happened, for failure messages.
+    pub trace: Vec<String>,
+    started: Instant,
+    /// Index in `answers` where the current connection's answers start.
+    conn_from: usize,
+}
+
+impl CraftedClient {
+    /// Opens the raw sockets (call inside the client namespace). Pins the
+    /// calling thread to one CPU so consecutive sends reach the gateway in
+    /// order even without gaps between them.
+    pub fn new(client: SocketAddr, server: SocketAddr) -> io::Result<Self> {
+        let domain = if client.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        // IPPROTO_RAW: IPv4 implies IP_HDRINCL; on IPv6 Linux takes the whole
+        // IPv6 header (and any fragment header) from the buffer.
+        let tx = Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+        tx.set_mark(MARK)?;
+        let rx = Socket::new(domain, Type::RAW, Some(Protocol::TCP))?;
+        rx.set_read_timeout(Some(Duration::from_millis(5)))?;
+        pin_to_first_cpu();
+        Ok(CraftedClient {
+            client,
+            server,
+            tx,
+            rx,
+            answers: Vec::new(),
+            trace: Vec::new(),
+            started: Instant::now(),
+            conn_from: 0,
+        })
+    }
+
+    fn note(&mut self, what: String) {
+        let ms = self.started.elapsed().as_millis();
+        self.trace.push(format!("{ms:>5} ms {what}"));
+    }
+
+    /// Sends one IP packet exactly as built.
+    pub fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+        let dst = SockAddr::from(SocketAddr::new(self.server.ip(), 0));
+        let n = self.tx.send_to(packet, &dst)?;
+        if n != packet.len() {
+            return Err(io::Error::other(format!("short send: {n} of {}", packet.len())));
+        }
+        let what = describe(packet);
+        self.note(format!("sent {what}"));
+        Ok(())
+    }
+
+    /// Reads what the raw socket holds (bounded: it stops at the first
+    /// empty read, and after 10,000 packets).
+    fn poll(&mut self) {
+        let mut buf = [0u8; 65536];
+        for _ in 0..10_000 {
+            let n = match (&self.rx).read(&mut buf) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            let pkt = &buf[..n];
+            // An IPv4 raw socket delivers the IP header, an IPv6 one does not.
+            let tcp = if self.client.is_ipv4() {
+                let ihl = usize::from(pkt.first().map_or(0, |b| b & 0x0f)) * 4;
+                let from = pkt.get(12..16).map(|a| IpAddr::from(<[u8; 4]>::try_from(a).unwrap()));
+                if from != Some(self.server.ip()) {
+                    continue;
+                }
+                pkt.get(ihl..).unwrap_or(&[])
+            } else {
+                pkt
+            };
+            let Some((sport, dport, a)) = parse_tcp(tcp) else { continue };
+            if sport == self.server.port() && dport == self.client.port() {
+                self.answers.push(a);
+                self.note(format!(
+                    "got flags {:#04x} seq {} ack {} win {} len {}",
+                    a.flags, a.seq.0, a.ack.0, a.window, a.payload_len
+                ));
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) for an answer after index `from` matching `want`.
+    pub fn wait_for(
+        &mut self,
+        from: usize,
+        limit: Duration,
+        want: impl Fn(&Answer) -> bool,
+    ) -> Option<Answer> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.poll();
+            if let Some(a) = self.answers.iter().skip(from).find(|a| want(a)) {
+                return Some(*a);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Lets `d` pass while collecting answers.
+    pub fn pause(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            self.poll();
+        }
+    }
+
+    /// SYN (with [`SYN_OPTIONS`] and `syn_payload`), SYN-ACK, ACK. Returns a
+    /// conversation positioned after the handshake (client next sequence
+    /// number `isn + 1`, acknowledging the server's SYN), packets `step`
+    /// apart for [`CraftedClient::play`].
+    pub fn handshake(&mut self, isn: u32, syn_payload: &[u8], step: Duration) -> io::Result<Conversation> {
+        let isn = SeqNumber(isn);
+        self.conn_from = self.answers.len();
+        let mut c = Conversation::new(self.client, self.server).isn(isn.0, 0);
+        let syn = c.build(Up, isn, tcp_flags::SYN, SYN_OPTIONS, syn_payload);
+        let mut synack = None;
+        for _ in 0..3 {
+            let from = self.answers.len();
+            self.send(&syn)?;
+            synack = self.wait_for(from, Duration::from_secs(1), |a| {
+                a.has(tcp_flags::SYN | tcp_flags::ACK) && a.ack == isn + 1
+            });
+            if synack.is_some() {
+                break;
+            }
+        }
+        let synack = synack.ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no SYN-ACK"))?;
+        let mut c = Conversation::new(self.client, self.server)
+            .isn((isn + 1).0, (synack.seq + 1).0)
+            .step_micros(step.as_micros() as u64);
+        let ack = c.build(Up, isn + 1, tcp_flags::ACK, &[], &[]);
+        self.send(&ack)?;
+        Ok(c)
+    }
+
+    /// Plays a script: client packets are sent at their relative times;
+    /// a server packet in the script (what `Conversation::send`, `close` and
+    /// the like add) means "wait until the server sent this": an ACK at
+    /// least as far, with FIN if it has FIN (bounded by [`ANSWER_TIMEOUT`]).
+    pub fn play(&mut self, packets: &[TimedPacket]) -> io::Result<()> {
+        let mut prev = packets.first().map(|p| p.0);
+        for (t, p) in packets {
+            let gap = prev.map_or(0, |pt| t.0.saturating_sub(pt.0));
+            prev = Some(*t);
+            self.pause(Duration::from_micros(gap));
+            let Some(d) = sluice::wire::decode(p).ok() else {
+                // A non-first fragment of an IPv6 datagram may not decode as
+                // TCP; anything the script built is sent.
+                self.send(p)?;
+                continue;
+            };
+            if d.ip.src == self.client.ip() {
+                self.send(p)?;
+                continue;
+            }
+            let Some(t) = d.tcp() else { continue };
+            let (ack, fin) = (t.ack, t.has(tcp_flags::FIN));
+            let from = self.conn_from;
+            let got = self.wait_for(from, ANSWER_TIMEOUT, |a| {
+                a.has(tcp_flags::ACK) && a.ack >= ack && (!fin || a.has(tcp_flags::FIN))
+            });
+            if got.is_none() {
+                self.note(format!("no server answer acknowledging {} (fin: {fin})", ack.0));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A one-line description of a crafted packet for traces.
+pub fn describe(p: &[u8]) -> String {
+    match sluice::wire::decode(p) {
+        Ok(d) => {
+            let frag = d.ip.fragment.map(|f| format!(" fragment off {} more {}", f.offset, f.more));
+            match d.tcp() {
+                Some(t) if d.ip.fragment.is_none() => format!(
+                    "flags {:#04x} seq {} len {} {:?}{}",
+                    t.flags,
+                    t.seq.0,
+                    d.payload().len(),
+                    String::from_utf8_lossy(d.payload()),
+                    frag.unwrap_or_default()
+                ),
+                _ => format!("{} bytes{}", p.len(), frag.unwrap_or_default()),
+            }
+        }
+        Err(e) => format!("{} bytes (undecodable: {e:?})", p.len()),
+    }
+}
+
+fn pin_to_first_cpu() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity(0) act on this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

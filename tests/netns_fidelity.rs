@@ -1,0 +1,960 @@
+//! Stream fidelity against a real Linux endpoint: the adversarial cases of
+//! `docs/stream-fidelity.md` (and `tests/fidelity.rs`, which runs them
+//! offline against a model) played by a crafted TCP client in the client
+//! namespace towards a real server application (std `TcpListener`) in the
+//! server namespace. Needs root (see tests/netns/mod.rs).
+//!
+//! Every case runs twice on the same testbed:
+//!
+//! 1. without sluice (the gateway forwards: the NFQUEUE rule only exists
+//!    while sluice runs), which proves the case is real: the server
+//!    application reads exactly `plain`, which for attack cases contains
+//!    `attack`;
+//! 2. through sluice with `tests/fidelity/rules.lua` (reset once the
+//!    client->server stream contains `attack`): the server application reads
+//!    exactly `filtered`, which never contains `attack`, and the counters
+//!    show the policy that applied.
+//!
+//! What the server reads is compared byte for byte, with how its reading
+//! ended (EOF, reset, or an idle timeout).
+
+mod netns;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use netns::apps::{self, ReadEnd};
+use netns::crafted::{self, CraftedClient};
+use netns::{join_bounded, Testbed, CLIENT4, CLIENT6, SERVER4, SERVER6};
+use sluice::flow::Direction::Up;
+use sluice::ip::fragment::fragment;
+use sluice::pcapgen::Conversation;
+use sluice::wire::{checksum, decode, proto, tcp_flags::*, SeqNumber};
+
+const ATTACK: &[u8] = b"attack";
+/// The server application's idle read timeout: how a connection that neither
+/// ends nor resets shows up.
+const SERVER_IDLE: Duration = Duration::from_millis(1500);
+/// Default gap between crafted packets, so they reach the gateway in order.
+const STEP: Duration = Duration::from_millis(20);
+const PLAIN_PORT: u16 = 8001;
+const FILTERED_PORT: u16 = 8002;
+
+/// Builds a connection's packets after the handshake.
+type Script = fn(&mut Conversation);
+
+struct Conn {
+    /// The client's initial sequence number.
+    isn: u32,
+    /// Data carried on the SYN.
+    syn_payload: &'static [u8],
+    script: Script,
+}
+
+fn conn(script: Script) -> Conn {
+    Conn { isn: 1000, syn_payload: b"", script }
+}
+
+/// What the server application reads on one connection: bytes and how the
+/// reading ended.
+type Reads = (&'static [u8], ReadEnd);
+
+struct Case {
+    name: &'static str,
+    v6: bool,
+    step: Duration,
+    conns: Vec<Conn>,
+    /// What the server reads without sluice, per connection.
+    plain: Vec<Reads>,
+    /// What the server reads through sluice, per connection.
+    filtered: Vec<Reads>,
+    /// Counters that must be at least 1 after the filtered run.
+    counters: &'static [&'static str],
+    /// Counters that must stay 0.
+    zero: &'static [&'static str],
+    /// Drop the server's pure ACKs before they leave its namespace.
+    server_acks_dropped: bool,
+}
+
+impl Case {
+    fn new(name: &'static str, conns: Vec<Conn>, plain: Vec<Reads>, filtered: Vec<Reads>) -> Case {
+        Case {
+            name,
+            v6: false,
+            step: STEP,
+            conns,
+            plain,
+            filtered,
+            counters: &[],
+            zero: &[],
+            server_acks_dropped: false,
+        }
+    }
+    fn v6(mut self) -> Self {
+        self.v6 = true;
+        self
+    }
+    fn step(mut self, step: Duration) -> Self {
+        self.step = step;
+        self
+    }
+    fn counters(mut self, c: &'static [&'static str]) -> Self {
+        self.counters = c;
+        self
+    }
+    fn zero(mut self, c: &'static [&'static str]) -> Self {
+        self.zero = c;
+        self
+    }
+}
+
+/// One connection, the same bytes in both runs (benign cases).
+fn benign(name: &'static str, script: Script, reads: Reads) -> Case {
+    Case::new(name, vec![conn(script)], vec![reads.clone()], vec![reads])
+}
+
+/// One connection; without sluice the server reads `plain` (containing the
+/// attack), through sluice `filtered`.
+fn attack(name: &'static str, script: Script, plain: Reads, filtered: Reads) -> Case {
+    Case::new(name, vec![conn(script)], vec![plain], vec![filtered])
+}
+
+fn contains_attack(b: &[u8]) -> bool {
+    b.windows(ATTACK.len()).any(|w| w == ATTACK)
+}
+
+// ---------------------------------------------------------------- crafting
+
+/// The first client sequence number after the handshake.
+fn base(c: &Conversation) -> SeqNumber {
+    c.next_seq(Up)
+}
+
+fn fin_at(c: &mut Conversation, seq: SeqNumber) {
+    c.segment(Up, seq, FIN | ACK, b"");
+}
+
+/// Recomputes the TCP checksum of a whole (unfragmented) packet.
+fn fix_tcp_checksum(p: &mut [u8]) {
+    let d = decode(p).unwrap();
+    let t = d.tcp().unwrap().clone();
+    let (src, dst) = (d.ip.src, d.ip.dst);
+    p[t.offset + 16..t.offset + 18].copy_from_slice(&[0, 0]);
+    let c = checksum::transport(src, dst, proto::TCP, &p[t.offset..]);
+    p[t.offset + 16..t.offset + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A data segment with URG and urgent pointer `urgent`.
+fn urgent_segment(c: &mut Conversation, seq: SeqNumber, urgent: u16, payload: &[u8]) {
+    let mut p = c.build(Up, seq, ACK | PSH | URG, &[], payload);
+    let off = decode(&p).unwrap().tcp().unwrap().offset;
+    p[off + 18..off + 20].copy_from_slice(&urgent.to_be_bytes());
+    fix_tcp_checksum(&mut p);
+    c.push(p);
+}
+
+/// A data segment whose TCP checksum is wrong.
+fn bad_checksum_segment(c: &mut Conversation, seq: SeqNumber, payload: &[u8]) {
+    let mut p = c.build(Up, seq, ACK | PSH, &[], payload);
+    let off = decode(&p).unwrap().tcp().unwrap().offset;
+    p[off + 16] ^= 0x55;
+    c.push(p);
+}
+
+/// Fragment sizes for the overlap cases: fragment 0 holds the TCP header and
+/// 4 payload bytes, fragment 1 payload bytes 4..20, fragment 2 the rest.
+const OVERLAP_SIZES: &[usize] = &[24, 16];
+/// Two 32-byte payloads that differ only in fragment 1 and have the same
+/// TCP checksum: the second swaps 16-bit words of the first ("at" "ta" "ck"
+/// -> "ta" "ck" "at"), which leaves the one's-complement sum unchanged. So
+/// fragments 0 and 2 are the same for both, and whichever copy of fragment 1
+/// an endpoint keeps, the datagram checksums.
+const OVERLAP_EVIL: &[u8] = b"....------attack--------........";
+const OVERLAP_GOOD: &[u8] = b"....------tackat--------........";
+
+/// Fragments 0, 1 of `first`, 1 of `second`, 2, then the benign segment
+/// whole (a fresh datagram), then FIN.
+fn overlapping_fragments(c: &mut Conversation, evil_first: bool) {
+    let seq = base(c);
+    let evil = c.build(Up, seq, ACK | PSH, &[], OVERLAP_EVIL);
+    let good = c.build(Up, seq, ACK | PSH, &[], OVERLAP_GOOD);
+    let tcp_sum = |p: &[u8]| decode(p).unwrap().tcp().unwrap().checksum;
+    assert_eq!(tcp_sum(&evil), tcp_sum(&good), "crafting: the two versions must checksum alike");
+    let e = fragment(&evil, OVERLAP_SIZES, 7);
+    let g = fragment(&good, OVERLAP_SIZES, 7);
+    assert_eq!((e.len(), e[0] == g[0], e[2] == g[2]), (3, true, true));
+    let (first, second) = if evil_first { (&e[1], &g[1]) } else { (&g[1], &e[1]) };
+    c.push(e[0].clone()).push(first.clone()).push(second.clone()).push(e[2].clone());
+    c.wait(200_000);
+    c.segment(Up, seq, ACK | PSH, OVERLAP_GOOD);
+    fin_at(c, seq + OVERLAP_GOOD.len() as u32);
+}
+
+// ---------------------------------------------------------------- cases
+
+fn segmented_bytewise() -> Case {
+    attack(
+        "segmented-bytewise",
+        |c| {
+            for b in b"an attack, bytewise" {
+                c.data(Up, &[*b]);
+            }
+            c.fin(Up);
+        },
+        (b"an attack, bytewise", ReadEnd::Eof),
+        // The packet carrying the final `k` is dropped; sluice resets.
+        (b"an attac", ReadEnd::Reset),
+    )
+}
+
+fn segmented_bytewise_benign() -> Case {
+    benign(
+        "segmented-bytewise-benign",
+        |c| {
+            for b in b"harmless bytes" {
+                c.data(Up, &[*b]);
+            }
+            c.fin(Up);
+        },
+        (b"harmless bytes", ReadEnd::Eof),
+    )
+    .zero(&["drop_rule"])
+}
+
+fn reordered() -> Case {
+    attack(
+        "reordered",
+        |c| {
+            let b = base(c);
+            c.segment(Up, b + 3, ACK | PSH, b"ack!").segment(Up, b, ACK | PSH, b"att");
+            fin_at(c, b + 7);
+        },
+        (b"attack!", ReadEnd::Eof),
+        // The gap-closing packet carries the verdict for the held island.
+        (b"", ReadEnd::Reset),
+    )
+    .counters(&["tcp_out_of_order_segments"])
+}
+
+fn duplicated() -> Case {
+    attack(
+        "duplicated",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att").segment(Up, b, ACK | PSH, b"att").data(Up, b"ack");
+            c.fin(Up);
+        },
+        (b"attack", ReadEnd::Eof),
+        (b"att", ReadEnd::Reset),
+    )
+    .counters(&["tcp_retransmissions"])
+}
+
+fn reordered_duplicated_benign() -> Case {
+    benign(
+        "reordered-duplicated-benign",
+        |c| {
+            let b = base(c);
+            c.segment(Up, b + 3, ACK | PSH, b"ing!").segment(Up, b + 3, ACK | PSH, b"ing!");
+            c.segment(Up, b, ACK | PSH, b"sor");
+            fin_at(c, b + 7);
+        },
+        (b"soring!", ReadEnd::Eof),
+    )
+    .counters(&["tcp_out_of_order_segments"])
+    .zero(&["drop_tcp_overlap_conflict"])
+}
+
+fn ooo_overlap_first_copy() -> Case {
+    // Linux keeps the first of two out-of-order copies of the same range
+    // (tcp_data_queue_ofo: "all the bits are present, drop").
+    attack(
+        "ooo-overlap-first-copy",
+        |c| {
+            let b = base(c);
+            c.segment(Up, b + 3, ACK | PSH, b"ack").segment(Up, b + 3, ACK | PSH, b"ume");
+            c.segment(Up, b, ACK | PSH, b"att");
+            fin_at(c, b + 6);
+        },
+        (b"attack", ReadEnd::Eof),
+        // `ume` is refused; the recorded `ack` completes the pattern.
+        (b"", ReadEnd::Reset),
+    )
+    .counters(&["drop_tcp_overlap_conflict"])
+}
+
+fn ooo_overlap_later_copy() -> Case {
+    // A later out-of-order segment at the same sequence number that covers an
+    // earlier one replaces it in Linux's queue: Linux reads the later copy.
+    attack(
+        "ooo-overlap-later-copy",
+        |c| {
+            let b = base(c);
+            c.segment(Up, b + 3, ACK | PSH, b"um").segment(Up, b + 3, ACK | PSH, b"ack");
+            c.segment(Up, b, ACK | PSH, b"att");
+            fin_at(c, b + 6);
+        },
+        (b"attack", ReadEnd::Eof),
+        // `ack` is refused: the server reads the recorded copy, and the FIN
+        // after the never-filled byte 5 never ends the stream.
+        (b"attum", ReadEnd::Timeout),
+    )
+    .counters(&["drop_tcp_overlap_conflict"])
+}
+
+fn retransmit_other_bytes_unacked() -> Case {
+    // The server's pure ACKs are dropped inside the server namespace, so
+    // sluice never sees "attune" acknowledged when the retransmission with
+    // other bytes arrives. Linux discards the retransmission as old data;
+    // sluice compares it with its record and refuses it. Passing the other
+    // bytes to rules as new data would be a false reset (Reset, not EOF).
+    let mut c = benign(
+        "retransmit-other-bytes-unacked",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"attune").segment(Up, b + 3, ACK | PSH, b"ack");
+            c.fin(Up);
+        },
+        (b"attune", ReadEnd::Eof),
+    )
+    .counters(&["drop_tcp_overlap_conflict"])
+    .zero(&["drop_rule"]);
+    c.server_acks_dropped = true;
+    c
+}
+
+fn retransmit_after_ack() -> Case {
+    benign(
+        "retransmit-after-ack",
+        |c| {
+            let b = base(c);
+            // `send` waits for the server's ACK of "attune".
+            c.send(Up, b"attune").segment(Up, b + 3, ACK | PSH, b"ack");
+            c.fin(Up);
+        },
+        (b"attune", ReadEnd::Eof),
+    )
+    // Acknowledged bytes are released: accepted without comparison.
+    .zero(&["drop_tcp_overlap_conflict", "drop_rule"])
+}
+
+fn bad_checksum() -> Case {
+    attack(
+        "bad-checksum",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att");
+            bad_checksum_segment(c, b + 3, b"une");
+            c.data(Up, b"ack").fin(Up);
+        },
+        (b"attack", ReadEnd::Eof),
+        (b"att", ReadEnd::Reset),
+    )
+    .counters(&["drop_bad_checksum"])
+}
+
+fn bad_checksum_benign() -> Case {
+    benign(
+        "bad-checksum-benign",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att");
+            bad_checksum_segment(c, b + 3, b"ack");
+            c.data(Up, b"une").fin(Up);
+        },
+        (b"attune", ReadEnd::Eof),
+    )
+    .counters(&["drop_bad_checksum"])
+    .zero(&["drop_rule"])
+}
+
+fn out_of_window_benign() -> Case {
+    benign(
+        "out-of-window-benign",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att").segment(Up, b + 3 + 100_000_000, ACK | PSH, b"ack");
+            c.data(Up, b"une").fin(Up);
+        },
+        (b"attune", ReadEnd::Eof),
+    )
+    .counters(&["drop_tcp_out_of_window"])
+}
+
+fn no_ack_flag_benign() -> Case {
+    benign(
+        "no-ack-flag-benign",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att").segment(Up, b + 3, PSH, b"ack");
+            c.data(Up, b"une").fin(Up);
+        },
+        (b"attune", ReadEnd::Eof),
+    )
+    .counters(&["drop_tcp_bad_flags"])
+}
+
+fn fake_rst() -> Case {
+    // An RST inside the window but not at rcv_nxt: Linux answers with a
+    // challenge ACK and goes on (RFC 5961).
+    attack(
+        "fake-rst",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att").segment(Up, b + 1000, RST, b"");
+            c.data(Up, b"ack").fin(Up);
+        },
+        (b"attack", ReadEnd::Eof),
+        (b"att", ReadEnd::Reset),
+    )
+    .counters(&["drop_tcp_bad_rst"])
+}
+
+fn real_rst_benign() -> Case {
+    benign(
+        "real-rst-benign",
+        |c| {
+            c.data(Up, b"att").rst(Up).data(Up, b"ack");
+        },
+        (b"att", ReadEnd::Reset),
+    )
+    .counters(&["drop_tcp_closed"])
+    .zero(&["drop_rule"])
+}
+
+fn urgent() -> Case {
+    // Urgent pointer 1: the urgent byte is `X`. Without SO_OOBINLINE Linux's
+    // read() skips it; sluice clears URG, so the application reads every
+    // byte, as rules saw them.
+    attack(
+        "urgent",
+        |c| {
+            let b = base(c);
+            c.data(Up, b"att");
+            urgent_segment(c, b + 3, 1, b"Xack");
+            fin_at(c, b + 7);
+        },
+        (b"attack", ReadEnd::Eof),
+        (b"attXack", ReadEnd::Eof),
+    )
+    .counters(&["tcp_urgent_cleared", "packets_modified"])
+    .zero(&["drop_rule"])
+}
+
+const FRAGMENTED: &[u8] = b"........attack........";
+
+fn fragments() -> Case {
+    attack(
+        "fragments",
+        |c| {
+            let b = base(c);
+            let whole = c.build(Up, b, ACK | PSH, &[], FRAGMENTED);
+            for f in fragment(&whole, &[24, 16], 99) {
+                c.push(f);
+            }
+            fin_at(c, b + FRAGMENTED.len() as u32);
+        },
+        (FRAGMENTED, ReadEnd::Eof),
+        (b"", ReadEnd::Reset),
+    )
+    .counters(&["ip_datagrams_reassembled"])
+}
+
+fn fragments_overlap_evil_first() -> Case {
+    // Linux discards a later fragment with exactly the same offset and length
+    // as a held one (inet_frag_queue_insert: IPFRAG_DUP) and keeps the
+    // first: here it reads the attack. (Partially overlapping fragments make
+    // Linux drop the whole datagram, RFC 5722, so they prove nothing.)
+    attack(
+        "fragments-overlap-evil-first",
+        |c| overlapping_fragments(c, true),
+        (OVERLAP_EVIL, ReadEnd::Eof),
+        // sluice drops the datagram; the benign retransmission is read.
+        (OVERLAP_GOOD, ReadEnd::Eof),
+    )
+    .counters(&["drop_fragment_overlap"])
+}
+
+fn fragments_overlap_good_first() -> Case {
+    // The other order: Linux keeps the benign first copy, sluice still drops
+    // the datagram (it never guesses the endpoint's policy).
+    benign("fragments-overlap-good-first", |c| overlapping_fragments(c, false), (OVERLAP_GOOD, ReadEnd::Eof))
+        .counters(&["drop_fragment_overlap"])
+}
+
+fn ipv6_reordered() -> Case {
+    let mut c = reordered();
+    c.name = "ipv6-reordered";
+    c.v6()
+}
+
+const FRAGMENTED6: &[u8] = b"v6 attack in pieces, and some more";
+
+fn ipv6_fragments() -> Case {
+    attack(
+        "ipv6-fragments",
+        |c| {
+            let b = base(c);
+            let whole = c.build(Up, b, ACK | PSH, &[], FRAGMENTED6);
+            // The first fragment holds the whole TCP header (RFC 8200:
+            // Linux discards a first fragment without the upper-layer header).
+            for f in fragment(&whole, &[32, 8], 5) {
+                c.push(f);
+            }
+            fin_at(c, b + FRAGMENTED6.len() as u32);
+        },
+        (FRAGMENTED6, ReadEnd::Eof),
+        (b"", ReadEnd::Reset),
+    )
+    .v6()
+    .counters(&["ip_datagrams_reassembled"])
+}
+
+fn sequence_wrap() -> Case {
+    let mut c = attack(
+        "sequence-wrap",
+        |c| {
+            // ISN 2^32 - 3: the data starts at 2^32 - 2, "att" spans the wrap.
+            let b = base(c);
+            c.segment(Up, b + 3, ACK | PSH, b"ack").segment(Up, b, ACK | PSH, b"att");
+            fin_at(c, b + 6);
+        },
+        (b"attack", ReadEnd::Eof),
+        (b"", ReadEnd::Reset),
+    );
+    c.conns[0].isn = u32::MAX - 2;
+    c
+}
+
+/// In-order bytes sent before the window test, more than the SYN-ACK's
+/// (unscaled) window, so only windows advertised later cover what follows.
+const WINDOW_LEAD: usize = 70_000;
+const WINDOW_GAP: usize = 2000;
+
+fn window_scaled_benign() -> Case {
+    // The server's ACKs carry a window field of about 63, scaled by 2^10 or
+    // so. After 70,000 acknowledged bytes the SYN-ACK's window (64,240, never
+    // scaled) no longer covers anything; a segment 2000 bytes ahead of the
+    // acknowledged point is then inside the receive window only if the
+    // scale is applied to the later window fields.
+    let lead = WINDOW_LEAD + WINDOW_GAP;
+    let mut read = vec![b'.'; lead];
+    read.extend_from_slice(b"tail");
+    let read: &'static [u8] = Box::leak(read.into_boxed_slice());
+    benign(
+        "window-scaled-benign",
+        |c| {
+            let chunk = [b'.'; 1400];
+            for _ in 0..WINDOW_LEAD / chunk.len() {
+                c.data(Up, &chunk);
+            }
+            // Wait for the server's ACK of all of it.
+            c.ack(sluice::flow::Direction::Down);
+            let b = base(c);
+            c.segment(Up, b + WINDOW_GAP as u32, ACK | PSH, b"tail");
+            c.data(Up, &chunk[..WINDOW_GAP / 2]).data(Up, &chunk[..WINDOW_GAP / 2]);
+            fin_at(c, b + WINDOW_GAP as u32 + 4);
+        },
+        (read, ReadEnd::Eof),
+    )
+    .step(Duration::from_millis(2))
+    .counters(&["tcp_out_of_order_segments"])
+    .zero(&["drop_tcp_out_of_window", "drop_rule"])
+}
+
+fn syn_with_data() -> Case {
+    // Linux without a TFO cookie ignores the SYN's data, so the client's
+    // first data segment may carry other bytes at the same sequence numbers.
+    let mut c = attack(
+        "syn-with-data",
+        |c| {
+            let b = base(c);
+            c.segment(Up, b, ACK | PSH, b"attack!!").segment(Up, b, ACK | PSH, b"harmless");
+            fin_at(c, b + 8);
+        },
+        (b"attack!!", ReadEnd::Eof),
+        // sluice recorded the SYN's bytes: the other bytes are refused, the
+        // matching retransmission passes.
+        (b"harmless", ReadEnd::Eof),
+    )
+    .counters(&["drop_tcp_overlap_conflict"]);
+    c.conns[0].syn_payload = b"harmless";
+    c
+}
+
+fn reuse_after_reset() -> Case {
+    Case::new(
+        "reuse-after-reset",
+        vec![
+            conn(|c| {
+                c.data(Up, b"first").rst(Up);
+            }),
+            Conn {
+                isn: 900_000,
+                syn_payload: b"",
+                script: |c| {
+                    c.data(Up, b"second attack").fin(Up);
+                },
+            },
+        ],
+        vec![(b"first", ReadEnd::Reset), (b"second attack", ReadEnd::Eof)],
+        vec![(b"first", ReadEnd::Reset), (b"", ReadEnd::Reset)],
+    )
+    .counters(&["drop_rule"])
+}
+
+fn reuse_after_close() -> Case {
+    Case::new(
+        "reuse-after-close",
+        vec![
+            conn(|c| {
+                // FIN, the server's ACK and FIN, the last ACK.
+                c.data(Up, b"first").close();
+            }),
+            Conn {
+                isn: 900_000,
+                syn_payload: b"",
+                script: |c| {
+                    c.data(Up, b"second attack").fin(Up);
+                },
+            },
+        ],
+        vec![(b"first", ReadEnd::Eof), (b"second attack", ReadEnd::Eof)],
+        vec![(b"first", ReadEnd::Eof), (b"", ReadEnd::Reset)],
+    )
+    .counters(&["drop_rule"])
+}
+
+// ---------------------------------------------------------------- running
+
+/// What one run gave: the server's reads per connection and the crafted
+/// client's trace.
+struct Run {
+    reads: Vec<Result<(Vec<u8>, ReadEnd), String>>,
+    trace: String,
+}
+
+fn addrs(v6: bool, client_port: u16, server_port: u16) -> (SocketAddr, SocketAddr) {
+    let (c, s): (IpAddr, IpAddr) = if v6 { (CLIENT6, SERVER6) } else { (CLIENT4, SERVER4) };
+    (SocketAddr::new(c, client_port), SocketAddr::new(s, server_port))
+}
+
+fn run(tb: &Testbed, case: &Case, client_port: u16, server_port: u16) -> Run {
+    let (client, server) = addrs(case.v6, client_port, server_port);
+    let srv = apps::tcp_server_within(
+        tb,
+        server.ip(),
+        server.port(),
+        case.conns.len(),
+        Duration::from_secs(6),
+        |mut s| {
+            s.set_read_timeout(Some(SERVER_IDLE)).unwrap();
+            apps::read_all(&mut s)
+        },
+    );
+    let conns: Vec<(u32, &'static [u8], Script)> =
+        case.conns.iter().map(|c| (c.isn, c.syn_payload, c.script)).collect();
+    let step = case.step;
+    let cli = tb.on_client(move || {
+        let mut cc = CraftedClient::new(client, server).expect("raw sockets");
+        for (isn, syn_payload, script) in conns {
+            match cc.handshake(isn, syn_payload, step) {
+                Ok(mut c) => {
+                    script(&mut c);
+                    cc.pause(STEP);
+                    cc.play(&c.into_packets()).expect("send");
+                }
+                Err(e) => cc.trace.push(format!("handshake failed: {e}")),
+            }
+            cc.pause(Duration::from_millis(100));
+        }
+        cc.trace.join("\n")
+    });
+    let trace = join_bounded(cli, Duration::from_secs(60));
+    let reads = join_bounded(srv, Duration::from_secs(60))
+        .into_iter()
+        .map(|r| r.map_err(|e| format!("no connection: {e}")))
+        .collect();
+    Run { reads, trace }
+}
+
+fn show(reads: &[Result<(Vec<u8>, ReadEnd), String>]) -> String {
+    let parts: Vec<String> = reads
+        .iter()
+        .map(|r| match r {
+            Ok((b, end)) => format!("{:?} then {end:?}", String::from_utf8_lossy(b)),
+            Err(e) => e.clone(),
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn expect_reads(case: &Case, what: &str, run: &Run, want: &[Reads], tb: &Testbed) {
+    let got: Vec<Option<(&[u8], &ReadEnd)>> =
+        run.reads.iter().map(|r| r.as_ref().ok().map(|(b, e)| (b.as_slice(), e))).collect();
+    let want_opt: Vec<Option<(&[u8], &ReadEnd)>> = want.iter().map(|(b, e)| Some((*b, e))).collect();
+    let wanted: Vec<Result<(Vec<u8>, ReadEnd), String>> =
+        want.iter().map(|(b, e)| Ok((b.to_vec(), e.clone()))).collect();
+    assert!(
+        got == want_opt,
+        "{} ({what}): the server application read {}\n  expected {}\n--- crafted client:\n{}\n--- sluice log:\n{}",
+        case.name,
+        show(&run.reads),
+        show(&wanted),
+        run.trace,
+        tb.log()
+    );
+}
+
+/// Runs a case without and with sluice and checks both.
+fn check(case: Case) {
+    assert_eq!(case.plain.len(), case.conns.len());
+    assert_eq!(case.filtered.len(), case.conns.len());
+    let is_attack = case.plain.iter().any(|r| contains_attack(r.0));
+    assert!(
+        !case.filtered.iter().any(|r| contains_attack(r.0)),
+        "{}: the case table expects the attack through sluice",
+        case.name
+    );
+    let Some(mut tb) = Testbed::new() else { return };
+    crafted::suppress_kernel_rsts(&tb);
+    if case.server_acks_dropped {
+        netns::sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &tb.server,
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "--tcp-flags",
+            "ALL",
+            "ACK",
+            "-j",
+            "DROP",
+        ]);
+    }
+
+    // 1. Without sluice: the gateway has no NFQUEUE rule and just forwards.
+    assert!(!tb.gw_rules().contains("NFQUEUE"), "the plain run must not be filtered");
+    let plain = run(&tb, &case, 40001, PLAIN_PORT);
+    if is_attack {
+        assert!(
+            plain.reads.iter().flatten().any(|(b, _)| contains_attack(b)),
+            "{}: without sluice the server did not read the attack; the case proves nothing: {}\n{}",
+            case.name,
+            show(&plain.reads),
+            plain.trace
+        );
+    }
+    expect_reads(&case, "without sluice", &plain, &case.plain, &tb);
+
+    // 2. Through sluice.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/rules.lua");
+    tb.start_sluice(&rules, &[]);
+    let filtered = run(&tb, &case, 40002, FILTERED_PORT);
+    for r in filtered.reads.iter().flatten() {
+        assert!(
+            !contains_attack(&r.0),
+            "{}: the server application read attack bytes through sluice: {}\n{}",
+            case.name,
+            show(&filtered.reads),
+            filtered.trace
+        );
+    }
+    expect_reads(&case, "through sluice", &filtered, &case.filtered, &tb);
+    let counters = tb.counters();
+    for name in case.counters {
+        let v = counters.get(*name).copied();
+        assert!(
+            v.is_some_and(|v| v >= 1),
+            "{}: counter {name} is {v:?}, expected >= 1\n{counters:?}",
+            case.name
+        );
+    }
+    for name in case.zero {
+        let v = counters.get(*name).copied();
+        assert_eq!(v, Some(0), "{}: counter {name} must stay 0\n{counters:?}", case.name);
+    }
+    if trace_wanted() {
+        eprintln!("{}\n{counters:?}", filtered.trace);
+    }
+    let (st, log) = tb.stop_sluice();
+    assert!(st.success(), "{}: sluice exited with {st}:\n{log}", case.name);
+}
+
+// ---------------------------------------------------------------- resource limits
+
+/// Small limits, an out-of-order flood and a SYN flood; legitimate
+/// connections (one established before the floods, one opened after) still
+/// carry their bytes exactly, and the counters show the limit policies.
+#[test]
+fn resource_limits_keep_legitimate_connections_byte_exact() {
+    const LEGIT_PORT: u16 = 8101;
+    const OOO_PORT: u16 = 8102;
+    const FLOOD_PORT: u16 = 8103;
+    const MAX_FLOWS: u64 = 32;
+    const STREAM_BUFFER: usize = 16 * 1024;
+    const ISLANDS: u32 = 120;
+    const SYNS: u16 = 100;
+    let Some(mut tb) = Testbed::new() else { return };
+    crafted::suppress_kernel_rsts(&tb);
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/rules.lua");
+    let (flows, buffer) = (MAX_FLOWS.to_string(), STREAM_BUFFER.to_string());
+    tb.start_sluice(&rules, &["--max-flows", &flows, "--max-stream-buffer", &buffer]);
+
+    // The legitimate server (two connections), a server for the crafted
+    // out-of-order connection, and a listener the SYN flood fills with
+    // half-open connections (never accepted; held until the test is done).
+    let legit = apps::tcp_server(&tb, SERVER4, LEGIT_PORT, 2, |mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        apps::read_hashed(&mut s)
+    });
+    let ooo_srv = apps::tcp_server(&tb, SERVER4, OOO_PORT, 1, |mut s| {
+        s.set_read_timeout(Some(SERVER_IDLE)).unwrap();
+        apps::read_all(&mut s)
+    });
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<()>();
+    let holder = tb.on_server(move || {
+        let l = std::net::TcpListener::bind(SocketAddr::new(SERVER4, FLOOD_PORT)).expect("bind");
+        bound_tx.send(()).unwrap();
+        let _ = hold_rx.recv_timeout(Duration::from_secs(60));
+        drop(l);
+    });
+    bound_rx.recv_timeout(Duration::from_secs(5)).expect("flood listener");
+
+    // Connection A: established before the floods, finished after them.
+    let part1 = apps::pattern(1, 48 * 1024);
+    let part2 = apps::pattern(2, 48 * 1024);
+    let mut whole_a = part1.clone();
+    whole_a.extend_from_slice(&part2);
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (sent1_tx, sent1_rx) = std::sync::mpsc::channel::<()>();
+    let a = tb.on_client(move || {
+        let mut s = apps::tcp_connect(SERVER4, LEGIT_PORT).expect("connect A");
+        std::io::Write::write_all(&mut s, &part1).expect("A part 1");
+        sent1_tx.send(()).unwrap();
+        go_rx.recv_timeout(Duration::from_secs(30)).expect("floods done");
+        apps::write_and_close(&mut s, &part2).expect("A part 2");
+        apps::read_all(&mut s).1
+    });
+    sent1_rx.recv_timeout(Duration::from_secs(10)).expect("A sent part 1");
+
+    // The floods, from the crafted client.
+    let flood = tb.on_client(move || {
+        let client = SocketAddr::new(CLIENT4, 41000);
+        let server = SocketAddr::new(SERVER4, OOO_PORT);
+        let mut cc = CraftedClient::new(client, server).expect("raw sockets");
+        let mut c = cc.handshake(5000, b"", Duration::ZERO).expect("handshake of the flooding connection");
+        let b = base(&c);
+        // Islands of 200 bytes, 400 apart: 24,000 out-of-order bytes.
+        for i in 0..ISLANDS {
+            let p = c.build(Up, b + 100 + 400 * i, ACK | PSH, &[], &[b'o'; 200]);
+            cc.send(&p).expect("send");
+        }
+        cc.pause(Duration::from_millis(100));
+        // Half-open connections from SYNS ports, three times the flow limit.
+        for port in 0..SYNS {
+            let from = SocketAddr::new(CLIENT4, 42000 + port);
+            let mut conv = Conversation::new(from, SocketAddr::new(SERVER4, FLOOD_PORT));
+            let syn = conv.build(Up, SeqNumber(77), SYN, crafted::SYN_OPTIONS, b"");
+            cc.send(&syn).expect("send");
+        }
+        cc.pause(Duration::from_millis(300));
+    });
+    join_bounded(flood, Duration::from_secs(30));
+    go_tx.send(()).unwrap();
+
+    // Connection B: opened after the floods, through the full table.
+    let b_data = apps::pattern(3, 96 * 1024);
+    let b_sent = b_data.clone();
+    let b = tb.on_client(move || {
+        let mut s = apps::tcp_connect(SERVER4, LEGIT_PORT).expect("connect B");
+        apps::write_and_close(&mut s, &b_sent).expect("B");
+        apps::read_all(&mut s).1
+    });
+    let a_end = join_bounded(a, Duration::from_secs(60));
+    let b_end = join_bounded(b, Duration::from_secs(60));
+    let got = join_bounded(legit, Duration::from_secs(60));
+    let want = [
+        (whole_a.len() as u64, apps::Fnv::of(&whole_a), ReadEnd::Eof),
+        (b_data.len() as u64, apps::Fnv::of(&b_data), ReadEnd::Eof),
+    ];
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let g = g.as_ref().unwrap_or_else(|e| panic!("legitimate connection {i} not accepted: {e}"));
+        assert_eq!(g, w, "legitimate connection {i} (0: before the floods, 1: after) is not byte-exact");
+    }
+    assert_eq!((a_end, b_end), (ReadEnd::Eof, ReadEnd::Eof), "clients see the server's orderly close");
+    // The flooding connection's islands never became contiguous: nothing read.
+    let ooo = join_bounded(ooo_srv, Duration::from_secs(30));
+    assert_eq!(ooo[0].as_ref().expect("flooding connection accepted").0, b"");
+
+    let counters = tb.counters();
+    let get = |n: &str| counters.get(n).copied().unwrap_or_else(|| panic!("no counter {n}"));
+    assert!(
+        get("drop_stream_buffer_full") >= 1,
+        "the island flood must hit the stream buffer limit: {counters:?}"
+    );
+    assert!(get("flows_evicted") >= 1, "the SYN flood must evict half-open flows: {counters:?}");
+    assert!(get("flows_active") <= MAX_FLOWS, "the flow table stays within its limit: {counters:?}");
+    assert_eq!(get("drop_rule"), 0, "{counters:?}");
+    if trace_wanted() {
+        eprintln!("{counters:?}");
+    }
+    hold_tx.send(()).unwrap();
+    join_bounded(holder, Duration::from_secs(10));
+    let (st, log) = tb.stop_sluice();
+    assert!(st.success(), "{log}");
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                check(super::$name());
+            }
+        )*
+    };
+}
+
+mod netns_case {
+    use super::check;
+    cases!(
+        segmented_bytewise,
+        segmented_bytewise_benign,
+        reordered,
+        duplicated,
+        reordered_duplicated_benign,
+        ooo_overlap_first_copy,
+        ooo_overlap_later_copy,
+        retransmit_other_bytes_unacked,
+        retransmit_after_ack,
+        bad_checksum,
+        bad_checksum_benign,
+        out_of_window_benign,
+        no_ack_flag_benign,
+        fake_rst,
+        real_rst_benign,
+        urgent,
+        fragments,
+        fragments_overlap_evil_first,
+        fragments_overlap_good_first,
+        ipv6_reordered,
+        ipv6_fragments,
+        sequence_wrap,
+        window_scaled_benign,
+        syn_with_data,
+        reuse_after_reset,
+        reuse_after_close,
+    );
+}
+
+/// `FIDELITY_TRACE=1` prints the crafted client's trace and the counters of
+/// each filtered run (with `--nocapture`).
+fn trace_wanted() -> bool {
+    std::env::var("FIDELITY_TRACE").is_ok_and(|v| v == "1")
+}
