@@ -4,6 +4,7 @@
 # (run as root): iptables, iproute2, ethtool, netcat-openbsd. Everything else
 # comes from crates.io.
 CARGO ?= cargo
+SHELL := /bin/bash
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: build test demo lint bench bench-inline deps
@@ -20,9 +21,13 @@ deps:
 build:
 	$(CARGO) build --release
 
-# The whole suite: unit, property, golden and (as root) netns integration tests.
+# The whole suite: unit, property, golden, stream-fidelity and (as root) netns
+# integration tests. Benchmarks are built (so they cannot rot) but not run.
 test: deps
-	$(CARGO) test --release --all-targets -- --test-threads=2
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --release --lib --bins --tests --examples -- --test-threads=2 2>&1 | tee target/test.log
+	$(CARGO) bench --no-run --quiet
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' target/test.log
 
 demo: deps build
 	./scripts/demo.sh
