@@ -23,6 +23,7 @@ pub mod inject;
 pub mod inline;
 pub mod inspect;
 pub mod ip;
+pub mod limits_args;
 pub mod offline;
 pub mod pcapgen;
 pub mod rules;

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -63,9 +62,6 @@ struct PcapArgs {
     /// Write each TCP direction's delivered bytes into this directory.
     #[arg(long, value_name = "DIR")]
     dump_streams: Option<PathBuf>,
-    /// Pick up TCP connections whose handshake is not in the capture.
-    #[arg(long)]
-    midstream: bool,
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
@@ -75,78 +71,23 @@ struct PcapArgs {
     /// What happens to a packet whose rule raised an error.
     #[arg(long, value_enum, default_value = "drop")]
     on_rule_error: OnRuleError,
-    /// Maximum flows in the table.
-    #[arg(long, value_name = "N")]
-    max_flows: Option<usize>,
-    /// Maximum bytes buffered per TCP direction.
-    #[arg(long, value_name = "BYTES")]
-    max_stream_buffer: Option<usize>,
-    /// Maximum bytes buffered for all streams together.
-    #[arg(long, value_name = "BYTES")]
-    max_total_buffer: Option<usize>,
-    /// Idle timeout of an established TCP connection, in seconds.
-    #[arg(long, value_name = "SECS")]
-    tcp_timeout: Option<u64>,
-    /// Timeout of a TCP connection in its handshake, in seconds.
-    #[arg(long, value_name = "SECS")]
-    tcp_handshake_timeout: Option<u64>,
-    /// Timeout of a closing TCP connection, in seconds.
-    #[arg(long, value_name = "SECS")]
-    tcp_closing_timeout: Option<u64>,
-    /// Idle timeout of a UDP flow, in seconds.
-    #[arg(long, value_name = "SECS")]
-    udp_timeout: Option<u64>,
-    /// Do not verify TCP/UDP/ICMP checksums.
-    #[arg(long)]
-    no_verify_checksums: bool,
-    /// Lua instructions one event may run before it is aborted.
-    #[arg(long, value_name = "N")]
-    instruction_limit: Option<u64>,
+    /// Engine and rule limits.
+    #[command(flatten)]
+    limits: sluice::limits_args::LimitArgs,
 }
 
 impl PcapArgs {
-    fn engine_config(&self) -> EngineConfig {
-        let mut c = EngineConfig { tcp_midstream: self.midstream, ..EngineConfig::default() };
-        let secs = Duration::from_secs;
-        if let Some(n) = self.max_flows {
-            c.max_flows = n;
-        }
-        if let Some(n) = self.max_stream_buffer {
-            c.max_stream_buffer = n;
-        }
-        if let Some(n) = self.max_total_buffer {
-            c.max_total_buffer = n;
-        }
-        if let Some(s) = self.tcp_timeout {
-            c.tcp_established_timeout = secs(s);
-        }
-        if let Some(s) = self.tcp_handshake_timeout {
-            c.tcp_handshake_timeout = secs(s);
-        }
-        if let Some(s) = self.tcp_closing_timeout {
-            c.tcp_closing_timeout = secs(s);
-        }
-        if let Some(s) = self.udp_timeout {
-            c.udp_timeout = secs(s);
-        }
-        if self.no_verify_checksums {
-            c.verify_checksums = false;
-        }
-        c
-    }
-
-    fn rules_config(&self) -> RulesConfig {
-        let mut r = RulesConfig {
+    fn configs(&self) -> (EngineConfig, RulesConfig) {
+        let mut engine = EngineConfig::default();
+        let mut rules = RulesConfig {
             on_error: match self.on_rule_error {
                 OnRuleError::Drop => ErrorPolicy::Drop,
                 OnRuleError::Accept => ErrorPolicy::Accept,
             },
             ..RulesConfig::default()
         };
-        if let Some(n) = self.instruction_limit {
-            r.instruction_limit = n;
-        }
-        r
+        self.limits.apply(&mut engine, &mut rules);
+        (engine, rules)
     }
 }
 
@@ -160,14 +101,15 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn pcap(args: &PcapArgs) -> ExitCode {
+    let (engine, rules_config) = args.configs();
     let opts = OfflineOptions {
         rules: args.rules.clone(),
         input: args.input.clone(),
         output: args.output.clone(),
         alerts: args.alerts.clone(),
         dump_streams: args.dump_streams.clone(),
-        engine: args.engine_config(),
-        rules_config: args.rules_config(),
+        engine,
+        rules_config,
         progress: !args.no_progress,
     };
     let summary = match offline::run(&opts) {

@@ -47,18 +47,9 @@ pub struct RunArgs {
     /// Accept packets whose rule raised an error (default: drop them).
     #[arg(long)]
     pub accept_on_rule_error: bool,
-    /// Pick up TCP connections whose handshake sluice did not see.
-    #[arg(long)]
-    pub midstream: bool,
-    /// Maximum flows in the table.
-    #[arg(long, value_name = "N")]
-    pub max_flows: Option<usize>,
-    /// Maximum bytes buffered per TCP direction.
-    #[arg(long, value_name = "BYTES")]
-    pub max_stream_buffer: Option<usize>,
-    /// Maximum bytes buffered for all streams together.
-    #[arg(long, value_name = "BYTES")]
-    pub max_total_buffer: Option<usize>,
+    /// Engine and rule limits.
+    #[command(flatten)]
+    pub limits: crate::limits_args::LimitArgs,
 }
 
 impl From<RunArgs> for InlineOptions {
@@ -73,16 +64,7 @@ impl From<RunArgs> for InlineOptions {
         o.bypass_when_down = a.bypass_when_down;
         o.alerts = a.alerts;
         o.stats_socket = a.stats_socket;
-        o.engine.tcp_midstream = a.midstream;
-        if let Some(n) = a.max_flows {
-            o.engine.max_flows = n;
-        }
-        if let Some(n) = a.max_stream_buffer {
-            o.engine.max_stream_buffer = n;
-        }
-        if let Some(n) = a.max_total_buffer {
-            o.engine.max_total_buffer = n;
-        }
+        a.limits.apply(&mut o.engine, &mut o.rules_config);
         if a.accept_on_rule_error {
             o.rules_config.on_error = ErrorPolicy::Accept;
         }
