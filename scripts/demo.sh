@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 SLUICE=${SLUICE:-target/release/sluice}
 RULES=${RULES:-sample/rules.lua}
-[ -f "$RULES" ] || RULES=sample/inline-demo.lua
+[ -f "$RULES" ] || { echo "no rule file $RULES" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "the demo needs root (network namespaces, NFQUEUE)" >&2; exit 1; }
 [ -x "$SLUICE" ] || { echo "$SLUICE not built: run make demo" >&2; exit 1; }
 command -v nc >/dev/null || { echo "nc missing: apt-get install -y netcat-openbsd" >&2; exit 1; }

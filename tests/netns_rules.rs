@@ -1,9 +1,6 @@
 //! Inline mode with Lua rules: refusing, resetting, half-resetting and
 //! dropping connections as real applications see it, IPv4 and IPv6, rule
 //! errors and SIGHUP reloads. Needs root (see tests/netns/mod.rs).
-//!
-//! MERGE: these need the engine and LuaRules from main; remove the `ignore`
-//! attributes (RULES_PENDING) once `sluice::inline::run` loads LuaRules.
 
 mod netns;
 
