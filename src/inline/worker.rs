@@ -244,19 +244,6 @@ where
         self.apply();
     }
 
-    fn handle(&mut self, p: crate::capture::nfqueue::QueuedPacket) {
-        self.driver.received.fetch_add(1, Ordering::Relaxed);
-        self.outstanding.insert(p.id);
-        let pkt = Packet {
-            id: u64::from(p.id),
-            data: &p.payload,
-            time: Timestamp::now(),
-            checksum_unverified: p.checksum_not_ready,
-        };
-        self.engine.process(pkt, &mut self.out);
-        self.apply();
-    }
-
     /// Sends what the engine emitted: verdicts to the kernel, forged packets
     /// to the raw socket, in the engine's order.
     fn apply(&mut self) {
@@ -302,7 +289,7 @@ where
         let deadline = Instant::now() + DRAIN_LIMIT;
         while Instant::now() < deadline {
             match self.queue.recv(Duration::from_millis(20)) {
-                Ok(Some(p)) => self.handle(p),
+                Ok(Some(p)) => self.handle_batch(vec![p]),
                 Ok(None) | Err(_) => break,
             }
         }
