@@ -7,13 +7,17 @@
 #   sluice+rule  sluice run with a receive_data rule reading every stream byte
 # and reports bulk TCP throughput, 64-byte UDP packets/s and short TCP
 # connections/s, each also as a ratio to nfq_accept. Offloads are off
-# (wire-size segments). Bounded: BENCH_SECS per measurement (default 3).
+# (wire-size segments). Bounded: BENCH_SECS per measurement (default 3),
+# BENCH_ROUNDS rounds (default 3); BENCH_MODES and BENCH_KINDS pick a subset. The modes take turns within each round, so
+# drift on the machine (two cores shared by client, gateway and server) hits
+# all of them alike; each figure is the median over the rounds.
 # Needs: iproute2 iptables ethtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/netns-lib.sh
 
 SECS=${BENCH_SECS:-3}
+ROUNDS=${BENCH_ROUNDS:-3}
 CARGO=${CARGO:-cargo}
 [ "$(id -u)" -eq 0 ] || { echo "bench-inline needs root" >&2; exit 1; }
 $CARGO build --release --quiet --bin sluice --example nfq_accept --example netns_traffic
@@ -69,23 +73,32 @@ stop_mode() {
 }
 
 declare -A R
+read -ra MODES <<<"${BENCH_MODES:-kernel nfq_accept sluice sluice+rule}"
+read -ra KINDS <<<"${BENCH_KINDS:-bulk udp conns}"
 port=9000
-for mode in kernel nfq_accept sluice sluice+rule; do
-    echo "measuring $mode ..." >&2
-    start_mode "$mode"
-    for kind in bulk udp conns; do
-        port=$((port + 1))
-        R[$mode.$kind]=$(measure "$kind" "$port")
+for round in $(seq "$ROUNDS"); do
+    for mode in "${MODES[@]}"; do
+        echo "round $round/$ROUNDS: measuring $mode ..." >&2
+        start_mode "$mode"
+        for kind in "${KINDS[@]}"; do
+            port=$((port + 1))
+            R[$mode.$kind]+="$(measure "$kind" "$port") "
+        done
+        stop_mode "$mode"
     done
-    stop_mode "$mode"
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for key in "${!R[@]}"; do
+    echo "$key: ${R[$key]}" >&2
+    R[$key]=$(echo "${R[$key]}" | median)
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 printf '\n%-12s %14s %7s %14s %7s %14s %7s\n' mode "TCP Gbit/s" ratio "UDP64 pkt/s" ratio "conn/s" ratio
-for mode in kernel nfq_accept sluice sluice+rule; do
+for mode in "${MODES[@]}"; do
     printf '%-12s %14.2f %7s %14.0f %7s %14.0f %7s\n' "$mode" \
-        "${R[$mode.bulk]}" "$(ratio "${R[$mode.bulk]}" "${R[nfq_accept.bulk]}")" \
-        "${R[$mode.udp]}" "$(ratio "${R[$mode.udp]}" "${R[nfq_accept.udp]}")" \
-        "${R[$mode.conns]}" "$(ratio "${R[$mode.conns]}" "${R[nfq_accept.conns]}")"
+        "${R[$mode.bulk]:-0}" "$(ratio "${R[$mode.bulk]:-0}" "${R[nfq_accept.bulk]:-0}")" \
+        "${R[$mode.udp]:-0}" "$(ratio "${R[$mode.udp]:-0}" "${R[nfq_accept.udp]:-0}")" \
+        "${R[$mode.conns]:-0}" "$(ratio "${R[$mode.conns]:-0}" "${R[nfq_accept.conns]:-0}")"
 done
-echo "(ratios are to nfq_accept, the minimal queue loop; ${SECS}s per measurement)"
+echo "(medians of $ROUNDS rounds, ${SECS}s per measurement; ratios are to nfq_accept, the minimal queue loop)"
