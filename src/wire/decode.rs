@@ -25,6 +25,8 @@ pub enum DecodeError {
     BadIpChecksum,
     /// An IPv6 extension header is malformed or truncated.
     BadExtensionHeader,
+    /// More IPv6 extension headers than sluice walks.
+    TooManyExtensionHeaders,
     /// The TCP header is malformed or truncated.
     BadTcpHeader(String),
     /// The UDP header is malformed or its length field disagrees with the packet.
@@ -40,6 +42,9 @@ impl fmt::Display for DecodeError {
             DecodeError::BadIpHeader(e) => write!(f, "malformed IP header: {e}"),
             DecodeError::BadIpChecksum => write!(f, "bad IPv4 header checksum"),
             DecodeError::BadExtensionHeader => write!(f, "malformed IPv6 extension header"),
+            DecodeError::TooManyExtensionHeaders => {
+                write!(f, "more than {MAX_V6_EXTENSION_HEADERS} IPv6 extension headers")
+            }
             DecodeError::BadTcpHeader(e) => write!(f, "malformed TCP header: {e}"),
             DecodeError::BadUdpHeader => write!(f, "malformed UDP header"),
             DecodeError::BadIcmpHeader => write!(f, "truncated ICMP header"),
@@ -335,6 +340,9 @@ const V6_ROUTING: u8 = 43;
 const V6_FRAGMENT: u8 = 44;
 const V6_AUTH: u8 = 51;
 const V6_DEST_OPTS: u8 = 60;
+/// Extension headers walked before a packet is refused as malformed. RFC 8200
+/// allows each at most once (destination options twice); real chains are short.
+const MAX_V6_EXTENSION_HEADERS: usize = 16;
 
 fn decode_v6(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     let h = Ipv6HeaderSlice::from_slice(bytes).map_err(|e| DecodeError::BadIpHeader(e.to_string()))?;
@@ -353,9 +361,12 @@ fn decode_v6(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     let mut off = 40usize;
     let mut fragment = None;
     let mut nh_field = 6usize;
+    let mut walked = false;
     // Walk the extension headers. A fragment header ends the walk: what follows
-    // is the fragmentable part, only meaningful after reassembly.
-    for _ in 0..16 {
+    // is the fragmentable part, only meaningful after reassembly. The endpoint
+    // walks any number of them, so a chain longer than we walk must not pass
+    // as "some other protocol": it is refused below.
+    for _ in 0..=MAX_V6_EXTENSION_HEADERS {
         match next {
             V6_HOP_BY_HOP | V6_ROUTING | V6_DEST_OPTS => {
                 let hdr = bytes.get(off..off + 2).ok_or(DecodeError::BadExtensionHeader)?;
@@ -388,15 +399,25 @@ fn decode_v6(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
                     v6_next_header_field: nh_field,
                     v6_fragment_header: off,
                 };
+                nh_field = off;
                 off += 8;
-                // An "atomic fragment" (offset 0, no more) is a whole datagram.
+                // An "atomic fragment" (offset 0, no more) is a whole datagram:
+                // Linux skips the header and goes on with the next one
+                // (RFC 6946), and so does the walk.
                 if frag.offset != 0 || frag.more {
                     fragment = Some(frag);
+                    walked = true;
+                    break;
                 }
+            }
+            _ => {
+                walked = true;
                 break;
             }
-            _ => break,
         }
+    }
+    if !walked {
+        return Err(DecodeError::TooManyExtensionHeaders);
     }
     let ip = IpInfo {
         version: 6,
@@ -499,4 +520,93 @@ fn tcp_options(t: &TcpHeaderSlice<'_>) -> TcpOptions {
 /// An IPv4 address from four octets (helper for tests and builders).
 pub fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv6 packet from `src` to `dst` whose payload is `ext` (extension
+    /// headers, already chained) and a bare 20-byte TCP header; `first` is
+    /// the IPv6 header's next-header value.
+    fn v6_packet(first: u8, ext: &[u8]) -> Vec<u8> {
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x02; // SYN
+        let payload_len = (ext.len() + tcp.len()) as u16;
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&payload_len.to_be_bytes());
+        p.extend_from_slice(&[first, 64]);
+        p.extend_from_slice(&Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1).octets());
+        p.extend_from_slice(&Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2).octets());
+        p.extend_from_slice(ext);
+        p.extend_from_slice(&tcp);
+        p
+    }
+
+    /// `n` chained 8-byte destination-options headers, the last pointing at TCP.
+    fn dest_opts(n: usize) -> Vec<u8> {
+        let mut ext = Vec::new();
+        for i in 0..n {
+            let next = if i + 1 == n { proto::TCP } else { V6_DEST_OPTS };
+            // Next header, length 0 (8 bytes), a PadN option filling the rest.
+            ext.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        ext
+    }
+
+    #[test]
+    fn tcp_behind_a_few_extension_headers_is_found() {
+        let p = v6_packet(V6_DEST_OPTS, &dest_opts(3));
+        let d = decode(&p).expect("decodes");
+        assert_eq!(d.ip.proto, proto::TCP);
+        assert_eq!(d.ip.header_len, 40 + 24);
+        assert_eq!(d.tcp().expect("tcp").dst_port, 80);
+    }
+
+    #[test]
+    fn an_extension_header_chain_longer_than_the_walk_is_refused() {
+        // The endpoint would walk all of them and find TCP: passing the packet
+        // as "another protocol" would let it through uninspected.
+        let p = v6_packet(V6_DEST_OPTS, &dest_opts(MAX_V6_EXTENSION_HEADERS + 1));
+        assert_eq!(decode(&p).err(), Some(DecodeError::TooManyExtensionHeaders));
+        let p = v6_packet(V6_DEST_OPTS, &dest_opts(MAX_V6_EXTENSION_HEADERS));
+        assert_eq!(decode(&p).expect("decodes").ip.proto, proto::TCP);
+    }
+
+    #[test]
+    fn an_atomic_fragment_is_walked_past_like_linux_does() {
+        // Fragment header with offset 0 and no more fragments, then a
+        // destination-options header, then TCP.
+        let mut ext = vec![V6_DEST_OPTS, 0, 0, 0, 0, 0, 0, 7];
+        ext.extend_from_slice(&dest_opts(1));
+        let p = v6_packet(V6_FRAGMENT, &ext);
+        let d = decode(&p).expect("decodes");
+        assert!(d.ip.fragment.is_none());
+        assert_eq!(d.ip.proto, proto::TCP);
+        assert_eq!(d.tcp().expect("tcp").src_port, 40000);
+    }
+
+    #[test]
+    fn a_real_fragment_ends_the_walk() {
+        // Offset 0 with more fragments to come: the rest is only meaningful
+        // after reassembly.
+        let mut ext = vec![V6_DEST_OPTS, 0, 0, 1, 0, 0, 0, 7];
+        ext.extend_from_slice(&dest_opts(1));
+        let p = v6_packet(V6_FRAGMENT, &ext);
+        let d = decode(&p).expect("decodes");
+        let f = d.ip.fragment.expect("a fragment");
+        assert!(f.more);
+        assert_eq!(f.id, 7);
+        assert!(matches!(d.transport, Transport::Fragment));
+    }
+
+    #[test]
+    fn truncated_extension_header_is_an_error() {
+        // The header claims 32 bytes; only 8 + 20 follow.
+        let p = v6_packet(V6_DEST_OPTS, &[proto::TCP, 3, 1, 4, 0, 0, 0, 0]);
+        assert_eq!(decode(&p).err(), Some(DecodeError::BadExtensionHeader));
+    }
 }
