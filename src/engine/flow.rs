@@ -97,9 +97,18 @@ impl FlowEntry for Flow {
         self.info.id
     }
 
+    /// Established connections stay: forgetting one would drop (or, picked
+    /// up midstream, stop inspecting) a live stream. That includes a live
+    /// connection a rule dropped without resetting it (`flow:drop()`,
+    /// `flow:halfreset()`): forgotten, its next packets would start a new
+    /// flow under `--midstream` and pass. Half-open connections, reset ones
+    /// and UDP flows go first when the table is full (a SYN or datagram
+    /// flood cannot pin the table).
     fn evictable(&self) -> bool {
         match (&self.kind, self.fate) {
-            (FlowKind::Tcp(c), Fate::Inspect) => c.state() != TcpState::Established,
+            (FlowKind::Tcp(c), Fate::Inspect | Fate::Dropped { reusable: false }) => {
+                c.state() != TcpState::Established
+            }
             _ => true,
         }
     }

@@ -425,6 +425,8 @@ fn flow_key(pkt: &Decoded<'_>, proto: crate::flow::L4Proto, sport: u16, dport: u
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod eviction_tests;
 
 #[cfg(test)]
 mod proptests;
