@@ -63,3 +63,113 @@ fn bad_flag_is_a_usage_error() {
     let (code, _, _) = sluice(&["pcap", "--on-rule-error", "explode", "a", "b"]);
     assert_eq!(code, 2);
 }
+
+/// Writes `text` as `name` in a fresh directory; returns the directory (kept
+/// alive by the caller) and the file's path.
+fn rule_file(name: &str, text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_str().unwrap().to_string())
+}
+
+#[test]
+fn check_lists_rules_and_events_of_a_valid_file() {
+    let (_dir, path) = rule_file(
+        "three.lua",
+        r#"require("protocol/ipv4")
+require("protocol/tcp")
+require("protocol/tcp_connection")
+haka.rule {
+  on = haka.dissectors.tcp_connection.events.new_connection,
+  eval = function (flow, pkt) end
+}
+haka.rule {
+  on = haka.dissectors.tcp_connection.events.receive_data,
+  -- Only a load is checked: an error the rule would raise on traffic is fine.
+  eval = function (flow, data, dir) error("only when run") end
+}
+haka.rule {
+  on = haka.dissectors.ipv4.events.receive_packet,
+  eval = function (pkt) end
+}
+"#,
+    );
+    let (code, out, err) = sluice(&["check", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&path), "names the file: {out}");
+    assert!(out.contains("3 rules"), "{out}");
+    for event in ["tcp_connection.new_connection", "tcp_connection.receive_data", "ipv4.receive_packet"] {
+        assert!(out.contains(event), "lists {event}: {out}");
+    }
+    assert!(!err.contains("sluice:"), "no error: {err}");
+}
+
+#[test]
+fn check_of_a_shipped_golden_rule_file_succeeds() {
+    let rules = golden("passthrough", "rules.lua");
+    let (code, out, err) = sluice(&["check", &rules]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 rules on events tcp_connection.receive_data"), "{out}");
+}
+
+#[test]
+fn check_reports_a_syntax_error_with_file_and_line() {
+    let (_dir, path) = rule_file(
+        "syntax.lua",
+        "require(\"protocol/ipv4\")\nlocal x = 1\nhaka.rule {\n  on = haka.dissectors.ipv4.events.receive_packet,\n  eval = function (pkt) if then end\n}\n",
+    );
+    let (code, out, err) = sluice(&["check", &path]);
+    assert_eq!(code, 1, "stdout {out}, stderr {err}");
+    assert!(err.contains("syntax.lua:5:"), "file and line of the bad token: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.contains("rules on events"), "no report for a broken file: {out}");
+}
+
+#[test]
+fn check_reports_a_runtime_error_at_load_with_file_and_line() {
+    // Line 4 indexes a nil value while the file loads.
+    let (_dir, path) =
+        rule_file("runtime.lua", "require(\"protocol/ipv4\")\nlocal t = nil\n\nlocal y = t.field\n");
+    let (code, out, err) = sluice(&["check", &path]);
+    assert_eq!(code, 1, "stdout {out}, stderr {err}");
+    assert!(err.contains("runtime.lua:4:"), "file and line of the failing statement: {err}");
+    assert!(err.contains("nil"), "the Lua message: {err}");
+    assert!(!out.contains("rules on events"), "{out}");
+}
+
+#[test]
+fn check_reports_an_explicit_error_and_an_unknown_dissector() {
+    let (_dir, path) = rule_file("refuse.lua", "-- a comment\nerror(\"refusing to load\")\n");
+    let (code, _, err) = sluice(&["check", &path]);
+    assert_eq!(code, 1);
+    assert!(err.contains("refuse.lua:2: refusing to load"), "{err}");
+
+    let (_dir, path) = rule_file(
+        "unknown.lua",
+        "haka.rule {\n  on = haka.dissectors.nosuch.events.receive_packet,\n  eval = function (pkt) end\n}\n",
+    );
+    let (code, _, err) = sluice(&["check", &path]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown.lua:2:"), "{err}");
+}
+
+#[test]
+fn check_of_a_missing_file_names_it_and_fails() {
+    let (code, _, err) = sluice(&["check", "/nonexistent/rules.lua"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/rules.lua"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn check_names_the_required_module_that_fails_to_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("helper.lua"), "local M = {}\n\nM.x = nil .. \"oops\"\nreturn M\n")
+        .unwrap();
+    let main = dir.path().join("main.lua");
+    std::fs::write(&main, "local h = require(\"helper\")\n").unwrap();
+    let (code, _, err) = sluice(&["check", main.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("helper.lua:3:"), "the module's file and line: {err}");
+}
