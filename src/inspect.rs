@@ -158,6 +158,15 @@ pub trait Inspector {
     /// The flow is gone from the table: release any per-flow rule state.
     /// Called for every flow that was created, after `end` if that was called.
     fn forget(&mut self, flow_id: u64);
+
+    /// A reload put `self` in place of `previous` while the flows stay:
+    /// take over whatever per-flow rule state can be carried. Nothing by default.
+    fn take_over(&mut self, previous: &mut Self)
+    where
+        Self: Sized,
+    {
+        let _ = previous;
+    }
 }
 
 /// An inspector with no rules: everything is accepted.

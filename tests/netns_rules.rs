@@ -33,14 +33,31 @@ fn split_send(
     first: &'static [u8],
     second: &'static [u8],
 ) -> (ReadEnd, Vec<u8>, ReadEnd) {
+    split_send_around(tb, server, port, first, second, |_| std::thread::sleep(Duration::from_millis(300)))
+}
+
+/// [`split_send`], with `between` run by the test (e.g. a reload) after
+/// `first` was sent and before `second` is.
+fn split_send_around(
+    tb: &Testbed,
+    server: IpAddr,
+    port: u16,
+    first: &'static [u8],
+    second: &'static [u8],
+    between: impl FnOnce(&Testbed),
+) -> (ReadEnd, Vec<u8>, ReadEnd) {
     let srv = apps::tcp_server(tb, server, port, 1, |mut s| {
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         apps::read_all(&mut s)
     });
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let cli = tb.on_client(move || {
         let mut s = try_connect(server, port).expect("connect");
         s.write_all(first).expect("first send");
-        std::thread::sleep(Duration::from_millis(300));
+        let _ = sent_tx.send(());
+        // Bounded: the test answers within its own timeouts, or the sender is gone.
+        let _ = go_rx.recv_timeout(Duration::from_secs(15));
         // A reset is reported once, to whichever call comes first: a later
         // write (ECONNRESET, then EPIPE) or the final read.
         let was_reset = |r: std::io::Result<()>| {
@@ -56,6 +73,9 @@ fn split_send(
             end
         }
     });
+    sent_rx.recv_timeout(Duration::from_secs(10)).expect("the client sent its first part");
+    between(tb);
+    let _ = go_tx.send(());
     let client_end = join_bounded(cli, T);
     let mut r = join_bounded(srv, T);
     let (data, server_end) = r.remove(0).expect("accept");
@@ -203,4 +223,26 @@ fn wait_for(tb: &Testbed, name: &str, value: u64) {
         assert!(std::time::Instant::now() < deadline, "{name} never reached {value}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The flows and what rules stored on them survive a reload: a pattern split
+/// across it ("att" before, "ack" after) is still found, and both ends see
+/// the reset.
+#[test]
+fn sighup_reload_keeps_flow_state_across_a_split_pattern() {
+    let Some(mut tb) = Testbed::new() else { return };
+    let file = tb.dir.path().join("rules.lua");
+    std::fs::copy(rules("reset_on_pattern.lua"), &file).unwrap();
+    std::fs::copy(rules("on_word.lua"), tb.dir.path().join("on_word.lua")).unwrap();
+    tb.start_sluice(&file, &[]);
+    let (client_end, data, server_end) = split_send_around(&tb, SERVER4, 7900, b"hello att", b"ack!", |tb| {
+        tb.signal(libc::SIGHUP);
+        wait_for(tb, "reloads", 1);
+    });
+    assert_eq!(tb.counters()["reloads"], 1);
+    assert_eq!((client_end, server_end), (ReadEnd::Reset, ReadEnd::Reset));
+    assert_eq!(data, b"hello att", "the packet completing the pattern never reaches the server");
+    let (st, log) = tb.stop_sluice();
+    assert!(st.success(), "{log}");
+    assert!(log.contains("carried the state of 1 flows"), "{log}");
 }

@@ -396,9 +396,12 @@ impl<I: Inspector> Engine<I> {
         &mut self.inspector
     }
 
-    /// Swaps in new rules (reload); flows keep their state.
+    /// Swaps in new rules (reload); flows keep their state, and the new
+    /// rules take over the per-flow rule state they can carry.
     pub fn replace_inspector(&mut self, inspector: I) -> I {
-        std::mem::replace(&mut self.inspector, inspector)
+        let mut old = std::mem::replace(&mut self.inspector, inspector);
+        self.inspector.take_over(&mut old);
+        old
     }
 }
 
@@ -424,9 +427,9 @@ fn flow_key(pkt: &Decoded<'_>, proto: crate::flow::L4Proto, sport: u16, dport: u
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod eviction_tests;
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
 mod proptests;

@@ -5,6 +5,7 @@
 
 use mlua::{MultiValue, Value};
 
+use super::carry;
 use super::context::context;
 use super::data::{DataUd, Source};
 use super::error::error_message;
@@ -232,6 +233,27 @@ impl Inspector for LuaRules {
     fn forget(&mut self, flow_id: u64) {
         if let Err(e) = flow::forget(&self.flow_states, flow_id) {
             tracing::warn!(target: "sluice::rules", "cannot free flow state: {}", error_message(&e));
+        }
+    }
+
+    fn take_over(&mut self, previous: &mut LuaRules) {
+        match carry::carry_flow_states(&previous.flow_states, &self.lua, &self.flow_states) {
+            Ok(c) if c.left_out > 0 => tracing::warn!(
+                target: "sluice::rules",
+                "reload: carried the state of {} flows; left out {} values that are not plain data \
+                 (functions, userdata, threads, metatables, nesting over {})",
+                c.flows,
+                c.left_out,
+                carry::MAX_DEPTH
+            ),
+            Ok(c) => {
+                tracing::info!(target: "sluice::rules", "reload: carried the state of {} flows", c.flows)
+            }
+            Err(e) => tracing::error!(
+                target: "sluice::rules",
+                "reload: per-flow state only partly carried: {}",
+                error_message(&e)
+            ),
         }
     }
 }

@@ -14,6 +14,7 @@
 mod addr;
 mod alert;
 mod budget;
+mod carry;
 mod context;
 mod data;
 mod dispatch;

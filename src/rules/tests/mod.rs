@@ -7,6 +7,7 @@ mod api;
 mod events;
 mod limits;
 mod objects;
+mod reload;
 
 use std::net::IpAddr;
 use std::sync::Arc;
