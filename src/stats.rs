@@ -46,7 +46,8 @@ counters! {
     DropRule => "drop_rule",
     /// Drop: the packet belongs to a flow a rule dropped or reset.
     DropFlowDropped => "drop_flow_dropped",
-    /// Drop: a rule raised an error and the error policy is drop.
+    /// Of `drop_rule`: dropped only because a rule raised an error and the
+    /// error policy is drop.
     DropRuleError => "drop_rule_error",
     /// Drop: TCP packet of a connection whose handshake sluice did not see.
     DropNoHandshake => "drop_no_handshake",

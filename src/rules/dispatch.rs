@@ -185,6 +185,10 @@ impl LuaRules {
         let mut action = context(&self.lua).map(|c| c.end()).unwrap_or(Action::DropPacket);
         if failed {
             if self.on_error == ErrorPolicy::Drop {
+                if action == Action::Accept {
+                    // The error alone drops the packet (also counted in drop_rule).
+                    self.stats.inc(Counter::DropRuleError);
+                }
                 action = action.combine(Action::DropPacket);
             }
             // A memory error may leave garbage; reclaim it before the next event.

@@ -25,8 +25,11 @@ fn runtime_error_with_drop_policy_drops_and_counts() {
     assert_eq!(h.errors(), 0);
     assert_eq!(h.data(&f, Direction::Up, b"x"), Action::DropPacket);
     assert_eq!(h.errors(), 1);
+    assert_eq!(h.stats.get(Counter::DropRuleError), 1);
     assert_eq!(h.data(&f, Direction::Up, b"reset then fail"), Action::Reset);
     assert_eq!(h.errors(), 2);
+    // The reset was the rule's own decision, not the error's.
+    assert_eq!(h.stats.get(Counter::DropRuleError), 1);
     // The rule after the failing one ran every time.
     assert_eq!(h.global::<i64>("later"), 3);
 }
@@ -38,6 +41,7 @@ fn runtime_error_with_accept_policy_keeps_the_rule_decision() {
     assert_eq!(h.data(&f, Direction::Up, b"x"), Action::Accept);
     assert_eq!(h.data(&f, Direction::Up, b"reset then fail"), Action::Reset);
     assert_eq!(h.errors(), 2);
+    assert_eq!(h.stats.get(Counter::DropRuleError), 0);
 }
 
 #[test]
