@@ -89,11 +89,17 @@ pub(super) struct Conv {
     pub cseq: SeqNumber,
     pub sseq: SeqNumber,
     pub v6: bool,
+    /// The client's port (the server's is [`S`]).
+    pub port: u16,
 }
 
 impl Conv {
     pub fn new(cisn: u32, sisn: u32) -> Self {
-        Conv { cseq: SeqNumber(cisn), sseq: SeqNumber(sisn), v6: false }
+        Conv { cseq: SeqNumber(cisn), sseq: SeqNumber(sisn), v6: false, port: C }
+    }
+    /// A conversation from another client port (several connections at once).
+    pub fn on_port(port: u16, cisn: u32, sisn: u32) -> Self {
+        Conv { port, ..Conv::new(cisn, sisn) }
     }
     fn addrs(&self) -> (IpAddr, IpAddr) {
         if self.v6 {
@@ -105,7 +111,8 @@ impl Conv {
     /// A segment from the client (`up`) or the server, at an explicit seq.
     pub fn seg(&self, up: bool, seq: SeqNumber, flags: u8, payload: &[u8]) -> Vec<u8> {
         let (c, s) = self.addrs();
-        let mut t = if up { TcpSegment::new(c, C, s, S) } else { TcpSegment::new(s, S, c, C) };
+        let mut t =
+            if up { TcpSegment::new(c, self.port, s, S) } else { TcpSegment::new(s, S, c, self.port) };
         t.seq = seq;
         t.ack = if up { self.sseq } else { self.cseq };
         t.flags = flags;
@@ -114,7 +121,7 @@ impl Conv {
     }
     pub fn syn(&self) -> Vec<u8> {
         let (c, s) = self.addrs();
-        let mut t = TcpSegment::new(c, C, s, S);
+        let mut t = TcpSegment::new(c, self.port, s, S);
         t.seq = self.cseq;
         t.flags = SYN;
         t.build()
@@ -843,5 +850,344 @@ mod batches {
         let ps = vec![c.data(true, b"abc"), c.data(true, b"def")];
         h.send_batch(&ps);
         assert_eq!(h.events().iter().filter(|e| e.starts_with("data:")).count(), 2);
+    }
+}
+
+/// A connection from client port `port`, through its handshake.
+fn open(h: &mut Harness, port: u16, cisn: u32) -> Conv {
+    let mut c = Conv::on_port(port, cisn, cisn.wrapping_add(50_000));
+    for p in c.handshake() {
+        h.accept(&p);
+    }
+    c
+}
+
+/// Segments a receiver's ACK of everything sent so far (frees the sender's buffer).
+fn ack_all(c: &Conv, from_server: bool) -> Vec<u8> {
+    let seq = if from_server { c.sseq } else { c.cseq };
+    c.seg(!from_server, seq, ACK, b"")
+}
+
+mod total_buffer_limit {
+    use super::*;
+
+    /// Five connections each holding 10 out-of-order bytes 10 bytes past the
+    /// delivery point: 20 buffered bytes each (the island and its gap).
+    fn holders(h: &mut Harness) -> Vec<Conv> {
+        let mut cs = Vec::new();
+        for i in 0..5u16 {
+            let c = open(h, 41_000 + i, 1000 * (u32::from(i) + 1));
+            h.accept(&c.seg(true, c.cseq + 10, ACK, b"ISLAND----"));
+            cs.push(c);
+        }
+        assert_eq!(h.engine.buffered_bytes(), 100);
+        assert_eq!(h.count(Counter::OutOfOrder), 5);
+        cs
+    }
+
+    #[test]
+    fn segments_that_would_grow_past_the_total_are_dropped_others_pass() {
+        let cfg = EngineConfig { max_total_buffer: 110, ..EngineConfig::default() };
+        let mut h = Harness::with_config(cfg, Script::default());
+        let mut hold = holders(&mut h);
+
+        // A sixth holder's handshake passes (it buffers nothing), its
+        // out-of-order segment (20 more bytes) does not.
+        let six = open(&mut h, 41_100, 77_000);
+        h.drop(&six.seg(true, six.cseq + 10, ACK, b"ISLAND----"));
+        assert_eq!(h.count(Counter::DropMemoryLimit), 1);
+        assert_eq!(h.engine.buffered_bytes(), 100);
+
+        // A legitimate in-order connection within the headroom works: its
+        // 10 bytes reach rules (held until the server acknowledges them).
+        let mut legit = open(&mut h, 42_000, 900_000);
+        h.accept(&legit.data(true, b"0123456789"));
+        assert_eq!(h.engine.buffered_bytes(), 110);
+        assert_eq!(h.count(Counter::StreamBytesBuffered), 110);
+        let ack10 = ack_all(&legit, true);
+        // One more byte would pass the total: dropped before rules see it.
+        let next = legit.data(true, b"!");
+        h.drop(&next);
+        assert_eq!(h.count(Counter::DropMemoryLimit), 2);
+        assert_eq!(h.engine.inspector().up, b"0123456789");
+        // The server's ACK frees the 10 bytes; the retransmission passes.
+        h.accept(&ack10);
+        assert_eq!(h.engine.buffered_bytes(), 100);
+        h.accept(&next);
+        assert_eq!(h.engine.inspector().up, b"0123456789!");
+        assert_eq!(h.engine.buffered_bytes(), 101);
+
+        // Closing a holder's gap adds no memory, so it passes at the limit
+        // and releases the island to rules; the server's ACK frees both.
+        let first = &mut hold[0];
+        h.accept(&first.seg(true, first.cseq, ACK, b"gap-bytes-"));
+        assert_eq!(h.engine.buffered_bytes(), 101);
+        assert_eq!(h.events().last().map(String::as_str), Some("data:up:gap-bytes-ISLAND----"));
+        first.cseq = first.cseq + 20;
+        h.accept(&ack_all(first, true));
+        assert_eq!(h.engine.buffered_bytes(), 81);
+        // Now the sixth holder's island fits.
+        h.accept(&six.seg(true, six.cseq + 10, ACK, b"ISLAND----"));
+        assert_eq!(h.engine.buffered_bytes(), 101);
+        assert_eq!(h.count(Counter::DropMemoryLimit), 2);
+    }
+
+    #[test]
+    fn a_full_total_blocks_new_data_until_a_holder_is_retired() {
+        let cfg = EngineConfig { max_total_buffer: 100, ..EngineConfig::default() };
+        let mut h = Harness::with_config(cfg, Script::default());
+        let hold = holders(&mut h);
+
+        // At the limit, even in-order data of a new connection is dropped
+        // (the documented policy: drop the segment), server replies too.
+        let legit = open(&mut h, 42_000, 900_000);
+        // Neither acknowledges the other's bytes (they are refused).
+        let hello = legit.seg(true, legit.cseq, ACK | PSH, b"hello");
+        let reply = legit.seg(false, legit.sseq, ACK | PSH, b"hi");
+        h.drop(&hello);
+        h.drop(&reply);
+        assert_eq!(h.count(Counter::DropMemoryLimit), 2);
+        assert_eq!(h.engine.inspector().up, b"");
+        // Pure ACKs and retransmitted islands grow nothing and still pass.
+        h.accept(&ack_all(&legit, false));
+        let again = &hold[1];
+        h.accept(&again.seg(true, again.cseq + 10, ACK, b"ISLAND----"));
+        assert_eq!(h.count(Counter::Retransmissions), 1);
+
+        // A holder resets its connection; once its flow is retired (closing
+        // timeout, well before the established ones') its bytes are freed.
+        let gone = &hold[2];
+        h.accept(&gone.seg(true, gone.cseq, RST, b""));
+        let mut out = Output::new();
+        h.engine.tick(h.time.saturating_add(Duration::from_secs(61)), &mut out);
+        assert_eq!(h.count(Counter::FlowsTimedOut), 1);
+        assert_eq!(h.engine.buffered_bytes(), 80);
+        h.time = h.time.saturating_add(Duration::from_secs(61));
+        // The legitimate connection's retransmissions now pass, in order.
+        h.accept(&hello);
+        h.accept(&reply);
+        assert_eq!(h.engine.inspector().up, b"hello");
+        assert_eq!(h.engine.inspector().down, b"hi");
+        assert_eq!(h.count(Counter::DropMemoryLimit), 2);
+    }
+}
+
+mod flow_table_full {
+    use super::*;
+
+    fn news(h: &Harness) -> usize {
+        h.events().iter().filter(|e| e.contains(":new:")).count()
+    }
+
+    #[test]
+    fn a_syn_is_dropped_when_every_flow_is_established() {
+        let cfg = EngineConfig { max_flows: 3, ..EngineConfig::default() };
+        let mut h = Harness::with_config(cfg, Script::default());
+        let mut cs: Vec<Conv> =
+            (0..3u16).map(|i| open(&mut h, 41_000 + i, 1000 + 10_000 * u32::from(i))).collect();
+        assert_eq!(h.engine.flow_count(), 3);
+
+        let late = Conv::on_port(43_000, 700_000, 1);
+        h.drop(&late.syn());
+        // Its retransmission is refused the same way; nothing was evicted.
+        h.drop(&late.syn());
+        assert_eq!(h.count(Counter::DropFlowLimit), 2);
+        assert_eq!(h.count(Counter::FlowsEvicted), 0);
+        assert_eq!(h.count(Counter::TcpConnections), 3);
+        assert_eq!(h.engine.flow_count(), 3);
+        assert_eq!(news(&h), 3, "rules never heard of the refused connection: {:?}", h.events());
+
+        // The established connections are untouched.
+        for (i, c) in cs.iter_mut().enumerate() {
+            h.accept(&c.data(true, format!("up{i}").as_bytes()));
+            h.accept(&c.data(false, format!("down{i}").as_bytes()));
+        }
+        assert_eq!(h.engine.inspector().up, b"up0up1up2");
+        assert_eq!(h.engine.inspector().down, b"down0down1down2");
+
+        // One of them closes: a closed connection may go, so the next SYN
+        // takes its place and its connection works.
+        let c = &mut cs[1];
+        for p in [c.fin(true), c.fin(false)] {
+            h.accept(&p);
+        }
+        h.accept(&ack_all(c, false));
+        assert_eq!(h.engine.flow_count(), 3);
+        let mut late = Conv::on_port(43_000, 700_000, 1);
+        for p in late.handshake() {
+            h.accept(&p);
+        }
+        assert_eq!(h.count(Counter::FlowsEvicted), 1);
+        h.accept(&late.data(true, b"late"));
+        assert!(h.engine.inspector().up.ends_with(b"late"));
+        // The other two still work; the evicted one is gone for good.
+        h.accept(&cs[0].data(true, b"!"));
+        h.accept(&cs[2].data(true, b"?"));
+        assert_eq!(h.engine.inspector().up, b"up0up1up2late!?");
+        h.drop(&cs[1].data(true, b"x"));
+        assert_eq!(h.count(Counter::DropFlowLimit), 2);
+    }
+
+    #[test]
+    fn the_oldest_half_open_flow_is_evicted_first() {
+        let cfg = EngineConfig { max_flows: 3, ..EngineConfig::default() };
+        let mut h = Harness::with_config(cfg, Script::default());
+        let mut est = open(&mut h, 41_000, 1000); // oldest, but established
+        let mut a = Conv::on_port(41_001, 2000, 20_000); // half-open: SYN only
+        h.accept(&a.syn());
+        a.cseq = a.cseq + 1;
+        let mut b = Conv::on_port(41_002, 3000, 30_000); // half-open: SYN, SYN-ACK
+        let hs_b = b.handshake();
+        h.accept(&hs_b[0]);
+        h.accept(&hs_b[1]);
+
+        // A new SYN takes the place of A, the oldest flow not established.
+        let mut n = Conv::on_port(41_003, 4000, 40_000);
+        let hs_n = n.handshake();
+        h.accept(&hs_n[0]);
+        assert_eq!(h.count(Counter::FlowsEvicted), 1);
+        assert_eq!(h.count(Counter::DropFlowLimit), 0);
+        // Rules saw A end; its SYN-ACK now belongs to no flow.
+        assert_eq!(h.events().iter().filter(|e| e.ends_with(":end")).count(), 1);
+        h.drop(&a.seg(false, a.sseq, SYN | ACK, b""));
+        assert_eq!(h.count(Counter::DropNoHandshake), 1);
+        // B survived and completes its handshake.
+        h.accept(&hs_b[2]);
+        h.accept(&b.data(true, b"b"));
+
+        // Next in line is N (half-open), not B (established now).
+        let mut m = Conv::on_port(41_004, 5000, 50_000);
+        for p in m.handshake() {
+            h.accept(&p);
+        }
+        assert_eq!(h.count(Counter::FlowsEvicted), 2);
+        h.drop(&hs_n[1]);
+        assert_eq!(h.count(Counter::DropNoHandshake), 2);
+
+        // Full of established connections: the next SYN is refused.
+        let z = Conv::on_port(41_005, 6000, 60_000);
+        h.drop(&z.syn());
+        assert_eq!(h.count(Counter::DropFlowLimit), 1);
+        assert_eq!(h.count(Counter::FlowsEvicted), 2);
+        h.accept(&est.data(true, b"e"));
+        h.accept(&m.data(true, b"m"));
+        assert_eq!(h.engine.inspector().up, b"bem");
+    }
+}
+
+mod bad_flags {
+    use super::*;
+
+    /// Checks that nothing but verdicts happened: no events, no forged packets.
+    fn refused(h: &mut Harness, p: &[u8], counter: Counter) {
+        let events = h.events().len();
+        let before = h.count(counter);
+        let (v, forged) = h.send(p);
+        assert_eq!(v, Verdict::Drop);
+        assert!(forged.is_empty());
+        assert_eq!(h.count(counter), before + 1, "counted as {counter:?}");
+        assert_eq!(h.events().len(), events, "rules saw nothing: {:?}", h.events());
+    }
+
+    #[test]
+    fn syn_fin_syn_rst_and_rst_fin_refused_on_an_established_connection() {
+        let (mut h, mut c) = established(Script::default());
+        h.accept(&c.data(true, b"one "));
+        let n = c.cseq;
+        for flags in [SYN | FIN, SYN | RST, RST | FIN, SYN | FIN | ACK, SYN | RST | ACK, RST | FIN | ACK] {
+            // At exactly rcv_nxt, where a plain RST would end the connection.
+            refused(&mut h, &c.seg(true, n, flags, b""), Counter::DropBadFlags);
+            refused(&mut h, &c.seg(false, c.sseq, flags, b""), Counter::DropBadFlags);
+            refused(&mut h, &c.seg(true, n, flags, b"data"), Counter::DropBadFlags);
+        }
+        assert_eq!(h.count(Counter::DropBadFlags), 18);
+        assert_eq!(h.count(Counter::DropBadRst), 0);
+        // Nothing ended or changed: the stream goes on in both directions.
+        h.accept(&c.data(true, b"two"));
+        h.accept(&c.data(false, b"back"));
+        assert_eq!(h.engine.inspector().up, b"one two");
+        assert_eq!(h.engine.inspector().down, b"back");
+        assert_eq!(h.count(Counter::TcpConnections), 1);
+        assert!(!h.events().iter().any(|e| e.ends_with(":end")));
+    }
+
+    #[test]
+    fn syns_refused_on_an_established_connection() {
+        let mut h = Harness::new(Script::default());
+        let mut c = Conv::new(1000, 5000);
+        for p in c.handshake() {
+            h.accept(&p);
+        }
+        // The server's SYN-ACK again (its ACK was lost): the client re-ACKs,
+        // so it passes.
+        h.accept(&c.seg(false, SeqNumber(5000), SYN | ACK, b""));
+        // The client's SYN again, or a new one, on the live tuple.
+        refused(&mut h, &Conv::new(1000, 5000).syn(), Counter::DropBadFlags);
+        refused(&mut h, &Conv::new(77_777, 5000).syn(), Counter::DropBadFlags);
+        // A SYN-ACK with another ISN.
+        refused(&mut h, &c.seg(false, SeqNumber(9999), SYN | ACK, b""), Counter::DropBadFlags);
+        // SYN-ACK from the client, bare SYN from the server.
+        refused(&mut h, &c.seg(true, c.cseq, SYN | ACK, b""), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(false, c.sseq, SYN, b""), Counter::DropBadFlags);
+        assert_eq!(h.count(Counter::DropBadFlags), 5);
+        h.accept(&c.data(true, b"still"));
+        h.accept(&c.data(false, b"open"));
+        assert_eq!(h.engine.inspector().up, b"still");
+        assert_eq!(h.engine.inspector().down, b"open");
+        assert_eq!(h.events().iter().filter(|e| e.contains(":new:")).count(), 1);
+        // The exact RST still ends it (the refused RST+FIN above did not).
+        h.accept(&c.seg(true, c.cseq, RST, b""));
+        assert_eq!(h.events().last().map(String::as_str), Some("tcp_connection:end"));
+    }
+
+    #[test]
+    fn wrong_flags_refused_during_the_handshake() {
+        let mut h = Harness::new(Script::default());
+        let mut c = Conv::new(1000, 5000);
+        let hs = c.handshake(); // c now expects the data phase
+        h.accept(&hs[0]);
+        // SYN-SENT: combinations from either side, data before the SYN-ACK,
+        // a bare SYN from the server, a SYN-ACK from the client.
+        let isn = SeqNumber(1000);
+        refused(&mut h, &c.seg(true, isn, SYN | FIN, b""), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(false, SeqNumber(5000), SYN | RST | ACK, b""), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(false, SeqNumber(5000), RST | FIN | ACK, b""), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(true, c.cseq, ACK, b"early"), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(false, SeqNumber(5000), SYN, b""), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(true, isn, SYN | ACK, b""), Counter::DropBadFlags);
+        h.accept(&hs[1]);
+        // SYN-RECEIVED: a client SYN with another ISN, a SYN-ACK with another
+        // ISN, combinations; the same SYN and SYN-ACK again pass.
+        refused(&mut h, &Conv::new(31_337, 0).syn(), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(false, SeqNumber(8888), SYN | ACK, b""), Counter::DropBadFlags);
+        refused(&mut h, &c.seg(true, c.cseq, RST | FIN | ACK, b""), Counter::DropBadFlags);
+        h.accept(&hs[0]);
+        h.accept(&hs[1]);
+        assert_eq!(h.count(Counter::DropBadFlags), 9);
+        h.accept(&hs[2]);
+        h.accept(&c.data(true, b"after"));
+        h.accept(&c.data(false, b"fine"));
+        assert_eq!(
+            h.events(),
+            ["tcp_connection:new:80", "data:up:after", "data:down:fine"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn a_syn_fin_opening_a_tuple_is_refused_and_the_real_syn_proceeds() {
+        let mut h = Harness::new(Script::default());
+        let mut c = Conv::new(1000, 5000);
+        for flags in [SYN | FIN, SYN | RST] {
+            let mut t = TcpSegment::new(client(), C, server(), S);
+            t.seq = c.cseq;
+            t.flags = flags;
+            t.payload = b"x";
+            refused(&mut h, &t.build(), Counter::DropBadFlags);
+        }
+        for p in c.handshake() {
+            h.accept(&p);
+        }
+        h.accept(&c.data(true, b"ok"));
+        assert_eq!(h.events(), ["tcp_connection:new:80", "data:up:ok"].map(String::from));
     }
 }

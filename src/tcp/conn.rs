@@ -215,11 +215,20 @@ impl TcpConn {
             return Err(Counter::DropOutOfWindow);
         }
         let start = start as u64;
-        if !payload.is_empty() || fin {
-            if let Some(edge) = me.window_edge {
-                if start > edge && start > stream.delivered() {
-                    return Err(Counter::DropOutOfWindow);
-                }
+        if let Some(edge) = me.window_edge {
+            let delivered = stream.delivered();
+            let end = start + payload.len() as u64;
+            // Linux's tcp_data_queue drops data whose first new byte is at or
+            // past the right edge of the window it advertised (TCP_OVERWINDOW,
+            // TCP_ZEROWINDOW), even at rcv_nxt; a segment starting inside the
+            // window is taken whole. A bare FIN is taken even at a zero window.
+            let refused = if payload.is_empty() {
+                fin && start > edge && start > delivered
+            } else {
+                end > delivered && start.max(delivered) >= edge
+            };
+            if refused {
+                return Err(Counter::DropOutOfWindow);
             }
         }
         let fit = stream.check(start, payload, fin, lim)?;
@@ -399,5 +408,214 @@ impl TcpConn {
 impl Default for TcpConn {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::wire::decode;
+    use crate::wire::forge::TcpSegment;
+    use crate::wire::tcp_flags::PSH;
+
+    const LIM: StreamLimits = StreamLimits { max_buffer: 1 << 20, max_islands: 8 };
+    const CISN: u32 = 1000;
+    const SISN: u32 = 5000;
+    const UP: Direction = Direction::Up;
+    const DOWN: Direction = Direction::Down;
+
+    /// A segment's decoded TCP header and payload.
+    fn seg(dir: Direction, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> (TcpInfo, Vec<u8>) {
+        let c: IpAddr = "10.0.0.1".parse().unwrap();
+        let s: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut t =
+            if dir == UP { TcpSegment::new(c, 40_000, s, 80) } else { TcpSegment::new(s, 80, c, 40_000) };
+        t.seq = SeqNumber(seq);
+        t.ack = SeqNumber(ack);
+        t.flags = flags;
+        t.payload = payload;
+        let bytes = t.build();
+        let d = decode(&bytes).unwrap();
+        (d.tcp().unwrap().clone(), d.payload().to_vec())
+    }
+
+    fn check(
+        conn: &TcpConn,
+        dir: Direction,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Result<SegmentKind, Counter> {
+        let (t, p) = seg(dir, seq, ack, flags, payload);
+        conn.check(dir, &t, &p, LIM).map(|c| c.kind)
+    }
+
+    fn step(conn: &mut TcpConn, dir: Direction, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Committed {
+        let (t, p) = seg(dir, seq, ack, flags, payload);
+        let c = conn.check(dir, &t, &p, LIM).expect("a valid segment");
+        conn.commit(dir, &t, &p, &c)
+    }
+
+    fn syn_sent() -> TcpConn {
+        let mut c = TcpConn::new();
+        step(&mut c, UP, CISN, 0, SYN, b"");
+        assert_eq!(c.state(), TcpState::SynSent);
+        c
+    }
+
+    fn syn_received() -> TcpConn {
+        let mut c = syn_sent();
+        step(&mut c, DOWN, SISN, CISN + 1, SYN | ACK, b"");
+        assert_eq!(c.state(), TcpState::SynReceived);
+        c
+    }
+
+    fn established() -> TcpConn {
+        let mut c = syn_received();
+        assert!(step(&mut c, UP, CISN + 1, SISN + 1, ACK, b"").established);
+        assert_eq!(c.state(), TcpState::Established);
+        c
+    }
+
+    fn closed() -> TcpConn {
+        let mut c = established();
+        step(&mut c, UP, CISN + 1, SISN + 1, ACK | FIN, b"");
+        step(&mut c, DOWN, SISN + 1, CISN + 2, ACK | FIN, b"");
+        assert!(step(&mut c, UP, CISN + 2, SISN + 2, ACK, b"").ended);
+        assert_eq!(c.state(), TcpState::Closed);
+        c
+    }
+
+    fn reset() -> TcpConn {
+        let mut c = established();
+        assert!(step(&mut c, UP, CISN + 1, 0, RST, b"").ended);
+        assert_eq!(c.state(), TcpState::Reset);
+        c
+    }
+
+    /// The sequence number a segment from `dir` would carry to be exact.
+    fn next_from(c: &TcpConn, dir: Direction) -> u32 {
+        c.next_seq(dir).map_or(if dir == UP { CISN } else { SISN }, |s| s.0)
+    }
+
+    fn ack_from(c: &TcpConn, dir: Direction) -> u32 {
+        c.next_seq(dir.reverse()).map_or(0, |s| s.0)
+    }
+
+    #[test]
+    fn flag_combinations_refused_in_every_state() {
+        let mut mid = TcpConn::midstream();
+        step(&mut mid, UP, 7, 9, ACK, b"a");
+        let states = [
+            ("fresh", TcpConn::new()),
+            ("syn-sent", syn_sent()),
+            ("syn-received", syn_received()),
+            ("established", established()),
+            ("closed", closed()),
+            ("reset", reset()),
+            ("midstream", mid),
+        ];
+        for (name, c) in &states {
+            for dir in [UP, DOWN] {
+                let (seq, ack) = (next_from(c, dir), ack_from(c, dir));
+                for combo in [SYN | FIN, SYN | RST, RST | FIN, SYN | RST | FIN] {
+                    for extra in [0, ACK, ACK | PSH] {
+                        for payload in [&b""[..], b"data"] {
+                            assert_eq!(
+                                check(c, dir, seq, ack, combo | extra, payload),
+                                Err(Counter::DropBadFlags),
+                                "{name} {dir:?} flags {:#x} payload {}",
+                                combo | extra,
+                                payload.len()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refused_combinations_leave_the_connection_working() {
+        let mut c = established();
+        step(&mut c, UP, CISN + 1, SISN + 1, ACK | PSH, b"one");
+        // An RST+FIN exactly at rcv_nxt, where a plain RST would be accepted.
+        assert_eq!(check(&c, UP, CISN + 4, SISN + 1, RST | FIN, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, UP, CISN + 4, SISN + 1, RST, b""), Ok(SegmentKind::Rst));
+        assert_eq!(check(&c, DOWN, SISN + 1, CISN + 4, SYN | FIN | ACK, b"x"), Err(Counter::DropBadFlags));
+        assert_eq!(c.state(), TcpState::Established);
+        let d = step(&mut c, UP, CISN + 4, SISN + 1, ACK | PSH, b"two");
+        assert_eq!(d.deliver, Some(3..6));
+        assert_eq!(c.stream(UP).unwrap().bytes(0..6), b"onetwo");
+        let d = step(&mut c, DOWN, SISN + 1, CISN + 7, ACK | PSH, b"back");
+        assert_eq!(d.deliver, Some(0..4));
+        assert_eq!(d.freed, 6, "the server's ACK releases the client's six bytes");
+        assert_eq!(c.buffered(), 4);
+    }
+
+    #[test]
+    fn syn_sent_refusals() {
+        let c = syn_sent();
+        // Data (even with ACK) before the server answered.
+        assert_eq!(check(&c, UP, CISN + 1, 0, ACK | PSH, b"early"), Err(Counter::DropBadFlags));
+        // No simultaneous open: a bare SYN from the server; nor a client SYN-ACK.
+        assert_eq!(check(&c, DOWN, SISN, 0, SYN, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, UP, CISN, 0, SYN | ACK, b""), Err(Counter::DropBadFlags));
+        // A SYN-ACK acknowledging something else than the SYN.
+        assert_eq!(check(&c, DOWN, SISN, CISN + 9, SYN | ACK, b""), Err(Counter::DropBadAck));
+        // Allowed: the SYN again, a new SYN (the client restarted), the SYN-ACK.
+        assert_eq!(check(&c, UP, CISN, 0, SYN, b""), Ok(SegmentKind::Syn));
+        assert_eq!(check(&c, UP, CISN + 77, 0, SYN, b""), Ok(SegmentKind::Syn));
+        assert_eq!(check(&c, DOWN, SISN, CISN + 1, SYN | ACK, b""), Ok(SegmentKind::SynAck));
+    }
+
+    #[test]
+    fn syn_received_refusals() {
+        let c = syn_received();
+        assert_eq!(
+            check(&c, UP, CISN + 77, 0, SYN, b""),
+            Err(Counter::DropBadFlags),
+            "client SYN, other ISN"
+        );
+        assert_eq!(
+            check(&c, DOWN, SISN + 77, CISN + 1, SYN | ACK, b""),
+            Err(Counter::DropBadFlags),
+            "other ISN"
+        );
+        assert_eq!(check(&c, UP, CISN + 1, SISN + 1, SYN | ACK, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, DOWN, SISN + 1, CISN + 1, SYN, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, UP, CISN + 1, SISN + 1, PSH, b"x"), Err(Counter::DropBadFlags), "no ACK");
+        // Retransmissions of the handshake pass.
+        assert_eq!(check(&c, UP, CISN, 0, SYN, b""), Ok(SegmentKind::Syn));
+        assert_eq!(check(&c, DOWN, SISN, CISN + 1, SYN | ACK, b""), Ok(SegmentKind::SynAck));
+        assert_eq!(check(&c, UP, CISN + 1, SISN + 1, ACK, b""), Ok(SegmentKind::Segment));
+    }
+
+    #[test]
+    fn syn_on_an_established_connection_refused() {
+        let c = established();
+        for isn in [CISN, CISN + 1, CISN + 77_777] {
+            assert_eq!(check(&c, UP, isn, 0, SYN, b""), Err(Counter::DropBadFlags), "client SYN at {isn}");
+        }
+        assert_eq!(check(&c, DOWN, SISN + 77, CISN + 1, SYN | ACK, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, UP, CISN + 1, SISN + 1, SYN | ACK, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, DOWN, SISN + 1, CISN + 1, SYN, b""), Err(Counter::DropBadFlags));
+        assert_eq!(check(&c, UP, CISN + 1, SISN + 1, PSH, b"x"), Err(Counter::DropBadFlags), "no ACK");
+        // The server's SYN-ACK again (its ACK was lost) is what the client re-ACKs.
+        assert_eq!(check(&c, DOWN, SISN, CISN + 1, SYN | ACK, b""), Ok(SegmentKind::SynAck));
+        // A closed connection takes no SYN either (the engine starts a new flow instead).
+        assert_eq!(check(&closed(), UP, CISN + 100_000, 0, SYN, b""), Err(Counter::DropBadFlags));
+    }
+
+    #[test]
+    fn a_reset_connection_refuses_everything() {
+        let c = reset();
+        assert_eq!(check(&c, UP, CISN + 1, SISN + 1, ACK | PSH, b"x"), Err(Counter::DropClosed));
+        assert_eq!(check(&c, DOWN, SISN + 1, CISN + 1, ACK, b""), Err(Counter::DropClosed));
+        assert_eq!(check(&c, UP, CISN + 1, 0, RST, b""), Err(Counter::DropClosed));
+        assert_eq!(check(&c, UP, CISN + 1, 0, SYN, b""), Err(Counter::DropBadFlags));
     }
 }
