@@ -456,9 +456,8 @@ fn cases() -> Vec<Case> {
     // Linux discards it (tcp_data_queue: `!before(seq, rcv_nxt +
     // tcp_receive_window)`, SKB_DROP_REASON_TCP_OVERWINDOW), so its bytes
     // never join the stream; the client later sends other bytes there.
-    // Known sluice bug (test ignored): its window check drops only data
-    // starting *past* the edge, so it records `ack` as an island, `att`
-    // completes `attack` and the rule resets (Linux would read `attune`).
+    // sluice drops it too (recording `ack` as an island would make `att`
+    // complete `attack` and reset a connection that reads `attune`).
     let mut c = opened(b"", 3);
     let base = c.next_seq(Up);
     c.segment(Up, base + 3, ACK | PSH, b"ack").segment(Up, base, ACK | PSH, b"att");
@@ -471,9 +470,8 @@ fn cases() -> Vec<Case> {
     );
     // In order into a closed (zero) window: Linux discards the data
     // (SKB_DROP_REASON_TCP_ZEROWINDOW); once the window opens the client
-    // sends other bytes there. Known sluice bug (test ignored): data at the
-    // delivery point is exempt from its window check, so rules get `ack`
-    // and reset (Linux would read `attune`).
+    // sends other bytes there. sluice drops it too, so rules never see the
+    // `ack` that the endpoint never reads.
     let mut c = opened(b"", 3);
     let base = c.next_seq(Up);
     c.data(Up, b"att");
@@ -1120,11 +1118,7 @@ offline_cases!(
     out_of_window,
     out_of_window_straddle_benign,
     out_of_window_benign,
-    #[ignore = "sluice bug: data starting exactly at the receive window's right edge (rcv_nxt + window, \
-                out of order) is recorded, Linux discards it (TCP_OVERWINDOW); see the case"]
     out_of_window_edge_benign,
-    #[ignore = "sluice bug: data at rcv_nxt into a zero window is delivered to rules, Linux discards it \
-                (TCP_ZEROWINDOW); see the case"]
     zero_window_benign,
     window_scaled_benign,
     fake_rst,
