@@ -136,9 +136,12 @@ fn pcap(args: &PcapArgs) -> ExitCode {
 fn check(rules: &std::path::Path) -> ExitCode {
     match offline::check_rules(rules) {
         Ok(report) => {
-            let events =
-                if report.events.is_empty() { "no events".to_string() } else { report.events.join(", ") };
-            println!("{}: {} rules on events {events}", rules.display(), report.rules);
+            let hooks = if report.events.is_empty() {
+                "hooking no events".to_string()
+            } else {
+                format!("on events {}", report.events.join(", "))
+            };
+            println!("{}: {} rules, {} policies, {hooks}", rules.display(), report.rules, report.policies);
             ExitCode::SUCCESS
         }
         Err(e) => {

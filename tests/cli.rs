@@ -110,7 +110,7 @@ fn check_of_a_shipped_golden_rule_file_succeeds() {
     let rules = golden("passthrough", "rules.lua");
     let (code, out, err) = sluice(&["check", &rules]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("1 rules on events tcp_connection.receive_data"), "{out}");
+    assert!(out.contains("1 rules, 0 policies, on events tcp_connection.receive_data"), "{out}");
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn check_reports_a_syntax_error_with_file_and_line() {
     assert_eq!(code, 1, "stdout {out}, stderr {err}");
     assert!(err.contains("syntax.lua:5:"), "file and line of the bad token: {err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(!out.contains("rules on events"), "no report for a broken file: {out}");
+    assert!(!out.contains("rules,"), "no report for a broken file: {out}");
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn check_reports_a_runtime_error_at_load_with_file_and_line() {
     assert_eq!(code, 1, "stdout {out}, stderr {err}");
     assert!(err.contains("runtime.lua:4:"), "file and line of the failing statement: {err}");
     assert!(err.contains("nil"), "the Lua message: {err}");
-    assert!(!out.contains("rules on events"), "{out}");
+    assert!(!out.contains("rules,"), "{out}");
 }
 
 #[test]
@@ -172,4 +172,16 @@ fn check_names_the_required_module_that_fails_to_load() {
     let (code, _, err) = sluice(&["check", main.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("helper.lua:3:"), "the module's file and line: {err}");
+}
+
+#[test]
+fn check_counts_policies_and_says_when_nothing_is_hooked() {
+    let sample = format!("{}/sample/rules.lua", env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = sluice(&["check", &sample]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 rules, 2 policies, on events tcp_connection.new_connection"), "{out}");
+    let (_dir, path) = rule_file("empty.lua", "require(\"protocol/ipv4\")\n");
+    let (code, out, err) = sluice(&["check", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 rules, 0 policies, hooking no events"), "{out}");
 }
