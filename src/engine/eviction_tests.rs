@@ -56,3 +56,24 @@ fn a_connection_refused_at_its_syn_does_not_pin_the_table() {
     assert!(h.count(Counter::FlowsEvicted) >= 45);
     assert_eq!(h.count(Counter::DropFlowLimit), 0);
 }
+
+#[test]
+fn a_dropped_connection_gives_its_buffered_bytes_back_at_once() {
+    let script = Script {
+        reset_on: Some(b"evil".to_vec()),
+        action_on_match: Some(Action::DropFlow),
+        ..Script::default()
+    };
+    let mut h = Harness::with_config(EngineConfig::default(), script);
+    let mut c = Conv::new(1000, 5000);
+    for p in c.handshake() {
+        h.accept(&p);
+    }
+    // An island held out of order, then the rule drops the connection.
+    let base = c.cseq;
+    h.accept(&c.seg(true, base + 100, crate::wire::tcp_flags::ACK, b"island"));
+    assert!(h.engine.buffered_bytes() >= 6);
+    h.drop(&c.data(true, b"evil"));
+    assert_eq!(h.engine.buffered_bytes(), 0);
+    assert_eq!(h.count(Counter::StreamBytesBuffered), 0);
+}

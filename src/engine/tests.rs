@@ -933,7 +933,7 @@ mod total_buffer_limit {
     }
 
     #[test]
-    fn a_full_total_blocks_new_data_until_a_holder_is_retired() {
+    fn a_full_total_blocks_new_data_until_a_holder_resets() {
         let cfg = EngineConfig { max_total_buffer: 100, ..EngineConfig::default() };
         let mut h = Harness::with_config(cfg, Script::default());
         let hold = holders(&mut h);
@@ -954,14 +954,16 @@ mod total_buffer_limit {
         h.accept(&again.seg(true, again.cseq + 10, ACK, b"ISLAND----"));
         assert_eq!(h.count(Counter::Retransmissions), 1);
 
-        // A holder resets its connection; once its flow is retired (closing
-        // timeout, well before the established ones') its bytes are freed.
+        // A holder resets its connection: its bytes are freed at once (the
+        // flow itself stays for the closing timeout).
         let gone = &hold[2];
         h.accept(&gone.seg(true, gone.cseq, RST, b""));
+        assert_eq!(h.engine.buffered_bytes(), 80);
+        assert_eq!(h.count(Counter::FlowsTimedOut), 0);
         let mut out = Output::new();
         h.engine.tick(h.time.saturating_add(Duration::from_secs(61)), &mut out);
         assert_eq!(h.count(Counter::FlowsTimedOut), 1);
-        assert_eq!(h.engine.buffered_bytes(), 80);
+        assert_eq!(h.engine.buffered_bytes(), 80, "retiring it frees nothing twice");
         h.time = h.time.saturating_add(Duration::from_secs(61));
         // The legitimate connection's retransmissions now pass, in order.
         h.accept(&hello);

@@ -139,6 +139,12 @@ impl TcpConn {
         self.halves.iter().filter_map(|h| h.stream.as_ref()).map(Stream::buffered).sum()
     }
 
+    /// Frees both directions' buffers (see [`Stream::release`]); returns
+    /// the number of bytes freed.
+    pub fn release_buffers(&mut self) -> usize {
+        self.halves.iter_mut().filter_map(|h| h.stream.as_mut()).map(Stream::release).sum()
+    }
+
     /// The sequence number the receiver of `dir`'s data expects next.
     pub fn next_seq(&self, dir: Direction) -> Option<SeqNumber> {
         let s = self.stream(dir)?;

@@ -239,6 +239,19 @@ impl Stream {
         self.buf.get(s..e).unwrap_or(&[])
     }
 
+    /// The connection is over for sluice (reset, or dropped by a rule): no
+    /// byte held will be delivered or compared again. Frees them all, as
+    /// if the receiver had acknowledged everything delivered; returns the
+    /// number of bytes freed.
+    pub fn release(&mut self) -> usize {
+        let n = self.buffered();
+        self.buf = Vec::new();
+        self.head = 0;
+        self.acked = self.delivered;
+        self.filled = RangeSet::new();
+        n
+    }
+
     /// The receiver acknowledged everything below `offset`: release it.
     /// Returns the number of bytes freed.
     pub fn ack(&mut self, offset: u64) -> usize {
