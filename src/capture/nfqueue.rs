@@ -620,6 +620,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bind_errors_map_to_what_an_operator_can_do() {
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP, libc::ENOENT, libc::EPROTONOSUPPORT] {
+            let e = classify_bind_error(io::Error::from_raw_os_error(errno), 3);
+            assert!(matches!(e, NfqError::NoKernelSupport(_)), "errno {errno}: {e:?}");
+            assert!(e.to_string().contains("modprobe nfnetlink_queue"), "{e}");
+        }
+        // EPERM means "not root" or "queue taken": the capability decides.
+        let e = classify_bind_error(io::Error::from_raw_os_error(libc::EPERM), 3);
+        if has_net_admin() {
+            assert!(matches!(e, NfqError::QueueTaken(3)), "{e:?}");
+            assert!(e.to_string().contains("queue 3 is already bound"), "{e}");
+        } else {
+            assert!(matches!(e, NfqError::NotRoot), "{e:?}");
+        }
+        let e = classify_bind_error(io::Error::from_raw_os_error(libc::ENOMEM), 3);
+        assert!(matches!(e, NfqError::Io(_)), "{e:?}");
+    }
+
+    #[test]
     fn config_message_layout() {
         let mut cfg = QueueConfig::new(7);
         cfg.fail_open = true;
