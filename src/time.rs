@@ -2,7 +2,7 @@
 //! (capture time inline, the pcap's record time offline), never on a clock, so
 //! offline runs are reproducible.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A point in packet time, in microseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -45,5 +45,57 @@ impl Timestamp {
     /// How long after `earlier` this time is (zero if it is not after).
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// The inline drivers' packet clock: wall-clock time at start, advanced by a
+/// monotonic clock. Timeouts run on packet time, so a wall-clock step (NTP,
+/// an operator's `date -s`) must not expire every flow at once, nor stop
+/// expiry while the clock catches up; alerts still carry wall-clock-like
+/// times.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketClock {
+    wall_at_start: Timestamp,
+    start: Instant,
+}
+
+impl PacketClock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self::starting_at(Timestamp::now(), Instant::now())
+    }
+
+    /// A clock reading `wall` at `start`.
+    pub fn starting_at(wall: Timestamp, start: Instant) -> Self {
+        PacketClock { wall_at_start: wall, start }
+    }
+
+    /// Packet time now.
+    pub fn now(&self) -> Timestamp {
+        self.at(Instant::now())
+    }
+
+    /// Packet time at `instant` (never before the start).
+    pub fn at(&self, instant: Instant) -> Timestamp {
+        self.wall_at_start.saturating_add(instant.saturating_duration_since(self.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packet_clock_follows_the_monotonic_clock_from_its_wall_start() {
+        let start = Instant::now();
+        let clock = PacketClock::starting_at(Timestamp::from_secs_micros(1_000, 0), start);
+        assert_eq!(clock.at(start), Timestamp::from_secs_micros(1_000, 0));
+        let later = start + Duration::from_millis(2_500);
+        assert_eq!(clock.at(later), Timestamp::from_secs_micros(1_002, 500_000));
+        // An instant before the start reads as the start, never earlier.
+        if let Some(before) = start.checked_sub(Duration::from_secs(1)) {
+            assert_eq!(clock.at(before), Timestamp::from_secs_micros(1_000, 0));
+        }
+        assert!(clock.now() >= clock.at(start));
     }
 }

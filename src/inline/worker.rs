@@ -16,7 +16,7 @@ use crate::engine::{Emitted, Engine, Output, Packet, Verdict};
 use crate::inject::raw::RawInjector;
 use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
-use crate::time::Timestamp;
+use crate::time::PacketClock;
 
 use super::signals::Control;
 use super::InlineError;
@@ -113,6 +113,7 @@ impl Worker {
                     driver: driver2,
                     outstanding: HashSet::with_hasher(ahash::RandomState::new()),
                     out: Output::new(),
+                    clock: PacketClock::start(),
                 };
                 loop_.run()
             })
@@ -163,6 +164,8 @@ struct WorkerLoop<'l, I: Inspector, L> {
     /// Ids received and not yet verdicted (held fragments, mostly).
     outstanding: HashSet<u32, ahash::RandomState>,
     out: Output,
+    /// Packet time: monotonic, so a wall-clock step does not expire flows.
+    clock: PacketClock,
 }
 
 impl<I, L> WorkerLoop<'_, I, L>
@@ -213,7 +216,7 @@ where
             }
             if last_tick.elapsed() >= IDLE_TICK {
                 last_tick = Instant::now();
-                self.engine.tick(Timestamp::now(), &mut self.out);
+                self.engine.tick(self.clock.now(), &mut self.out);
                 self.apply();
             }
             if last_proc.elapsed() >= PROC_INTERVAL {
@@ -226,7 +229,7 @@ where
     }
 
     fn handle_batch(&mut self, batch: Vec<crate::capture::nfqueue::QueuedPacket>) {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.driver.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for p in &batch {
             self.outstanding.insert(p.id);
@@ -293,7 +296,7 @@ where
                 Ok(None) | Err(_) => break,
             }
         }
-        self.engine.finish(Timestamp::now(), &mut self.out);
+        self.engine.finish(self.clock.now(), &mut self.out);
         self.apply();
         if let Err(e) = self.queue.flush_verdicts() {
             tracing::warn!(queue = self.queue.queue_num(), "last verdicts could not be sent: {e}");
