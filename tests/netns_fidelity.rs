@@ -17,19 +17,31 @@
 //!
 //! What the server reads is compared byte for byte, with how its reading
 //! ended (EOF, reset, or an idle timeout).
+//!
+//! The receive-window cases cannot be scripted in advance: their crafted
+//! client drives the connection live, reading the window the server really
+//! advertised (SYN-ACK, later ACKs) and placing its segments relative to
+//! that right edge, after filler whose length follows from it (the expected
+//! reads then start with that filler). The server's listener gets a small
+//! `SO_RCVBUF`, and for the zero-window case its application holds off
+//! reading until the client lets it.
 
 mod netns;
 
-use std::net::{IpAddr, SocketAddr};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netns::apps::{self, ReadEnd};
-use netns::crafted::{self, CraftedClient};
+use netns::crafted::{self, Answer, CraftedClient};
 use netns::{join_bounded, Testbed, CLIENT4, CLIENT6, SERVER4, SERVER6};
 use sluice::flow::Direction::Up;
 use sluice::ip::fragment::fragment;
 use sluice::pcapgen::Conversation;
 use sluice::wire::{checksum, decode, proto, tcp_flags::*, SeqNumber};
+use socket2::{Domain, Socket, Type};
 
 const ATTACK: &[u8] = b"attack";
 /// The server application's idle read timeout: how a connection that neither
@@ -43,16 +55,28 @@ const FILTERED_PORT: u16 = 8002;
 /// Builds a connection's packets after the handshake.
 type Script = fn(&mut Conversation);
 
+/// Drives a connection after the handshake packet by packet, reading the
+/// server's answers (the window it really advertised) in between.
+type Live = fn(&mut Session) -> io::Result<()>;
+
+/// How a connection's packets are made.
+#[derive(Clone, Copy)]
+enum Play {
+    /// Built in advance, then played ([`CraftedClient::play`]).
+    Script(Script),
+    Live(Live),
+}
+
 struct Conn {
     /// The client's initial sequence number.
     isn: u32,
     /// Data carried on the SYN.
     syn_payload: &'static [u8],
-    script: Script,
+    play: Play,
 }
 
 fn conn(script: Script) -> Conn {
-    Conn { isn: 1000, syn_payload: b"", script }
+    Conn { isn: 1000, syn_payload: b"", play: Play::Script(script) }
 }
 
 /// What the server application reads on one connection: bytes and how the
@@ -74,6 +98,16 @@ struct Case {
     zero: &'static [&'static str],
     /// Drop the server's pure ACKs before they leave its namespace.
     server_acks_dropped: bool,
+    /// `SO_RCVBUF` of the server's listener (inherited by the connection):
+    /// a small receive window.
+    rcvbuf: Option<usize>,
+    /// The server application reads nothing until the live script lets it
+    /// ([`Session::release_reads`]), so its receive window can close.
+    hold_reads: bool,
+    /// Whether what the server reads (without sluice, through sluice) starts
+    /// with the filler the live script sent ([`Session::fill`]): its length
+    /// depends on the window the server advertised.
+    filled: (bool, bool),
 }
 
 impl Case {
@@ -88,6 +122,9 @@ impl Case {
             counters: &[],
             zero: &[],
             server_acks_dropped: false,
+            rcvbuf: None,
+            hold_reads: false,
+            filled: (false, false),
         }
     }
     fn v6(mut self) -> Self {
@@ -106,6 +143,18 @@ impl Case {
         self.zero = c;
         self
     }
+    fn rcvbuf(mut self, bytes: usize) -> Self {
+        self.rcvbuf = Some(bytes);
+        self
+    }
+    fn hold_reads(mut self) -> Self {
+        self.hold_reads = true;
+        self
+    }
+    fn filled(mut self, plain: bool, filtered: bool) -> Self {
+        self.filled = (plain, filtered);
+        self
+    }
 }
 
 /// One connection, the same bytes in both runs (benign cases).
@@ -117,6 +166,13 @@ fn benign(name: &'static str, script: Script, reads: Reads) -> Case {
 /// attack), through sluice `filtered`.
 fn attack(name: &'static str, script: Script, plain: Reads, filtered: Reads) -> Case {
     Case::new(name, vec![conn(script)], vec![plain], vec![filtered])
+}
+
+/// One live connection; without sluice the server reads `plain`, through
+/// sluice `filtered` (each after the script's filler if [`Case::filled`]).
+fn live(name: &'static str, live: Live, plain: Reads, filtered: Reads) -> Case {
+    let c = Conn { isn: 1000, syn_payload: b"", play: Play::Live(live) };
+    Case::new(name, vec![c], vec![plain], vec![filtered])
 }
 
 fn contains_attack(b: &[u8]) -> bool {
@@ -188,6 +244,112 @@ fn overlapping_fragments(c: &mut Conversation, evil_first: bool) {
     c.wait(200_000);
     c.segment(Up, seq, ACK | PSH, OVERLAP_GOOD);
     fin_at(c, seq + OVERLAP_GOOD.len() as u32);
+}
+
+// ---------------------------------------------------------------- live connections
+
+/// The largest TCP payload of one crafted IPv4 packet (MTU 1500).
+const MAX_PAYLOAD: u32 = 1460;
+/// `SO_RCVBUF` of the server's listener in the window cases: the kernel
+/// raises it to its minimum (`SOCK_MIN_RCVBUF`), so the SYN-ACK grants less
+/// than one full-sized segment and a crafted segment can reach past the
+/// right edge.
+const SMALL_RCVBUF: usize = 1;
+
+/// A live connection after the handshake: the crafted client, a builder for
+/// its packets and what the script sent.
+struct Session<'a> {
+    cc: &'a mut CraftedClient,
+    c: Conversation,
+    /// The client's next new sequence number.
+    next: SeqNumber,
+    /// The filler the script sent ahead of the case's own bytes.
+    fill: Vec<u8>,
+    /// Lets a held server application ([`Case::hold_reads`]) read.
+    release: Option<mpsc::Sender<()>>,
+}
+
+impl Session<'_> {
+    /// Sends one segment, then lets [`STEP`] pass.
+    fn segment(&mut self, seq: SeqNumber, flags: u8, payload: &[u8]) -> io::Result<()> {
+        let p = self.c.build(Up, seq, flags, &[], payload);
+        self.cc.send(&p)?;
+        self.cc.pause(STEP);
+        Ok(())
+    }
+
+    /// In-order data at the next sequence number.
+    fn data(&mut self, payload: &[u8]) -> io::Result<()> {
+        let seq = self.next;
+        self.next = seq + payload.len() as u32;
+        self.segment(seq, ACK | PSH, payload)
+    }
+
+    /// The bytes from the next sequence number to the right edge of the
+    /// window the server advertised last, and that advertisement.
+    fn room(&mut self) -> io::Result<(u32, Answer)> {
+        let (edge, a) = self.cc.right_edge().ok_or_else(|| io::Error::other("no answer from the server"))?;
+        Ok((edge.distance_from(self.next).unwrap_or(0), a))
+    }
+
+    /// [`Session::room`], which must be at least `least` bytes, and leave
+    /// `beyond` more in one packet.
+    fn room_for(&mut self, least: u32, beyond: u32) -> io::Result<u32> {
+        let (room, a) = self.room()?;
+        if room < least || room + beyond > MAX_PAYLOAD {
+            return Err(io::Error::other(format!(
+                "the server's window ({room} bytes from the next byte, advertised in {a:?}) is not between \
+                 {least} and {} bytes",
+                MAX_PAYLOAD - beyond
+            )));
+        }
+        self.cc.note(format!("room: {room} bytes up to the right edge"));
+        Ok(room)
+    }
+
+    /// Waits (bounded) until the server acknowledged everything sent, or
+    /// reset; the answer.
+    fn acked(&mut self) -> Option<Answer> {
+        let next = self.next;
+        self.cc.wait_for_ack(next, crafted::ANSWER_TIMEOUT)
+    }
+
+    /// Waits (bounded) until the server acknowledged everything sent with
+    /// an open window (its application has read), or reset.
+    fn open(&mut self) -> Option<Answer> {
+        let next = self.next;
+        let a = self.cc.wait_for_open(next, crafted::ANSWER_TIMEOUT);
+        if a.is_none() {
+            self.cc.note(format!("no open window at {next}"));
+        }
+        a
+    }
+
+    /// FIN once the window is open, sent again (at most three times in all)
+    /// until the server acknowledges it or resets: a FIN that finds the
+    /// window closed may be discarded like data, and the crafted client has
+    /// no retransmission timer.
+    fn fin(&mut self) -> io::Result<()> {
+        self.open();
+        let seq = self.next;
+        self.next = seq + 1;
+        for _ in 0..3 {
+            self.segment(seq, FIN | ACK, b"")?;
+            let next = self.next;
+            if self.cc.wait_for_ack(next, Duration::from_millis(700)).is_some() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets the held server application read.
+    fn release_reads(&mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+            self.cc.note("server application released".to_string());
+        }
+    }
 }
 
 // ---------------------------------------------------------------- cases
@@ -562,6 +724,156 @@ fn window_scaled_benign() -> Case {
     .zero(&["drop_tcp_out_of_window", "drop_rule"])
 }
 
+// The receive window's right edge. The server's listener has the smallest
+// receive buffer, so its SYN-ACK grants W bytes, less than one full-sized
+// segment; each live script reads W (or the edge of a later advertisement)
+// from the server's answers and places its bytes relative to it, after
+// W - n filler bytes.
+
+fn out_of_window() -> Case {
+    // One segment from the first byte, W + 3 bytes long: `attac` ends at
+    // the right edge, `k!!` lies beyond it. Linux takes a segment whose
+    // first new byte is in the window whole (here its receive queue is
+    // empty, which Linux 6.17+ also requires of a segment that ends beyond
+    // the window): the application reads `attack!!`, a trimming endpoint
+    // would read `attac`. So sluice must inspect all of it.
+    live(
+        "out-of-window",
+        |s| {
+            let room = s.room_for(5, 3)?;
+            s.fill = vec![b'.'; room as usize - 5];
+            let mut seg = s.fill.clone();
+            seg.extend_from_slice(b"attack!!");
+            s.data(&seg)?;
+            s.fin()
+        },
+        (b"attack!!", ReadEnd::Eof),
+        // The segment is dropped and both ends reset.
+        (b"", ReadEnd::Reset),
+    )
+    .rcvbuf(SMALL_RCVBUF)
+    .filled(true, false)
+    .zero(&["drop_tcp_out_of_window"])
+}
+
+fn out_of_window_straddle_benign() -> Case {
+    // The same straddling segment with harmless bytes (`harml` in the
+    // window, `ess!!` beyond), then, once the server acknowledged it, the
+    // same segment again (what a sender does after a trimming endpoint's
+    // ACK; Linux discards it as old data).
+    live(
+        "out-of-window-straddle-benign",
+        |s| {
+            let room = s.room_for(5, 5)?;
+            s.fill = vec![b'.'; room as usize - 5];
+            let mut seg = s.fill.clone();
+            seg.extend_from_slice(b"harmless!!");
+            let seq = s.next;
+            s.data(&seg)?;
+            s.acked();
+            s.segment(seq, ACK | PSH, &seg)?;
+            s.fin()
+        },
+        (b"harmless!!", ReadEnd::Eof),
+        (b"harmless!!", ReadEnd::Eof),
+    )
+    .rcvbuf(SMALL_RCVBUF)
+    .filled(true, true)
+    .zero(&["drop_tcp_out_of_window", "drop_tcp_overlap_conflict", "drop_rule"])
+}
+
+fn out_of_window_edge_benign() -> Case {
+    // `ack` out of order, starting exactly at the right edge (the first
+    // byte + W); then the W bytes before it (filler, then `att`); once they
+    // are acknowledged, `une` at the same place. Linux discards the
+    // segment at the edge (it passes tcp_sequence, its first byte not
+    // being after the edge and the receive queue empty; tcp_data_queue
+    // drops it: TCP_OVERWINDOW) and reads `attune`; sluice must drop it
+    // too (recorded, `att` would complete `attack` for rules: a false
+    // reset).
+    live(
+        "out-of-window-edge-benign",
+        |s| {
+            let room = s.room_for(3, 0)?;
+            let edge = s.next + room;
+            s.segment(edge, ACK | PSH, b"ack")?;
+            s.fill = vec![b'.'; room as usize - 3];
+            let mut seg = s.fill.clone();
+            seg.extend_from_slice(b"att");
+            s.data(&seg)?;
+            // `une` once the application has read (a window is open).
+            s.open();
+            s.data(b"une")?;
+            s.fin()
+        },
+        (b"attune", ReadEnd::Eof),
+        (b"attune", ReadEnd::Eof),
+    )
+    .rcvbuf(SMALL_RCVBUF)
+    .filled(true, true)
+    .counters(&["drop_tcp_out_of_window"])
+    .zero(&["drop_rule"])
+}
+
+/// Bounds the rounds of [`zero_window_benign`]'s filling.
+const FILL_ROUNDS: usize = 32;
+
+fn zero_window_benign() -> Case {
+    // The server application does not read: the client fills the window
+    // (each segment up to the right edge last advertised, ending in `att`)
+    // until the server acknowledges everything with a zero window. Then
+    // `ack` at rcv_nxt, into the closed window: Linux discards it (6.17+
+    // in tcp_sequence, TCP_INVALID_END_SEQUENCE, counted as BeyondWindow:
+    // it ends beyond the window and the unread receive queue is not empty;
+    // earlier kernels in tcp_data_queue, TCP_ZEROWINDOW). The
+    // application then reads; once the server
+    // advertises an open window, `une` goes at the same place. The
+    // application reads the filler, `att`, `une`; sluice must drop the
+    // `ack` too (recorded, rules would see `attack`: a false reset).
+    live(
+        "zero-window-benign",
+        |s| {
+            let mut closed = false;
+            for _ in 0..FILL_ROUNDS {
+                let (room, a) = s.room()?;
+                if room == 0 {
+                    closed = a.ack == s.next && a.window == 0;
+                    if closed {
+                        break;
+                    }
+                    return Err(io::Error::other(format!("no room, but the window is not closed: {a:?}")));
+                }
+                let n = room.clamp(3, MAX_PAYLOAD - 60) as usize;
+                let mut seg = vec![b'.'; n - 3];
+                seg.extend_from_slice(b"att");
+                s.fill.extend_from_slice(&seg);
+                s.data(&seg)?;
+                if s.acked().is_none() {
+                    return Err(io::Error::other("the server did not acknowledge the filler"));
+                }
+            }
+            if !closed {
+                return Err(io::Error::other("the server's window did not close"));
+            }
+            let at = s.next;
+            s.segment(at, ACK | PSH, b"ack")?;
+            s.cc.pause(Duration::from_millis(100));
+            s.release_reads();
+            // The window update once the application has read.
+            s.open();
+            s.data(b"une")?;
+            s.fin()
+        },
+        (b"une", ReadEnd::Eof),
+        (b"une", ReadEnd::Eof),
+    )
+    .rcvbuf(SMALL_RCVBUF)
+    .hold_reads()
+    .filled(true, true)
+    .counters(&["drop_tcp_out_of_window"])
+    .zero(&["drop_rule"])
+}
+
 fn syn_with_data() -> Case {
     // Linux without a TFO cookie ignores the SYN's data, so the client's
     // first data segment may carry other bytes at the same sequence numbers.
@@ -592,9 +904,9 @@ fn reuse_after_reset() -> Case {
             Conn {
                 isn: 900_000,
                 syn_payload: b"",
-                script: |c| {
+                play: Play::Script(|c| {
                     c.data(Up, b"second attack").fin(Up);
-                },
+                }),
             },
         ],
         vec![(b"first", ReadEnd::Reset), (b"second attack", ReadEnd::Eof)],
@@ -614,9 +926,9 @@ fn reuse_after_close() -> Case {
             Conn {
                 isn: 900_000,
                 syn_payload: b"",
-                script: |c| {
+                play: Play::Script(|c| {
                     c.data(Up, b"second attack").fin(Up);
-                },
+                }),
             },
         ],
         vec![(b"first", ReadEnd::Eof), (b"second attack", ReadEnd::Eof)],
@@ -627,11 +939,52 @@ fn reuse_after_close() -> Case {
 
 // ---------------------------------------------------------------- running
 
-/// What one run gave: the server's reads per connection and the crafted
-/// client's trace.
+/// What one run gave: the server's reads per connection, the crafted
+/// client's trace and the filler each live script sent.
 struct Run {
     reads: Vec<Result<(Vec<u8>, ReadEnd), String>>,
     trace: String,
+    fills: Vec<Vec<u8>>,
+}
+
+/// What the server application read on one connection, and how it ended.
+type ServerRead = (Vec<u8>, ReadEnd);
+
+/// The server application of the window cases: `SO_RCVBUF` is set on its
+/// listener before it listens (the accepted connection inherits it, and it
+/// bounds the SYN-ACK's window); with a `gate` it reads nothing until the
+/// gate opens or closes (bounded: 10 s).
+fn windowed_server(
+    tb: &Testbed,
+    addr: SocketAddr,
+    conns: usize,
+    rcvbuf: Option<usize>,
+    gate: Option<mpsc::Receiver<()>>,
+) -> JoinHandle<Vec<io::Result<ServerRead>>> {
+    let (tx, rx) = mpsc::channel();
+    let h = tb.on_server(move || {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("server socket");
+        if let Some(bytes) = rcvbuf {
+            sock.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        }
+        sock.bind(&addr.into()).expect("server bind");
+        sock.listen(8).expect("server listen");
+        let l: TcpListener = sock.into();
+        tx.send(()).unwrap();
+        (0..conns)
+            .map(|_| {
+                apps::accept_bounded(&l, Duration::from_secs(6)).map(|mut s| {
+                    if let Some(g) = &gate {
+                        let _ = g.recv_timeout(Duration::from_secs(10));
+                    }
+                    s.set_read_timeout(Some(SERVER_IDLE)).unwrap();
+                    apps::read_all(&mut s)
+                })
+            })
+            .collect()
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("server did not start listening");
+    h
 }
 
 fn addrs(v6: bool, client_port: u16, server_port: u16) -> (SocketAddr, SocketAddr) {
@@ -641,41 +994,69 @@ fn addrs(v6: bool, client_port: u16, server_port: u16) -> (SocketAddr, SocketAdd
 
 fn run(tb: &Testbed, case: &Case, client_port: u16, server_port: u16) -> Run {
     let (client, server) = addrs(case.v6, client_port, server_port);
-    let srv = apps::tcp_server_within(
-        tb,
-        server.ip(),
-        server.port(),
-        case.conns.len(),
-        Duration::from_secs(6),
-        |mut s| {
-            s.set_read_timeout(Some(SERVER_IDLE)).unwrap();
-            apps::read_all(&mut s)
-        },
-    );
-    let conns: Vec<(u32, &'static [u8], Script)> =
-        case.conns.iter().map(|c| (c.isn, c.syn_payload, c.script)).collect();
+    let (release, gate) = if case.hold_reads {
+        let (tx, rx) = mpsc::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let srv = if case.rcvbuf.is_some() || case.hold_reads {
+        windowed_server(tb, server, case.conns.len(), case.rcvbuf, gate)
+    } else {
+        apps::tcp_server_within(
+            tb,
+            server.ip(),
+            server.port(),
+            case.conns.len(),
+            Duration::from_secs(6),
+            |mut s| {
+                s.set_read_timeout(Some(SERVER_IDLE)).unwrap();
+                apps::read_all(&mut s)
+            },
+        )
+    };
+    let conns: Vec<(u32, &'static [u8], Play)> =
+        case.conns.iter().map(|c| (c.isn, c.syn_payload, c.play)).collect();
     let step = case.step;
     let cli = tb.on_client(move || {
         let mut cc = CraftedClient::new(client, server).expect("raw sockets");
-        for (isn, syn_payload, script) in conns {
+        let mut release = release;
+        let mut fills = Vec::new();
+        for (isn, syn_payload, play) in conns {
+            let mut fill = Vec::new();
             match cc.handshake(isn, syn_payload, step) {
-                Ok(mut c) => {
-                    script(&mut c);
-                    cc.pause(STEP);
-                    cc.play(&c.into_packets()).expect("send");
-                }
+                Ok(mut c) => match play {
+                    Play::Script(script) => {
+                        script(&mut c);
+                        cc.pause(STEP);
+                        cc.play(&c.into_packets()).expect("send");
+                    }
+                    Play::Live(live) => {
+                        let next = base(&c);
+                        let mut s =
+                            Session { cc: &mut cc, c, next, fill: Vec::new(), release: release.take() };
+                        let r = live(&mut s);
+                        // A held server reads once the script is done, whatever happened.
+                        s.release_reads();
+                        fill = std::mem::take(&mut s.fill);
+                        if let Err(e) = r {
+                            cc.note(format!("live script failed: {e}"));
+                        }
+                    }
+                },
                 Err(e) => cc.trace.push(format!("handshake failed: {e}")),
             }
+            fills.push(fill);
             cc.pause(Duration::from_millis(100));
         }
-        cc.trace.join("\n")
+        (cc.trace.join("\n"), fills)
     });
-    let trace = join_bounded(cli, Duration::from_secs(60));
+    let (trace, fills) = join_bounded(cli, Duration::from_secs(60));
     let reads = join_bounded(srv, Duration::from_secs(60))
         .into_iter()
         .map(|r| r.map_err(|e| format!("no connection: {e}")))
         .collect();
-    Run { reads, trace }
+    Run { reads, trace, fills }
 }
 
 fn show(reads: &[Result<(Vec<u8>, ReadEnd), String>]) -> String {
@@ -689,14 +1070,20 @@ fn show(reads: &[Result<(Vec<u8>, ReadEnd), String>]) -> String {
     parts.join("; ")
 }
 
-fn expect_reads(case: &Case, what: &str, run: &Run, want: &[Reads], tb: &Testbed) {
-    let got: Vec<Option<(&[u8], &ReadEnd)>> =
-        run.reads.iter().map(|r| r.as_ref().ok().map(|(b, e)| (b.as_slice(), e))).collect();
-    let want_opt: Vec<Option<(&[u8], &ReadEnd)>> = want.iter().map(|(b, e)| Some((*b, e))).collect();
-    let wanted: Vec<Result<(Vec<u8>, ReadEnd), String>> =
-        want.iter().map(|(b, e)| Ok((b.to_vec(), e.clone()))).collect();
+/// Checks what the server read; `filled`: the expected bytes start with the
+/// filler the connection's live script sent.
+fn expect_reads(case: &Case, what: &str, run: &Run, want: &[Reads], filled: bool, tb: &Testbed) {
+    let wanted: Vec<Result<(Vec<u8>, ReadEnd), String>> = want
+        .iter()
+        .enumerate()
+        .map(|(i, (b, e))| {
+            let mut bytes = if filled { run.fills.get(i).cloned().unwrap_or_default() } else { Vec::new() };
+            bytes.extend_from_slice(b);
+            Ok((bytes, e.clone()))
+        })
+        .collect();
     assert!(
-        got == want_opt,
+        run.reads == wanted,
         "{} ({what}): the server application read {}\n  expected {}\n--- crafted client:\n{}\n--- sluice log:\n{}",
         case.name,
         show(&run.reads),
@@ -749,7 +1136,13 @@ fn check(case: Case) {
             plain.trace
         );
     }
-    expect_reads(&case, "without sluice", &plain, &case.plain, &tb);
+    if trace_wanted() {
+        // With the server kernel's TCP counters: why it discarded what it did.
+        let mibs = netns::sh(&["ip", "netns", "exec", &tb.server, "nstat", "-as"]);
+        let tcp: Vec<&str> = mibs.lines().filter(|l| l.starts_with("Tcp")).collect();
+        eprintln!("{} without sluice:\n{}\n{}", case.name, plain.trace, tcp.join("\n"));
+    }
+    expect_reads(&case, "without sluice", &plain, &case.plain, case.filled.0, &tb);
 
     // 2. Through sluice.
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/rules.lua");
@@ -764,7 +1157,7 @@ fn check(case: Case) {
             filtered.trace
         );
     }
-    expect_reads(&case, "through sluice", &filtered, &case.filtered, &tb);
+    expect_reads(&case, "through sluice", &filtered, &case.filtered, case.filled.1, &tb);
     let counters = tb.counters();
     for name in case.counters {
         let v = counters.get(*name).copied();
@@ -947,6 +1340,10 @@ mod netns_case {
         ipv6_fragments,
         sequence_wrap,
         window_scaled_benign,
+        out_of_window,
+        out_of_window_straddle_benign,
+        out_of_window_edge_benign,
+        zero_window_benign,
         syn_with_data,
         reuse_after_reset,
         reuse_after_close,

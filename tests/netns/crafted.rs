@@ -67,6 +67,8 @@ pub struct Answer {
     /// The window field, unscaled.
     pub window: u16,
     pub payload_len: usize,
+    /// The window scale option (SYN segments only).
+    pub wscale: Option<u8>,
 }
 
 impl Answer {
@@ -81,14 +83,40 @@ fn parse_tcp(tcp: &[u8]) -> Option<(u16, u16, Answer)> {
     let port = |i: usize| u16::from_be_bytes([hdr[i], hdr[i + 1]]);
     let word = |i: usize| u32::from_be_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
     let data_off = usize::from(hdr[12] >> 4) * 4;
+    let flags = hdr[13];
+    let wscale =
+        if flags & tcp_flags::SYN != 0 { tcp.get(20..data_off).and_then(window_scale_option) } else { None };
     let answer = Answer {
         seq: SeqNumber(word(4)),
         ack: SeqNumber(word(8)),
-        flags: hdr[13],
+        flags,
         window: u16::from_be_bytes([hdr[14], hdr[15]]),
         payload_len: tcp.len().saturating_sub(data_off),
+        wscale,
     };
     Some((port(0), port(2), answer))
+}
+
+/// The shift of a window scale option (kind 3) among TCP options.
+fn window_scale_option(mut opts: &[u8]) -> Option<u8> {
+    // Each step consumes at least one byte: bounded by the options' length.
+    while let Some(&kind) = opts.first() {
+        match kind {
+            0 => return None,
+            1 => opts = &opts[1..],
+            _ => {
+                let len = usize::from(*opts.get(1)?);
+                if len < 2 || len > opts.len() {
+                    return None;
+                }
+                if kind == 3 && len == 3 {
+                    return Some(opts[2]);
+                }
+                opts = &opts[len..];
+            }
+        }
+    }
+    None
 }
 
 /// One crafted connection endpoint (possibly several connections in turn on
@@ -105,6 +133,8 @@ pub struct CraftedClient {
     started: Instant,
     /// Index in `answers` where the current connection's answers start.
     conn_from: usize,
+    /// The current connection's SYN-ACK.
+    pub synack: Option<Answer>,
 }
 
 impl CraftedClient {
@@ -129,10 +159,12 @@ impl CraftedClient {
             trace: Vec::new(),
             started: Instant::now(),
             conn_from: 0,
+            synack: None,
         })
     }
 
-    fn note(&mut self, what: String) {
+    /// Adds a timed line to the trace.
+    pub fn note(&mut self, what: String) {
         let ms = self.started.elapsed().as_millis();
         self.trace.push(format!("{ms:>5} ms {what}"));
     }
@@ -229,12 +261,53 @@ impl CraftedClient {
             }
         }
         let synack = synack.ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no SYN-ACK"))?;
+        self.synack = Some(synack);
         let mut c = Conversation::new(self.client, self.server)
             .isn((isn + 1).0, (synack.seq + 1).0)
             .step_micros(step.as_micros() as u64);
         let ack = c.build(Up, isn + 1, tcp_flags::ACK, &[], &[]);
         self.send(&ack)?;
         Ok(c)
+    }
+
+    /// The receive window an answer of the current connection advertises, in
+    /// bytes: a SYN-ACK's window field is never scaled (RFC 7323 2.2), later
+    /// ones are shifted by the SYN-ACK's window scale ([`SYN_OPTIONS`] offers
+    /// one, so scaling is on whenever the server's SYN-ACK has the option).
+    pub fn window_of(&self, a: &Answer) -> u32 {
+        if a.has(tcp_flags::SYN) {
+            return u32::from(a.window);
+        }
+        let shift = self.synack.and_then(|s| s.wscale).unwrap_or(0).min(14);
+        u32::from(a.window) << shift
+    }
+
+    /// The right edge of the receive window the server advertised last on
+    /// the current connection (acknowledgment number plus window), after
+    /// collecting what has arrived; with its answer. This is the edge Linux
+    /// checks against (`rcv_wup + rcv_wnd`: both are set whenever it sends
+    /// an ACK).
+    pub fn right_edge(&mut self) -> Option<(SeqNumber, Answer)> {
+        self.poll();
+        let a = *self.answers.iter().skip(self.conn_from).rev().find(|a| a.has(tcp_flags::ACK))?;
+        Some((a.ack + self.window_of(&a), a))
+    }
+
+    /// Waits (at most `limit`) for an answer of the current connection
+    /// acknowledging `seq` or more, or for an RST; returns it.
+    pub fn wait_for_ack(&mut self, seq: SeqNumber, limit: Duration) -> Option<Answer> {
+        let from = self.conn_from;
+        self.wait_for(from, limit, |a| a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack >= seq))
+    }
+
+    /// Waits (at most `limit`) for an answer of the current connection
+    /// acknowledging `seq` or more with an open window (room from `seq` on),
+    /// or for an RST; returns it.
+    pub fn wait_for_open(&mut self, seq: SeqNumber, limit: Duration) -> Option<Answer> {
+        let from = self.conn_from;
+        self.wait_for(from, limit, |a| {
+            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack >= seq && a.window > 0)
+        })
     }
 
     /// Plays a script: client packets are sent at their relative times;
@@ -282,7 +355,7 @@ pub fn describe(p: &[u8]) -> String {
                     t.flags,
                     t.seq.0,
                     d.payload().len(),
-                    String::from_utf8_lossy(d.payload()),
+                    abbreviated(d.payload()),
                     frag.unwrap_or_default()
                 ),
                 _ => format!("{} bytes{}", p.len(), frag.unwrap_or_default()),
@@ -290,6 +363,21 @@ pub fn describe(p: &[u8]) -> String {
         }
         Err(e) => format!("{} bytes (undecodable: {e:?})", p.len()),
     }
+}
+
+/// A payload as text, its middle left out if it is long.
+fn abbreviated(payload: &[u8]) -> String {
+    const SHOWN: usize = 24;
+    if payload.len() <= 3 * SHOWN {
+        return String::from_utf8_lossy(payload).into_owned();
+    }
+    let (head, tail) = (&payload[..SHOWN], &payload[payload.len() - SHOWN..]);
+    format!(
+        "{}[{} bytes]{}",
+        String::from_utf8_lossy(head),
+        payload.len() - 2 * SHOWN,
+        String::from_utf8_lossy(tail)
+    )
 }
 
 fn pin_to_first_cpu() {
