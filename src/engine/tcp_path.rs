@@ -122,8 +122,10 @@ impl<I: Inspector> Engine<I> {
         }
         let opening = t.has(SYN) && !t.has(ACK);
         let mut reuse = false;
+        let mut exists = false;
         match self.flows.get_mut(&key) {
             Some(flow) => {
+                exists = true;
                 let over = flow.tcp().is_some_and(TcpConn::is_over);
                 match flow.fate {
                     Fate::Dropped { reusable: true } if opening => reuse = true,
@@ -149,8 +151,9 @@ impl<I: Inspector> Engine<I> {
             if let Some(old) = self.flows.remove(&key) {
                 self.retire(old, ctx);
             }
+            exists = false;
         }
-        if self.flows.get_mut(&key).is_none() && !self.new_tcp_flow(&key, from_lo, t, ctx) {
+        if !exists && !self.new_tcp_flow(&key, from_lo, t, ctx) {
             return Verdict::Drop;
         }
         self.tcp_segment(&key, from_lo, pkt, t, ctx, unverified, out)

@@ -294,7 +294,7 @@ fn decode_v4(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         )));
     }
     let bytes = &bytes[..total];
-    if super::checksum::ipv4_header(&zeroed_checksum_header(&bytes[..hlen])) != h.header_checksum() {
+    if !super::checksum::ipv4_header_ok(&bytes[..hlen]) {
         return Err(DecodeError::BadIpChecksum);
     }
     let frag_offset = u32::from(h.fragments_offset().value()) * 8;
@@ -324,15 +324,6 @@ fn decode_v4(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         fragment,
     };
     finish(bytes, ip)
-}
-
-fn zeroed_checksum_header(h: &[u8]) -> [u8; 60] {
-    let mut buf = [0u8; 60];
-    let n = h.len().min(60);
-    buf[..n].copy_from_slice(&h[..n]);
-    buf[10] = 0;
-    buf[11] = 0;
-    buf
 }
 
 const V6_HOP_BY_HOP: u8 = 0;
