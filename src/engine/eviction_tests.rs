@@ -13,6 +13,11 @@ fn syn_from(port: u16) -> Vec<u8> {
     t.build()
 }
 
+/// Rules that `flow:drop()` a connection whose client sends "evil".
+fn drop_on_evil() -> Script {
+    Script { reset_on: Some(b"evil".to_vec()), action_on_match: Some(Action::DropFlow), ..Script::default() }
+}
+
 fn midstream_harness(max_flows: usize, script: Script) -> Harness {
     let cfg = EngineConfig { max_flows, tcp_midstream: true, ..EngineConfig::default() };
     Harness::with_config(cfg, script)
@@ -20,12 +25,7 @@ fn midstream_harness(max_flows: usize, script: Script) -> Harness {
 
 #[test]
 fn a_dropped_live_connection_survives_a_syn_flood_under_midstream() {
-    let script = Script {
-        reset_on: Some(b"evil".to_vec()),
-        action_on_match: Some(Action::DropFlow),
-        ..Script::default()
-    };
-    let mut h = midstream_harness(4, script);
+    let mut h = midstream_harness(4, drop_on_evil());
     let mut c = Conv::new(1000, 5000);
     for p in c.handshake() {
         h.accept(&p);
@@ -59,12 +59,7 @@ fn a_connection_refused_at_its_syn_does_not_pin_the_table() {
 
 #[test]
 fn a_dropped_connection_gives_its_buffered_bytes_back_at_once() {
-    let script = Script {
-        reset_on: Some(b"evil".to_vec()),
-        action_on_match: Some(Action::DropFlow),
-        ..Script::default()
-    };
-    let mut h = Harness::with_config(EngineConfig::default(), script);
+    let mut h = Harness::new(drop_on_evil());
     let mut c = Conv::new(1000, 5000);
     for p in c.handshake() {
         h.accept(&p);

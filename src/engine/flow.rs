@@ -90,6 +90,14 @@ impl Flow {
     pub fn buffered(&self) -> usize {
         self.tcp().map_or(0, TcpConn::buffered)
     }
+
+    /// Frees the reassembly buffers; returns the number of bytes freed.
+    pub fn release_buffers(&mut self) -> usize {
+        match &mut self.kind {
+            FlowKind::Tcp(c) => c.release_buffers(),
+            FlowKind::Udp => 0,
+        }
+    }
 }
 
 impl FlowEntry for Flow {

@@ -319,10 +319,18 @@ impl<I: Inspector> Engine<I> {
         self.inspector.forget(flow.info.id);
     }
 
-    /// Fires `end_connection` for the flow at `key`, once, if owed.
+    /// The connection at `key` is over for sluice (closed, reset, or dropped
+    /// by a rule): fires `end_connection` once, if owed, and frees its stream
+    /// buffers now. The flow itself stays until it expires (late segments,
+    /// reuse of the tuple).
     fn end_connection_at(&mut self, key: &FlowKey, ctx: &Context) {
         if let Some(flow) = self.flows.get_mut(key) {
             end_connection(&mut self.inspector, flow, ctx);
+            let freed = flow.release_buffers();
+            if freed > 0 {
+                self.buffered = self.buffered.saturating_sub(freed);
+                self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
+            }
         }
     }
 

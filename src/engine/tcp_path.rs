@@ -343,9 +343,6 @@ impl<I: Inspector> Engine<I> {
 
         if done.ended {
             self.end_connection_at(key, ctx);
-            // Closed or reset: the flow stays for the closing timeout (late
-            // segments, reuse), but its buffers can go now.
-            self.release_buffers(key);
         }
 
         final_verdict(&self.stats, pkt, unverified)
@@ -395,17 +392,7 @@ impl<I: Inspector> Engine<I> {
             self.forge(out, p);
         }
         self.end_connection_at(key, ctx);
-        // Every later packet is dropped: nothing held will be shown to rules.
-        self.release_buffers(key);
         self.flows.requeue(*key, info.id);
-    }
-
-    /// Frees a connection's stream buffers from the global count.
-    fn release_buffers(&mut self, key: &FlowKey) {
-        if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(key).map(|f| &mut f.kind) {
-            self.buffered = self.buffered.saturating_sub(conn.release_buffers());
-            self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
-        }
     }
 }
 

@@ -517,9 +517,9 @@ pub fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 mod tests {
     use super::*;
 
-    /// An IPv6 packet from `src` to `dst` whose payload is `ext` (extension
-    /// headers, already chained) and a bare 20-byte TCP header; `first` is
-    /// the IPv6 header's next-header value.
+    /// An IPv6 packet fd00:1::1 -> fd00:1::2 whose payload is `ext`
+    /// (extension headers, already chained) and a bare 20-byte TCP header;
+    /// `first` is the IPv6 header's next-header value.
     fn v6_packet(first: u8, ext: &[u8]) -> Vec<u8> {
         let mut tcp = [0u8; 20];
         tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
