@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use sluice::capture::nfqueue::{NfQueue, QueueConfig, QueueVerdict};
 
+/// The same allocator as `sluice` (src/main.rs), so the benchmark compares
+/// the engine's work and not two allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let queue_num = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(0u16);
     let stop = Arc::new(AtomicBool::new(false));

@@ -10,6 +10,13 @@ use tracing_subscriber::EnvFilter;
 use sluice::config::{EngineConfig, ErrorPolicy, RulesConfig};
 use sluice::offline::{self, OfflineOptions};
 
+/// mimalloc instead of glibc's malloc: the queue threads allocate and free
+/// per batch (packets, Lua strings), and glibc's per-thread arenas trim and
+/// refault their pages under that pattern. `examples/nfq_accept.rs`, the
+/// inline benchmark's baseline, uses the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Inline Linux packet filter with Haka-compatible Lua rules.
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about)]

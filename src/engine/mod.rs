@@ -107,6 +107,8 @@ pub struct Engine<I: Inspector> {
     current: Option<PacketId>,
     /// Data delivered but not yet shown to rules, and its packets' verdicts.
     pending: Option<tcp_path::PendingData>,
+    /// The packet list of the last flushed chunk, kept for the next one.
+    spare_packets: Vec<(PacketId, Verdict)>,
 }
 
 impl<I: Inspector> Engine<I> {
@@ -133,6 +135,7 @@ impl<I: Inspector> Engine<I> {
             coalesce: false,
             current: None,
             pending: None,
+            spare_packets: Vec::new(),
         }
     }
 

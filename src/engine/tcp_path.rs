@@ -64,7 +64,7 @@ pub(super) struct PendingData {
 impl<I: Inspector> Engine<I> {
     /// Shows pending stream data to rules and gives its packets their verdicts.
     pub(super) fn flush_pending(&mut self, out: &mut Output) {
-        let Some(p) = self.pending.take() else { return };
+        let Some(mut p) = self.pending.take() else { return };
         let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.info.id == p.info.id);
         let action = match self.flows.get_mut(&p.key).and_then(|f| f.tcp()).and_then(|c| c.stream(p.dir)) {
             Some(s) if exists => self.inspector.data(&p.ctx, &p.info, p.dir, s.bytes(p.range.clone())),
@@ -72,9 +72,10 @@ impl<I: Inspector> Engine<I> {
             _ => Action::DropPacket,
         };
         if action == Action::Accept {
-            for (id, v) in p.packets {
+            for (id, v) in p.packets.drain(..) {
                 self.emit(out, id, v);
             }
+            self.spare_packets = p.packets;
             return;
         }
         self.stats.add(Counter::DropRule, p.packets.len() as u64);
@@ -83,9 +84,10 @@ impl<I: Inspector> Engine<I> {
         } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
             conn.undeliver(p.dir, p.range.start);
         }
-        for (id, _) in p.packets {
+        for (id, _) in p.packets.drain(..) {
             self.emit(out, id, Verdict::Drop);
         }
+        self.spare_packets = p.packets;
     }
 
     /// True if a segment of the pending flow can be handled without first
@@ -297,6 +299,9 @@ impl<I: Inspector> Engine<I> {
                     }
                     _ => {
                         self.flush_pending(out);
+                        // The last chunk's list, emptied, keeps its capacity.
+                        let mut packets = std::mem::take(&mut self.spare_packets);
+                        packets.push((id, verdict));
                         self.pending = Some(PendingData {
                             key: *key,
                             dir,
@@ -304,7 +309,7 @@ impl<I: Inspector> Engine<I> {
                             start_seq,
                             range,
                             next_seq,
-                            packets: vec![(id, verdict)],
+                            packets,
                             before,
                             ctx: *ctx,
                         });

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use mlua::{AppDataRef, Lua, Table};
 
 use super::error::located;
+use super::lent::LentBytes;
 use super::rule::Registry;
 use crate::alert::AlertSink;
 use crate::inspect::{Action, FlowInfo};
@@ -63,8 +64,8 @@ pub struct RuleContext {
     pub flow: RefCell<Option<FlowInfo>>,
     /// The packet of the event.
     pub packet: RefCell<PacketCopy>,
-    /// TCP `receive_data`: the newly deliverable bytes.
-    pub data: RefCell<Vec<u8>>,
+    /// TCP `receive_data`: the newly deliverable bytes, lent by the engine.
+    pub data: LentBytes,
     /// True while the rule files run their top level (`haka.rule` is only
     /// allowed then).
     pub loading: Cell<bool>,
@@ -92,7 +93,7 @@ impl RuleContext {
             time: Cell::new(Timestamp::default()),
             flow: RefCell::new(None),
             packet: RefCell::new(PacketCopy::empty()),
-            data: RefCell::new(Vec::new()),
+            data: LentBytes::default(),
             loading: Cell::new(false),
             registry: RefCell::new(Registry::default()),
             flow_states,

@@ -41,10 +41,7 @@ impl DataUd {
         let busy = || located(lua, "data buffer busy");
         let out_of_range = || located(lua, "data view out of range");
         match self.source {
-            Source::Stream => {
-                let b = ctx.data.try_borrow().map_err(|_| busy())?;
-                f(b.get(range).ok_or_else(out_of_range)?)
-            }
+            Source::Stream => ctx.data.with(|b| f(b.and_then(|b| b.get(range)).ok_or_else(out_of_range)?)),
             Source::Packet => {
                 let p = ctx.packet.try_borrow().map_err(|_| busy())?;
                 f(p.bytes.get(range).ok_or_else(out_of_range)?)

@@ -67,10 +67,30 @@ impl LuaRules {
         subject: Subject<'_, '_>,
         flow: Option<(&FlowInfo, Direction)>,
     ) -> Action {
-        let idx = event.index();
-        if !self.subscribed[idx] {
+        if !self.subscribed[event.index()] {
             return Action::Accept;
         }
+        let Subject::Data(bytes) = subject else { return self.run_event(event, cx, subject, flow) };
+        // Stream bytes are lent to the data objects for the event, not copied.
+        let lua = self.lua.clone();
+        let action = match context(&lua) {
+            Ok(ctx) => ctx.data.lend_during(bytes, || self.run_event(event, cx, subject, flow)),
+            Err(e) => {
+                report(&self.stats, "(event setup)", 1, &e);
+                self.finish(true)
+            }
+        };
+        action
+    }
+
+    fn run_event(
+        &mut self,
+        event: Event,
+        cx: &Context,
+        subject: Subject<'_, '_>,
+        flow: Option<(&FlowInfo, Direction)>,
+    ) -> Action {
+        let idx = event.index();
         let epoch = match self.begin(cx, &subject, flow.map(|(f, _)| f)) {
             Ok(e) => e,
             Err(e) => {
@@ -114,19 +134,14 @@ impl LuaRules {
         self.finish(failed)
     }
 
-    /// Starts the event: fresh serial, buffers filled, budget reset.
+    /// Starts the event: fresh serial, packet buffer filled, budget reset.
     fn begin(&self, cx: &Context, subject: &Subject<'_, '_>, flow: Option<&FlowInfo>) -> mlua::Result<u64> {
         let ctx = context(&self.lua)?;
         let epoch = ctx.begin(cx.time, flow);
         let busy = |_| mlua::Error::runtime("rule buffers busy");
         match subject {
             Subject::Packet(p) => ctx.packet.try_borrow_mut().map_err(busy)?.fill(p),
-            Subject::Data(d) => {
-                let mut buf = ctx.data.try_borrow_mut().map_err(busy)?;
-                buf.clear();
-                buf.extend_from_slice(d);
-            }
-            Subject::Nothing => {}
+            Subject::Data(_) | Subject::Nothing => {}
         }
         self.budget.reset();
         Ok(epoch)

@@ -21,6 +21,7 @@ mod dispatch;
 mod dissectors;
 mod error;
 mod flow;
+mod lent;
 mod loader;
 mod log;
 mod packet;

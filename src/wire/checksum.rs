@@ -6,27 +6,24 @@ use std::net::IpAddr;
 
 /// Adds `data` to a running one's-complement sum (not yet folded).
 ///
-/// The bulk is summed as native-endian 64-bit words with end-around carry:
-/// the one's-complement sum is byte-order independent (RFC 1071 §2(B)), so
-/// only the folded 16-bit result needs swapping to big-endian.
+/// The bulk is summed as native-endian 64-bit words into a 128-bit total
+/// (one add and one add-with-carry per word): the one's-complement sum is
+/// byte-order independent (RFC 1071 §2(B)), so only the folded 16-bit result
+/// needs swapping to big-endian.
 pub fn sum(acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    let mut wide: u64 = 0;
-    let mut carries: u64 = 0;
-    for c in &mut chunks {
-        let w = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let (s, o) = wide.overflowing_add(w);
-        wide = s;
-        carries += u64::from(o);
+    let mut words = data.chunks_exact(8);
+    let mut wide: u128 = 0;
+    for c in &mut words {
+        wide += u128::from(u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
     }
-    // Fold the native sum (plus its carries) to 16 bits, then to big-endian.
-    let mut folded = u64::from(fold16(wide) as u16) + carries;
-    folded = (folded & 0xffff) + (folded >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    let native16 = folded as u16;
+    // End-around carry: the high half is the carries out of the low one.
+    // 2^64 = 1 in one's complement, so the carries are added back in, still
+    // in native byte order.
+    let (low, carry) = (wide as u64).overflowing_add((wide >> 64) as u64);
+    let native16 = fold16(fold16(low) + u64::from(carry)) as u16;
     let mut acc =
         acc + u64::from(if cfg!(target_endian = "little") { native16.swap_bytes() } else { native16 });
-    let mut rest = chunks.remainder().chunks_exact(2);
+    let mut rest = words.remainder().chunks_exact(2);
     for c in &mut rest {
         acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
@@ -154,6 +151,34 @@ mod tests {
         }
         let ones = vec![0xffu8; 1500];
         assert_eq!(finish(sum(0, &ones)), reference(&ones));
+    }
+
+    #[test]
+    fn carry_out_of_the_folded_carries_is_kept() {
+        // Three words summing to 2^65 - 1: low half all ones plus one carry,
+        // whose addition carries out of 64 bits once more.
+        let mut data = vec![0xffu8; 16];
+        data.extend_from_slice(&1u64.to_ne_bytes());
+        assert_eq!(finish(sum(0, &data)), reference(&data));
+        data.rotate_left(5);
+        assert_eq!(finish(sum(0, &data)), reference(&data));
+    }
+
+    #[test]
+    fn wide_sum_carries_match_reference() {
+        // Bytes near 0xff make the 64-bit words carry often, and their
+        // carries carry again when folded back in.
+        let mut x: u32 = 99;
+        for len in (0..9000usize).step_by(7) {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    0xf0 | (x >> 16) as u8
+                })
+                .collect();
+            assert_eq!(finish(sum(0, &data)), reference(&data), "length {len}");
+            assert_eq!(finish(sum(0xfffe, &data)), finish(sum(0xfffe, &[]).wrapping_add(sum(0, &data))));
+        }
     }
 
     #[test]
