@@ -11,6 +11,7 @@ pub mod cli;
 pub mod iptables;
 pub mod signals;
 pub mod stats_server;
+pub mod unverdicted;
 pub mod worker;
 
 use std::path::PathBuf;

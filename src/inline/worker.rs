@@ -4,7 +4,6 @@
 //! runs engine timeouts when idle, reloads rules on SIGHUP, and at shutdown
 //! drains its queue so every packet it received gets exactly one verdict.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -19,6 +18,7 @@ use crate::stats::{Counter, Stats};
 use crate::time::PacketClock;
 
 use super::signals::Control;
+use super::unverdicted::Unverdicted;
 use super::InlineError;
 
 /// How long a receive waits before the worker runs timeouts and checks flags.
@@ -112,9 +112,7 @@ impl Worker {
                     injector,
                     control,
                     driver: driver2,
-                    outstanding: HashSet::with_hasher(ahash::RandomState::new()),
-                    in_batch: Vec::with_capacity(BATCH),
-                    next_in_batch: 0,
+                    unverdicted: Unverdicted::new(BATCH),
                     out: Output::new(),
                     clock: PacketClock::start(),
                 };
@@ -164,15 +162,8 @@ struct WorkerLoop<'l, I: Inspector, L> {
     injector: Arc<RawInjector>,
     control: Arc<Control>,
     driver: Arc<DriverStats>,
-    /// Ids received in earlier batches and not yet verdicted (held
-    /// fragments, mostly).
-    outstanding: HashSet<u32, ahash::RandomState>,
-    /// Ids of the batch being handled, in arrival order; `None` once
-    /// verdicted. Most verdicts come for these, in order, so they are found
-    /// here without hashing; what is left moves to `outstanding`.
-    in_batch: Vec<Option<u32>>,
-    /// Where the next in-order verdict of the batch is expected.
-    next_in_batch: usize,
+    /// Ids received and not yet verdicted.
+    unverdicted: Unverdicted,
     out: Output,
     /// Packet time: monotonic, so a wall-clock step does not expire flows.
     clock: PacketClock,
@@ -243,9 +234,7 @@ where
     fn handle_batch(&mut self, batch: &[QueuedPacket]) {
         let now = self.clock.now();
         self.driver.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.in_batch.clear();
-        self.in_batch.extend(batch.iter().map(|p| Some(p.id)));
-        self.next_in_batch = 0;
+        self.unverdicted.begin_batch(batch.iter().map(|p| p.id));
         let pkts: Vec<Packet<'_>> = batch
             .iter()
             .map(|p| Packet {
@@ -258,21 +247,7 @@ where
         self.engine.process_batch(&pkts, &mut self.out);
         self.apply();
         // Held packets (fragments) wait for a later batch or a timeout.
-        self.outstanding.extend(self.in_batch.drain(..).flatten());
-    }
-
-    /// Takes `id` off the packets waiting for a verdict; false if it was not
-    /// waiting (a second verdict for one packet, which must not be sent).
-    fn take_pending(&mut self, id: u32) -> bool {
-        let n = self.in_batch.len();
-        for i in (self.next_in_batch..n).chain(0..self.next_in_batch) {
-            if self.in_batch[i] == Some(id) {
-                self.in_batch[i] = None;
-                self.next_in_batch = i + 1;
-                return true;
-            }
-        }
-        self.outstanding.remove(&id)
+        self.unverdicted.end_batch();
     }
 
     /// Sends what the engine emitted: verdicts to the kernel, forged packets
@@ -284,7 +259,7 @@ where
             match item {
                 Emitted::Forged(bytes) => self.injector.send(&bytes),
                 Emitted::Verdict(id, v) => {
-                    let Some(id) = u32::try_from(id).ok().filter(|id| self.take_pending(*id)) else {
+                    let Some(id) = u32::try_from(id).ok().filter(|id| self.unverdicted.take(*id)) else {
                         tracing::warn!(id, "engine gave a verdict for a packet without one pending; ignored");
                         continue;
                     };
@@ -333,7 +308,7 @@ where
             tracing::warn!(queue = self.queue.queue_num(), "last verdicts could not be sent: {e}");
         }
         self.update_queue_drops();
-        let left: Vec<u32> = self.outstanding.drain().collect();
+        let left = self.unverdicted.drain();
         if !left.is_empty() {
             tracing::warn!(
                 queue = self.queue.queue_num(),
