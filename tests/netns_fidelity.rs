@@ -307,6 +307,15 @@ impl Session<'_> {
         Ok(room)
     }
 
+    /// One segment that ends `in_window` bytes of `tail` at the right edge
+    /// `room` bytes ahead: filler (kept as `fill`) up to there, then `tail`.
+    fn up_to_edge(&mut self, room: u32, in_window: usize, tail: &[u8]) -> Vec<u8> {
+        self.fill = vec![b'.'; room as usize - in_window];
+        let mut seg = self.fill.clone();
+        seg.extend_from_slice(tail);
+        seg
+    }
+
     /// Waits (bounded) until the server acknowledged everything sent, or
     /// reset; the answer.
     fn acked(&mut self) -> Option<Answer> {
@@ -741,9 +750,7 @@ fn out_of_window() -> Case {
         "out-of-window",
         |s| {
             let room = s.room_for(5, 3)?;
-            s.fill = vec![b'.'; room as usize - 5];
-            let mut seg = s.fill.clone();
-            seg.extend_from_slice(b"attack!!");
+            let seg = s.up_to_edge(room, 5, b"attack!!");
             s.data(&seg)?;
             s.fin()
         },
@@ -765,9 +772,7 @@ fn out_of_window_straddle_benign() -> Case {
         "out-of-window-straddle-benign",
         |s| {
             let room = s.room_for(5, 5)?;
-            s.fill = vec![b'.'; room as usize - 5];
-            let mut seg = s.fill.clone();
-            seg.extend_from_slice(b"harmless!!");
+            let seg = s.up_to_edge(room, 5, b"harmless!!");
             let seq = s.next;
             s.data(&seg)?;
             s.acked();
@@ -797,9 +802,7 @@ fn out_of_window_edge_benign() -> Case {
             let room = s.room_for(3, 0)?;
             let edge = s.next + room;
             s.segment(edge, ACK | PSH, b"ack")?;
-            s.fill = vec![b'.'; room as usize - 3];
-            let mut seg = s.fill.clone();
-            seg.extend_from_slice(b"att");
+            let seg = s.up_to_edge(room, 3, b"att");
             s.data(&seg)?;
             // `une` once the application has read (a window is open).
             s.open();

@@ -71,22 +71,19 @@ impl<I: Inspector> Engine<I> {
             // The flow went away meanwhile: nobody saw these bytes.
             _ => Action::DropPacket,
         };
-        if action == Action::Accept {
-            for (id, v) in p.packets.drain(..) {
-                self.emit(out, id, v);
+        let accepted = action == Action::Accept;
+        if !accepted {
+            self.stats.add(Counter::DropRule, p.packets.len() as u64);
+            if exists && action >= Action::DropFlow {
+                self.flow_action(&p.key, action, p.before, &p.ctx, out);
+            } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
+                conn.undeliver(p.dir, p.range.start);
             }
-            self.spare_packets = p.packets;
-            return;
         }
-        self.stats.add(Counter::DropRule, p.packets.len() as u64);
-        if exists && action >= Action::DropFlow {
-            self.flow_action(&p.key, action, p.before, &p.ctx, out);
-        } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
-            conn.undeliver(p.dir, p.range.start);
+        for (id, v) in p.packets.drain(..) {
+            self.emit(out, id, if accepted { v } else { Verdict::Drop });
         }
-        for (id, _) in p.packets.drain(..) {
-            self.emit(out, id, Verdict::Drop);
-        }
+        // The emptied list, with its capacity, serves the next chunk.
         self.spare_packets = p.packets;
     }
 
@@ -299,7 +296,6 @@ impl<I: Inspector> Engine<I> {
                     }
                     _ => {
                         self.flush_pending(out);
-                        // The last chunk's list, emptied, keeps its capacity.
                         let mut packets = std::mem::take(&mut self.spare_packets);
                         packets.push((id, verdict));
                         self.pending = Some(PendingData {

@@ -70,17 +70,16 @@ impl LuaRules {
         if !self.subscribed[event.index()] {
             return Action::Accept;
         }
-        let Subject::Data(bytes) = subject else { return self.run_event(event, cx, subject, flow) };
-        // Stream bytes are lent to the data objects for the event, not copied.
-        let lua = self.lua.clone();
-        let action = match context(&lua) {
-            Ok(ctx) => ctx.data.lend_during(bytes, || self.run_event(event, cx, subject, flow)),
-            Err(e) => {
-                report(&self.stats, "(event setup)", 1, &e);
-                self.finish(true)
+        if let Subject::Data(bytes) = subject {
+            let lua = self.lua.clone();
+            let ctx = context(&lua);
+            if let Ok(ctx) = &ctx {
+                // Stream bytes are lent to the data objects for the event, not copied.
+                return ctx.data.lend_during(bytes, || self.run_event(event, cx, subject, flow));
             }
-        };
-        action
+            // Without a context, `run_event`'s setup fails and reports it.
+        }
+        self.run_event(event, cx, subject, flow)
     }
 
     fn run_event(
