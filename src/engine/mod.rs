@@ -109,6 +109,8 @@ pub struct Engine<I: Inspector> {
     pending: Option<tcp_path::PendingData>,
     /// The packet list of the last flushed chunk, kept for the next one.
     spare_packets: Vec<(PacketId, Verdict)>,
+    /// Stream bytes that wrap around the end of their ring, joined for rules.
+    joined: Vec<u8>,
 }
 
 impl<I: Inspector> Engine<I> {
@@ -136,6 +138,7 @@ impl<I: Inspector> Engine<I> {
             current: None,
             pending: None,
             spare_packets: Vec::new(),
+            joined: Vec::new(),
         }
     }
 

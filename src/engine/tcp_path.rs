@@ -67,7 +67,9 @@ impl<I: Inspector> Engine<I> {
         let Some(mut p) = self.pending.take() else { return };
         let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.info.id == p.info.id);
         let action = match self.flows.get_mut(&p.key).and_then(|f| f.tcp()).and_then(|c| c.stream(p.dir)) {
-            Some(s) if exists => self.inspector.data(&p.ctx, &p.info, p.dir, s.bytes(p.range.clone())),
+            Some(s) if exists => {
+                self.inspector.data(&p.ctx, &p.info, p.dir, s.bytes_in(p.range.clone(), &mut self.joined))
+            }
             // The flow went away meanwhile: nobody saw these bytes.
             _ => Action::DropPacket,
         };
@@ -323,7 +325,9 @@ impl<I: Inspector> Engine<I> {
                 }
                 let start = range.start;
                 let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
-                let Some(bytes) = flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.bytes(range)) else {
+                let Some(bytes) =
+                    flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.bytes_in(range, &mut self.joined))
+                else {
                     return Verdict::Drop;
                 };
                 let action = self.inspector.data(ctx, &info, dir, bytes);

@@ -78,6 +78,10 @@ fn set_loading(lua: &Lua, on: bool) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// Generational collector settings (percent of heap growth; see `new_state`).
+const GC_MINOR_MULTIPLIER: std::ffi::c_int = 50;
+const GC_MAJOR_MULTIPLIER: std::ffi::c_int = 300;
+
 fn new_state(
     cfg: &RulesConfig,
     base_dir: Option<PathBuf>,
@@ -90,8 +94,12 @@ fn new_state(
     let lua = Lua::new_with(libs, LuaOptions::new())?;
     lua.set_memory_limit(cfg.memory_limit)?;
     // Every event makes short-lived garbage (its objects, strings from
-    // `asstring`); generational collection reclaims it cheaply.
-    lua.gc_gen(0, 0);
+    // `asstring`); generational collection reclaims it cheaply. With Lua's
+    // defaults (minor 20%, major 100%) a chunk's string (up to ~46 KB) often
+    // doubles the small heap and forces a full collection: minor at 50% and
+    // major at 300% cut the collector's instructions per packet by 40% on a
+    // bulk capture (callgrind), while the memory limit still bounds the heap.
+    lua.gc_gen(GC_MINOR_MULTIPLIER, GC_MAJOR_MULTIPLIER);
     let budget = Budget::install(&lua, cfg.instruction_limit)?;
 
     let flow_states = lua.create_table()?;

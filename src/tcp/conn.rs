@@ -555,7 +555,7 @@ mod tests {
         assert_eq!(c.state(), TcpState::Established);
         let d = step(&mut c, UP, CISN + 4, SISN + 1, ACK | PSH, b"two");
         assert_eq!(d.deliver, Some(3..6));
-        assert_eq!(c.stream(UP).unwrap().bytes(0..6), b"onetwo");
+        assert_eq!(c.stream(UP).unwrap().bytes_in(0..6, &mut Vec::new()), b"onetwo");
         let d = step(&mut c, DOWN, SISN + 1, CISN + 7, ACK | PSH, b"back");
         assert_eq!(d.deliver, Some(0..4));
         assert_eq!(d.freed, 6, "the server's ACK releases the client's six bytes");

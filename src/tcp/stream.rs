@@ -39,17 +39,30 @@ pub enum Fit {
     New,
 }
 
+/// Smallest ring allocated: most streams are short, and doubling from here
+/// reaches a bulk transfer's window in a few steps.
+const MIN_RING: usize = 2048;
+/// A ring this large is shrunk once its bytes fill less than a sixteenth of it.
+const SHRINK_ABOVE: usize = 1 << 20;
+
 /// One direction's byte record.
+///
+/// The bytes live in a ring indexed by stream offset (offset `o` sits at
+/// `o mod len`): releasing acknowledged bytes only moves `acked`, and a bulk
+/// transfer's window never has to be shifted down to the front of a buffer.
 #[derive(Debug, Clone)]
 pub struct Stream {
     /// Sequence number of offset 0.
     base: SeqNumber,
-    /// Receiver acknowledged everything below this offset; `buf[head]` is this offset.
+    /// Receiver acknowledged everything below this offset.
     acked: u64,
     /// Bytes below this offset were delivered to rules.
     delivered: u64,
-    buf: Vec<u8>,
-    head: usize,
+    /// End of the highest byte held (`acked` when none is).
+    end: u64,
+    /// Bytes from `acked` to `end`; empty or a power of two long, never
+    /// shorter than `end - acked`.
+    ring: Vec<u8>,
     /// Which offsets at or above `acked` hold bytes.
     filled: RangeSet,
     /// Offset of the FIN, once seen.
@@ -63,8 +76,8 @@ impl Stream {
             base: first,
             acked: 0,
             delivered: 0,
-            buf: Vec::new(),
-            head: 0,
+            end: 0,
+            ring: Vec::new(),
             filled: RangeSet::new(),
             fin: None,
         }
@@ -111,7 +124,7 @@ impl Stream {
 
     /// Bytes held in memory.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.head
+        (self.end - self.acked) as usize
     }
 
     /// Out-of-order islands above the delivery point.
@@ -148,9 +161,9 @@ impl Stream {
         }
         let mut covered = 0u64;
         for r in self.filled.intersections(lo..end) {
-            let have = self.bytes(r.clone());
+            let (a, b) = self.slices(r.clone());
             let got = &data[(r.start - start) as usize..(r.end - start) as usize];
-            if have != got {
+            if got.get(..a.len()) != Some(a) || got.get(a.len()..) != Some(b) {
                 return Err(Counter::DropOverlapConflict);
             }
             covered += r.end - r.start;
@@ -185,19 +198,11 @@ impl Stream {
         let end = start + data.len() as u64;
         let lo = start.max(self.acked);
         if lo < end {
-            let idx = self.head + (lo - self.acked) as usize;
-            let src = &data[(lo - start) as usize..];
-            if idx == self.buf.len() {
-                // The common case: in-order bytes appended at the end.
-                self.buf.extend_from_slice(src);
-            } else {
-                if self.buf.len() < idx + src.len() {
-                    self.buf.resize(idx + src.len(), 0);
-                }
-                // Buffered bytes in this range are equal (checked), so a plain
-                // copy is right for them too.
-                self.buf[idx..idx + src.len()].copy_from_slice(src);
-            }
+            self.reserve(end);
+            // Buffered bytes in this range are equal (checked), so a plain
+            // copy is right for them too.
+            self.write_at(lo, &data[(lo - start) as usize..]);
+            self.end = self.end.max(end);
             self.filled.insert(lo..end);
         }
         if fin {
@@ -228,15 +233,67 @@ impl Stream {
         start <= self.delivered && self.delivered < start + len as u64
     }
 
-    /// Bytes in `r` (which must be buffered: at or above `acked`).
-    pub fn bytes(&self, r: Range<u64>) -> &[u8] {
-        if r.start < self.acked {
-            // Released already; never hand out bytes from the wrong offset.
-            return &[];
+    /// Bytes in `r` (which must be buffered: at or above `acked`), as the
+    /// ring holds them: in two parts when `r` wraps around its end. Bytes
+    /// already released give nothing: never bytes from the wrong offset.
+    pub fn slices(&self, r: Range<u64>) -> (&[u8], &[u8]) {
+        if r.start < self.acked || r.end > self.end || r.start >= r.end {
+            return (&[], &[]);
         }
-        let s = self.head + (r.start - self.acked) as usize;
-        let e = self.head + (r.end.saturating_sub(self.acked)) as usize;
-        self.buf.get(s..e).unwrap_or(&[])
+        let n = (r.end - r.start) as usize;
+        let i = self.index(r.start);
+        let first = n.min(self.ring.len() - i);
+        (&self.ring[i..i + first], &self.ring[..n - first])
+    }
+
+    /// Bytes in `r` in one slice: straight from the ring, or, when `r`
+    /// wraps, joined in `scratch` (once per trip around the ring).
+    pub fn bytes_in<'a>(&'a self, r: Range<u64>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        match self.slices(r) {
+            (a, []) => a,
+            (a, b) => {
+                scratch.clear();
+                scratch.extend_from_slice(a);
+                scratch.extend_from_slice(b);
+                scratch
+            }
+        }
+    }
+
+    /// Where offset `o` sits in the ring (which must not be empty).
+    fn index(&self, o: u64) -> usize {
+        // The ring's length is a power of two: the low bits are `o mod len`.
+        (o as usize) & (self.ring.len() - 1)
+    }
+
+    /// Copies `data` to offsets `at..`, which the ring has room for.
+    fn write_at(&mut self, at: u64, data: &[u8]) {
+        let i = self.index(at);
+        let first = data.len().min(self.ring.len() - i);
+        self.ring[i..i + first].copy_from_slice(&data[..first]);
+        self.ring[..data.len() - first].copy_from_slice(&data[first..]);
+    }
+
+    /// Makes room for bytes up to offset `end`.
+    fn reserve(&mut self, end: u64) {
+        let need = (end - self.acked) as usize;
+        if need > self.ring.len() {
+            self.resize(need.next_power_of_two().max(MIN_RING));
+        }
+    }
+
+    /// Moves the held bytes into a ring of `len` bytes (a power of two).
+    fn resize(&mut self, len: usize) {
+        let old = std::mem::replace(&mut self.ring, vec![0; len]);
+        if old.is_empty() || self.end == self.acked {
+            return;
+        }
+        let mask = old.len() - 1;
+        let n = (self.end - self.acked) as usize;
+        let i = (self.acked as usize) & mask;
+        let first = n.min(old.len() - i);
+        self.write_at(self.acked, &old[i..i + first]);
+        self.write_at(self.acked + first as u64, &old[..n - first]);
     }
 
     /// The connection is over for sluice (reset, or dropped by a rule): no
@@ -245,9 +302,9 @@ impl Stream {
     /// number of bytes freed.
     pub fn release(&mut self) -> usize {
         let n = self.buffered();
-        self.buf = Vec::new();
-        self.head = 0;
+        self.ring = Vec::new();
         self.acked = self.delivered;
+        self.end = self.acked;
         self.filled = RangeSet::new();
         n
     }
@@ -260,19 +317,19 @@ impl Stream {
             return 0;
         }
         let n = ((offset - self.acked) as usize).min(self.buffered());
-        self.head += n;
         self.acked = offset;
+        self.end = self.end.max(offset);
         self.filled.remove_below(offset);
-        if self.head == self.buf.len() {
-            self.buf.clear();
-            self.head = 0;
-        } else if self.head >= 64 * 1024 && self.head * 2 >= self.buf.len() {
-            // Amortised compaction: each byte moves at most once per halving.
-            self.buf.drain(..self.head);
-            self.head = 0;
-        }
-        if self.buf.capacity() > 1 << 20 && self.buf.capacity() > 4 * self.buf.len() {
-            self.buf.shrink_to(self.buf.len() * 2);
+        // A large ring shrinks only when it is mostly idle: a quarter of it
+        // (or nothing, when every byte is acknowledged). Shrinking to just
+        // what is held would make the next window grow it again, copying.
+        let held = self.buffered();
+        if self.ring.len() > SHRINK_ABOVE && held * 16 < self.ring.len() {
+            if held == 0 {
+                self.ring = Vec::new();
+            } else {
+                self.resize(self.ring.len() / 4);
+            }
         }
         n
     }
@@ -286,7 +343,7 @@ mod tests {
 
     fn put(s: &mut Stream, start: u64, data: &[u8]) -> Result<Option<Vec<u8>>, Counter> {
         s.check(start, data, false, LIM)?;
-        Ok(s.commit(start, data, false).map(|r| s.bytes(r).to_vec()))
+        Ok(s.commit(start, data, false).map(|r| s.bytes_in(r, &mut Vec::new()).to_vec()))
     }
 
     #[test]
@@ -347,5 +404,83 @@ mod tests {
         s.commit(2, b"x", false);
         assert_eq!(s.check(5, b"y", false, lim), Err(Counter::DropStreamLimit));
         assert_eq!(s.check(3, b"y", false, lim), Ok(Fit::New));
+    }
+    #[test]
+    fn ring_wraps_grows_and_shrinks_keeping_every_byte() {
+        let lim = StreamLimits { max_buffer: 1 << 22, max_islands: 8 };
+        let src: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut s = Stream::new(SeqNumber(5));
+        let mut scratch = Vec::new();
+        let (mut at, mut joined) = (0usize, 0);
+        // Windows of 1,500 bytes acked in steps: offsets wrap the 2 KiB ring.
+        for step in [700usize, 1500, 333] {
+            for _ in 0..50 {
+                let seg = &src[at..at + step];
+                s.check(at as u64, seg, false, lim).unwrap();
+                let r = s.commit(at as u64, seg, false).unwrap();
+                let (_, b) = s.slices(r.clone());
+                joined += usize::from(!b.is_empty());
+                assert_eq!(s.bytes_in(r, &mut scratch), seg);
+                at += step;
+                s.ack(at as u64 - 1000.min(at as u64));
+            }
+        }
+        assert!(joined > 0, "some chunk must have wrapped the ring");
+        // Grow while wrapped: 1.2 MB unacknowledged, then compare it all.
+        let from = s.acked() as usize;
+        let seg = &src[at..at + 1_200_000];
+        s.check(at as u64, seg, false, lim).unwrap();
+        s.commit(at as u64, seg, false).unwrap();
+        at += seg.len();
+        assert_eq!(s.bytes_in(from as u64..at as u64, &mut scratch), &src[from..at]);
+        assert_eq!(s.ring.len(), 1 << 21);
+        // A same-content retransmission spanning the wrap is a duplicate;
+        // one changed byte is a conflict.
+        assert_eq!(s.check(from as u64, &src[from..at], false, lim), Ok(Fit::Duplicate));
+        let mut bad = src[from..at].to_vec();
+        let last = bad.len() - 3;
+        bad[last] ^= 1;
+        assert_eq!(s.check(from as u64, &bad, false, lim), Err(Counter::DropOverlapConflict));
+        // Acknowledging nearly everything shrinks the ring to a quarter,
+        // bytes intact; a ring that size is kept when everything is acked.
+        s.ack(at as u64 - 100);
+        assert_eq!(s.ring.len(), 1 << 19);
+        assert_eq!(s.bytes_in(at as u64 - 100..at as u64, &mut scratch), &src[at - 100..at]);
+        assert_eq!(s.buffered(), 100);
+        s.ack(at as u64);
+        assert_eq!((s.ring.len(), s.buffered()), (1 << 19, 0));
+        // A large ring is freed when everything is acknowledged.
+        let seg = &src[at..at + 1_200_000];
+        s.check(at as u64, seg, false, lim).unwrap();
+        s.commit(at as u64, seg, false).unwrap();
+        assert_eq!(s.ring.len(), 1 << 21);
+        s.ack((at + seg.len()) as u64);
+        assert_eq!((s.ring.len(), s.buffered()), (0, 0));
+    }
+
+    #[test]
+    fn islands_across_the_wrap() {
+        let mut s = Stream::new(SeqNumber(0));
+        let src: Vec<u8> = (0..8000u32).map(|i| (i % 253) as u8).collect();
+        put(&mut s, 0, &src[..1500]).unwrap();
+        s.ack(1500);
+        // An island past the ring's end, then the gap before it.
+        assert_eq!(put(&mut s, 2500, &src[2500..3400]).unwrap(), None);
+        assert_eq!(s.buffered(), 1900);
+        assert_eq!(put(&mut s, 1500, &src[1500..2500]).unwrap(), Some(src[1500..3400].to_vec()));
+        assert_eq!(s.check(2000, &src[2000..3000], false, LIM), Ok(Fit::Duplicate));
+    }
+    #[test]
+    fn growing_a_wrapped_ring_keeps_both_parts() {
+        let mut s = Stream::new(SeqNumber(0));
+        let src: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        put(&mut s, 0, &src[..1500]).unwrap();
+        s.ack(1500);
+        // Held bytes 1500..2500 wrap the 2 KiB ring; 2500..5000 makes it grow.
+        put(&mut s, 1500, &src[1500..2500]).unwrap();
+        assert!(!s.slices(1500..2500).1.is_empty());
+        put(&mut s, 2500, &src[2500..]).unwrap();
+        assert_eq!(s.ring.len(), 4096);
+        assert_eq!(s.bytes_in(1500..5000, &mut Vec::new()), &src[1500..]);
     }
 }

@@ -492,10 +492,21 @@ fn decode_transport(bytes: &[u8], ip: &IpInfo) -> Result<Transport, DecodeError>
 }
 
 fn tcp_options(t: &TcpHeaderSlice<'_>) -> TcpOptions {
+    // Nearly every segment of an established connection carries exactly
+    // NOP, NOP, timestamps: read that layout directly, as Linux's
+    // tcp_fast_parse_options does, instead of walking the options.
+    if let [1, 1, 8, 10, a0, a1, a2, a3, e0, e1, e2, e3] = *t.options() {
+        let (value, echo) = (u32::from_be_bytes([a0, a1, a2, a3]), u32::from_be_bytes([e0, e1, e2, e3]));
+        return TcpOptions { timestamp: Some((value, echo)), ..TcpOptions::default() };
+    }
+    walk_tcp_options(t.options_iterator())
+}
+
+fn walk_tcp_options(options: etherparse::TcpOptionsIterator<'_>) -> TcpOptions {
     let mut o = TcpOptions::default();
     // A malformed option ends parsing; the options seen until then still count,
     // as they do for Linux's tcp_parse_options.
-    for opt in t.options_iterator() {
+    for opt in options {
         match opt {
             Ok(TcpOptionElement::MaximumSegmentSize(m)) => o.mss = Some(m),
             Ok(TcpOptionElement::WindowScale(s)) => o.window_scale = Some(s),
@@ -599,5 +610,35 @@ mod tests {
         // The header claims 32 bytes; only 8 + 20 follow.
         let p = v6_packet(V6_DEST_OPTS, &[proto::TCP, 3, 1, 4, 0, 0, 0, 0]);
         assert_eq!(decode(&p).err(), Some(DecodeError::BadExtensionHeader));
+    }
+    /// A 20-byte TCP header followed by `options` (a multiple of 4 bytes).
+    fn tcp_header(options: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; 20];
+        h[12] = (((20 + options.len()) / 4) << 4) as u8;
+        h[13] = 0x10; // ACK
+        h.extend_from_slice(options);
+        h
+    }
+
+    #[test]
+    fn timestamp_fast_path_matches_the_walk() {
+        let ts = [1, 1, 8, 10, 0, 0, 1, 2, 0x80, 0, 0, 3];
+        let layouts: [&[u8]; 5] = [
+            &ts,
+            // Same options, other order or lengths: the walk decides.
+            &[8, 10, 0, 0, 1, 2, 0x80, 0, 0, 3, 1, 1],
+            &[1, 1, 8, 9, 0, 0, 1, 2, 0x80, 0, 0, 3],
+            &[1, 1, 8, 10, 0, 0, 1, 2, 0x80, 0, 0, 3, 1, 1, 1, 0],
+            &[2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 0, 0],
+        ];
+        for raw in layouts {
+            let h = tcp_header(raw);
+            let t = TcpHeaderSlice::from_slice(&h).unwrap();
+            let walked = walk_tcp_options(etherparse::TcpOptionsIterator::from_slice(raw));
+            assert_eq!(tcp_options(&t), walked, "{raw:?}");
+        }
+        let t = tcp_header(&ts);
+        let fast = tcp_options(&TcpHeaderSlice::from_slice(&t).unwrap());
+        assert_eq!(fast, TcpOptions { timestamp: Some((0x102, 0x8000_0003)), ..TcpOptions::default() });
     }
 }
