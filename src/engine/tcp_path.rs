@@ -230,9 +230,7 @@ impl<I: Inspector> Engine<I> {
                 self.flow_action(key, action, before, ctx, out);
                 return Verdict::Drop;
             }
-            if let Some(flow) = self.flows.get_mut(key) {
-                flow.began = true;
-            }
+            flow.began = true;
         }
 
         if self.inspector.subscribed(Event::TcpConnectionPacket) {
@@ -251,10 +249,17 @@ impl<I: Inspector> Engine<I> {
             return Verdict::Drop;
         }
 
-        let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
-        let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
+        // `flow` and `conn` are still the ones looked up above: rules see the
+        // packet but cannot touch the table, and the branches that change it
+        // (`flow_action`) return.
         let was_established = conn.state() == TcpState::Established;
         let done = conn.commit(dir, t, payload, &checked);
+        // Where the delivered bytes sit in sequence space (for joining them
+        // to a pending chunk), read while the connection is at hand.
+        let seqs = done
+            .deliver
+            .as_ref()
+            .and_then(|r| conn.stream(dir).map(|s| (s.seq_at(r.start), s.seq_at(r.end))));
         self.buffered = (self.buffered + done.grown).saturating_sub(done.freed);
         if !payload.is_empty() {
             match (checked.fit, &done.deliver) {
@@ -281,11 +286,7 @@ impl<I: Inspector> Engine<I> {
             if self.inspector.subscribed(Event::TcpData) && self.current.is_some() && !done.ended {
                 // Batch mode: the rules see this segment's bytes together
                 // with the next in-order ones waiting in the same batch.
-                let Some(stream) = self.flows.get(key).and_then(|f| f.tcp()).and_then(|c| c.stream(dir))
-                else {
-                    return Verdict::Drop;
-                };
-                let (start_seq, next_seq) = (stream.seq_at(range.start), stream.seq_at(range.end));
+                let Some((start_seq, next_seq)) = seqs else { return Verdict::Drop };
                 // Taking `current` tells the caller the verdict is deferred.
                 let Some(id) = self.current.take() else { return Verdict::Drop };
                 let verdict = final_verdict(&self.stats, pkt, unverified);

@@ -458,24 +458,30 @@ mod tests {
         assert_eq!((s.ring.len(), s.buffered()), (0, 0));
     }
 
-    #[test]
-    fn islands_across_the_wrap() {
+    /// A stream whose first 1,500 bytes (of `len` source bytes) were
+    /// delivered and acknowledged: the next ones start near the end of the
+    /// 2 KiB ring.
+    fn acked_1500(len: u32) -> (Stream, Vec<u8>) {
         let mut s = Stream::new(SeqNumber(0));
-        let src: Vec<u8> = (0..8000u32).map(|i| (i % 253) as u8).collect();
+        let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         put(&mut s, 0, &src[..1500]).unwrap();
         s.ack(1500);
+        (s, src)
+    }
+
+    #[test]
+    fn islands_across_the_wrap() {
+        let (mut s, src) = acked_1500(8000);
         // An island past the ring's end, then the gap before it.
         assert_eq!(put(&mut s, 2500, &src[2500..3400]).unwrap(), None);
         assert_eq!(s.buffered(), 1900);
         assert_eq!(put(&mut s, 1500, &src[1500..2500]).unwrap(), Some(src[1500..3400].to_vec()));
         assert_eq!(s.check(2000, &src[2000..3000], false, LIM), Ok(Fit::Duplicate));
     }
+
     #[test]
     fn growing_a_wrapped_ring_keeps_both_parts() {
-        let mut s = Stream::new(SeqNumber(0));
-        let src: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        put(&mut s, 0, &src[..1500]).unwrap();
-        s.ack(1500);
+        let (mut s, src) = acked_1500(5000);
         // Held bytes 1500..2500 wrap the 2 KiB ring; 2500..5000 makes it grow.
         put(&mut s, 1500, &src[1500..2500]).unwrap();
         assert!(!s.slices(1500..2500).1.is_empty());
