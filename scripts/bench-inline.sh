@@ -8,9 +8,10 @@
 # and reports bulk TCP throughput, 64-byte UDP packets/s and short TCP
 # connections/s, each also as a ratio to nfq_accept. Offloads are off
 # (wire-size segments). Bounded: BENCH_SECS per measurement (default 3),
-# BENCH_ROUNDS rounds (default 3); BENCH_MODES and BENCH_KINDS pick a subset. The modes take turns within each round, so
-# drift on the machine (two cores shared by client, gateway and server) hits
-# all of them alike; each figure is the median over the rounds.
+# BENCH_ROUNDS rounds (default 3); BENCH_MODES and BENCH_KINDS pick a subset.
+# The modes take turns within each round, so drift on the machine (two cores
+# shared by client, gateway and server) hits all of them alike, and each
+# round starts with the next mode; each figure is the median over the rounds.
 # Needs: iproute2 iptables ethtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,7 +78,10 @@ read -ra MODES <<<"${BENCH_MODES:-kernel nfq_accept sluice sluice+rule}"
 read -ra KINDS <<<"${BENCH_KINDS:-bulk udp conns}"
 port=9000
 for round in $(seq "$ROUNDS"); do
-    for mode in "${MODES[@]}"; do
+    # Each round starts one mode later, so no mode always runs right after
+    # the same other one (the mode before leaves the machine warmer or busier).
+    for i in $(seq 0 $((${#MODES[@]} - 1))); do
+        mode=${MODES[$(( (i + round - 1) % ${#MODES[@]} ))]}
         echo "round $round/$ROUNDS: measuring $mode ..." >&2
         start_mode "$mode"
         for kind in "${KINDS[@]}"; do

@@ -257,7 +257,17 @@ where
         let mut items = std::mem::take(&mut self.out.items);
         for item in items.drain(..) {
             match item {
-                Emitted::Forged(bytes) => self.injector.send(&bytes),
+                Emitted::Forged(bytes) => {
+                    // A forged reset must not overtake the verdicts emitted
+                    // before it: sent ahead of data the receiver has not got
+                    // yet, its sequence number would not be the receiver's
+                    // next, and a challenge ACK would answer it, not a reset.
+                    if let Err(e) = self.queue.flush_verdicts() {
+                        self.driver.verdict_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(queue = self.queue.queue_num(), "verdicts could not be sent: {e}");
+                    }
+                    self.injector.send(&bytes);
+                }
                 Emitted::Verdict(id, v) => {
                     let Some(id) = u32::try_from(id).ok().filter(|id| self.unverdicted.take(*id)) else {
                         tracing::warn!(id, "engine gave a verdict for a packet without one pending; ignored");
