@@ -8,6 +8,7 @@
 //! engine's held packets their verdicts.
 
 pub mod cli;
+mod egress;
 pub mod iptables;
 pub mod signals;
 pub mod stats_server;

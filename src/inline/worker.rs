@@ -9,14 +9,15 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::nfqueue::{kernel_queue_stats, NfQueue, QueueConfig, QueueVerdict, QueuedPacket};
+use crate::capture::nfqueue::{kernel_queue_stats, NfQueue, QueueConfig, QueuedPacket};
 use crate::config::EngineConfig;
-use crate::engine::{Emitted, Engine, Output, Packet, Verdict};
+use crate::engine::{Engine, Output, Packet, Verdict};
 use crate::inject::raw::RawInjector;
 use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
 use crate::time::PacketClock;
 
+use super::egress::{send_emitted, send_verdict, Wire};
 use super::signals::Control;
 use super::unverdicted::Unverdicted;
 use super::InlineError;
@@ -253,31 +254,8 @@ where
     /// Sends what the engine emitted: verdicts to the kernel, forged packets
     /// to the raw socket, in the engine's order.
     fn apply(&mut self) {
-        // Taken out (and put back, keeping its capacity) so the loop can use `self`.
-        let mut items = std::mem::take(&mut self.out.items);
-        for item in items.drain(..) {
-            match item {
-                Emitted::Forged(bytes) => {
-                    // A forged reset must not overtake the verdicts emitted
-                    // before it: sent ahead of data the receiver has not got
-                    // yet, its sequence number would not be the receiver's
-                    // next, and a challenge ACK would answer it, not a reset.
-                    if let Err(e) = self.queue.flush_verdicts() {
-                        self.driver.verdict_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(queue = self.queue.queue_num(), "verdicts could not be sent: {e}");
-                    }
-                    self.injector.send(&bytes);
-                }
-                Emitted::Verdict(id, v) => {
-                    let Some(id) = u32::try_from(id).ok().filter(|id| self.unverdicted.take(*id)) else {
-                        tracing::warn!(id, "engine gave a verdict for a packet without one pending; ignored");
-                        continue;
-                    };
-                    send_verdict(&mut self.queue, &self.driver, id, &v);
-                }
-            }
-        }
-        self.out.items = items;
+        let mut wire = Wire { queue: &mut self.queue, injector: &self.injector, driver: &self.driver };
+        send_emitted(&mut self.out.items, &mut self.unverdicted, &mut wire);
     }
 
     fn reload(&mut self) {
@@ -330,29 +308,6 @@ where
         for id in left {
             self.engine.stats().inc(Counter::DropShutdown);
             send_verdict(&mut self.queue, &self.driver, id, &Verdict::Drop);
-        }
-    }
-}
-
-fn send_verdict(queue: &mut NfQueue, driver: &DriverStats, id: u32, v: &Verdict) {
-    let qv = match v {
-        Verdict::Accept => QueueVerdict::Accept,
-        Verdict::Drop => QueueVerdict::Drop,
-        Verdict::AcceptModified(bytes) => QueueVerdict::AcceptModified(bytes),
-    };
-    let mut result = queue.verdict(id, qv);
-    if let (Err(e), QueueVerdict::AcceptModified(_)) = (&result, qv) {
-        // Fail closed: a modified packet that cannot be sent is dropped.
-        tracing::warn!(id, "modified verdict failed ({e}); dropping the packet");
-        result = queue.verdict(id, QueueVerdict::Drop);
-    }
-    match result {
-        Ok(()) => {
-            driver.verdicts.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            driver.verdict_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(id, "verdict failed: {e}");
         }
     }
 }
