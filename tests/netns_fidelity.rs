@@ -787,6 +787,81 @@ fn out_of_window_straddle_benign() -> Case {
     .zero(&["drop_tcp_out_of_window", "drop_tcp_overlap_conflict", "drop_rule"])
 }
 
+/// Bytes the straddle-queued cases send first and the server application
+/// leaves unread, so that its receive queue is not empty.
+const QUEUED: [u8; 100] = [b'.'; 100];
+
+/// Sends [`QUEUED`] (acknowledged, unread), then `first`: filler up to the
+/// right edge and `first`'s last 5 bytes inside the window, the rest beyond.
+/// Linux 6.17+ drops such a segment whole when its receive queue is not
+/// empty (tcp_sequence: it ends beyond the window), where an empty queue
+/// would have taken it whole; the script fails if the server acknowledges
+/// it. Once the application has read and the window is open, sends `then`
+/// (as long as `first`) at the same place, and FIN. [`QUEUED`] and the
+/// filler are kept as `fill`: what the application reads first.
+fn straddle_queued(s: &mut Session, first: &[u8], then: &[u8]) -> io::Result<()> {
+    s.data(&QUEUED)?;
+    if s.acked().is_none() {
+        return Err(io::Error::other("the server did not acknowledge the queued bytes"));
+    }
+    let room = s.room_for(5, first.len() as u32 - 5)?;
+    let seg = s.up_to_edge(room, 5, first);
+    let mut fill = QUEUED.to_vec();
+    fill.extend_from_slice(&s.fill);
+    s.fill = fill;
+    let seq = s.next;
+    s.data(&seg)?;
+    let end = s.next;
+    if let Some(a) = s.cc.wait_for_ack(end, Duration::from_millis(300)) {
+        return Err(io::Error::other(format!(
+            "the server took the straddling segment although its queue was not empty: {a:?}"
+        )));
+    }
+    s.release_reads();
+    if s.cc.wait_for_open(seq, crafted::ANSWER_TIMEOUT).is_none() {
+        return Err(io::Error::other("no window update once the application read"));
+    }
+    let mut again = seg[..seg.len() - then.len()].to_vec();
+    again.extend_from_slice(then);
+    s.segment(seq, ACK | PSH, &again)?;
+    s.fin()
+}
+
+fn out_of_window_straddle_queued_benign() -> Case {
+    // A straddling segment while the server's receive queue is not empty:
+    // Linux drops it, sluice (which cannot see the queue) inspects and
+    // records it. The sender's retransmission carries the same bytes, which
+    // match the record and pass: the application reads what rules saw.
+    live(
+        "out-of-window-straddle-queued-benign",
+        |s| straddle_queued(s, b"harmless!!", b"harmless!!"),
+        (b"harmless!!", ReadEnd::Eof),
+        (b"harmless!!", ReadEnd::Eof),
+    )
+    .rcvbuf(SMALL_RCVBUF)
+    .hold_reads()
+    .filled(true, true)
+    .zero(&["drop_tcp_out_of_window", "drop_tcp_overlap_conflict", "drop_rule"])
+}
+
+fn out_of_window_straddle_queued() -> Case {
+    // The attack on that divergence: Linux dropped `harmless!!`, so other
+    // bytes may take its place, and the application reads them; sluice
+    // recorded `harmless!!` there and drops the different bytes, so the
+    // stream stops after the queued bytes and the attack never arrives.
+    live(
+        "out-of-window-straddle-queued",
+        |s| straddle_queued(s, b"harmless!!", b"attack!!!!"),
+        (b"attack!!!!", ReadEnd::Eof),
+        (&QUEUED, ReadEnd::Timeout),
+    )
+    .rcvbuf(SMALL_RCVBUF)
+    .hold_reads()
+    .filled(true, false)
+    .counters(&["drop_tcp_overlap_conflict"])
+    .zero(&["drop_rule"])
+}
+
 fn out_of_window_edge_benign() -> Case {
     // `ack` out of order, starting exactly at the right edge (the first
     // byte + W); then the W bytes before it (filler, then `att`); once they
@@ -1345,6 +1420,8 @@ mod netns_case {
         window_scaled_benign,
         out_of_window,
         out_of_window_straddle_benign,
+        out_of_window_straddle_queued_benign,
+        out_of_window_straddle_queued,
         out_of_window_edge_benign,
         zero_window_benign,
         syn_with_data,
