@@ -213,6 +213,112 @@ fn pcapng_garbage_block_is_an_error_with_offset() {
     assert!(matches!(err, CaptureError::Malformed { offset: 48, .. }), "{err}");
 }
 
+/// Offsets in a `write_pcapng` file: the section header is 28 bytes, the
+/// interface description 20, so the first packet block starts at 48.
+const FIRST_PACKET_BLOCK: usize = 48;
+
+/// A block of an unknown type (0x0BAD) with `body` bytes of body.
+fn unknown_block(body: usize) -> Vec<u8> {
+    let len = (12 + body) as u32;
+    let mut b = vec![0xad, 0x0b, 0, 0];
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend((0..body).map(|i| i as u8));
+    b.extend_from_slice(&len.to_le_bytes());
+    b
+}
+
+#[test]
+fn pcapng_block_of_any_size_is_skipped_and_the_file_read_on() {
+    let f = Files::new();
+    let pcap = read_all(&f.write("a.pcap", &pcap_bytes(&Framing::Raw))).0;
+    let mut ng = write_pcapng(Vec::new(), &Framing::Raw, &traffic()).unwrap();
+    // 9 MB, past any fixed read buffer (pcap-file's is 8 MB), and past the
+    // record limit, which applies to packets only.
+    ng.splice(FIRST_PACKET_BLOCK..FIRST_PACKET_BLOCK, unknown_block(9 << 20));
+    let (records, err) = read_all(&f.write("big.pcapng", &ng));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(records.len(), pcap.len());
+    for (g, p) in records.iter().zip(&pcap) {
+        assert_eq!((&g.frame, g.time_ns), (&p.frame, p.time_ns));
+    }
+    // Cut inside the big block: a truncated file, nothing read after it.
+    let (records, err) = read_all(&f.write("cut.pcapng", &ng[..FIRST_PACKET_BLOCK + (5 << 20)]));
+    assert!(records.is_empty());
+    assert!(err.expect("truncated").is_truncation());
+}
+
+#[test]
+fn pcapng_skipped_block_with_a_wrong_trailer_is_an_error_with_offset() {
+    let f = Files::new();
+    let mut ng = write_pcapng(Vec::new(), &Framing::Raw, &traffic()).unwrap();
+    let mut bad = unknown_block(100);
+    let n = bad.len();
+    bad[n - 4] ^= 0xff;
+    let at = FIRST_PACKET_BLOCK + u32::from_le_bytes(ng[52..56].try_into().unwrap()) as usize;
+    ng.splice(at..at, bad);
+    let (records, err) = read_all(&f.write("trailer.pcapng", &ng));
+    assert_eq!(records.len(), 1, "the packet before the bad block is read");
+    let err = err.expect("error");
+    assert!(matches!(&err, CaptureError::Malformed { offset, .. } if *offset == at as u64), "{err}");
+    assert!(err.to_string().contains("trailing length"), "{err}");
+}
+
+#[test]
+fn pcapng_packet_block_over_the_limit_is_an_error_not_a_huge_allocation() {
+    let f = Files::new();
+    let mut ng = write_pcapng(Vec::new(), &Framing::Raw, &traffic()).unwrap();
+    let p = FIRST_PACKET_BLOCK;
+    ng[p + 4..p + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+    let (records, err) = read_all(&f.write("huge.pcapng", &ng));
+    assert!(records.is_empty());
+    let err = err.expect("error");
+    assert!(matches!(err, CaptureError::Malformed { offset: 48, .. }), "{err}");
+    assert!(err.to_string().contains("exceeds"), "{err}");
+}
+
+/// A big-endian pcapng, built by hand: section header, a raw-IP interface
+/// with microsecond timestamps, one enhanced packet block per packet.
+fn big_endian_pcapng(packets: &[TimedPacket]) -> Vec<u8> {
+    fn block(out: &mut Vec<u8>, type_: u32, body: &[u8]) {
+        let len = (12 + body.len()) as u32;
+        out.extend_from_slice(&type_.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    let mut out = Vec::new();
+    let mut shb = vec![0x1a, 0x2b, 0x3c, 0x4d, 0, 1, 0, 0];
+    shb.extend_from_slice(&(-1i64).to_be_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    let mut idb = 101u16.to_be_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0]);
+    idb.extend_from_slice(&65535u32.to_be_bytes());
+    block(&mut out, 1, &idb);
+    for (t, ip) in packets {
+        let mut epb = 0u32.to_be_bytes().to_vec();
+        epb.extend_from_slice(&((t.0 >> 32) as u32).to_be_bytes());
+        epb.extend_from_slice(&(t.0 as u32).to_be_bytes());
+        epb.extend_from_slice(&(ip.len() as u32).to_be_bytes());
+        epb.extend_from_slice(&(ip.len() as u32).to_be_bytes());
+        epb.extend_from_slice(ip);
+        epb.resize(epb.len().div_ceil(4) * 4, 0);
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+#[test]
+fn big_endian_pcapng_is_read_like_little_endian() {
+    let f = Files::new();
+    let le = read_all(&f.write("le.pcapng", &write_pcapng(Vec::new(), &Framing::Raw, &traffic()).unwrap()));
+    let be = read_all(&f.write("be.pcapng", &big_endian_pcapng(&traffic())));
+    assert!(le.1.is_none() && be.1.is_none(), "{:?} {:?}", le.1, be.1);
+    assert_eq!(be.0.len(), traffic().len());
+    for (b, l) in be.0.iter().zip(&le.0) {
+        assert_eq!((&b.frame, b.time_ns, b.orig_len), (&l.frame, l.time_ns, l.orig_len));
+    }
+}
+
 /// Frames with truncated IP or TCP headers and lying lengths reach the
 /// engine, get exactly one verdict each and end up counted.
 #[test]

@@ -4,9 +4,12 @@
 //! Classic pcap records are parsed here rather than by `pcap-file`'s
 //! `PcapReader`, because that reader rejects records whose original length
 //! exceeds the snapshot length (every snaplen-truncated capture has them) and
-//! cannot say where in the file a problem sits. pcapng, which has many block
-//! types and options, goes through `pcap-file`'s block parser; we only add the
-//! interface timestamp resolution and offset, which that parser leaves to us.
+//! cannot say where in the file a problem sits. pcapng's block framing is
+//! read here too: `pcap-file`'s reader holds each block in a fixed 8 MB
+//! buffer, so a larger block looked like the end of the file. The contents
+//! of the blocks sluice uses go through `pcap-file`'s block parser; we only
+//! add the interface timestamp resolution and offset, which that parser
+//! leaves to us.
 //!
 //! Every problem in a file is a [`CaptureError`] naming the file, the record
 //! number and the byte offset; nothing in a file can make this code panic.
@@ -21,7 +24,7 @@ use pcap_file::pcap::PcapHeader;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
-use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::pcapng::{Block, RawBlock};
 use pcap_file::{Endianness, PcapError, TsResolution};
 
 use super::link::{locate_ip, LinkType};
@@ -192,21 +195,8 @@ impl PcapSource {
             return Err(CaptureError::Truncated { path, record: 0, offset: 0 });
         }
         if magic == PCAPNG_MAGIC {
-            // The section header's length and byte-order magic follow: we need
-            // the length to report byte offsets (pcap-file does not give them).
-            let mut head = [0u8; 8];
-            let n = read_full(&mut reader, &mut head).map_err(io_err)?;
-            if n < 8 {
-                return Err(CaptureError::Truncated { path, record: 0, offset: 0 });
-            }
-            let shb_len = match head[4..8] {
-                [0x1a, 0x2b, 0x3c, 0x4d] => u32::from_be_bytes([head[0], head[1], head[2], head[3]]),
-                _ => u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
-            };
-            let mut start = magic.to_vec();
-            start.extend_from_slice(&head);
-            let reader = Cursor::new(start).chain(reader);
-            let ng = NgReader::open(reader, &path, u64::from(shb_len))?;
+            let reader = Cursor::new(magic.to_vec()).chain(reader);
+            let ng = NgReader::open(reader, &path)?;
             let link = ng.link;
             let nanosecond = ng.nanosecond;
             let snaplen = ng.snaplen;
@@ -467,8 +457,26 @@ impl NgInterface {
     }
 }
 
+/// Block types this reader parses; any other block is read past, not kept.
+const SECTION_HEADER: u32 = 0x0A0D_0D0A;
+const INTERFACE_DESCRIPTION: u32 = 1;
+const PACKET: u32 = 2;
+const SIMPLE_PACKET: u32 = 3;
+const ENHANCED_PACKET: u32 = 6;
+/// Largest block of a parsed type: a record at [`MAX_RECORD_LEN`] with room
+/// for its header and options.
+const MAX_PARSED_BLOCK: u32 = MAX_RECORD_LEN + (1 << 20);
+
+/// A pcapng file read block by block. The framing (type, length, trailer)
+/// is read here, so a block of any size that sluice does not parse is
+/// skipped without being held in memory; the blocks it parses go to
+/// `pcap-file`'s block parser.
 struct NgReader {
-    reader: PcapNgReader<FileReader>,
+    reader: FileReader,
+    /// The byte order of the current section.
+    endianness: Endianness,
+    /// The block being parsed.
+    block: Vec<u8>,
     interfaces: Vec<NgInterface>,
     /// The first interface's link type, which every packet must share.
     link: LinkType,
@@ -479,15 +487,16 @@ struct NgReader {
 }
 
 impl NgReader {
-    fn open(reader: FileReader, path: &Path, section_header_len: u64) -> Result<NgReader, CaptureError> {
-        let reader = PcapNgReader::new(reader).map_err(|e| ng_error(e, path, 0, 0))?;
+    fn open(reader: FileReader, path: &Path) -> Result<NgReader, CaptureError> {
         let mut ng = NgReader {
             reader,
+            endianness: Endianness::Little,
+            block: Vec::new(),
             interfaces: Vec::new(),
             link: LinkType::Ethernet,
             nanosecond: false,
             snaplen: 0,
-            offset: section_header_len,
+            offset: 0,
             last_time_ns: 0,
         };
         // Read up to the first interface description to learn the link type.
@@ -525,21 +534,28 @@ impl NgReader {
         link: Option<LinkType>,
     ) -> Option<Result<Option<RawRecord>, CaptureError>> {
         let offset = self.offset;
-        let endianness = self.reader.section().endianness;
-        let raw = match self.reader.next_raw_block()? {
-            Ok(raw) => raw,
-            Err(e) => return Some(Err(ng_error(e, path, index, offset))),
+        let type_ = match self.read_block(path, index)? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
         };
-        self.offset += u64::from(raw.initial_len);
-        if raw.type_ == pcap_file::pcapng::blocks::SECTION_HEADER_BLOCK {
-            // A new section (pcap-file has parsed it) starts a new interface list.
+        if type_ == SECTION_HEADER {
+            // A new section starts a new interface list (its byte order was
+            // read with its length).
             self.interfaces.clear();
             return Some(Ok(None));
         }
-        let block = match endianness {
+        if self.block.is_empty() {
+            // A block of a type sluice does not parse, skipped.
+            return Some(Ok(None));
+        }
+        let raw = match self.endianness {
+            Endianness::Big => RawBlock::from_slice::<byteorder::BigEndian>(&self.block),
+            Endianness::Little => RawBlock::from_slice::<byteorder::LittleEndian>(&self.block),
+        };
+        let block = raw.and_then(|(_, raw)| match self.endianness {
             Endianness::Big => raw.try_into_block::<byteorder::BigEndian>(),
             Endianness::Little => raw.try_into_block::<byteorder::LittleEndian>(),
-        };
+        });
         let block = match block {
             Ok(b) => b,
             Err(e) => return Some(Err(ng_error(e, path, index, offset))),
@@ -589,6 +605,101 @@ impl NgReader {
         self.last_time_ns = time_ns;
         let orig_len = orig_len.max(u32::try_from(data.len()).unwrap_or(u32::MAX));
         Some(Ok(Some(RawRecord { time_ns, frame: data, orig_len })))
+    }
+
+    /// Reads the next block's framing and returns its type: a block sluice
+    /// parses is left whole in `self.block`; any other is read past (its
+    /// body discarded as it is read, whatever its size) and `self.block`
+    /// left empty. A section header sets the byte order. `None` at the end
+    /// of the file.
+    fn read_block(&mut self, path: &Path, index: u64) -> Option<Result<u32, CaptureError>> {
+        let offset = self.offset;
+        let truncated = || CaptureError::Truncated { path: path.into(), record: index, offset };
+        let malformed =
+            |reason: String| CaptureError::Malformed { path: path.into(), record: index, offset, reason };
+        let io_err = |source| CaptureError::Io { path: path.into(), source };
+        let mut head = [0u8; 12];
+        match read_full(&mut self.reader, &mut head[..8]) {
+            Ok(0) => return None,
+            Ok(8) => {}
+            Ok(_) => return Some(Err(truncated())),
+            Err(e) => return Some(Err(io_err(e))),
+        }
+        let type_ = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        // A section header's type reads the same in both byte orders; its
+        // byte-order magic, right after the length, says which one the
+        // section (this length included) uses.
+        let mut head_len = 8;
+        if type_ == SECTION_HEADER {
+            match read_full(&mut self.reader, &mut head[8..12]) {
+                Ok(4) => {}
+                Ok(_) => return Some(Err(truncated())),
+                Err(e) => return Some(Err(io_err(e))),
+            }
+            self.endianness = match head[8..12] {
+                [0x1a, 0x2b, 0x3c, 0x4d] => Endianness::Big,
+                [0x4d, 0x3c, 0x2b, 0x1a] => Endianness::Little,
+                _ => return Some(Err(malformed("section header with an unknown byte-order magic".into()))),
+            };
+            head_len = 12;
+        }
+        let word = |b: &[u8]| match self.endianness {
+            Endianness::Big => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            Endianness::Little => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        };
+        let type_ = word(&head[0..4]);
+        let len = word(&head[4..8]);
+        if len % 4 != 0 || len < 12 || (type_ == SECTION_HEADER && len < 28) {
+            return Some(Err(malformed(format!("block length {len}"))));
+        }
+        let parsed = matches!(
+            type_,
+            SECTION_HEADER | INTERFACE_DESCRIPTION | PACKET | SIMPLE_PACKET | ENHANCED_PACKET
+        );
+        self.block.clear();
+        if parsed {
+            if len > MAX_PARSED_BLOCK {
+                return Some(Err(malformed(format!(
+                    "block of {len} bytes exceeds the {MAX_PARSED_BLOCK}-byte limit"
+                ))));
+            }
+            self.block.extend_from_slice(&head[..head_len]);
+            self.block.resize(len as usize, 0);
+            match read_full(&mut self.reader, &mut self.block[head_len..]) {
+                Ok(n) if n == len as usize - head_len => {}
+                Ok(_) => return Some(Err(truncated())),
+                Err(e) => return Some(Err(io_err(e))),
+            }
+            if type_ == SECTION_HEADER {
+                // Parsed only for its byte order (read above) and its
+                // framing: nothing in it changes how packets are read.
+                let trailer = word(&self.block[len as usize - 4..]);
+                self.block.clear();
+                if trailer != len {
+                    return Some(Err(malformed(format!("block length {len}, trailing length {trailer}"))));
+                }
+            }
+        } else {
+            // Skipped: the body is read past without being kept.
+            let body = u64::from(len) - 12;
+            match io::copy(&mut (&mut self.reader).take(body), &mut io::sink()) {
+                Ok(n) if n == body => {}
+                Ok(_) => return Some(Err(truncated())),
+                Err(e) => return Some(Err(io_err(e))),
+            }
+            let mut tail = [0u8; 4];
+            match read_full(&mut self.reader, &mut tail) {
+                Ok(4) => {}
+                Ok(_) => return Some(Err(truncated())),
+                Err(e) => return Some(Err(io_err(e))),
+            }
+            let trailer = word(&tail);
+            if trailer != len {
+                return Some(Err(malformed(format!("block length {len}, trailing length {trailer}"))));
+            }
+        }
+        self.offset += u64::from(len);
+        Some(Ok(type_))
     }
 
     fn next(&mut self, path: &Path, index: u64, link: LinkType) -> Option<Result<RawRecord, CaptureError>> {
