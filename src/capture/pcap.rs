@@ -356,11 +356,7 @@ impl ClassicReader {
     }
 
     fn u32_at(&self, b: &[u8], at: usize) -> u32 {
-        let w = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        match self.header.endianness {
-            Endianness::Big => u32::from_be_bytes(w),
-            Endianness::Little => u32::from_le_bytes(w),
-        }
+        u32_in(self.header.endianness, &b[at..at + 4])
     }
 
     fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
@@ -399,6 +395,15 @@ impl ClassicReader {
         };
         let time_ns = secs.saturating_mul(1_000_000_000).saturating_add(frac_ns);
         Some(Ok(RawRecord { time_ns, frame, orig_len: orig_len.max(incl_len) }))
+    }
+}
+
+/// The 32-bit word at the start of `b` in byte order `e`.
+fn u32_in(e: Endianness, b: &[u8]) -> u32 {
+    let w = [b[0], b[1], b[2], b[3]];
+    match e {
+        Endianness::Big => u32::from_be_bytes(w),
+        Endianness::Little => u32::from_le_bytes(w),
     }
 }
 
@@ -534,15 +539,10 @@ impl NgReader {
         link: Option<LinkType>,
     ) -> Option<Result<Option<RawRecord>, CaptureError>> {
         let offset = self.offset;
-        let type_ = match self.read_block(path, index)? {
-            Ok(t) => t,
+        match self.read_block(path, index) {
+            Ok(true) => {}
+            Ok(false) => return None,
             Err(e) => return Some(Err(e)),
-        };
-        if type_ == SECTION_HEADER {
-            // A new section starts a new interface list (its byte order was
-            // read with its length).
-            self.interfaces.clear();
-            return Some(Ok(None));
         }
         if self.block.is_empty() {
             // A block of a type sluice does not parse, skipped.
@@ -563,6 +563,12 @@ impl NgReader {
         let malformed =
             |reason: String| CaptureError::Malformed { path: path.into(), record: index, offset, reason };
         let (iface, units, data, orig_len) = match block {
+            Block::SectionHeader(_) => {
+                // A new section starts a new interface list (its byte order
+                // was read with its length).
+                self.interfaces.clear();
+                return Some(Ok(None));
+            }
             Block::InterfaceDescription(idb) => {
                 self.interfaces.push(NgInterface::from_block(&idb));
                 return Some(Ok(None));
@@ -607,50 +613,45 @@ impl NgReader {
         Some(Ok(Some(RawRecord { time_ns, frame: data, orig_len })))
     }
 
-    /// Reads the next block's framing and returns its type: a block sluice
-    /// parses is left whole in `self.block`; any other is read past (its
-    /// body discarded as it is read, whatever its size) and `self.block`
-    /// left empty. A section header sets the byte order. `None` at the end
-    /// of the file.
-    fn read_block(&mut self, path: &Path, index: u64) -> Option<Result<u32, CaptureError>> {
+    /// Reads the next block's framing: a block sluice parses is left whole
+    /// in `self.block`; any other is read past (its body discarded as it is
+    /// read, whatever its size) and `self.block` left empty. A section header
+    /// sets the byte order. `Ok(false)` at the end of the file.
+    fn read_block(&mut self, path: &Path, index: u64) -> Result<bool, CaptureError> {
         let offset = self.offset;
         let truncated = || CaptureError::Truncated { path: path.into(), record: index, offset };
         let malformed =
             |reason: String| CaptureError::Malformed { path: path.into(), record: index, offset, reason };
         let io_err = |source| CaptureError::Io { path: path.into(), source };
+        let fill = |r: &mut FileReader, buf: &mut [u8]| match read_full(r, buf) {
+            Ok(n) if n == buf.len() => Ok(()),
+            Ok(_) => Err(truncated()),
+            Err(e) => Err(io_err(e)),
+        };
         let mut head = [0u8; 12];
         match read_full(&mut self.reader, &mut head[..8]) {
-            Ok(0) => return None,
+            Ok(0) => return Ok(false),
             Ok(8) => {}
-            Ok(_) => return Some(Err(truncated())),
-            Err(e) => return Some(Err(io_err(e))),
+            Ok(_) => return Err(truncated()),
+            Err(e) => return Err(io_err(e)),
         }
-        let type_ = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         // A section header's type reads the same in both byte orders; its
         // byte-order magic, right after the length, says which one the
         // section (this length included) uses.
         let mut head_len = 8;
-        if type_ == SECTION_HEADER {
-            match read_full(&mut self.reader, &mut head[8..12]) {
-                Ok(4) => {}
-                Ok(_) => return Some(Err(truncated())),
-                Err(e) => return Some(Err(io_err(e))),
-            }
+        if u32_in(Endianness::Little, &head[0..4]) == SECTION_HEADER {
+            fill(&mut self.reader, &mut head[8..12])?;
             self.endianness = match head[8..12] {
                 [0x1a, 0x2b, 0x3c, 0x4d] => Endianness::Big,
                 [0x4d, 0x3c, 0x2b, 0x1a] => Endianness::Little,
-                _ => return Some(Err(malformed("section header with an unknown byte-order magic".into()))),
+                _ => return Err(malformed("section header with an unknown byte-order magic".into())),
             };
             head_len = 12;
         }
-        let word = |b: &[u8]| match self.endianness {
-            Endianness::Big => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            Endianness::Little => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        };
-        let type_ = word(&head[0..4]);
-        let len = word(&head[4..8]);
+        let type_ = u32_in(self.endianness, &head[0..4]);
+        let len = u32_in(self.endianness, &head[4..8]);
         if len % 4 != 0 || len < 12 || (type_ == SECTION_HEADER && len < 28) {
-            return Some(Err(malformed(format!("block length {len}"))));
+            return Err(malformed(format!("block length {len}")));
         }
         let parsed = matches!(
             type_,
@@ -659,47 +660,30 @@ impl NgReader {
         self.block.clear();
         if parsed {
             if len > MAX_PARSED_BLOCK {
-                return Some(Err(malformed(format!(
+                return Err(malformed(format!(
                     "block of {len} bytes exceeds the {MAX_PARSED_BLOCK}-byte limit"
-                ))));
+                )));
             }
+            // The block parser checks the trailing length.
             self.block.extend_from_slice(&head[..head_len]);
             self.block.resize(len as usize, 0);
-            match read_full(&mut self.reader, &mut self.block[head_len..]) {
-                Ok(n) if n == len as usize - head_len => {}
-                Ok(_) => return Some(Err(truncated())),
-                Err(e) => return Some(Err(io_err(e))),
-            }
-            if type_ == SECTION_HEADER {
-                // Parsed only for its byte order (read above) and its
-                // framing: nothing in it changes how packets are read.
-                let trailer = word(&self.block[len as usize - 4..]);
-                self.block.clear();
-                if trailer != len {
-                    return Some(Err(malformed(format!("block length {len}, trailing length {trailer}"))));
-                }
-            }
+            fill(&mut self.reader, &mut self.block[head_len..])?;
         } else {
-            // Skipped: the body is read past without being kept.
             let body = u64::from(len) - 12;
             match io::copy(&mut (&mut self.reader).take(body), &mut io::sink()) {
                 Ok(n) if n == body => {}
-                Ok(_) => return Some(Err(truncated())),
-                Err(e) => return Some(Err(io_err(e))),
+                Ok(_) => return Err(truncated()),
+                Err(e) => return Err(io_err(e)),
             }
             let mut tail = [0u8; 4];
-            match read_full(&mut self.reader, &mut tail) {
-                Ok(4) => {}
-                Ok(_) => return Some(Err(truncated())),
-                Err(e) => return Some(Err(io_err(e))),
-            }
-            let trailer = word(&tail);
+            fill(&mut self.reader, &mut tail)?;
+            let trailer = u32_in(self.endianness, &tail);
             if trailer != len {
-                return Some(Err(malformed(format!("block length {len}, trailing length {trailer}"))));
+                return Err(malformed(format!("block length {len}, trailing length {trailer}")));
             }
         }
         self.offset += u64::from(len);
-        Some(Ok(type_))
+        Ok(true)
     }
 
     fn next(&mut self, path: &Path, index: u64, link: LinkType) -> Option<Result<RawRecord, CaptureError>> {
