@@ -177,15 +177,27 @@ fn snaplen_truncated_records_are_still_read() {
     assert!(records[0].l3.is_some());
 }
 
+/// Offsets in a `write_pcapng` file: the section header is 28 bytes, the
+/// interface description 20, so the first packet block starts at 48.
+const FIRST_PACKET_BLOCK: usize = 48;
+
+/// A block of an unknown type (0x0BAD) with `body` bytes of body.
+fn unknown_block(body: usize) -> Vec<u8> {
+    let len = (12 + body) as u32;
+    let mut b = vec![0xad, 0x0b, 0, 0];
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend((0..body).map(|i| i as u8));
+    b.extend_from_slice(&len.to_le_bytes());
+    b
+}
+
 #[test]
 fn pcapng_is_read_like_pcap_and_unknown_blocks_are_skipped() {
     let f = Files::new();
     let pcap = read_all(&f.write("a.pcap", &pcap_bytes(&Framing::Sll))).0;
     let mut ng = write_pcapng(Vec::new(), &Framing::Sll, &traffic()).unwrap();
-    // Splice an unknown block (type 0x0BAD, 16 bytes) right after the
-    // interface description: SHB is 28 bytes, IDB 20.
-    let unknown = [0xad, 0x0b, 0, 0, 16, 0, 0, 0, 1, 2, 3, 4, 16, 0, 0, 0];
-    ng.splice(48..48, unknown);
+    // An unknown block right after the interface description.
+    ng.splice(FIRST_PACKET_BLOCK..FIRST_PACKET_BLOCK, unknown_block(4));
     let mut src = PcapSource::open(f.write("a.pcapng", &ng)).unwrap();
     assert_eq!(src.link_type(), LinkType::LinuxSll);
     let got: Vec<_> = src.by_ref().map(|r| r.unwrap()).collect();
@@ -204,27 +216,13 @@ fn pcapng_garbage_block_is_an_error_with_offset() {
     let f = Files::new();
     let mut ng = write_pcapng(Vec::new(), &Framing::Raw, &traffic()).unwrap();
     // Corrupt the first packet block's trailing length.
-    let first_epb = 48;
+    let first_epb = FIRST_PACKET_BLOCK;
     let len = u32::from_le_bytes(ng[first_epb + 4..first_epb + 8].try_into().unwrap()) as usize;
     ng[first_epb + len - 4] ^= 0xff;
     let (records, err) = read_all(&f.write("bad.pcapng", &ng));
     assert!(records.is_empty());
     let err = err.expect("error");
     assert!(matches!(err, CaptureError::Malformed { offset: 48, .. }), "{err}");
-}
-
-/// Offsets in a `write_pcapng` file: the section header is 28 bytes, the
-/// interface description 20, so the first packet block starts at 48.
-const FIRST_PACKET_BLOCK: usize = 48;
-
-/// A block of an unknown type (0x0BAD) with `body` bytes of body.
-fn unknown_block(body: usize) -> Vec<u8> {
-    let len = (12 + body) as u32;
-    let mut b = vec![0xad, 0x0b, 0, 0];
-    b.extend_from_slice(&len.to_le_bytes());
-    b.extend((0..body).map(|i| i as u8));
-    b.extend_from_slice(&len.to_le_bytes());
-    b
 }
 
 #[test]
