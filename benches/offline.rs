@@ -33,7 +33,7 @@ use pcap_file::DataLink;
 use sluice::alert::AlertSink;
 use sluice::config::EngineConfig;
 use sluice::config::RulesConfig;
-use sluice::engine::{Emitted, Engine, Output, Packet};
+use sluice::engine::{ChecksumState, Emitted, Engine, Output, Packet};
 use sluice::inspect::{Inspector, NoRules};
 use sluice::rules::{LuaRules, RuleSinks};
 use sluice::stats::Stats;
@@ -287,7 +287,7 @@ fn through_engine<I: Inspector>(path: &Path, mut engine: Engine<I>) -> BenchResu
     while let Some(record) = reader.next_packet() {
         let record = record?;
         now = Timestamp::from_duration(record.timestamp);
-        let pkt = Packet { id: packets, data: &record.data, time: now, checksum_unverified: false };
+        let pkt = Packet { id: packets, data: &record.data, time: now, checksum: ChecksumState::Unchecked };
         engine.process(pkt, &mut out);
         verdicts += count_verdicts(&out);
         out.clear();

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::capture::pcap::{CaptureError, PcapSource, Record};
 use crate::config::{EngineConfig, RulesConfig};
-use crate::engine::{Emitted, Engine, Output, Packet, PacketId, Verdict};
+use crate::engine::{ChecksumState, Emitted, Engine, Output, Packet, PacketId, Verdict};
 use crate::inject::pcap_writer::PcapOutput;
 use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
@@ -447,7 +447,7 @@ fn replay<I: Inspector, W: Write>(
             id: rec.index,
             data: rec.frame.get(l3).unwrap_or(&[]),
             time: rec.time,
-            checksum_unverified: false,
+            checksum: ChecksumState::Unchecked,
         };
         engine.process(pkt, &mut out);
         if let Err(e) = a.apply(&mut out, Some(rec), time_ns) {

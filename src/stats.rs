@@ -42,6 +42,9 @@ counters! {
     DropBadIpChecksum => "drop_bad_ip_checksum",
     /// Drop: bad TCP/UDP/ICMP checksum.
     DropBadChecksum => "drop_bad_checksum",
+    /// Packets whose transport checksum the kernel or NIC had verified
+    /// (NFQUEUE), so sluice did not compute it again.
+    ChecksumVerifiedByKernel => "checksum_verified_by_kernel",
     /// Drop: a rule dropped the packet.
     DropRule => "drop_rule",
     /// Drop: the packet belongs to a flow a rule dropped or reset.

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use sluice::capture::link::LinkType;
 use sluice::capture::pcap::{CaptureError, PcapSource};
 use sluice::config::EngineConfig;
-use sluice::engine::{Emitted, Engine, Output, Packet};
+use sluice::engine::{ChecksumState, Emitted, Engine, Output, Packet};
 use sluice::flow::Direction::{Down, Up};
 use sluice::inspect::NoRules;
 use sluice::offline::{self, OfflineOptions};
@@ -367,7 +367,7 @@ proptest! {
         for (i, p) in packets.iter().enumerate() {
             let t = Timestamp(1_000_000 + i as u64);
             engine.tick(t, &mut out);
-            engine.process(Packet { id: i as u64, data: p, time: t, checksum_unverified: false }, &mut out);
+            engine.process(Packet { id: i as u64, data: p, time: t, checksum: ChecksumState::Unchecked }, &mut out);
         }
         engine.finish(Timestamp(2_000_000), &mut out);
         for item in &out.items {

@@ -7,7 +7,7 @@ mod netns;
 use std::time::Duration;
 
 use netns::apps::{self, ReadEnd};
-use netns::{join_bounded, rules, Testbed, TestbedOptions, SERVER4, SERVER6};
+use netns::{join_bounded, rules, Testbed, TestbedOptions, CLIENT4, SERVER4, SERVER6};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -87,6 +87,59 @@ fn large_transfer_is_byte_exact_with_wire_size_segments() {
 #[test]
 fn large_transfer_is_byte_exact_with_gso_and_partial_checksums_ipv6() {
     large_transfer(true, SERVER6);
+}
+
+/// With GRO on the gateway's ingress veth (NAPI mode), the kernel validates
+/// TCP and UDP checksums before the queue: sluice counts those packets as
+/// verified by the kernel and does not sum them again. A datagram whose sum
+/// is wrong fails that validation, reaches the queue flagged "not verified",
+/// and is still summed and dropped by sluice.
+#[test]
+fn checksums_the_kernel_validated_are_trusted_and_no_others() {
+    let Some(mut tb) = Testbed::new() else { return };
+    netns::sh(&["ip", "netns", "exec", &tb.gw, "ethtool", "-K", "eth0", "gro", "on"]);
+    tb.start_sluice(&rules("accept_all.lua"), &[]);
+    tcp_and_udp_round_trip(&tb, SERVER4, 7201);
+    let c = tb.counters();
+    assert!(c["checksum_verified_by_kernel"] > 0, "{c:?}");
+    assert_eq!(c["drop_bad_checksum"], 0, "{c:?}");
+
+    const PORT: u16 = 7210;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let srv = tb.on_server(move || {
+        let s = std::net::UdpSocket::bind((SERVER4, PORT)).expect("udp bind");
+        s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        ready_tx.send(()).expect("ready");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        // Until the good datagram, which is sent last, or the timeout.
+        while let Ok(n) = s.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+            if &buf[..n] == b"good" {
+                break;
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(T).expect("server ready");
+    let cli = tb.on_client(|| {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+            .expect("raw socket");
+        let dst = SockAddr::from(std::net::SocketAddr::new(SERVER4, 0));
+        let mut bad = sluice::wire::forge::udp_packet(CLIENT4, 40000, SERVER4, PORT, b"bad!");
+        bad[20 + 6] ^= 0x5a; // the UDP checksum (after a 20-byte IPv4 header)
+        let good = sluice::wire::forge::udp_packet(CLIENT4, 40000, SERVER4, PORT, b"good");
+        for p in [&bad, &good] {
+            tx.send_to(p, &dst).expect("raw send");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    join_bounded(cli, T);
+    assert_eq!(join_bounded(srv, T), vec![b"good".to_vec()], "only the datagram with a right sum arrives");
+    wait_for_counter(&tb, "drop_bad_checksum", 1);
+    let (st, log) = tb.stop_sluice();
+    assert!(st.success(), "{log}");
 }
 
 #[test]

@@ -90,6 +90,9 @@ pub struct QueuedPacket {
     pub payload: Vec<u8>,
     /// The transport checksum is not computed yet (locally generated or GSO).
     pub checksum_not_ready: bool,
+    /// The kernel or the NIC verified the transport checksum (see
+    /// [`checksum_verified`]).
+    pub checksum_verified: bool,
     /// The packet is a GSO super-packet (several wire segments).
     pub gso: bool,
     /// The packet's length before the kernel truncated it to the copy range
@@ -548,6 +551,7 @@ impl Iterator for NlMessages<'_> {
 fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
     let mut attrs = body.get(NFGEN_HDRLEN..)?;
     let mut id = None;
+    let mut hook = None;
     let mut payload: &[u8] = &[];
     let mut skbinfo = 0u32;
     let mut cap_len = None;
@@ -560,7 +564,11 @@ fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
         }
         let value = &attrs[NLA_HDRLEN..alen];
         match libc::c_int::from(atyp) {
-            libc::NFQA_PACKET_HDR => id = u32_be(value, 0),
+            libc::NFQA_PACKET_HDR => {
+                // struct nfqnl_msg_packet_hdr: packet_id (be32), hw_protocol (be16), hook (u8).
+                id = u32_be(value, 0);
+                hook = value.get(6).copied();
+            }
             libc::NFQA_PAYLOAD => payload = value,
             libc::NFQA_SKB_INFO => skbinfo = u32_be(value, 0).unwrap_or(0),
             libc::NFQA_CAP_LEN => cap_len = u32_be(value, 0),
@@ -572,9 +580,24 @@ fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
         id: id?,
         payload: payload.to_vec(),
         checksum_not_ready: skbinfo & libc::NFQA_SKB_CSUMNOTREADY as u32 != 0,
+        checksum_verified: checksum_verified(hook, skbinfo),
         gso: skbinfo & libc::NFQA_SKB_GSO as u32 != 0,
         original_len: cap_len.map(|l| l as usize).unwrap_or(payload.len()),
     })
+}
+
+/// True if the kernel says the packet's transport checksum was verified.
+///
+/// For packets queued at PREROUTING, INPUT or FORWARD the kernel flags
+/// `NFQA_SKB_CSUM_NOTVERIFIED` exactly when neither the NIC (`CHECKSUM_UNNECESSARY`)
+/// nor the stack has validated the checksum (`!skb_csum_unnecessary()` in
+/// nfnetlink_queue.c); without it, and without "not ready", the receiving
+/// stack trusts the checksum and never sums it again. At OUTPUT and
+/// POSTROUTING the kernel does not set the flag at all, so its absence means
+/// nothing there: those packets are verified by sluice.
+fn checksum_verified(hook: Option<u8>, skbinfo: u32) -> bool {
+    let unknown = (libc::NFQA_SKB_CSUMNOTREADY | libc::NFQA_SKB_CSUM_NOTVERIFIED) as u32;
+    matches!(hook, Some(h) if libc::c_int::from(h) <= libc::NF_INET_FORWARD) && skbinfo & unknown == 0
 }
 
 /// One line of /proc/net/netfilter/nfnetlink_queue.
@@ -687,10 +710,50 @@ mod tests {
             _ => panic!("expected a packet"),
         }
         match &msgs[1] {
-            NlMessage::Packet(p) => assert_eq!((p.id, p.checksum_not_ready, p.gso), (43, false, true)),
+            // Queued at FORWARD (hook 2) without "not verified": the kernel vouches for the sum.
+            NlMessage::Packet(p) => {
+                assert_eq!((p.id, p.checksum_not_ready, p.checksum_verified, p.gso), (43, false, true, true))
+            }
+            _ => panic!("expected a packet"),
+        }
+        match &msgs[0] {
+            NlMessage::Packet(p) => assert!(!p.checksum_verified, "a sum not ready is not verified"),
             _ => panic!("expected a packet"),
         }
         assert!(matches!(msgs[2], NlMessage::Error(e) if e == libc::ENOENT));
+    }
+
+    #[test]
+    fn checksum_verified_only_where_the_kernel_reports_it() {
+        let not_verified = libc::NFQA_SKB_CSUM_NOTVERIFIED as u32;
+        let not_ready = libc::NFQA_SKB_CSUMNOTREADY as u32;
+        let gso = libc::NFQA_SKB_GSO as u32;
+        for hook in [libc::NF_INET_PRE_ROUTING, libc::NF_INET_LOCAL_IN, libc::NF_INET_FORWARD] {
+            let h = Some(hook as u8);
+            assert!(checksum_verified(h, 0), "hook {hook}");
+            assert!(checksum_verified(h, gso), "hook {hook}, GSO");
+            assert!(!checksum_verified(h, not_verified), "hook {hook}, not verified");
+            assert!(!checksum_verified(h, not_ready), "hook {hook}, not ready");
+        }
+        // OUTPUT and POSTROUTING never carry the flag: its absence proves nothing.
+        for hook in [libc::NF_INET_LOCAL_OUT, libc::NF_INET_POST_ROUTING] {
+            assert!(!checksum_verified(Some(hook as u8), 0), "hook {hook}");
+        }
+        assert!(!checksum_verified(None, 0), "no packet header");
+    }
+
+    #[test]
+    fn hook_read_from_the_packet_header() {
+        let mut m = MsgBuilder::new(queue_msg_type(libc::NFQNL_MSG_PACKET), 0, 0, 3);
+        let mut hdr = 5u32.to_be_bytes().to_vec();
+        hdr.extend_from_slice(&[0x08, 0x00, libc::NF_INET_LOCAL_OUT as u8]);
+        m.attr(libc::NFQA_PACKET_HDR as u16, &hdr);
+        m.attr(libc::NFQA_PAYLOAD as u16, b"x");
+        let dgram = m.finish();
+        match NlMessages::new(&dgram).next() {
+            Some(NlMessage::Packet(p)) => assert!(!p.checksum_verified, "queued at OUTPUT"),
+            _ => panic!("expected a packet"),
+        }
     }
 
     #[test]

@@ -33,9 +33,23 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Packet time.
     pub time: Timestamp,
-    /// The kernel has not computed the transport checksum yet (locally
-    /// generated or GSO packets from NFQUEUE): checksums must not be verified.
-    pub checksum_unverified: bool,
+    /// What the capture knows of the transport checksum.
+    pub checksum: ChecksumState,
+}
+
+/// What the capture knows of a packet's transport (TCP/UDP/ICMP) checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumState {
+    /// Nothing: sluice verifies it (pcap files, packets no NIC checked).
+    #[default]
+    Unchecked,
+    /// The kernel or the NIC verified it before queueing the packet, as the
+    /// receiving stack would trust it: verifying again would only cost time.
+    Verified,
+    /// Not computed yet (locally generated or GSO packets from NFQUEUE): the
+    /// field holds only the pseudo-header sum, so it must not be verified,
+    /// and a rewritten packet must keep it that way.
+    Partial,
 }
 
 /// The fate of one packet.
@@ -191,7 +205,7 @@ impl<I: Inspector> Engine<I> {
             return;
         }
         self.current = self.coalesce.then_some(pkt.id);
-        let verdict = self.inspect(&decoded, pkt.time, pkt.checksum_unverified, out);
+        let verdict = self.inspect(&decoded, pkt.time, pkt.checksum, out);
         // The TCP path took `current` if it deferred this packet's verdict.
         let deferred = self.coalesce && self.current.is_none();
         self.current = None;
@@ -217,12 +231,16 @@ impl<I: Inspector> Engine<I> {
                         self.stats.add(Counter::DropFragment, fragments.len() as u64);
                         Verdict::Drop
                     }
-                    Ok(whole) => match self.inspect(&whole, pkt.time, pkt.checksum_unverified, out) {
-                        // Fragments cannot carry a rewritten datagram; refuse
-                        // rather than let the unnormalised bytes through.
-                        Verdict::AcceptModified(_) => Verdict::Drop,
-                        v => v,
-                    },
+                    // A fragment's checksum state says nothing of the whole
+                    // datagram's (no NIC verifies a fragmented one).
+                    Ok(whole) => {
+                        match self.inspect(&whole, pkt.time, reassembled_checksum(pkt.checksum), out) {
+                            // Fragments cannot carry a rewritten datagram; refuse
+                            // rather than let the unnormalised bytes through.
+                            Verdict::AcceptModified(_) => Verdict::Drop,
+                            v => v,
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "reassembled datagram does not decode");
                         self.stats.add(Counter::DropMalformed, fragments.len() as u64);
@@ -238,11 +256,22 @@ impl<I: Inspector> Engine<I> {
 
     /// Runs one whole (reassembled) IP packet through checks, rules and
     /// connection tracking.
-    fn inspect(&mut self, pkt: &Decoded<'_>, time: Timestamp, unverified: bool, out: &mut Output) -> Verdict {
-        if self.config.verify_checksums && !unverified && !normalize::checksum_ok(pkt) {
-            self.stats.inc(Counter::DropBadChecksum);
-            return Verdict::Drop;
+    fn inspect(
+        &mut self,
+        pkt: &Decoded<'_>,
+        time: Timestamp,
+        checksum: ChecksumState,
+        out: &mut Output,
+    ) -> Verdict {
+        match checksum {
+            ChecksumState::Unchecked if self.config.verify_checksums && !normalize::checksum_ok(pkt) => {
+                self.stats.inc(Counter::DropBadChecksum);
+                return Verdict::Drop;
+            }
+            ChecksumState::Verified => self.stats.inc(Counter::ChecksumVerifiedByKernel),
+            _ => {}
         }
+        let partial = checksum == ChecksumState::Partial;
         let ctx = Context { time };
         let ip_event = if pkt.ip.version == 4 { Event::Ipv4Packet } else { Event::Ipv6Packet };
         if self.packet_event(ip_event, &ctx, pkt) != Action::Accept {
@@ -253,7 +282,7 @@ impl<I: Inspector> Engine<I> {
                 if self.packet_event(Event::TcpPacket, &ctx, pkt) != Action::Accept {
                     return Verdict::Drop;
                 }
-                let verdict = self.tcp(pkt, t, &ctx, unverified, out);
+                let verdict = self.tcp(pkt, t, &ctx, partial, out);
                 self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
                 verdict
             }
@@ -447,3 +476,13 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+/// The checksum state of a datagram reassembled from fragments, given the
+/// completing fragment's: a NIC's verdict on one fragment is no verdict on
+/// the whole, so a verified fragment leaves the datagram to be checked.
+fn reassembled_checksum(last_fragment: ChecksumState) -> ChecksumState {
+    match last_fragment {
+        ChecksumState::Verified => ChecksumState::Unchecked,
+        other => other,
+    }
+}

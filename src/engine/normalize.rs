@@ -36,15 +36,15 @@ pub fn has_urgent(pkt: &Decoded<'_>) -> bool {
 /// an attacker could hide a byte from rules or slip one in. Clearing URG makes
 /// the endpoint keep every byte inline, exactly as rules see them. The
 /// checksum is recomputed, unless the kernel has not computed it yet
-/// (`checksum_unverified`: the field holds only the pseudo-header sum, and the
+/// (`checksum_partial`: the field holds only the pseudo-header sum, and the
 /// kernel sums the modified header later).
-pub fn clear_urgent(pkt: &Decoded<'_>, checksum_unverified: bool) -> Option<Vec<u8>> {
+pub fn clear_urgent(pkt: &Decoded<'_>, checksum_partial: bool) -> Option<Vec<u8>> {
     let t = pkt.tcp()?;
     let mut b = pkt.bytes.to_vec();
     let off = t.offset;
     *b.get_mut(off + 13)? &= !crate::wire::tcp_flags::URG;
     b.get_mut(off + 18..off + 20)?.copy_from_slice(&[0, 0]);
-    if !checksum_unverified {
+    if !checksum_partial {
         b.get_mut(off + 16..off + 18)?.copy_from_slice(&[0, 0]);
         let c = checksum::transport(pkt.ip.src, pkt.ip.dst, proto::TCP, b.get(off..)?);
         b.get_mut(off + 16..off + 18)?.copy_from_slice(&c.to_be_bytes());

@@ -114,7 +114,7 @@ impl<I: Inspector> Engine<I> {
         pkt: &Decoded<'_>,
         t: &TcpInfo,
         ctx: &Context,
-        unverified: bool,
+        checksum_partial: bool,
         out: &mut Output,
     ) -> Verdict {
         let (key, from_lo) = flow_key(pkt, L4Proto::Tcp, t.src_port, t.dst_port);
@@ -157,7 +157,7 @@ impl<I: Inspector> Engine<I> {
         if !exists && !self.new_tcp_flow(&key, from_lo, t, ctx) {
             return Verdict::Drop;
         }
-        self.tcp_segment(&key, from_lo, pkt, t, ctx, unverified, out)
+        self.tcp_segment(&key, from_lo, pkt, t, ctx, checksum_partial, out)
     }
 
     /// Creates the flow for a SYN (or, midstream, any first packet).
@@ -193,7 +193,7 @@ impl<I: Inspector> Engine<I> {
         pkt: &Decoded<'_>,
         t: &TcpInfo,
         ctx: &Context,
-        unverified: bool,
+        checksum_partial: bool,
         out: &mut Output,
     ) -> Verdict {
         let payload = pkt.payload();
@@ -289,7 +289,7 @@ impl<I: Inspector> Engine<I> {
                 let Some((start_seq, next_seq)) = seqs else { return Verdict::Drop };
                 // Taking `current` tells the caller the verdict is deferred.
                 let Some(id) = self.current.take() else { return Verdict::Drop };
-                let verdict = final_verdict(&self.stats, pkt, unverified);
+                let verdict = final_verdict(&self.stats, pkt, checksum_partial);
                 match &mut self.pending {
                     Some(p) if p.key == *key && p.dir == dir && p.range.end == range.start => {
                         p.range.end = range.end;
@@ -351,7 +351,7 @@ impl<I: Inspector> Engine<I> {
             self.end_connection_at(key, ctx);
         }
 
-        final_verdict(&self.stats, pkt, unverified)
+        final_verdict(&self.stats, pkt, checksum_partial)
     }
 
     /// Applies a flow-level decision: drop, reset or half-reset.
@@ -404,9 +404,9 @@ impl<I: Inspector> Engine<I> {
 
 /// The verdict of a segment that passed every check: accept, with urgent
 /// data normalised away.
-fn final_verdict(stats: &crate::stats::Stats, pkt: &Decoded<'_>, unverified: bool) -> Verdict {
+fn final_verdict(stats: &crate::stats::Stats, pkt: &Decoded<'_>, checksum_partial: bool) -> Verdict {
     if normalize::has_urgent(pkt) {
-        if let Some(bytes) = normalize::clear_urgent(pkt, unverified) {
+        if let Some(bytes) = normalize::clear_urgent(pkt, checksum_partial) {
             stats.inc(Counter::UrgentCleared);
             return Verdict::AcceptModified(bytes);
         }

@@ -162,6 +162,8 @@ pub(super) struct Harness {
     pub out: Output,
     pub next_id: u64,
     pub time: Timestamp,
+    /// What the capture says of each packet's checksum.
+    pub checksum: ChecksumState,
 }
 
 impl Harness {
@@ -174,6 +176,7 @@ impl Harness {
             out: Output::new(),
             next_id: 0,
             time: Timestamp(1_000_000),
+            checksum: ChecksumState::Unchecked,
         }
     }
     /// Sends a packet; returns its verdict and the packets forged meanwhile.
@@ -182,8 +185,7 @@ impl Harness {
         let id = self.next_id;
         self.next_id += 1;
         self.time = Timestamp(self.time.0 + 1000);
-        self.engine
-            .process(Packet { id, data: p, time: self.time, checksum_unverified: false }, &mut self.out);
+        self.engine.process(Packet { id, data: p, time: self.time, checksum: self.checksum }, &mut self.out);
         let mut verdict = None;
         let mut forged = Vec::new();
         for item in self.out.items.drain(..) {
@@ -207,7 +209,7 @@ impl Harness {
                 id: first + i as u64,
                 data: p,
                 time: Timestamp(self.time.0 + 1000 * (i as u64 + 1)),
-                checksum_unverified: false,
+                checksum: self.checksum,
             })
             .collect();
         self.next_id += ps.len() as u64;
@@ -399,6 +401,32 @@ fn bad_checksum_dropped_before_rules() {
     h.drop(&p);
     assert_eq!(h.count(Counter::DropBadChecksum), 1);
     assert_eq!(h.engine.inspector().up, b"");
+}
+
+#[test]
+fn checksum_the_kernel_verified_is_not_summed_again() {
+    let (mut h, mut c) = established(Script::default());
+    h.checksum = ChecksumState::Verified;
+    // A wrong sum proves sluice trusted the kernel's word instead of summing.
+    let mut p = c.data(true, b"attack");
+    let n = p.len();
+    p[n - 1] ^= 1;
+    h.accept(&p);
+    assert_eq!(h.count(Counter::DropBadChecksum), 0);
+    assert_eq!(h.count(Counter::ChecksumVerifiedByKernel), 1);
+    assert_eq!(h.engine.inspector().up, b"attacj");
+}
+
+#[test]
+fn checksum_not_ready_is_not_verified_nor_counted_as_verified() {
+    let (mut h, mut c) = established(Script::default());
+    h.checksum = ChecksumState::Partial;
+    let mut p = c.data(true, b"hello");
+    let n = p.len();
+    p[n - 1] ^= 1;
+    h.accept(&p);
+    assert_eq!(h.count(Counter::DropBadChecksum), 0);
+    assert_eq!(h.count(Counter::ChecksumVerifiedByKernel), 0);
 }
 
 #[test]
@@ -668,7 +696,7 @@ mod fragments {
             h.out.clear();
             let id = h.next_id;
             h.next_id += 1;
-            h.engine.process(Packet { id, data: f, time: h.time, checksum_unverified: false }, &mut h.out);
+            h.engine.process(Packet { id, data: f, time: h.time, checksum: h.checksum }, &mut h.out);
             for item in h.out.items.drain(..) {
                 if let Emitted::Verdict(i, v) = item {
                     verdicts.push((i, v));
@@ -693,6 +721,22 @@ mod fragments {
         assert!(ids.iter().all(|i| *i >= first));
         assert!(v.iter().all(|(_, v)| *v == Verdict::Accept));
         assert_eq!(h.engine.inspector().up, vec![b'a'; 100]);
+    }
+
+    #[test]
+    fn verified_fragments_leave_the_datagram_checksum_to_sluice() {
+        let (mut h, mut c) = established(Script::default());
+        let mut p = c.data(true, &[b'a'; 100]);
+        let n = p.len();
+        p[n - 1] ^= 1;
+        let frags = fragment(&p, &[40, 40], 78);
+        // Even if the kernel vouched for every fragment's packet.
+        h.checksum = ChecksumState::Verified;
+        let v = send_all(&mut h, &frags);
+        assert_eq!(v.len(), frags.len());
+        assert!(v.iter().all(|(_, v)| *v == Verdict::Drop), "{v:?}");
+        assert_eq!(h.count(Counter::DropBadChecksum), 1);
+        assert_eq!(h.engine.inspector().up, b"");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::nfqueue::{kernel_queue_stats, NfQueue, QueueConfig, QueuedPacket};
 use crate::config::EngineConfig;
-use crate::engine::{Engine, Output, Packet, Verdict};
+use crate::engine::{ChecksumState, Engine, Output, Packet, Verdict};
 use crate::inject::raw::RawInjector;
 use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
@@ -238,12 +238,7 @@ where
         self.unverdicted.begin_batch(batch.iter().map(|p| p.id));
         let pkts: Vec<Packet<'_>> = batch
             .iter()
-            .map(|p| Packet {
-                id: u64::from(p.id),
-                data: &p.payload,
-                time: now,
-                checksum_unverified: p.checksum_not_ready,
-            })
+            .map(|p| Packet { id: u64::from(p.id), data: &p.payload, time: now, checksum: checksum_state(p) })
             .collect();
         self.engine.process_batch(&pkts, &mut self.out);
         self.apply();
@@ -309,5 +304,16 @@ where
             self.engine.stats().inc(Counter::DropShutdown);
             send_verdict(&mut self.queue, &self.driver, id, &Verdict::Drop);
         }
+    }
+}
+
+/// What the kernel told of a queued packet's transport checksum.
+fn checksum_state(p: &QueuedPacket) -> ChecksumState {
+    if p.checksum_not_ready {
+        ChecksumState::Partial
+    } else if p.checksum_verified {
+        ChecksumState::Verified
+    } else {
+        ChecksumState::Unchecked
     }
 }
