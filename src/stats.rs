@@ -72,6 +72,9 @@ counters! {
     DropStreamLimit => "drop_stream_buffer_full",
     /// Drop: the global reassembly memory is exhausted.
     DropMemoryLimit => "drop_memory_limit",
+    /// Connections reset to free stream memory: the total buffer was full and
+    /// their held bytes had made no progress for a second.
+    TcpMemoryResets => "tcp_memory_resets",
     /// Drop: the flow table is full.
     DropFlowLimit => "drop_flow_table_full",
     /// Drop: fragment overlaps another with different bytes.

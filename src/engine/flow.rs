@@ -6,6 +6,8 @@ use crate::inspect::FlowInfo;
 use crate::tcp::{TcpConn, TcpState};
 use crate::time::Timestamp;
 
+use super::reclaim::Progress;
+
 /// Protocol state.
 #[derive(Debug)]
 pub enum FlowKind {
@@ -45,6 +47,8 @@ pub struct Flow {
     pub began: bool,
     /// When the flow expires unless refreshed.
     pub deadline: Timestamp,
+    /// Progress of each direction's held stream bytes (TCP), by [`Direction::index`].
+    pub progress: [Progress; 2],
 }
 
 impl Flow {
@@ -66,6 +70,7 @@ impl Flow {
             announced: false,
             began: false,
             deadline: now,
+            progress: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod flow;
 mod normalize;
+mod reclaim;
 mod tcp_path;
 mod udp_path;
 
@@ -113,6 +114,9 @@ pub struct Engine<I: Inspector> {
     buffered: usize,
     /// Packet time of the last expiry scan.
     last_expiry: Option<Timestamp>,
+    /// Packet time of the last search for a connection to reset when the
+    /// total stream buffer was full.
+    last_reclaim_search: Option<Timestamp>,
     /// Within [`Engine::process_batch`]: whether consecutive in-order data of
     /// one stream may be handed to rules as one chunk.
     coalesce: bool,
@@ -148,6 +152,7 @@ impl<I: Inspector> Engine<I> {
             defrag,
             buffered: 0,
             last_expiry: None,
+            last_reclaim_search: None,
             coalesce: false,
             current: None,
             pending: None,
@@ -471,6 +476,8 @@ fn flow_key(pkt: &Decoded<'_>, proto: crate::flow::L4Proto, sport: u16, dport: u
 
 #[cfg(test)]
 mod eviction_tests;
+#[cfg(test)]
+mod reclaim_tests;
 #[cfg(test)]
 mod tests;
 

@@ -17,7 +17,7 @@ use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
 /// Where each end's receiver stands, captured before a segment is committed:
 /// the sequence numbers a forged RST must carry to be accepted.
 #[derive(Debug, Clone, Copy)]
-struct ResetPoint {
+pub(super) struct ResetPoint {
     state: TcpState,
     /// What the server expects next from the client, and what it last acknowledged.
     server_next: Option<SeqNumber>,
@@ -30,7 +30,7 @@ struct ResetPoint {
 }
 
 impl ResetPoint {
-    fn of(conn: &TcpConn) -> Self {
+    pub(super) fn of(conn: &TcpConn) -> Self {
         ResetPoint {
             state: conn.state(),
             server_next: conn.next_seq(Direction::Up),
@@ -46,7 +46,7 @@ impl ResetPoint {
 /// whose packets wait for the rules' decision on the whole chunk.
 #[derive(Debug)]
 pub(super) struct PendingData {
-    key: FlowKey,
+    pub(super) key: FlowKey,
     dir: Direction,
     info: FlowInfo,
     range: Range<u64>,
@@ -246,6 +246,8 @@ impl<I: Inspector> Engine<I> {
 
         if checked.growth > 0 && self.buffered + checked.growth > self.config.max_total_buffer {
             self.stats.inc(Counter::DropMemoryLimit);
+            // The sender retransmits; make room for that if a stuck holder can go.
+            self.reclaim_memory(key, ctx, out);
             return Verdict::Drop;
         }
 
@@ -261,6 +263,11 @@ impl<I: Inspector> Engine<I> {
             .as_ref()
             .and_then(|r| conn.stream(dir).map(|s| (s.seq_at(r.start), s.seq_at(r.end))));
         self.buffered = (self.buffered + done.grown).saturating_sub(done.freed);
+        for d in [Direction::Up, Direction::Down] {
+            if let Some(s) = conn.stream(d) {
+                flow.progress[d.index()].update(s, ctx.time);
+            }
+        }
         if !payload.is_empty() {
             match (checked.fit, &done.deliver) {
                 (Fit::Duplicate, _) => self.stats.inc(Counter::Retransmissions),
@@ -355,7 +362,7 @@ impl<I: Inspector> Engine<I> {
     }
 
     /// Applies a flow-level decision: drop, reset or half-reset.
-    fn flow_action(
+    pub(super) fn flow_action(
         &mut self,
         key: &FlowKey,
         action: Action,

@@ -72,6 +72,11 @@ impl<F: FlowEntry> FlowTable<F> {
         self.flows.get_mut(key)
     }
 
+    /// Every flow, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &F)> {
+        self.flows.iter()
+    }
+
     /// A fresh id for a flow about to be inserted.
     pub fn next_id(&mut self) -> FlowId {
         let id = self.next_id;
