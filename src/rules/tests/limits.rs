@@ -247,6 +247,11 @@ fn rule_errors_are_logged_with_rule_file_and_line() {
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .finish();
+    // While a single dispatcher exists, tracing-core decides a callsite's
+    // interest with the subscriber of whichever thread first reaches it: a
+    // test thread without one would cache "never" for the rule-error
+    // callsite. A second live dispatcher makes that decision ask them all.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
         let mut h = Harness::new(
             "\nhaka.rule{ name = \"picky\", on = haka.dissectors.tcp_connection.events.receive_data,\n  eval = function(flow, data)\n    error(\"boom \" .. #data) end }\nhaka.rule{ on = haka.dissectors.udp.events.receive_packet, eval = function(pkt) haka.log.warning(\"hello %d\", 42) end }",
