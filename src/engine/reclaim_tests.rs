@@ -55,6 +55,16 @@ fn server_ack(c: &Conv, ack: SeqNumber) -> Vec<u8> {
     t.build()
 }
 
+/// Two seconds of packet time, `packets()` sent every 200 ms.
+fn every_200ms_for_2s(h: &mut Harness, mut packets: impl FnMut(u32) -> Vec<Vec<u8>>) {
+    for k in 1..=10u32 {
+        wait(h, Duration::from_millis(200));
+        for p in packets(k) {
+            h.accept(&p);
+        }
+    }
+}
+
 /// Sends in-order client segments until one is refused for memory; returns
 /// it and what was forged when it was refused.
 fn fill_until_refused(h: &mut Harness, c: &mut Conv) -> (Vec<u8>, Vec<Vec<u8>>) {
@@ -76,11 +86,10 @@ fn an_out_of_order_island_left_standing_is_reset_to_make_room() {
     hold_island(&mut h, &a, 20);
     // Two seconds of a byte at a time into the hole, each acknowledged: the
     // stream moves, the island stands.
-    for _ in 0..10 {
-        wait(&mut h, Duration::from_millis(200));
-        h.accept(&a.data(true, b"t"));
-        h.accept(&server_ack(&a, a.cseq));
-    }
+    every_200ms_for_2s(&mut h, |_| {
+        let byte = a.data(true, b"t");
+        vec![byte, server_ack(&a, a.cseq)]
+    });
     let mut b = open(&mut h, 40002);
     let (refused, forged) = fill_until_refused(&mut h, &mut b);
     assert_eq!(h.count(Counter::TcpMemoryResets), 1);
@@ -98,10 +107,7 @@ fn a_download_never_acknowledged_is_reset_to_make_room() {
     let start = a.cseq;
     hold_unacknowledged(&mut h, &mut a, 20);
     // The receiver stays in touch but acknowledges nothing new.
-    for _ in 0..10 {
-        wait(&mut h, Duration::from_millis(200));
-        h.accept(&server_ack(&a, start));
-    }
+    every_200ms_for_2s(&mut h, |_| vec![server_ack(&a, start)]);
     let mut b = open(&mut h, 40002);
     let (refused, forged) = fill_until_refused(&mut h, &mut b);
     // The server may not have every byte sluice passed: RSTs at both its
@@ -131,10 +137,7 @@ fn a_transfer_being_acknowledged_keeps_its_bytes_however_long_it_holds_them() {
     let start = a.cseq;
     hold_unacknowledged(&mut h, &mut a, 20);
     // Two seconds of a slow receiver: an acknowledgement every 200 ms.
-    for k in 1..=10u32 {
-        wait(&mut h, Duration::from_millis(200));
-        h.accept(&server_ack(&a, start + k * SEG as u32));
-    }
+    every_200ms_for_2s(&mut h, |k| vec![server_ack(&a, start + k * SEG as u32)]);
     let mut b = open(&mut h, 40002);
     let (_, forged) = fill_until_refused(&mut h, &mut b);
     assert_eq!((h.count(Counter::TcpMemoryResets), forged.len()), (0, 0));
