@@ -8,10 +8,11 @@
 //! as the connection lives. Enough such connections fill the total buffer,
 //! and then every other stream's new data would be dropped.
 //!
-//! So when a segment does not fit, sluice resets the connection holding the
-//! most bytes among those whose held bytes are *stuck*: not acknowledged any
-//! further, or behind an out-of-order island that has stood, for a second of
-//! packet time. A healthy transfer is never stuck for that long (its
+//! So when a segment does not fit, sluice resets connections whose held
+//! bytes are *stuck* (not acknowledged any further, or behind an
+//! out-of-order island that has stood, for a second of packet time), the
+//! largest holders first, until a sixteenth of the total is free: one large
+//! holder or a swarm of small ones. A healthy transfer is never stuck for that long (its
 //! receiver acknowledges every round trip and fills holes within a few), so
 //! it keeps its bytes, however many. The held bytes cannot be dropped alone:
 //! the endpoint already has the out-of-order ones and would deliver them,
@@ -38,46 +39,67 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(1);
 /// fit are dropped without searching again).
 pub const SEARCH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The fewest bytes worth a reset: freeing less would hardly help the
-/// segments waiting for room (a sixteenth of the total, at most 64 KiB).
-fn worth_resetting(max_total_buffer: usize) -> usize {
-    (max_total_buffer / 16).min(64 << 10)
+/// Bytes one search sets out to free: a sixteenth of the total (16 MiB at
+/// the default), so that a swarm of small stuck holders gives back as much
+/// as one large one.
+fn reclaim_target(max_total_buffer: usize) -> usize {
+    (max_total_buffer / 16).max(1)
 }
+
+/// Connections reset by one search at most: each costs forged RSTs, and the
+/// search comes back 100 ms later if memory is still short.
+pub const MAX_RESETS_PER_SEARCH: usize = 256;
 
 impl<I: Inspector> Engine<I> {
     /// A segment of the flow `except` did not fit in the total buffer: resets
-    /// the connection holding the most stuck bytes, if one holds enough, so
-    /// that retransmissions fit again.
+    /// connections whose held bytes are stuck, the largest holders first,
+    /// until a sixteenth of the total is free again, so that retransmissions
+    /// fit.
     pub(super) fn reclaim_memory(&mut self, except: &FlowKey, ctx: &Context, out: &mut Output) {
         let now = ctx.time;
         if self.last_reclaim_search.is_some_and(|t| now < t.saturating_add(SEARCH_INTERVAL)) {
             return;
         }
         self.last_reclaim_search = Some(now);
-        let least = worth_resetting(self.config.max_total_buffer);
-        let victim = self
+        let mut stuck_holders: Vec<(usize, Reverse<u64>, FlowKey)> = self
             .flows
             .iter()
-            .filter(|(k, f)| {
-                *k != except && f.fate == Fate::Inspect && f.buffered() >= least && stuck(f, now)
-            })
-            // The largest holder; of equals, the oldest connection.
-            .max_by_key(|(_, f)| (f.buffered(), Reverse(f.info.id)))
-            .map(|(k, _)| *k);
-        let Some(key) = victim else { return };
+            .filter(|(k, f)| *k != except && f.fate == Fate::Inspect && f.buffered() > 0 && stuck(f, now))
+            .map(|(k, f)| (f.buffered(), Reverse(f.info.id), *k))
+            .collect();
+        // The largest holders first; of equals, the oldest connections.
+        stuck_holders.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        let target = reclaim_target(self.config.max_total_buffer);
+        let (mut freed, mut resets) = (0, 0);
+        for (bytes, _, key) in stuck_holders {
+            if freed >= target || resets == MAX_RESETS_PER_SEARCH {
+                break;
+            }
+            if self.reset_stuck(&key, ctx, out) {
+                freed += bytes;
+                resets += 1;
+            }
+        }
+        if resets > 0 {
+            tracing::info!(
+                connections = resets,
+                bytes = freed,
+                "total stream buffer full: reset connections whose held bytes were stuck"
+            );
+        }
+    }
+
+    /// Resets one stuck connection; false if it is gone or no longer inspected.
+    fn reset_stuck(&mut self, key: &FlowKey, ctx: &Context, out: &mut Output) -> bool {
         // Bytes of it waiting in this batch's chunk reach rules first.
-        if self.pending.as_ref().is_some_and(|p| p.key == key) {
+        if self.pending.as_ref().is_some_and(|p| p.key == *key) {
             self.flush_pending(out);
         }
-        let Some(flow) = self.flows.get(&key).filter(|f| f.fate == Fate::Inspect) else { return };
-        let Some(at) = flow.tcp().map(ResetPoint::of) else { return };
-        tracing::info!(
-            flow = flow.info.id,
-            bytes = flow.buffered(),
-            "total stream buffer full: resetting the connection whose held bytes are stuck"
-        );
+        let Some(flow) = self.flows.get(key).filter(|f| f.fate == Fate::Inspect) else { return false };
+        let Some(at) = flow.tcp().map(ResetPoint::of) else { return false };
         self.stats.inc(Counter::TcpMemoryResets);
-        self.flow_action(&key, Action::Reset, at, ctx, out);
+        self.flow_action(key, Action::Reset, at, ctx, out);
+        true
     }
 }
 

@@ -164,3 +164,25 @@ fn the_search_for_a_stuck_connection_runs_at_most_every_100_ms() {
     assert_eq!(h.count(Counter::TcpMemoryResets), 1);
     h.accept(&refused);
 }
+
+#[test]
+fn a_swarm_of_small_stuck_holders_gives_back_a_sixteenth_of_the_total() {
+    let mut h = harness();
+    // 40 connections with 500 bytes behind a 100-byte hole: the record of
+    // each spans 600 bytes from the acknowledged point, 24,000 in all.
+    let swarm: Vec<Conv> = (0..40u16)
+        .map(|i| {
+            let c = open(&mut h, 41000 + i);
+            h.accept(&c.seg(true, c.cseq + 100, ACK, &[b's'; 500]));
+            c
+        })
+        .collect();
+    wait(&mut h, Duration::from_secs(2));
+    let mut b = open(&mut h, 40002);
+    let (refused, forged) = fill_until_refused(&mut h, &mut b);
+    // 2,048 bytes (32 KiB / 16) take four of them, an RST to each end of each.
+    assert_eq!((h.count(Counter::TcpMemoryResets), forged.len()), (4, 8));
+    h.accept(&refused);
+    let still_held = swarm.iter().filter(|c| h.send(&c.seg(true, c.cseq, ACK, b"x")).0 == Verdict::Accept);
+    assert_eq!(still_held.count(), 36, "the others keep their connections");
+}
