@@ -68,7 +68,7 @@ impl<I: Inspector> Engine<I> {
             .map(|(k, f)| (f.buffered(), Reverse(f.info.id), *k))
             .collect();
         // The largest holders first; of equals, the oldest connections.
-        stuck_holders.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        stuck_holders.sort_unstable_by_key(|&(bytes, oldest, _)| Reverse((bytes, oldest)));
         let target = reclaim_target(self.config.max_total_buffer);
         let (mut freed, mut resets) = (0, 0);
         for (bytes, _, key) in stuck_holders {
