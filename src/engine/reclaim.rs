@@ -64,7 +64,7 @@ impl<I: Inspector> Engine<I> {
         let mut stuck_holders: Vec<(usize, Reverse<u64>, FlowKey)> = self
             .flows
             .iter()
-            .filter(|(k, f)| *k != except && f.fate == Fate::Inspect && f.buffered() > 0 && stuck(f, now))
+            .filter(|(k, f)| *k != except && f.fate == Fate::Inspect && stuck(f, now))
             .map(|(k, f)| (f.buffered(), Reverse(f.info.id), *k))
             .collect();
         // The largest holders first; of equals, the oldest connections.
@@ -140,13 +140,7 @@ impl Progress {
     /// True if the held bytes have made no progress since `STUCK_AFTER`
     /// before `now`.
     pub fn stuck(&self, now: Timestamp) -> bool {
-        let since = match (self.waiting_since, self.islands_since) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return false,
-            },
-        };
-        since.saturating_add(STUCK_AFTER) <= now
+        let since = [self.waiting_since, self.islands_since].into_iter().flatten().min();
+        since.is_some_and(|t| t.saturating_add(STUCK_AFTER) <= now)
     }
 }
