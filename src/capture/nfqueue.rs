@@ -201,6 +201,30 @@ impl NfQueue {
         Ok(self.pending.pop_front())
     }
 
+    /// A packet already received or readable now: one non-blocking read at
+    /// most, with no flush and no `poll` (`None` means the socket is empty).
+    /// For callers that collect a batch and then wait with
+    /// [`NfQueue::wait_readable`].
+    pub fn recv_ready(&mut self) -> io::Result<Option<QueuedPacket>> {
+        if let Some(p) = self.pending.pop_front() {
+            return Ok(Some(p));
+        }
+        self.recv_once(libc::MSG_DONTWAIT)?;
+        Ok(self.pending.pop_front())
+    }
+
+    /// Sends the batched verdicts, then waits at most `timeout` for a packet
+    /// to read; false on timeout. For a caller that knows the socket was
+    /// empty a moment ago, this skips the read that [`NfQueue::recv`] would
+    /// try first.
+    pub fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        if !self.pending.is_empty() {
+            return Ok(true);
+        }
+        self.flush_verdicts()?;
+        self.poll_readable(timeout)
+    }
+
     /// A packet already readable, without waiting.
     pub fn try_recv(&mut self) -> io::Result<Option<QueuedPacket>> {
         self.recv(Duration::ZERO)

@@ -182,6 +182,7 @@ where
         let mut last_proc = Instant::now();
         let mut recv_errors = 0u32;
         let mut batch = Vec::with_capacity(BATCH);
+        let mut socket_empty = true;
         let ok = loop {
             if self.control.draining.load(Ordering::SeqCst) {
                 break true;
@@ -191,23 +192,28 @@ where
                 generation = g;
                 self.reload();
             }
-            match self.queue.recv(IDLE_TICK) {
-                Ok(Some(p)) => {
+            // The socket was empty when the last batch was collected: send
+            // that batch's verdicts and sleep until a packet comes, rather
+            // than read the empty socket again first (under light load that
+            // read, and a poll that found nothing, were two syscalls per
+            // batch the minimal loop does not make).
+            let ready = if socket_empty { self.queue.wait_readable(IDLE_TICK) } else { Ok(true) };
+            match ready.and_then(|r| if r { self.collect(&mut batch) } else { Ok(false) }) {
+                Ok(empty) => {
                     recv_errors = 0;
-                    // Take whatever else is already waiting (without blocking)
-                    // and hand it to the engine as one batch.
-                    batch.push(p);
-                    while batch.len() < BATCH {
-                        match self.queue.try_recv() {
-                            Ok(Some(p)) => batch.push(p),
-                            Ok(None) | Err(_) => break,
-                        }
+                    socket_empty = empty;
+                    if !batch.is_empty() {
+                        self.handle_batch(&batch);
+                        batch.clear();
                     }
-                    self.handle_batch(&batch);
-                    batch.clear();
                 }
-                Ok(None) => recv_errors = 0,
                 Err(e) => {
+                    // Whatever was collected before the error still gets its verdicts.
+                    if !batch.is_empty() {
+                        self.handle_batch(&batch);
+                        batch.clear();
+                    }
+                    socket_empty = true;
                     recv_errors += 1;
                     self.driver.recv_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(queue = q, "receive failed: {e}");
@@ -230,6 +236,19 @@ where
         };
         self.shutdown();
         ok
+    }
+
+    /// Reads whatever is already waiting, up to a batch, into `batch`
+    /// (which the engine then takes as one, see `Engine::process_batch`);
+    /// true if it stopped because the socket was empty.
+    fn collect(&mut self, batch: &mut Vec<QueuedPacket>) -> std::io::Result<bool> {
+        while batch.len() < BATCH {
+            match self.queue.recv_ready()? {
+                Some(p) => batch.push(p),
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     fn handle_batch(&mut self, batch: &[QueuedPacket]) {
