@@ -38,6 +38,7 @@ lint:
 
 bench:
 	$(CARGO) bench --bench offline
+	$(CARGO) bench --bench inline_bulk
 
 bench-inline: deps build
 	./scripts/bench-inline.sh

@@ -11,7 +11,10 @@
 # BENCH_ROUNDS rounds (default 3); BENCH_MODES and BENCH_KINDS pick a subset.
 # The modes take turns within each round, so drift on the machine (two cores
 # shared by client, gateway and server) hits all of them alike, and each
-# round starts with the next mode; each figure is the median over the rounds.
+# round starts with the next mode. Throughputs are medians over the rounds;
+# each ratio is paired: the mode's figure over nfq_accept's in the same round
+# (measured seconds apart), the median of those per-round ratios, with their
+# lowest and highest beside it, so the spread of a run is in its output.
 # Needs: iproute2 iptables ethtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,7 +76,7 @@ stop_mode() {
     wait "$MODE_PID" 2>/dev/null || true
 }
 
-declare -A R
+declare -A R P
 read -ra MODES <<<"${BENCH_MODES:-kernel nfq_accept sluice sluice+rule}"
 read -ra KINDS <<<"${BENCH_KINDS:-bulk udp conns}"
 port=9000
@@ -86,7 +89,9 @@ for round in $(seq "$ROUNDS"); do
         start_mode "$mode"
         for kind in "${KINDS[@]}"; do
             port=$((port + 1))
-            R[$mode.$kind]+="$(measure "$kind" "$port") "
+            v=$(measure "$kind" "$port")
+            R[$mode.$kind]+="$v "
+            P[$mode.$kind.$round]=$v
         done
         stop_mode "$mode"
     done
@@ -97,12 +102,28 @@ for key in "${!R[@]}"; do
     R[$key]=$(echo "${R[$key]}" | median)
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-printf '\n%-12s %14s %7s %14s %7s %14s %7s\n' mode "TCP Gbit/s" ratio "UDP64 pkt/s" ratio "conn/s" ratio
+# Paired ratios of MODE to nfq_accept for KIND, one per round.
+round_ratios() {
+    local mode=$1 kind=$2 r
+    for r in $(seq "$ROUNDS"); do
+        awk -v a="${P[$mode.$kind.$r]:-0}" -v b="${P[nfq_accept.$kind.$r]:-0}" 'BEGIN { if (b > 0) printf "%.3f ", a / b }'
+    done
+}
+# "median (lowest-highest)" of the paired ratios, or "-" without a baseline.
+ratio() {
+    local rs
+    rs=$(round_ratios "$1" "$2")
+    [ -n "$rs" ] || { echo "-"; return; }
+    echo "$1.$2 ratios by round: $rs" >&2
+    printf '%.2f (%.2f-%.2f)' "$(echo "$rs" | median)" \
+        "$(echo "$rs" | tr ' ' '\n' | grep . | sort -g | head -1)" "$(echo "$rs" | tr ' ' '\n' | grep . | sort -g | tail -1)"
+}
+printf '\n%-12s %11s %-17s %12s %-17s %9s %-17s\n' mode "TCP Gbit/s" "  ratio" "UDP64 pkt/s" "  ratio" "conn/s" "  ratio"
 for mode in "${MODES[@]}"; do
-    printf '%-12s %14.2f %7s %14.0f %7s %14.0f %7s\n' "$mode" \
-        "${R[$mode.bulk]:-0}" "$(ratio "${R[$mode.bulk]:-0}" "${R[nfq_accept.bulk]:-0}")" \
-        "${R[$mode.udp]:-0}" "$(ratio "${R[$mode.udp]:-0}" "${R[nfq_accept.udp]:-0}")" \
-        "${R[$mode.conns]:-0}" "$(ratio "${R[$mode.conns]:-0}" "${R[nfq_accept.conns]:-0}")"
+    printf '%-12s %11.2f   %-17s %10.0f   %-17s %7.0f   %-17s\n' "$mode" \
+        "${R[$mode.bulk]:-0}" "$(ratio "$mode" bulk)" \
+        "${R[$mode.udp]:-0}" "$(ratio "$mode" udp)" \
+        "${R[$mode.conns]:-0}" "$(ratio "$mode" conns)"
 done
-echo "(medians of $ROUNDS rounds, ${SECS}s per measurement; ratios are to nfq_accept, the minimal queue loop)"
+echo "(throughputs: medians of $ROUNDS rounds, ${SECS}s per measurement; ratios: to nfq_accept, the minimal"
+echo " queue loop, in the same round: the median of the per-round ratios, lowest-highest in brackets)"
