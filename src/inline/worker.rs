@@ -198,7 +198,8 @@ where
             // read, and a poll that found nothing, were two syscalls per
             // batch the minimal loop does not make).
             let ready = if socket_empty { self.queue.wait_readable(IDLE_TICK) } else { Ok(true) };
-            match ready.and_then(|r| if r { self.collect(&mut batch) } else { Ok(false) }) {
+            // Ok(true): the socket is (still) empty.
+            match ready.and_then(|r| if r { self.collect(&mut batch) } else { Ok(true) }) {
                 Ok(empty) => {
                     recv_errors = 0;
                     socket_empty = empty;
