@@ -32,28 +32,52 @@ cleanup() { testbed_down; rm -rf "$WORK"; }
 trap cleanup EXIT
 testbed_up
 
-# Runs one measurement: sink in the server, generator in the client; prints the number.
+# CPU ticks (user + system) of the queue process and the queue's packet
+# count (the kernel's id_sequence for queue 0), as "TICKS PACKETS"; "- -"
+# when no queue program runs (kernel mode).
+queue_cpu() {
+    [ -n "$MODE_PID" ] && [ -r "/proc/$MODE_PID/stat" ] || { echo "- -"; return; }
+    local ticks seq
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$MODE_PID/stat")
+    seq=$(tb_g awk '$1 == 0 { print $8 }' /proc/net/netfilter/nfnetlink_queue)
+    echo "$ticks ${seq:--}"
+}
+HZ=$(getconf CLK_TCK)
+# Microseconds of queue-process CPU per queued packet between two queue_cpu samples.
+cpu_per_packet() {
+    echo "$1 $2" | awk -v hz="$HZ" '$1 != "-" && $2 != "-" && $4 > $2 { printf "%.3f", ($3 - $1) * 1e6 / hz / ($4 - $2); next } { print 0 }'
+}
+
+# Runs one measurement: sink in the server, generator in the client; prints
+# the figure and the queue process's CPU per packet during the generator.
 measure() {
-    local kind=$1 port=$2 out sink_pid
+    local kind=$1 port=$2 out sink_pid before after
     case $kind in
-        bulk)  ip netns exec "$TB_S" "$TRAFFIC" tcp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$!
-               sleep 0.3; out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" bulk "$TB_SERVER4:$port" "$SECS") ;;
-        conns) ip netns exec "$TB_S" "$TRAFFIC" tcp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$!
-               sleep 0.3; out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" conns "$TB_SERVER4:$port" "$SECS") ;;
-        udp)   ip netns exec "$TB_S" "$TRAFFIC" udp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >"$WORK/udp" & sink_pid=$!
-               sleep 0.3; tb_c timeout $((SECS + 10)) "$TRAFFIC" udp-flood "$TB_SERVER4:$port" "$SECS" >/dev/null
-               wait "$sink_pid" || true; out=$(cat "$WORK/udp") ;;
+        udp) ip netns exec "$TB_S" "$TRAFFIC" udp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >"$WORK/udp" & sink_pid=$! ;;
+        *)   ip netns exec "$TB_S" "$TRAFFIC" tcp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$! ;;
     esac
+    sleep 0.3
+    before=$(queue_cpu)
+    case $kind in
+        bulk)  out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" bulk "$TB_SERVER4:$port" "$SECS") ;;
+        conns) out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" conns "$TB_SERVER4:$port" "$SECS") ;;
+        udp)   tb_c timeout $((SECS + 10)) "$TRAFFIC" udp-flood "$TB_SERVER4:$port" "$SECS" >/dev/null ;;
+    esac
+    after=$(queue_cpu)
+    if [ "$kind" = udp ]; then
+        wait "$sink_pid" || true
+        out=$(cat "$WORK/udp")
+    fi
     kill "$sink_pid" 2>/dev/null || true
     wait "$sink_pid" 2>/dev/null || true
-    echo "${out:-0}"
+    echo "${out:-0} $(cpu_per_packet "$before" "$after")"
 }
 
 QRULE=(-m mark ! --mark 0x5e1ce -j NFQUEUE --queue-num 0)
 MODE_PID=
 start_mode() {
     case $1 in
-        kernel) ;;
+        kernel) MODE_PID= ;;
         nfq_accept)
             ip netns exec "$TB_G" "$BIN/examples/nfq_accept" 0 2>"$WORK/nfq.log" & MODE_PID=$!; TB_PIDS+=("$MODE_PID")
             sleep 0.5
@@ -76,7 +100,7 @@ stop_mode() {
     wait "$MODE_PID" 2>/dev/null || true
 }
 
-declare -A R P
+declare -A R P C E
 read -ra MODES <<<"${BENCH_MODES:-kernel nfq_accept sluice sluice+rule}"
 read -ra KINDS <<<"${BENCH_KINDS:-bulk udp conns}"
 port=9000
@@ -89,9 +113,12 @@ for round in $(seq "$ROUNDS"); do
         start_mode "$mode"
         for kind in "${KINDS[@]}"; do
             port=$((port + 1))
-            v=$(measure "$kind" "$port")
+            read -r v cpu < <(measure "$kind" "$port")
             R[$mode.$kind]+="$v "
             P[$mode.$kind.$round]=$v
+            C[$mode.$kind]+="$cpu "
+            # Efficiency is the inverse of CPU per packet: pair it like throughput.
+            E[$mode.$kind.$round]=$(awk -v c="$cpu" 'BEGIN { if (c > 0) printf "%.6f", 1 / c; else print 0 }')
         done
         stop_mode "$mode"
     done
@@ -102,19 +129,21 @@ for key in "${!R[@]}"; do
     R[$key]=$(echo "${R[$key]}" | median)
 done
 
-# Paired ratios of MODE to nfq_accept for KIND, one per round.
+# Paired ratios of MODE to nfq_accept for KIND, one per round, from the
+# per-round figures in the associative array named by $3 (P or E).
 round_ratios() {
     local mode=$1 kind=$2 r
+    local -n fig=$3
     for r in $(seq "$ROUNDS"); do
-        awk -v a="${P[$mode.$kind.$r]:-0}" -v b="${P[nfq_accept.$kind.$r]:-0}" 'BEGIN { if (b > 0) printf "%.3f ", a / b }'
+        awk -v a="${fig[$mode.$kind.$r]:-0}" -v b="${fig[nfq_accept.$kind.$r]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.3f ", a / b }'
     done
 }
 # "median (lowest-highest)" of the paired ratios, or "-" without a baseline.
 ratio() {
     local rs
-    rs=$(round_ratios "$1" "$2")
+    rs=$(round_ratios "$1" "$2" "${3:-P}")
     [ -n "$rs" ] || { echo "-"; return; }
-    echo "$1.$2 ratios by round: $rs" >&2
+    echo "$1.$2 ${3:-P} ratios by round: $rs" >&2
     printf '%.2f (%.2f-%.2f)' "$(echo "$rs" | median)" \
         "$(echo "$rs" | tr ' ' '\n' | grep . | sort -g | head -1)" "$(echo "$rs" | tr ' ' '\n' | grep . | sort -g | tail -1)"
 }
@@ -127,3 +156,18 @@ for mode in "${MODES[@]}"; do
 done
 echo "(throughputs: medians of $ROUNDS rounds, ${SECS}s per measurement; ratios: to nfq_accept, the minimal"
 echo " queue loop, in the same round: the median of the per-round ratios, lowest-highest in brackets)"
+
+# CPU of the queue process per queued packet (user + system; time the host
+# takes from the VM is not in it, so it varies less than throughput), and
+# efficiency: nfq_accept's CPU per packet over the mode's, paired per round.
+cpu() { echo "${C[$1.$2]:-}" | median; }
+printf '\n%-12s %11s %-17s %12s %-17s %9s %-17s\n' mode "bulk µs/pkt" "  efficiency" "UDP µs/pkt" "  efficiency" "conn µs/pkt" "  efficiency"
+for mode in "${MODES[@]}"; do
+    [ "$mode" = kernel ] && continue
+    printf '%-12s %11.2f   %-17s %10.2f   %-17s %9.2f   %-17s\n' "$mode" \
+        "$(cpu "$mode" bulk)" "$(ratio "$mode" bulk E)" \
+        "$(cpu "$mode" udp)" "$(ratio "$mode" udp E)" \
+        "$(cpu "$mode" conns)" "$(ratio "$mode" conns E)"
+done
+echo "(queue-process CPU per queued packet, µs, medians; efficiency: nfq_accept's CPU per packet over the"
+echo " mode's in the same round, median (lowest-highest); packets counted by the kernel's queue ids)"
