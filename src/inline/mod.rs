@@ -9,6 +9,7 @@
 
 pub mod cli;
 mod egress;
+mod ingress;
 pub mod iptables;
 pub mod signals;
 pub mod stats_server;

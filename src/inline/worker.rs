@@ -18,6 +18,7 @@ use crate::stats::{Counter, Stats};
 use crate::time::PacketClock;
 
 use super::egress::{send_emitted, send_verdict, Wire};
+use super::ingress::BatchReader;
 use super::signals::Control;
 use super::unverdicted::Unverdicted;
 use super::InlineError;
@@ -113,6 +114,7 @@ impl Worker {
                     injector,
                     control,
                     driver: driver2,
+                    reader: BatchReader::new(),
                     unverdicted: Unverdicted::new(BATCH),
                     out: Output::new(),
                     clock: PacketClock::start(),
@@ -163,6 +165,8 @@ struct WorkerLoop<'l, I: Inspector, L> {
     injector: Arc<RawInjector>,
     control: Arc<Control>,
     driver: Arc<DriverStats>,
+    /// Reads the queue in batches.
+    reader: BatchReader,
     /// Ids received and not yet verdicted.
     unverdicted: Unverdicted,
     out: Output,
@@ -182,7 +186,6 @@ where
         let mut last_proc = Instant::now();
         let mut recv_errors = 0u32;
         let mut batch = Vec::with_capacity(BATCH);
-        let mut socket_empty = true;
         let ok = loop {
             if self.control.draining.load(Ordering::SeqCst) {
                 break true;
@@ -192,29 +195,15 @@ where
                 generation = g;
                 self.reload();
             }
-            // The socket was empty when the last batch was collected: send
-            // that batch's verdicts and sleep until a packet comes, rather
-            // than read the empty socket again first (under light load that
-            // read, and a poll that found nothing, were two syscalls per
-            // batch the minimal loop does not make).
-            let ready = if socket_empty { self.queue.wait_readable(IDLE_TICK) } else { Ok(true) };
-            // Ok(true): the socket is (still) empty.
-            match ready.and_then(|r| if r { self.collect(&mut batch) } else { Ok(true) }) {
-                Ok(empty) => {
-                    recv_errors = 0;
-                    socket_empty = empty;
-                    if !batch.is_empty() {
-                        self.handle_batch(&batch);
-                        batch.clear();
-                    }
-                }
+            let read = self.reader.next_batch(&mut self.queue, &mut batch, BATCH, IDLE_TICK);
+            // Whatever was read gets its verdicts, also when a read failed after it.
+            if !batch.is_empty() {
+                self.handle_batch(&batch);
+                batch.clear();
+            }
+            match read {
+                Ok(()) => recv_errors = 0,
                 Err(e) => {
-                    // Whatever was collected before the error still gets its verdicts.
-                    if !batch.is_empty() {
-                        self.handle_batch(&batch);
-                        batch.clear();
-                    }
-                    socket_empty = true;
                     recv_errors += 1;
                     self.driver.recv_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(queue = q, "receive failed: {e}");
@@ -237,19 +226,6 @@ where
         };
         self.shutdown();
         ok
-    }
-
-    /// Reads whatever is already waiting, up to a batch, into `batch`
-    /// (which the engine then takes as one, see `Engine::process_batch`);
-    /// true if it stopped because the socket was empty.
-    fn collect(&mut self, batch: &mut Vec<QueuedPacket>) -> std::io::Result<bool> {
-        while batch.len() < BATCH {
-            match self.queue.recv_ready()? {
-                Some(p) => batch.push(p),
-                None => return Ok(true),
-            }
-        }
-        Ok(false)
     }
 
     fn handle_batch(&mut self, batch: &[QueuedPacket]) {
