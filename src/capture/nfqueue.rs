@@ -185,20 +185,14 @@ impl NfQueue {
     /// comes first, and only when the socket is empty are the batched
     /// verdicts sent and `poll` called.
     pub fn recv(&mut self, timeout: Duration) -> io::Result<Option<QueuedPacket>> {
-        if let Some(p) = self.pending.pop_front() {
-            return Ok(Some(p));
-        }
-        self.recv_once(libc::MSG_DONTWAIT)?;
-        if let Some(p) = self.pending.pop_front() {
+        if let Some(p) = self.recv_ready()? {
             return Ok(Some(p));
         }
         // Nothing waiting: nobody may wait on verdicts while we sleep.
-        self.flush_verdicts()?;
-        if !self.poll_readable(timeout)? {
+        if !self.wait_readable(timeout)? {
             return Ok(None);
         }
-        self.recv_once(libc::MSG_DONTWAIT)?;
-        Ok(self.pending.pop_front())
+        self.recv_ready()
     }
 
     /// A packet already received or readable now: one non-blocking read at
