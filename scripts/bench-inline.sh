@@ -59,9 +59,8 @@ measure() {
     sleep 0.3
     before=$(queue_cpu)
     case $kind in
-        bulk)  out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" bulk "$TB_SERVER4:$port" "$SECS") ;;
-        conns) out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" conns "$TB_SERVER4:$port" "$SECS") ;;
-        udp)   tb_c timeout $((SECS + 10)) "$TRAFFIC" udp-flood "$TB_SERVER4:$port" "$SECS" >/dev/null ;;
+        udp) tb_c timeout $((SECS + 10)) "$TRAFFIC" udp-flood "$TB_SERVER4:$port" "$SECS" >/dev/null ;;
+        *)   out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" "$kind" "$TB_SERVER4:$port" "$SECS") ;;
     esac
     after=$(queue_cpu)
     if [ "$kind" = udp ]; then
