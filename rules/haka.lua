@@ -11,6 +11,8 @@ haka.dissectors = raw.dissectors
 haka.rule = raw.rule
 haka.alert = raw.alert
 haka.policy = raw.policy
+haka.time = raw.time
+haka.network_time = raw.network_time
 
 -- haka.log(fmt, ...) logs at info level; haka.log.<level>(fmt, ...) at that level.
 local raw_log = raw.log

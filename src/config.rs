@@ -76,10 +76,22 @@ pub struct RulesConfig {
     pub memory_limit: usize,
     /// What happens to the packet when a rule errors.
     pub on_error: ErrorPolicy,
+    /// Most stream bytes one connection direction may hold for rules
+    /// (streamed iterators and bytes a rule left unconsumed); the engine's
+    /// per-stream buffer limit.
+    pub max_held_bytes: usize,
+    /// A monologue longer than this comes in parts of this size.
+    pub monologue_cap: usize,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { instruction_limit: 1_000_000, memory_limit: 256 << 20, on_error: ErrorPolicy::Drop }
+        RulesConfig {
+            instruction_limit: 1_000_000,
+            memory_limit: 256 << 20,
+            on_error: ErrorPolicy::Drop,
+            max_held_bytes: 4 << 20,
+            monologue_cap: 1 << 20,
+        }
     }
 }

@@ -29,6 +29,9 @@ pub enum Event {
     TcpData,
     /// `tcp_connection.events.end_connection(flow)`.
     TcpEndConnection,
+    /// `tcp_connection.events.monologue(flow, data, dir, part)`: one side's
+    /// turn of the conversation (made by the rules layer from `receive_data`).
+    TcpMonologue,
     /// `udp_connection.events.new_connection(flow, pkt)`.
     UdpNewConnection,
     /// `udp_connection.events.receive_packet(flow, pkt, dir)`.
@@ -41,7 +44,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in a fixed order (the index of each is [`Event::index`]).
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 14] = [
         Event::Ipv4Packet,
         Event::Ipv6Packet,
         Event::TcpPacket,
@@ -51,6 +54,7 @@ impl Event {
         Event::TcpConnectionPacket,
         Event::TcpData,
         Event::TcpEndConnection,
+        Event::TcpMonologue,
         Event::UdpNewConnection,
         Event::UdpConnectionPacket,
         Event::UdpData,
@@ -74,6 +78,7 @@ impl Event {
             Event::TcpConnectionPacket => ("tcp_connection", "receive_packet"),
             Event::TcpData => ("tcp_connection", "receive_data"),
             Event::TcpEndConnection => ("tcp_connection", "end_connection"),
+            Event::TcpMonologue => ("tcp_connection", "monologue"),
             Event::UdpNewConnection => ("udp_connection", "new_connection"),
             Event::UdpConnectionPacket => ("udp_connection", "receive_packet"),
             Event::UdpData => ("udp_connection", "receive_data"),

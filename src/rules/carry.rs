@@ -25,23 +25,24 @@ pub struct Carried {
     pub left_out: usize,
 }
 
-/// Copies every flow's state table of `from` (in the old state) into `to`,
-/// a table of the new state `to_lua`. Fails only when the new state cannot
-/// allocate (its memory limit); what was copied until then stays.
-pub fn carry_flow_states(from: &Table, to_lua: &Lua, to: &Table) -> mlua::Result<Carried> {
+/// The copies, in the new state, of each flow's state table, by flow id.
+pub type CarriedStates = HashMap<u64, Table, ahash::RandomState>;
+
+/// Copies every flow's state table of `from` (tables of the old state) into
+/// the new state `to_lua`. Fails only when the new state cannot allocate
+/// (its memory limit).
+pub fn carry_flow_states(
+    from: impl Iterator<Item = (u64, Table)>,
+    to_lua: &Lua,
+) -> mlua::Result<(CarriedStates, Carried)> {
     let mut copier = Copier { to: to_lua, copies: HashMap::new(), left_out: 0 };
-    let mut flows = 0;
-    for pair in from.pairs::<Value, Value>() {
-        let (key, value) = pair?;
-        let (Value::Integer(id), Value::Table(state)) = (key, value) else {
-            copier.left_out += 1;
-            continue;
-        };
+    let mut out = CarriedStates::default();
+    for (id, state) in from {
         let copy = copier.table(&state, 0)?;
-        to.raw_set(id, copy)?;
-        flows += 1;
+        out.insert(id, copy);
     }
-    Ok(Carried { flows, left_out: copier.left_out })
+    let flows = out.len();
+    Ok((out, Carried { flows, left_out: copier.left_out }))
 }
 
 struct Copier<'a> {
@@ -101,6 +102,17 @@ mod tests {
         (old, from, new, to)
     }
 
+    /// `carry_flow_states` from a table `{ [id] = state }` into the table `to`.
+    fn carry_into(from: &Table, new: &Lua, to: &Table) -> mlua::Result<Carried> {
+        let pairs: Vec<(u64, Table)> =
+            from.pairs::<i64, Table>().map(|p| p.map(|(k, v)| (k as u64, v))).collect::<mlua::Result<_>>()?;
+        let (states, c) = carry_flow_states(pairs.into_iter(), new)?;
+        for (id, t) in states {
+            to.raw_set(id as i64, t)?;
+        }
+        Ok(c)
+    }
+
     #[test]
     fn plain_values_are_copied_and_the_rest_left_out() {
         let (_old, from, new, to) = states(
@@ -113,7 +125,7 @@ mod tests {
             return { [3] = t, [9] = { x = "y" } }
             "#,
         );
-        let c = carry_flow_states(&from, &new, &to).expect("carries");
+        let c = carry_into(&from, &new, &to).expect("carries");
         assert_eq!(c.flows, 2);
         // Left out: the function and the metatable of `shared` (a table key
         // is plain data and is carried).
@@ -144,7 +156,7 @@ mod tests {
         from.raw_set(1, state).expect("set");
         let new = Lua::new();
         let to = new.create_table().expect("table");
-        let c = carry_flow_states(&from, &new, &to).expect("carries");
+        let c = carry_into(&from, &new, &to).expect("carries");
         assert_eq!((c.flows, c.left_out), (1, 1));
         let t: Table = to.raw_get(1).expect("carried");
         assert_eq!(t.get::<String>("kept").expect("kept"), "yes");
@@ -156,7 +168,7 @@ mod tests {
         let (_old, from, new, to) = states(
             "local t = {} local head = t for i = 1, 100000 do t.next = {} t = t.next end return { [1] = head }",
         );
-        let c = carry_flow_states(&from, &new, &to).expect("carries");
+        let c = carry_into(&from, &new, &to).expect("carries");
         assert_eq!((c.flows, c.left_out), (1, 1));
         new.globals().set("states", to).expect("set");
         let depth: i64 = new
@@ -172,6 +184,6 @@ mod tests {
             "local t = {} for i = 1, 100000 do t[i] = string.rep('x', 100) .. i end return { [1] = t }",
         );
         new.set_memory_limit(new.used_memory() + 64 * 1024).expect("limit");
-        assert!(carry_flow_states(&from, &new, &to).is_err());
+        assert!(carry_into(&from, &new, &to).is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mlua::{AppDataRef, Lua, Table};
+use mlua::{AppDataRef, Lua};
 
 use super::error::located;
 use super::lent::LentBytes;
@@ -71,8 +71,6 @@ pub struct RuleContext {
     pub loading: Cell<bool>,
     /// Rules and policies declared so far.
     pub registry: RefCell<Registry>,
-    /// Per-flow rule state: flow id → Lua table.
-    pub flow_states: Table,
     /// Directory of the rule file (for `require` of rule-local modules).
     pub base_dir: Option<PathBuf>,
     /// Where alerts go.
@@ -85,7 +83,7 @@ pub struct RuleContext {
 
 impl RuleContext {
     /// A context with no event running.
-    pub fn new(flow_states: Table, base_dir: Option<PathBuf>, alerts: AlertSink, stats: Arc<Stats>) -> Self {
+    pub fn new(base_dir: Option<PathBuf>, alerts: AlertSink, stats: Arc<Stats>) -> Self {
         RuleContext {
             epoch: Cell::new(0),
             last_epoch: Cell::new(0),
@@ -96,7 +94,6 @@ impl RuleContext {
             data: LentBytes::default(),
             loading: Cell::new(false),
             registry: RefCell::new(Registry::default()),
-            flow_states,
             base_dir,
             alerts,
             stats,

@@ -7,9 +7,7 @@ use mlua::{MultiValue, Value};
 
 use super::carry;
 use super::context::context;
-use super::data::{DataUd, Source};
 use super::error::error_message;
-use super::flow::{self, FlowUd};
 use super::packet::{Layer, PacketUd};
 use super::LuaRules;
 use crate::config::ErrorPolicy;
@@ -21,8 +19,6 @@ use crate::wire::Decoded;
 /// What an event carries besides its flow.
 enum Subject<'a, 'p> {
     Packet(&'a Decoded<'p>),
-    Data(&'a [u8]),
-    Nothing,
 }
 
 fn layer_of(event: Event) -> Layer {
@@ -33,7 +29,7 @@ fn layer_of(event: Event) -> Layer {
             Layer::Udp
         }
         Event::IcmpPacket => Layer::Icmp,
-        Event::TcpData | Event::TcpEndConnection | Event::UdpEndConnection => Layer::Ip,
+        Event::TcpData | Event::TcpMonologue | Event::TcpEndConnection | Event::UdpEndConnection => Layer::Ip,
     }
 }
 
@@ -52,9 +48,11 @@ fn shape_of(event: Event) -> Shape {
             Shape::Pkt
         }
         Event::TcpNewConnection | Event::UdpNewConnection => Shape::FlowPkt,
-        Event::TcpConnectionPacket | Event::TcpData | Event::UdpConnectionPacket | Event::UdpData => {
-            Shape::FlowSubjectDir
-        }
+        Event::TcpConnectionPacket
+        | Event::TcpData
+        | Event::TcpMonologue
+        | Event::UdpConnectionPacket
+        | Event::UdpData => Shape::FlowSubjectDir,
         Event::TcpEndConnection | Event::UdpEndConnection => Shape::Flow,
     }
 }
@@ -70,14 +68,10 @@ impl LuaRules {
         if !self.subscribed[event.index()] {
             return Action::Accept;
         }
-        if let Subject::Data(bytes) = subject {
-            let lua = self.lua.clone();
-            let ctx = context(&lua);
-            if let Ok(ctx) = &ctx {
-                // Stream bytes are lent to the data objects for the event, not copied.
-                return ctx.data.lend_during(bytes, || self.run_event(event, cx, subject, flow));
-            }
-            // Without a context, `run_event`'s setup fails and reports it.
+        if flow.is_some_and(|(f, _)| self.flows.has_ended(f.id)) {
+            // The connection is over for the rules (late segments after
+            // the FIN exchange): the engine decides alone.
+            return Action::Accept;
         }
         self.run_event(event, cx, subject, flow)
     }
@@ -90,60 +84,103 @@ impl LuaRules {
         flow: Option<(&FlowInfo, Direction)>,
     ) -> Action {
         let idx = event.index();
-        let epoch = match self.begin(cx, &subject, flow.map(|(f, _)| f)) {
-            Ok(e) => e,
-            Err(e) => {
-                report(&self.stats, "(event setup)", 1, &e);
+        let Some(epoch) = self.start_event(cx, flow.map(|(f, _)| f)) else { return self.finish(true) };
+        {
+            let Subject::Packet(p) = &subject;
+            let filled = context(&self.lua).and_then(|c| {
+                c.packet
+                    .try_borrow_mut()
+                    .map_err(|_| mlua::Error::runtime("rule buffers busy"))
+                    .map(|mut b| b.fill(p))
+            });
+            if let Err(e) = filled {
+                self.report_setup(&e);
                 return self.finish(true);
             }
+        }
+        let slot = match flow {
+            Some((f, _)) => match self.flows.take(&self.lua, f, cx.time) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.report_setup(&e);
+                    return self.finish(true);
+                }
+            },
+            None => None,
         };
-        let mut args = match self.arguments(event, epoch, &subject, flow) {
-            Ok(a) => a,
-            Err(e) => {
-                report(&self.stats, "(event setup)", 1, &e);
-                return self.finish(true);
-            }
-        };
+        let flow_v = slot.as_ref().map_or(Value::Nil, |s| Value::UserData(s.ud.clone()));
         let mut failed = false;
-        if let Some((f, _)) = flow {
-            if let Err(e) = self.run_policies(event, f) {
-                report(&self.stats, "(policy)", 1, &e);
+        match self.arguments(event, epoch, &subject, flow_v, flow.map(|(_, d)| d)) {
+            Ok(args) => {
+                if let Some((f, _)) = flow {
+                    if let Err(e) = self.run_policies(event, f) {
+                        report(&self.stats, "(policy)", 1, &e);
+                        failed = true;
+                    }
+                }
+                // Only a policy can have refused the connection before the rules run.
+                let refused = !self.policies[idx].is_empty()
+                    && context(&self.lua).map(|c| c.action.get() >= Action::DropFlow).unwrap_or(false);
+                if !refused {
+                    failed |= self.call_rules(event, args);
+                }
+            }
+            Err(e) => {
+                self.report_setup(&e);
                 failed = true;
             }
         }
-        // Only a policy can have refused the connection before the rules run.
-        let refused = !self.policies[idx].is_empty()
-            && context(&self.lua).map(|c| c.action.get() >= Action::DropFlow).unwrap_or(false);
-        if !refused {
-            let last = self.rules[idx].len().saturating_sub(1);
-            for (i, rule) in self.rules[idx].iter_mut().enumerate() {
-                // The last (usually the only) rule takes the arguments as they are.
-                let call_args = if i == last { std::mem::take(&mut args) } else { args.clone() };
-                if let Err(e) = rule.eval.call::<()>(call_args) {
-                    rule.errors += 1;
-                    report(&self.stats, &rule.label, rule.errors, &e);
-                    failed = true;
-                    if self.budget.exhausted() {
-                        // Later rules would fail at once too.
-                        break;
-                    }
-                }
-            }
+        if let Some(s) = slot {
+            self.flows.put_back(s);
         }
         self.finish(failed)
     }
 
-    /// Starts the event: fresh serial, packet buffer filled, budget reset.
-    fn begin(&self, cx: &Context, subject: &Subject<'_, '_>, flow: Option<&FlowInfo>) -> mlua::Result<u64> {
-        let ctx = context(&self.lua)?;
-        let epoch = ctx.begin(cx.time, flow);
-        let busy = |_| mlua::Error::runtime("rule buffers busy");
-        match subject {
-            Subject::Packet(p) => ctx.packet.try_borrow_mut().map_err(busy)?.fill(p),
-            Subject::Data(_) | Subject::Nothing => {}
+    /// Calls every rule of `event` with `args`. True if one failed.
+    pub(super) fn call_rules(&mut self, event: Event, mut args: MultiValue) -> bool {
+        let mut failed = false;
+        let n = self.rules[event.index()].len();
+        for i in 0..n {
+            // The last (usually the only) rule takes the arguments as they are.
+            let call_args = if i + 1 == n { std::mem::take(&mut args) } else { args.clone() };
+            if let Err(e) = self.rules[event.index()][i].eval.call::<()>(call_args) {
+                self.rule_failed(event, i, &e);
+                failed = true;
+                if self.budget.exhausted() {
+                    // Later rules would fail at once too.
+                    break;
+                }
+            }
         }
-        self.budget.reset();
-        Ok(epoch)
+        failed
+    }
+
+    /// Counts and logs an error of rule `i` of `event`.
+    pub(super) fn rule_failed(&mut self, event: Event, i: usize, e: &mlua::Error) {
+        if let Some(rule) = self.rules[event.index()].get_mut(i) {
+            rule.errors += 1;
+            report(&self.stats, &rule.label, rule.errors, e);
+        }
+    }
+
+    /// An event could not be set up (no rule ran).
+    pub(super) fn report_setup(&self, e: &mlua::Error) {
+        report(&self.stats, "(event setup)", 1, e);
+    }
+
+    /// Starts an event: fresh serial, nothing decided, budget reset.
+    pub(super) fn start_event(&self, cx: &Context, flow: Option<&FlowInfo>) -> Option<u64> {
+        match context(&self.lua) {
+            Ok(ctx) => {
+                let epoch = ctx.begin(cx.time, flow);
+                self.budget.reset();
+                Some(epoch)
+            }
+            Err(e) => {
+                self.report_setup(&e);
+                None
+            }
+        }
     }
 
     fn arguments(
@@ -151,30 +188,17 @@ impl LuaRules {
         event: Event,
         epoch: u64,
         subject: &Subject<'_, '_>,
-        flow: Option<(&FlowInfo, Direction)>,
+        flow_v: Value,
+        dir: Option<Direction>,
     ) -> mlua::Result<MultiValue> {
         let lua = &self.lua;
-        let flow_v = match flow {
-            Some((f, _)) => Value::UserData(lua.create_userdata(FlowUd { epoch, info: f.clone() })?),
+        let dir_v = match dir {
+            Some(d) => Value::String(self.dirs[d.index()].clone()),
             None => Value::Nil,
         };
-        let dir_v = match flow {
-            Some((_, d)) => Value::String(self.dirs[d.index()].clone()),
-            None => Value::Nil,
-        };
-        let subject_v = match subject {
-            Subject::Packet(p) => {
-                let layer = Layer::for_packet(layer_of(event), &p.transport);
-                Value::UserData(lua.create_userdata(PacketUd { epoch, layer })?)
-            }
-            Subject::Data(d) => Value::UserData(lua.create_userdata(DataUd {
-                epoch,
-                source: Source::Stream,
-                start: 0,
-                len: d.len(),
-            })?),
-            Subject::Nothing => Value::Nil,
-        };
+        let Subject::Packet(p) = subject;
+        let layer = Layer::for_packet(layer_of(event), &p.transport);
+        let subject_v = Value::UserData(lua.create_userdata(PacketUd { epoch, layer })?);
         Ok(match shape_of(event) {
             Shape::Pkt => MultiValue::from_iter([subject_v]),
             Shape::FlowPkt => MultiValue::from_iter([flow_v, subject_v]),
@@ -195,7 +219,7 @@ impl LuaRules {
 
     /// Ends the event: its objects go stale; the decision, made stricter by
     /// the error policy if a rule failed.
-    fn finish(&mut self, failed: bool) -> Action {
+    pub(super) fn finish(&mut self, failed: bool) -> Action {
         let mut action = context(&self.lua).map(|c| c.end()).unwrap_or(Action::DropPacket);
         if failed {
             if self.on_error == ErrorPolicy::Drop {
@@ -240,38 +264,47 @@ impl Inspector for LuaRules {
     }
 
     fn data(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, data: &[u8]) -> Action {
-        self.dispatch(Event::TcpData, ctx, Subject::Data(data), Some((flow, dir)))
+        self.on_data(ctx, flow, dir, data)
     }
 
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
-        // Decisions at the end of a connection have nothing left to act on.
-        let _ = self.dispatch(event, ctx, Subject::Nothing, Some((flow, Direction::Up)));
+        self.on_end(event, ctx, flow);
     }
 
     fn forget(&mut self, flow_id: u64) {
-        if let Err(e) = flow::forget(&self.flow_states, flow_id) {
-            tracing::warn!(target: "sluice::rules", "cannot free flow state: {}", error_message(&e));
-        }
+        self.flows.forget(flow_id);
     }
 
     fn take_over(&mut self, previous: &mut LuaRules) {
-        match carry::carry_flow_states(&previous.flow_states, &self.lua, &self.flow_states) {
-            Ok(c) if c.left_out > 0 => tracing::warn!(
-                target: "sluice::rules",
-                "reload: carried the state of {} flows; left out {} values that are not plain data \
-                 (functions, userdata, threads, metatables, nesting over {})",
-                c.flows,
-                c.left_out,
-                carry::MAX_DEPTH
-            ),
-            Ok(c) => {
-                tracing::info!(target: "sluice::rules", "reload: carried the state of {} flows", c.flows)
+        match carry::carry_flow_states(previous.flows.states(), &self.lua) {
+            Ok((states, c)) => {
+                self.flows.receive_carried(states);
+                if c.left_out > 0 {
+                    tracing::warn!(
+                        target: "sluice::rules",
+                        "reload: carried the state of {} flows; left out {} values that are not plain data \
+                         (functions, userdata, threads, metatables, nesting over {})",
+                        c.flows,
+                        c.left_out,
+                        carry::MAX_DEPTH
+                    );
+                } else {
+                    tracing::info!(target: "sluice::rules", "reload: carried the state of {} flows", c.flows);
+                }
             }
             Err(e) => tracing::error!(
                 target: "sluice::rules",
-                "reload: per-flow state only partly carried: {}",
+                "reload: per-flow state not carried: {}",
                 error_message(&e)
             ),
+        }
+        let streamed = previous.flows.streamed_coroutines();
+        if streamed > 0 {
+            tracing::warn!(
+                target: "sluice::rules",
+                "reload: ended {streamed} streamed-rule coroutines of the old rules; the new rules' streamed \
+                 rules start on each connection's next bytes"
+            );
         }
     }
 }

@@ -1,58 +1,137 @@
-//! Flow objects: the `flow` argument of connection events. `srcip dstip
-//! srcport dstport` describe the connection (src is the client);
-//! `drop reset halfreset` decide its fate; any other field reads and writes a
-//! per-flow Lua table kept until the engine forgets the flow
-//! (`flow.mystate = {...}` as Haka rules do; `flow.data` starts as an empty
-//! table).
+//! Flow objects: the `flow` argument of connection events. As in Haka, a
+//! connection has ONE flow object from `new_connection` to `end_connection`,
+//! so rules may compare flows with `==` and key tables (strong or weak) by
+//! them. `srcip dstip srcport dstport` describe the connection (src is the
+//! client); `drop reset halfreset` decide its fate; any other field reads and
+//! writes the flow's own state table (`flow.mystate = {...}`; `flow.data`
+//! starts as an empty table).
+//!
+//! The state table is the userdata's Lua *user value*, not a Rust-held
+//! reference: the garbage collector traces it, so a state that refers back
+//! to its flow (`flow.self = flow`) is still collected once nobody holds the
+//! flow. sluice holds each live flow object in [`super::flows::Flows`] and
+//! lets go of it when the connection ends; from then on the object refuses
+//! to work, so a rule that kept one gets a clear error, never stale state.
 
-use mlua::{Lua, MetaMethod, Table, UserData, UserDataMethods, Value};
+use std::cell::Cell;
+
+use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataMethods, Value};
 
 use super::addr::AddrUd;
-use super::context::{context, RuleContext};
+use super::context::context;
 use super::error::located;
+use super::time::TimeUd;
 use crate::inspect::{Action, FlowInfo};
+use crate::time::Timestamp;
 
-/// A flow object, valid during the event it was made for.
-#[derive(Debug, Clone)]
+/// The flow object of one connection.
+#[derive(Debug)]
 pub struct FlowUd {
-    /// The event it belongs to.
-    pub epoch: u64,
     /// The connection.
     pub info: FlowInfo,
+    /// Packet time of the first event rules saw of it.
+    pub start: Timestamp,
+    /// Packet time of the latest event of it.
+    pub last_activity: Cell<Timestamp>,
+    /// Set when the connection ended: the object then refuses to work.
+    pub ended: Cell<bool>,
 }
 
-const FIXED: [&str; 4] = ["srcip", "dstip", "srcport", "dstport"];
+const FIXED: [&str; 6] = ["srcip", "dstip", "srcport", "dstport", "start_time", "last_activity"];
 
-fn state_key(id: u64) -> i64 {
-    // Ids are opaque; reinterpreting the bits keeps them distinct.
-    id as i64
+impl FlowUd {
+    /// A live flow object for `info`, first seen at `now`.
+    pub fn new(info: FlowInfo, now: Timestamp) -> Self {
+        FlowUd { info, start: now, last_activity: Cell::new(now), ended: Cell::new(false) }
+    }
+
+    fn check_alive(&self, lua: &Lua) -> mlua::Result<()> {
+        if self.ended.get() {
+            return Err(located(lua, "flow object used after its connection ended"));
+        }
+        Ok(())
+    }
+
+    /// A decision acts on the packet of the running event, so it is only
+    /// taken on that event's own flow.
+    fn decide(&self, lua: &Lua, a: Action) -> mlua::Result<()> {
+        self.check_alive(lua)?;
+        let ctx = context(lua)?;
+        let current = ctx.flow.try_borrow().map(|f| f.as_ref().map(|f| f.id)).unwrap_or(None);
+        if current != Some(self.info.id) {
+            return Err(located(
+                lua,
+                "flow:drop/reset/halfreset act on the packet being processed: call them on the flow of the running event",
+            ));
+        }
+        ctx.decide(a);
+        Ok(())
+    }
 }
 
-/// The state table of flow `id`, created if `create` and absent.
-fn state_table(lua: &Lua, ctx: &RuleContext, id: u64, create: bool) -> mlua::Result<Option<Table>> {
-    if let Some(t) = ctx.flow_states.raw_get::<Option<Table>>(state_key(id))? {
+/// The state table of a flow object, created if `create` and absent.
+fn state_table(lua: &Lua, ud: &AnyUserData, create: bool) -> mlua::Result<Option<Table>> {
+    if let Some(t) = ud.user_value::<Option<Table>>()? {
         return Ok(Some(t));
     }
     if !create {
         return Ok(None);
     }
     let t = lua.create_table()?;
-    ctx.flow_states.raw_set(state_key(id), t.clone())?;
+    ud.set_user_value(t.clone())?;
     Ok(Some(t))
 }
 
-/// Frees the rule state of flow `id`.
-pub fn forget(states: &Table, id: u64) -> mlua::Result<()> {
-    states.raw_set(state_key(id), Value::Nil)
+/// The state table of `ud`, or `None` if it has none (reload carries it).
+pub fn state_of(ud: &AnyUserData) -> mlua::Result<Option<Table>> {
+    ud.user_value::<Option<Table>>()
 }
 
-impl FlowUd {
-    fn decide(&self, lua: &Lua, a: Action) -> mlua::Result<()> {
-        let ctx = context(lua)?;
-        ctx.check_live(lua, self.epoch, "flow")?;
-        ctx.decide(a);
-        Ok(())
+fn get_field(lua: &Lua, ud: &AnyUserData, key: &mlua::String) -> mlua::Result<Value> {
+    let this = ud.borrow::<FlowUd>()?;
+    this.check_alive(lua)?;
+    let i = &this.info;
+    match &key.as_bytes()[..] {
+        b"srcip" => return Ok(Value::UserData(lua.create_userdata(AddrUd(i.src))?)),
+        b"dstip" => return Ok(Value::UserData(lua.create_userdata(AddrUd(i.dst))?)),
+        b"srcport" => return Ok(Value::Integer(i64::from(i.src_port))),
+        b"dstport" => return Ok(Value::Integer(i64::from(i.dst_port))),
+        b"start_time" => return Ok(Value::UserData(lua.create_userdata(TimeUd(this.start))?)),
+        b"last_activity" => {
+            return Ok(Value::UserData(lua.create_userdata(TimeUd(this.last_activity.get()))?))
+        }
+        b"data" => {
+            // `flow.data` is a table from the first read on.
+            let state = state_table(lua, ud, true)?.ok_or_else(|| located(lua, "no flow state"))?;
+            if let Some(t) = state.raw_get::<Option<Table>>("data")? {
+                return Ok(Value::Table(t));
+            }
+            let t = lua.create_table()?;
+            state.raw_set("data", t.clone())?;
+            return Ok(Value::Table(t));
+        }
+        _ => {}
     }
+    drop(this);
+    match state_table(lua, ud, false)? {
+        Some(t) => t.raw_get::<Value>(key),
+        None => Ok(Value::Nil),
+    }
+}
+
+fn set_field(lua: &Lua, ud: &AnyUserData, key: mlua::String, value: Value) -> mlua::Result<()> {
+    ud.borrow::<FlowUd>()?.check_alive(lua)?;
+    if FIXED.iter().any(|f| key.as_bytes() == f.as_bytes()) {
+        return Err(located(lua, format!("flow.{} is read-only", key.to_string_lossy())));
+    }
+    if value.is_nil() {
+        if let Some(t) = state_table(lua, ud, false)? {
+            t.raw_set(key, Value::Nil)?;
+        }
+        return Ok(());
+    }
+    let state = state_table(lua, ud, true)?.ok_or_else(|| located(lua, "no flow state"))?;
+    state.raw_set(key, value)
 }
 
 impl UserData for FlowUd {
@@ -60,49 +139,13 @@ impl UserData for FlowUd {
         methods.add_method("drop", |lua, this, ()| this.decide(lua, Action::DropFlow));
         methods.add_method("reset", |lua, this, ()| this.decide(lua, Action::Reset));
         methods.add_method("halfreset", |lua, this, ()| this.decide(lua, Action::HalfReset));
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: mlua::String| {
-            let ctx = context(lua)?;
-            ctx.check_live(lua, this.epoch, "flow")?;
-            let i = &this.info;
-            match &key.as_bytes()[..] {
-                b"srcip" => return Ok(Value::UserData(lua.create_userdata(AddrUd(i.src))?)),
-                b"dstip" => return Ok(Value::UserData(lua.create_userdata(AddrUd(i.dst))?)),
-                b"srcport" => return Ok(Value::Integer(i64::from(i.src_port))),
-                b"dstport" => return Ok(Value::Integer(i64::from(i.dst_port))),
-                b"data" => {
-                    // `flow.data` is a table from the first read on.
-                    let state =
-                        state_table(lua, &ctx, i.id, true)?.ok_or_else(|| located(lua, "no flow state"))?;
-                    if let Some(t) = state.raw_get::<Option<Table>>("data")? {
-                        return Ok(Value::Table(t));
-                    }
-                    let t = lua.create_table()?;
-                    state.raw_set("data", t.clone())?;
-                    return Ok(Value::Table(t));
-                }
-                _ => {}
-            }
-            match state_table(lua, &ctx, i.id, false)? {
-                Some(t) => t.raw_get::<Value>(key),
-                None => Ok(Value::Nil),
-            }
+        methods.add_meta_function(MetaMethod::Index, |lua, (ud, key): (AnyUserData, mlua::String)| {
+            get_field(lua, &ud, &key)
         });
-        methods.add_meta_method(MetaMethod::NewIndex, |lua, this, (key, value): (mlua::String, Value)| {
-            let ctx = context(lua)?;
-            ctx.check_live(lua, this.epoch, "flow")?;
-            if FIXED.iter().any(|f| key.as_bytes() == f.as_bytes()) {
-                return Err(located(lua, "flow address and port fields are read-only"));
-            }
-            if value.is_nil() {
-                if let Some(t) = state_table(lua, &ctx, this.info.id, false)? {
-                    t.raw_set(key, Value::Nil)?;
-                }
-                return Ok(());
-            }
-            let state =
-                state_table(lua, &ctx, this.info.id, true)?.ok_or_else(|| located(lua, "no flow state"))?;
-            state.raw_set(key, value)
-        });
+        methods.add_meta_function(
+            MetaMethod::NewIndex,
+            |lua, (ud, key, value): (AnyUserData, mlua::String, Value)| set_field(lua, &ud, key, value),
+        );
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             let i = &this.info;
             Ok(format!("{} flow {}:{} > {}:{}", i.proto.name(), i.src, i.src_port, i.dst, i.dst_port))

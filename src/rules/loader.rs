@@ -20,6 +20,7 @@ use crate::config::RulesConfig;
 use crate::stats::Stats;
 
 const PRELUDE: &str = include_str!("../../rules/haka.lua");
+const STREAM_ITER: &str = include_str!("../../rules/stream_iter.lua");
 
 /// The Lua modules shipped with sluice, by `require` name.
 const EMBEDDED: &[(&str, &str)] = &[
@@ -40,8 +41,8 @@ pub struct Loaded {
     pub budget: Budget,
     /// What the rule files declared.
     pub registry: Registry,
-    /// Per-flow rule state tables.
-    pub flow_states: Table,
+    /// The blocking stream iterator's constructor.
+    pub new_iter: Function,
     /// `"up"` and `"down"`, made once.
     pub dirs: [mlua::String; 2],
 }
@@ -102,8 +103,7 @@ fn new_state(
     lua.gc_gen(GC_MINOR_MULTIPLIER, GC_MAJOR_MULTIPLIER);
     let budget = Budget::install(&lua, cfg.instruction_limit)?;
 
-    let flow_states = lua.create_table()?;
-    lua.set_app_data(RuleContext::new(flow_states.clone(), base_dir, alerts, stats));
+    lua.set_app_data(RuleContext::new(base_dir, alerts, stats));
 
     let (dissectors, hooks) = dissectors::build(&lua)?;
     let raw = lua.create_table()?;
@@ -114,12 +114,17 @@ fn new_state(
     raw.raw_set("log", lua.create_function(log::log)?)?;
     raw.raw_set("print", lua.create_function(log::print)?)?;
     raw.raw_set("require", require_function(&lua)?)?;
+    raw.raw_set("time", lua.create_function(super::time::haka_time)?)?;
+    raw.raw_set("network_time", lua.create_function(super::time::network_time)?)?;
     let b = budget.clone();
     raw.raw_set("exhausted", lua.create_function(move |_, ()| Ok(b.exhausted()))?)?;
+    // Before the prelude runs: the iterator captures the real coroutine.yield.
+    let iter_module: Table = lua.load(STREAM_ITER).set_name("=[sluice]stream_iter").call(())?;
+    let new_iter: Function = iter_module.get("new")?;
     lua.load(PRELUDE).set_name("=[sluice]haka").call::<()>(raw)?;
 
     let dirs = [lua.create_string("up")?, lua.create_string("down")?];
-    Ok(Loaded { lua, budget, registry: Registry::default(), flow_states, dirs })
+    Ok(Loaded { lua, budget, registry: Registry::default(), new_iter, dirs })
 }
 
 /// The `require` function; loaded modules are cached in a private table.

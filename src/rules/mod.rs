@@ -17,16 +17,24 @@ mod budget;
 mod carry;
 mod context;
 mod data;
+mod data_event;
 mod dispatch;
 mod dissectors;
+mod end_event;
 mod error;
 mod flow;
+mod flows;
 mod lent;
 mod loader;
 mod log;
+mod monologue;
 mod packet;
+mod per_direction;
 mod policy;
 mod rule;
+mod stream_buf;
+mod stream_objects;
+mod time;
 
 #[cfg(test)]
 mod tests;
@@ -61,8 +69,22 @@ pub struct LuaRules {
     rules: Vec<Vec<Rule>>,
     /// Policies per `new_connection` event, indexed by [`Event::index`].
     policies: Vec<Vec<Policy>>,
+    /// Events the engine must call: the hooked ones, and those the rules
+    /// layer builds others from (`receive_data` for monologues,
+    /// `end_connection` for the end of streams).
     subscribed: [bool; Event::ALL.len()],
-    flow_states: mlua::Table,
+    /// Events some rule or policy hooks.
+    hooked: [bool; Event::ALL.len()],
+    /// The live connections and their flow objects.
+    flows: flows::Flows,
+    /// The blocking iterator's constructor (`rules/stream_iter.lua`).
+    new_iter: mlua::Function,
+    /// Number of streamed `receive_data` rules.
+    streamed_rules: usize,
+    /// Most stream bytes a connection direction may hold for rules.
+    max_held: usize,
+    /// Size of a monologue part.
+    monologue_cap: usize,
     dirs: [mlua::String; 2],
     on_error: ErrorPolicy,
     memory_limit: usize,
@@ -130,17 +152,26 @@ impl LuaRules {
         for p in loaded.registry.policies {
             policies[p.event.index()].push(p);
         }
-        let mut subscribed = [false; Event::ALL.len()];
-        for (i, s) in subscribed.iter_mut().enumerate() {
+        let mut hooked = [false; Event::ALL.len()];
+        for (i, s) in hooked.iter_mut().enumerate() {
             *s = !rules[i].is_empty() || !policies[i].is_empty();
         }
+        let mut subscribed = hooked;
+        subscribed[Event::TcpData.index()] |= hooked[Event::TcpMonologue.index()];
+        subscribed[Event::TcpEndConnection.index()] |= subscribed[Event::TcpData.index()];
+        let streamed_rules = rules[Event::TcpData.index()].iter().filter(|r| r.streamed).count();
         Ok(LuaRules {
             lua: loaded.lua,
             budget: loaded.budget,
             rules,
             policies,
             subscribed,
-            flow_states: loaded.flow_states,
+            hooked,
+            flows: flows::Flows::default(),
+            new_iter: loaded.new_iter,
+            streamed_rules,
+            max_held: cfg.max_held_bytes,
+            monologue_cap: cfg.monologue_cap.max(1),
             dirs: loaded.dirs,
             on_error: cfg.on_error,
             memory_limit: cfg.memory_limit,
@@ -164,7 +195,7 @@ impl LuaRules {
     pub fn hooked_events(&self) -> Vec<String> {
         Event::ALL
             .iter()
-            .filter(|e| self.subscribed[e.index()])
+            .filter(|e| self.hooked[e.index()])
             .map(|e| {
                 let (d, n) = e.lua_name();
                 format!("{d}.{n}")

@@ -21,6 +21,9 @@ pub struct Rule {
     pub label: String,
     /// Runtime errors so far (for log rate limiting).
     pub errors: u64,
+    /// `options = { streamed = true }`: eval runs as a coroutine that reads
+    /// the stream through a blocking iterator.
+    pub streamed: bool,
 }
 
 /// Everything the rule files declared.
@@ -76,12 +79,26 @@ fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Rule> {
         Value::String(s) => Some(s.to_string_lossy()),
         _ => return Err(located(lua, "haka.rule: 'name' must be a string")),
     };
-    // Haka's `options` (and anything else) are accepted and ignored.
+    let streamed = match spec.get::<Value>("options")? {
+        Value::Nil => false,
+        Value::Table(o) => match o.get::<Value>("streamed")? {
+            Value::Nil => false,
+            Value::Boolean(b) => b,
+            _ => return Err(located(lua, "haka.rule: options.streamed must be a boolean")),
+        },
+        _ => return Err(located(lua, "haka.rule: 'options' must be a table")),
+    };
+    if streamed && event != Event::TcpData {
+        return Err(located(
+            lua,
+            "haka.rule: options.streamed applies to tcp_connection.events.receive_data only",
+        ));
+    }
     let info = eval.info();
     let at = format!("{}:{}", info.short_src.as_deref().unwrap_or("?"), info.line_defined.unwrap_or(0));
     let label = match name {
         Some(n) => format!("{n} ({at})"),
         None => at,
     };
-    Ok(Rule { event, eval, label, errors: 0 })
+    Ok(Rule { event, eval, label, errors: 0, streamed })
 }

@@ -92,9 +92,17 @@ fn subscribed_is_true_only_for_hooked_events() {
         "#,
     );
     for ev in Event::ALL {
-        let want = matches!(ev, Event::TcpData | Event::Ipv6Packet | Event::UdpNewConnection);
+        // end_connection too: the end of the stream is an event for receive_data rules.
+        let want = matches!(
+            ev,
+            Event::TcpData | Event::TcpEndConnection | Event::Ipv6Packet | Event::UdpNewConnection
+        );
         assert_eq!(h.rules.subscribed(ev), want, "{ev:?}");
     }
+    assert_eq!(
+        h.rules.hooked_events(),
+        ["ipv6.receive_packet", "tcp_connection.receive_data", "udp_connection.new_connection"]
+    );
     assert_eq!(h.rules.rule_count(), 2);
     assert_eq!(h.rules.policy_count(), 1);
 }

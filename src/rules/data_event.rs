@@ -1,0 +1,276 @@
+//! TCP `receive_data`: the rules of one chunk of stream bytes, and the end of
+//! a direction's stream.
+//!
+//! * Plain rules get `(flow, data, dir)`. A rule may return a count `n`:
+//!   the last `#data - n` bytes are then handed to it again, ahead of the
+//!   next bytes of that direction (Net::Inspect's partial consumption), and
+//!   once more at the end of the stream.
+//! * Streamed rules (`options = { streamed = true }`) run as one coroutine
+//!   per rule, connection and direction, started at the first bytes with
+//!   `(flow, iter, dir)`; each chunk resumes the ones waiting for bytes.
+//!   Whatever they decide acts on the packet being processed: the one whose
+//!   bytes let them go on.
+//! * Monologue rules see each side's turns (see `monologue.rs`).
+//!
+//! All of them run in declaration order within the one event, under one
+//! instruction budget, and their decisions combine.
+
+use std::sync::Arc;
+
+use mlua::{AnyUserData, MultiValue, Value};
+use parking_lot::Mutex;
+
+use super::context::context;
+use super::data::{DataUd, Source};
+use super::error::located;
+use super::flows::Slot;
+use super::per_direction::{Coroutine, PerDirection};
+use super::stream_buf::StreamBuf;
+use super::stream_objects::CursorUd;
+use super::LuaRules;
+use crate::flow::Direction;
+use crate::inspect::{Action, Context, Event, FlowInfo};
+
+/// What one rule call came to.
+pub(super) enum Outcome {
+    Ran,
+    Failed(mlua::Error),
+}
+
+impl LuaRules {
+    /// `receive_data` for `bytes` of `flow`'s `dir` stream.
+    pub(super) fn on_data(&mut self, cx: &Context, info: &FlowInfo, dir: Direction, bytes: &[u8]) -> Action {
+        if self.flows.has_ended(info.id) {
+            return Action::Accept;
+        }
+        let Some(epoch) = self.start_event(cx, Some(info)) else { return self.finish(true) };
+        let mut failed = false;
+        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
+            Ok(s) => s,
+            Err(e) => {
+                self.report_setup(&e);
+                return self.finish(true);
+            }
+        };
+        let chunk_start = slot.dirs[dir.index()].delivered;
+        slot.dirs[dir.index()].delivered += bytes.len() as u64;
+        if !self.rules[Event::TcpMonologue.index()].is_empty() {
+            failed |= self.monologue_turn(epoch, &mut slot, dir, bytes, chunk_start);
+        }
+        if !self.rules[Event::TcpData.index()].is_empty() {
+            failed |= self.data_rules(epoch, &mut slot, dir, bytes, chunk_start);
+        }
+        self.flows.put_back(slot);
+        self.finish(failed)
+    }
+
+    /// Runs the `receive_data` rules on one chunk. True if one failed.
+    fn data_rules(
+        &mut self,
+        epoch: u64,
+        slot: &mut Slot,
+        dir: Direction,
+        bytes: &[u8],
+        chunk_start: u64,
+    ) -> bool {
+        let d = &mut slot.dirs[dir.index()];
+        if self.streamed_rules > 0 {
+            let stream = d
+                .stream
+                .get_or_insert_with(|| Arc::new(Mutex::new(StreamBuf::new(chunk_start, self.max_held))));
+            stream.lock().push(bytes);
+        }
+        let dir_v = Value::String(self.dirs[dir.index()].clone());
+        let mut failed = false;
+        for i in 0..self.rules[Event::TcpData.index()].len() {
+            if self.budget.exhausted() {
+                break;
+            }
+            let outcome = if self.rules[Event::TcpData.index()][i].streamed {
+                self.resume_streamed(i, &slot.ud, &mut slot.dirs[dir.index()], &dir_v, chunk_start, false)
+            } else {
+                self.plain_data_rule(i, epoch, &slot.ud, &mut slot.dirs[dir.index()], &dir_v, bytes)
+            };
+            if let Outcome::Failed(e) = outcome {
+                self.rule_failed(Event::TcpData, i, &e);
+                failed = true;
+            }
+        }
+        if let Some(s) = &slot.dirs[dir.index()].stream {
+            s.lock().trim();
+        }
+        failed
+    }
+
+    /// A plain `receive_data` rule: `(flow, data, dir)`, with what it left
+    /// unconsumed last time in front of `bytes`.
+    fn plain_data_rule(
+        &mut self,
+        i: usize,
+        epoch: u64,
+        flow: &AnyUserData,
+        d: &mut PerDirection,
+        dir_v: &Value,
+        bytes: &[u8],
+    ) -> Outcome {
+        let carry = std::mem::take(d.carry(i));
+        let joined;
+        let view: &[u8] = if carry.is_empty() {
+            bytes
+        } else {
+            joined = [carry.as_slice(), bytes].concat();
+            &joined
+        };
+        let eval = self.rules[Event::TcpData.index()][i].eval.clone();
+        let data = DataUd { epoch, source: Source::Stream, start: 0, len: view.len() };
+        let lua = self.lua.clone();
+        let ctx = match context(&lua) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let ret = ctx.data.lend_during(view, || {
+            let data = lua.create_userdata(data)?;
+            eval.call::<Value>((flow.clone(), data, dir_v.clone()))
+        });
+        drop(ctx);
+        match ret {
+            Ok(v) => match self.consumed(&v, view.len()) {
+                Ok(Some(n)) if n < view.len() => {
+                    if view.len() - n > self.max_held {
+                        return Outcome::Failed(located(
+                            &self.lua,
+                            format!(
+                                "receive_data rule left {} bytes unconsumed, more than the {} a stream may hold",
+                                view.len() - n,
+                                self.max_held
+                            ),
+                        ));
+                    }
+                    *d.carry(i) = view[n..].to_vec();
+                    Outcome::Ran
+                }
+                Ok(_) => Outcome::Ran,
+                Err(e) => Outcome::Failed(e),
+            },
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// The count a plain rule returned: how many bytes it consumed.
+    fn consumed(&self, v: &Value, len: usize) -> mlua::Result<Option<usize>> {
+        let n = match v {
+            Value::Integer(n) => *n as f64,
+            Value::Number(n) => *n,
+            // Anything else (usually nothing) consumes everything.
+            _ => return Ok(None),
+        };
+        if n.fract() != 0.0 || n < 0.0 || n > len as f64 {
+            return Err(mlua::Error::runtime(format!(
+                "receive_data eval returned {n}: a rule returns how many of the {len} bytes it consumed"
+            )));
+        }
+        Ok(Some(n as usize))
+    }
+
+    /// Starts or resumes streamed rule `i` on one direction.
+    fn resume_streamed(
+        &mut self,
+        i: usize,
+        flow: &AnyUserData,
+        d: &mut PerDirection,
+        dir_v: &Value,
+        start: u64,
+        at_eof: bool,
+    ) -> Outcome {
+        let Some(stream) = d.stream.clone() else { return Outcome::Ran };
+        let co = d.coroutine(i);
+        let (thread, holder, resumed) = match std::mem::take(co) {
+            Coroutine::Done => {
+                *co = Coroutine::Done;
+                return Outcome::Ran;
+            }
+            Coroutine::Waiting { thread, holder } => {
+                let r = thread.resume::<MultiValue>(());
+                (thread, holder, r)
+            }
+            Coroutine::NotStarted => {
+                if !at_eof && stream.lock().end() == start {
+                    // Nothing new for it yet (an empty chunk).
+                    return Outcome::Ran;
+                }
+                let eval = self.rules[Event::TcpData.index()][i].eval.clone();
+                let started = (|| {
+                    let cursor = CursorUd::new(&stream, start);
+                    let holder = cursor.holder();
+                    let iter: Value = self.new_iter.call(self.lua.create_userdata(cursor)?)?;
+                    let thread = self.lua.create_thread(eval)?;
+                    let r = thread.resume::<MultiValue>((flow.clone(), iter, dir_v.clone()));
+                    Ok::<_, mlua::Error>((thread, holder, r))
+                })();
+                match started {
+                    Ok(t) => t,
+                    Err(e) => {
+                        *co = Coroutine::Done;
+                        return Outcome::Failed(e);
+                    }
+                }
+            }
+        };
+        match resumed {
+            Ok(_) if thread.status() == mlua::ThreadStatus::Resumable => {
+                *co = Coroutine::Waiting { thread, holder };
+                Outcome::Ran
+            }
+            other => {
+                *co = Coroutine::Done;
+                stream.lock().release(holder);
+                match other {
+                    Err(e) => Outcome::Failed(e),
+                    Ok(_) => Outcome::Ran,
+                }
+            }
+        }
+    }
+
+    /// The end of `dir`'s stream: streamed rules resume with Haka's EOF
+    /// results (and those that never ran start, as in Haka), and partially
+    /// consuming rules get what they left. True if a rule failed.
+    pub(super) fn finish_direction(&mut self, epoch: u64, slot: &mut Slot, dir: Direction) -> bool {
+        let d = &mut slot.dirs[dir.index()];
+        if d.finished {
+            return false;
+        }
+        d.finished = true;
+        let end = d.delivered;
+        if self.streamed_rules > 0 {
+            d.stream
+                .get_or_insert_with(|| Arc::new(Mutex::new(StreamBuf::new(end, self.max_held))))
+                .lock()
+                .finish();
+        }
+        let dir_v = Value::String(self.dirs[dir.index()].clone());
+        let mut failed = false;
+        for i in 0..self.rules[Event::TcpData.index()].len() {
+            if self.budget.exhausted() {
+                break;
+            }
+            let d = &mut slot.dirs[dir.index()];
+            let outcome = if self.rules[Event::TcpData.index()][i].streamed {
+                self.resume_streamed(i, &slot.ud, d, &dir_v, end, true)
+            } else if d.carry.get(i).is_some_and(|c| !c.is_empty()) {
+                // Handed once more; what it returns now has nowhere to go.
+                let rest = std::mem::take(d.carry(i));
+                let r = self.plain_data_rule(i, epoch, &slot.ud, d, &dir_v, &rest);
+                d.carry(i).clear();
+                r
+            } else {
+                Outcome::Ran
+            };
+            if let Outcome::Failed(e) = outcome {
+                self.rule_failed(Event::TcpData, i, &e);
+                failed = true;
+            }
+        }
+        failed
+    }
+}

@@ -1,0 +1,47 @@
+//! The end of a connection for the rules: each direction's stream ends
+//! (streamed rules get Haka's EOF results, partially consuming rules their
+//! last bytes), the turn being spoken ends (monologue rules), then the
+//! `end_connection` rules run with the connection's flow object, and sluice
+//! lets go of that object.
+
+use mlua::{MultiValue, Value};
+
+use super::LuaRules;
+use crate::flow::Direction;
+use crate::inspect::{Context, Event, FlowInfo};
+
+impl LuaRules {
+    /// `end_connection` of `info` (TCP or UDP).
+    pub(super) fn on_end(&mut self, event: Event, cx: &Context, info: &FlowInfo) {
+        if self.flows.has_ended(info.id) {
+            return;
+        }
+        let Some(epoch) = self.start_event(cx, Some(info)) else {
+            let _ = self.finish(true);
+            return;
+        };
+        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
+            Ok(s) => s,
+            Err(e) => {
+                self.report_setup(&e);
+                let _ = self.finish(true);
+                self.flows.end(info.id);
+                return;
+            }
+        };
+        let mut failed = false;
+        if event == Event::TcpEndConnection {
+            for dir in [Direction::Up, Direction::Down] {
+                failed |= self.finish_direction(epoch, &mut slot, dir);
+            }
+            failed |= self.end_turn(epoch, &mut slot);
+        }
+        if !self.rules[event.index()].is_empty() && !self.budget.exhausted() {
+            failed |= self.call_rules(event, MultiValue::from_iter([Value::UserData(slot.ud.clone())]));
+        }
+        self.flows.put_back(slot);
+        self.flows.end(info.id);
+        // Decisions at the end of a connection have nothing left to act on.
+        let _ = self.finish(failed);
+    }
+}

@@ -1,0 +1,120 @@
+//! The live connections as the rules know them: one flow object per
+//! connection (Haka's identity), and the per-direction rule machinery that
+//! lives as long as the connection (streamed coroutines, partial-consumption
+//! carry, monologue buffers).
+//!
+//! A connection's entry is made at its first event and removed when it ends
+//! (`end_connection`, or when the engine forgets it), which is when sluice
+//! lets go of the flow object: tables that rules keyed weakly by it then
+//! empty. Events of a connection that already ended (a late retransmission
+//! after the FIN exchange) do not reach rules: the connection is over for
+//! them, as it is in Haka.
+
+use std::collections::{HashMap, HashSet};
+
+use ahash::RandomState;
+use mlua::{AnyUserData, Lua, Table};
+
+use super::flow::FlowUd;
+use super::monologue::Monologue;
+use super::per_direction::PerDirection;
+use crate::inspect::FlowInfo;
+use crate::time::Timestamp;
+
+/// One live connection.
+pub struct Slot {
+    /// The engine's flow id.
+    pub id: u64,
+    /// Its flow object.
+    pub ud: AnyUserData,
+    /// Client → server (`up`) and server → client (`down`) machinery.
+    pub dirs: [PerDirection; 2],
+    /// The turn being spoken (monologue rules).
+    pub monologue: Monologue,
+}
+
+/// The live connections, by engine flow id.
+#[derive(Default)]
+pub struct Flows {
+    live: HashMap<u64, Slot, RandomState>,
+    /// Connections whose `end_connection` ran but that the engine still
+    /// holds (it keeps a closed tuple a while for late segments).
+    ended: HashSet<u64, RandomState>,
+    /// State tables carried over from the previous rule state by a reload,
+    /// waiting for their connection's next event.
+    carried: HashMap<u64, Table, RandomState>,
+}
+
+impl Flows {
+    /// True if `id`'s connection already ended for the rules.
+    pub fn has_ended(&self, id: u64) -> bool {
+        self.ended.contains(&id)
+    }
+
+    /// Takes the slot of `info`'s connection out (made at its first event),
+    /// so the rules of an event can use it while the registry stays free;
+    /// [`Flows::put_back`] returns it.
+    pub fn take(&mut self, lua: &Lua, info: &FlowInfo, now: Timestamp) -> mlua::Result<Slot> {
+        if let Some(slot) = self.live.remove(&info.id) {
+            slot.ud.borrow::<FlowUd>()?.last_activity.set(now);
+            return Ok(slot);
+        }
+        let ud = lua.create_userdata(FlowUd::new(info.clone(), now))?;
+        if let Some(state) = self.carried.remove(&info.id) {
+            ud.set_user_value(state)?;
+        }
+        Ok(Slot { id: info.id, ud, dirs: Default::default(), monologue: Monologue::default() })
+    }
+
+    /// Returns a slot taken with [`Flows::take`].
+    pub fn put_back(&mut self, slot: Slot) {
+        self.live.insert(slot.id, slot);
+    }
+
+    /// The connection ended: its flow object goes stale and sluice lets go
+    /// of it. Returns the slot, for the caller to wind down.
+    pub fn end(&mut self, id: u64) -> Option<Slot> {
+        self.ended.insert(id);
+        self.carried.remove(&id);
+        let slot = self.live.remove(&id)?;
+        if let Ok(f) = slot.ud.borrow::<FlowUd>() {
+            f.ended.set(true);
+        }
+        Some(slot)
+    }
+
+    /// The engine forgot the connection: nothing of it is left.
+    pub fn forget(&mut self, id: u64) -> Option<Slot> {
+        let slot = self.end(id);
+        self.ended.remove(&id);
+        slot
+    }
+
+    /// Number of live connections.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The state table of every live connection (for a reload).
+    pub fn states(&self) -> impl Iterator<Item = (u64, Table)> + '_ {
+        let live = self
+            .live
+            .iter()
+            .filter_map(|(id, s)| super::flow::state_of(&s.ud).ok().flatten().map(|t| (*id, t)));
+        live.chain(self.carried.iter().map(|(id, t)| (*id, t.clone())))
+    }
+
+    /// Takes state tables carried from a previous rule state.
+    pub fn receive_carried(&mut self, carried: HashMap<u64, Table, RandomState>) {
+        self.carried = carried;
+    }
+
+    /// Streamed-rule coroutines still waiting for bytes (a reload ends them).
+    pub fn streamed_coroutines(&self) -> usize {
+        use super::per_direction::Coroutine;
+        let waiting =
+            |d: &PerDirection| d.coroutines.iter().filter(|c| matches!(c, Coroutine::Waiting { .. })).count();
+        self.live.values().map(|s| s.dirs.iter().map(waiting).sum::<usize>()).sum()
+    }
+}

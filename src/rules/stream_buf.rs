@@ -1,0 +1,238 @@
+//! The bytes of one stream direction that streamed rules may still read.
+//!
+//! Each chunk the engine delivers is copied once into a shared, immutable
+//! block; iterators read it by absolute stream offset and sub-buffers keep
+//! the blocks they cover alive, so a sub-buffer stays valid after the stream
+//! moved on and taking one copies nothing. Every iterator (and read-only
+//! mark) is a *holder* with a position: blocks wholly before the lowest
+//! holder are released. The bytes held are bounded: past `limit`, the
+//! stream is marked overflowed and the holders' next reads fail with an
+//! error naming the limit, so a rule that never advances cannot make sluice
+//! keep a whole connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Bytes shared between the stream and the sub-buffers made of them.
+pub type Block = Arc<[u8]>;
+
+/// A run of bytes made of parts of blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Parts {
+    /// The parts, in order.
+    pub parts: Vec<(Block, Range<usize>)>,
+    /// Their total length.
+    pub len: usize,
+}
+
+impl Parts {
+    /// The bytes as one vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for (b, r) in &self.parts {
+            v.extend_from_slice(&b[r.clone()]);
+        }
+        v
+    }
+
+    /// `len` bytes from `skip` (cut at the end).
+    pub fn slice(&self, skip: usize, len: usize) -> Parts {
+        let mut out = Parts::default();
+        let mut skip = skip;
+        let mut want = len.min(self.len.saturating_sub(skip));
+        for (b, r) in &self.parts {
+            if want == 0 {
+                break;
+            }
+            let n = r.len();
+            if skip >= n {
+                skip -= n;
+                continue;
+            }
+            let take = (n - skip).min(want);
+            out.parts.push((b.clone(), r.start + skip..r.start + skip + take));
+            out.len += take;
+            want -= take;
+            skip = 0;
+        }
+        out
+    }
+
+    /// The byte at `i` (0-based).
+    pub fn byte(&self, mut i: usize) -> Option<u8> {
+        for (b, r) in &self.parts {
+            if i < r.len() {
+                return b.get(r.start + i).copied();
+            }
+            i -= r.len();
+        }
+        None
+    }
+}
+
+/// One direction's readable bytes.
+#[derive(Debug)]
+pub struct StreamBuf {
+    /// Retained blocks with the stream offset of their first byte.
+    blocks: VecDeque<(u64, Block)>,
+    /// Offset just after the last delivered byte.
+    end: u64,
+    /// No more bytes will come.
+    eof: bool,
+    /// Holder id → position.
+    holders: HashMap<u64, u64>,
+    next_holder: u64,
+    /// Most bytes that may be held.
+    limit: usize,
+    overflowed: bool,
+}
+
+impl StreamBuf {
+    /// An empty stream whose first byte has offset `start`.
+    pub fn new(start: u64, limit: usize) -> Self {
+        StreamBuf {
+            blocks: VecDeque::new(),
+            end: start,
+            eof: false,
+            holders: HashMap::new(),
+            next_holder: 0,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// Appends delivered bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.blocks.push_back((self.end, Block::from(bytes)));
+        self.end += bytes.len() as u64;
+        if self.held() > self.limit as u64 {
+            self.overflowed = true;
+        }
+    }
+
+    /// Marks the end of the stream.
+    pub fn finish(&mut self) {
+        self.eof = true;
+    }
+
+    /// True once the stream ended.
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Offset just after the last byte.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The limit, if it was passed.
+    pub fn overflow(&self) -> Option<usize> {
+        self.overflowed.then_some(self.limit)
+    }
+
+    /// Bytes from the lowest holder to the end.
+    fn held(&self) -> u64 {
+        self.holders.values().min().map_or(0, |lo| self.end.saturating_sub(*lo))
+    }
+
+    /// A new holder at `pos`.
+    pub fn hold(&mut self, pos: u64) -> u64 {
+        let id = self.next_holder;
+        self.next_holder += 1;
+        self.holders.insert(id, pos);
+        id
+    }
+
+    /// The position of holder `id`.
+    pub fn pos(&self, id: u64) -> Option<u64> {
+        self.holders.get(&id).copied()
+    }
+
+    /// Moves holder `id` to `pos`.
+    pub fn set_pos(&mut self, id: u64, pos: u64) {
+        if let Some(p) = self.holders.get_mut(&id) {
+            *p = pos;
+        }
+    }
+
+    /// Drops holder `id` and the blocks nobody holds any more.
+    pub fn release(&mut self, id: u64) {
+        self.holders.remove(&id);
+        self.trim();
+    }
+
+    /// Releases the blocks that lie wholly before every holder.
+    pub fn trim(&mut self) {
+        let lo = self.holders.values().min().copied().unwrap_or(self.end);
+        while let Some((start, b)) = self.blocks.front() {
+            if start + b.len() as u64 > lo {
+                break;
+            }
+            self.blocks.pop_front();
+        }
+        if self.held() <= self.limit as u64 {
+            self.overflowed = false;
+        }
+    }
+
+    /// The retained bytes in `range` (clipped to what is retained).
+    pub fn parts(&self, range: Range<u64>) -> Parts {
+        let mut out = Parts::default();
+        for (start, b) in &self.blocks {
+            let bend = start + b.len() as u64;
+            if bend <= range.start {
+                continue;
+            }
+            if *start >= range.end {
+                break;
+            }
+            let from = range.start.max(*start) - start;
+            let to = range.end.min(bend) - start;
+            out.parts.push((b.clone(), from as usize..to as usize));
+            out.len += (to - from) as usize;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_span_blocks_and_survive_release() {
+        let mut s = StreamBuf::new(0, 1 << 20);
+        let h = s.hold(0);
+        s.push(b"hello ");
+        s.push(b"wor");
+        s.push(b"ld");
+        let p = s.parts(3..10);
+        assert_eq!(p.to_vec(), b"lo worl");
+        assert_eq!(p.slice(3, 3).to_vec(), b"wor");
+        assert_eq!(p.byte(6), Some(b'l'));
+        s.set_pos(h, 9);
+        s.trim();
+        // The first two blocks are gone from the stream, not from the parts.
+        assert_eq!(s.parts(0..11).to_vec(), b"ld");
+        assert_eq!(p.to_vec(), b"lo worl");
+    }
+
+    #[test]
+    fn holding_past_the_limit_overflows_until_released() {
+        let mut s = StreamBuf::new(100, 8);
+        let h = s.hold(100);
+        s.push(b"12345");
+        assert_eq!(s.overflow(), None);
+        s.push(b"6789");
+        assert_eq!(s.overflow(), Some(8));
+        s.set_pos(h, 105);
+        s.trim();
+        assert_eq!(s.overflow(), None);
+        s.release(h);
+        assert_eq!(s.parts(100..109).len, 0, "nobody holds anything");
+    }
+}
