@@ -5,9 +5,11 @@
 
 mod api;
 mod events;
+mod flow_identity;
 mod limits;
 mod objects;
 mod reload;
+mod streamed;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1,0 +1,326 @@
+//! Streamed `receive_data` rules (Haka's `options = { streamed = true }`),
+//! partial consumption, and monologues.
+
+use super::*;
+
+/// A streamed rule that resets when "attack" shows up anywhere in the
+/// client's stream, however it is cut.
+const FIND_ATTACK: &str = r#"
+    local tcp_connection = require("protocol/tcp_connection")
+    haka.rule {
+      on = tcp_connection.events.receive_data,
+      options = { streamed = true },
+      eval = function (flow, iter, dir)
+        if dir ~= "up" then return end
+        local window = ""
+        for sub in iter:foreach_available() do
+          window = window .. sub:asstring()
+          local hit = window:find("attack", 1, true)
+          window = window:sub(-5)
+          if hit then
+            found_at = iter.meter
+            flow:reset()
+            return
+          end
+        end
+      end
+    }
+"#;
+
+fn end_of(h: &mut Harness, f: &FlowInfo) {
+    h.rules.end(Event::TcpEndConnection, &cx(), f);
+}
+
+#[test]
+fn a_pattern_split_over_one_to_ten_chunks_is_found_on_the_chunk_that_completes_it() {
+    let stream = b"GET /index.html?q=attack HTTP/1.1\r\n";
+    let at = stream.windows(6).position(|w| w == b"attack").unwrap() + 6;
+    for pieces in 1..=10usize {
+        let mut h = Harness::new(FIND_ATTACK);
+        let f = tcp_flow(pieces as u64);
+        // Cut the stream into `pieces` chunks, the cuts spread over the pattern.
+        let mut cuts: Vec<usize> = (1..pieces).map(|k| at - 6 + (k * 6) / pieces).collect();
+        cuts.dedup();
+        let mut start = 0;
+        let mut reset_on = None;
+        for (i, end) in cuts.iter().copied().chain([stream.len()]).enumerate() {
+            let a = h.data(&f, Direction::Up, &stream[start..end]);
+            if a == Action::Reset {
+                reset_on.get_or_insert((i, end));
+            } else {
+                assert_eq!(a, Action::Accept, "{pieces} pieces, chunk {i}");
+            }
+            start = end;
+        }
+        let (_, end) = reset_on.unwrap_or_else(|| panic!("{pieces} pieces: not found"));
+        assert!(end >= at, "{pieces} pieces: reset before the pattern was complete");
+        assert!(end - at < stream.len(), "{pieces} pieces");
+        assert_eq!(h.global::<i64>("found_at") as usize, end);
+        assert_eq!(h.errors(), 0);
+    }
+}
+
+#[test]
+fn the_same_stream_without_the_pattern_passes_and_the_other_direction_is_separate() {
+    let mut h = Harness::new(FIND_ATTACK);
+    let f = tcp_flow(40);
+    assert_eq!(h.data(&f, Direction::Up, b"GET /att"), Action::Accept);
+    // "ack" comes from the server: another stream, no match across them.
+    assert_eq!(h.data(&f, Direction::Down, b"ack"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"empt"), Action::Accept);
+    end_of(&mut h, &f);
+    assert_eq!(h.errors(), 0);
+}
+
+#[test]
+fn blocking_calls_wait_for_bytes_and_return_haka_eof_results() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            if dir ~= "up" then return end
+            log = log or {}
+            local function add(s) log[#log + 1] = s end
+            local ok, n = iter:check_available(5)
+            add("check " .. tostring(ok) .. " " .. n)
+            add("sub " .. iter:sub(3):asstring() .. " meter " .. iter.meter)
+            add("advance " .. iter:advance(4))
+            add("wait " .. tostring(iter:wait()))
+            local s = iter:sub(100)            -- the stream ends in the middle
+            add("tail " .. s:asstring() .. " eof " .. tostring(iter.iseof))
+            add("after " .. tostring(iter:sub("available")) .. " " .. tostring(iter:wait()))
+          end }"#,
+    );
+    let f = tcp_flow(41);
+    h.data(&f, Direction::Up, b"ab");
+    h.data(&f, Direction::Up, b"cdefgh");
+    h.data(&f, Direction::Up, b"ijk");
+    end_of(&mut h, &f);
+    let log: Vec<String> = h.global("log");
+    assert_eq!(
+        log,
+        [
+            "check true 5",
+            "sub abc meter 3",
+            "advance 4",
+            "wait true",
+            "tail hijk eof true",
+            "after nil false"
+        ]
+    );
+    assert_eq!(h.errors(), 0);
+}
+
+#[test]
+fn eval_returning_ends_the_rule_for_that_direction() {
+    let mut h = Harness::new(
+        r#"calls = 0
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            calls = calls + 1
+            first = iter:sub("available"):asstring()
+          end }"#,
+    );
+    let f = tcp_flow(42);
+    for chunk in [&b"one"[..], b"two", b"three"] {
+        h.data(&f, Direction::Up, chunk);
+    }
+    h.data(&f, Direction::Down, b"reply");
+    end_of(&mut h, &f);
+    assert_eq!(h.global::<i64>("calls"), 2, "once per direction");
+    assert_eq!(h.global::<String>("first"), "reply");
+}
+
+#[test]
+fn an_error_inside_the_coroutine_is_reported_once_and_the_error_policy_applies() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            if dir ~= "up" then return end
+            iter:sub(4)
+            error("boom")
+          end }"#,
+    );
+    let f = tcp_flow(43);
+    assert_eq!(h.data(&f, Direction::Up, b"ab"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"cd"), Action::DropPacket, "the packet that made it fail");
+    assert_eq!(h.data(&f, Direction::Up, b"ef"), Action::Accept, "not resumed again");
+    end_of(&mut h, &f);
+    assert_eq!(h.errors(), 1);
+}
+
+#[test]
+fn the_instruction_limit_covers_each_resume() {
+    let cfg = RulesConfig { instruction_limit: 20_000, ..RulesConfig::default() };
+    let mut h = Harness::with_config(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do
+              if sub:asstring() == "spin" then while true do end end
+            end
+          end }"#,
+        &cfg,
+    );
+    let f = tcp_flow(44);
+    assert_eq!(h.data(&f, Direction::Up, b"fine"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"spin"), Action::DropPacket);
+    assert_eq!(h.errors(), 1);
+    // Other connections still run.
+    assert_eq!(h.data(&tcp_flow(45), Direction::Up, b"fine"), Action::Accept);
+    assert_eq!(h.errors(), 1);
+}
+
+#[test]
+fn a_rule_that_never_advances_is_stopped_at_the_stream_buffer_limit() {
+    let cfg = RulesConfig { max_held_bytes: 64, ..RulesConfig::default() };
+    let mut h = Harness::with_config(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir) local all = iter:sub("all") end }"#,
+        &cfg,
+    );
+    let f = tcp_flow(46);
+    assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::DropPacket);
+    assert_eq!(h.errors(), 1);
+}
+
+#[test]
+fn a_streamed_rule_starts_at_the_end_of_a_stream_that_had_no_bytes() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir) ran = (ran or "") .. dir .. ":" .. tostring(iter:sub("all")) .. " " end }"#,
+    );
+    let f = tcp_flow(47);
+    h.data(&f, Direction::Up, b"q");
+    end_of(&mut h, &f);
+    let ran: String = h.global("ran");
+    assert!(ran.starts_with("up:q ") && ran.ends_with("down:nil "), "{ran}");
+}
+
+#[test]
+fn read_only_marks_only() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            iter:mark(true)
+            iter:unmark()
+            ok, msg = pcall(iter.mark, iter)
+            msg = tostring(msg)
+          end }"#,
+    );
+    h.data(&tcp_flow(48), Direction::Up, b"x");
+    assert!(!h.global::<bool>("ok"));
+    assert!(h.global::<String>("msg").contains("read-write marks"));
+}
+
+#[test]
+fn sub_buffers_use_haka_offsets_and_outlive_their_event() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            kept = iter:sub(6)
+            r = { #kept, kept:sub(2, 3):asstring(), kept:sub(4):asstring(), kept[1], kept:size() }
+          end }"#,
+    );
+    h.data(&tcp_flow(49), Direction::Up, b"abc");
+    h.data(&tcp_flow(49), Direction::Up, b"defgh");
+    let r: (i64, String, String, i64, i64) = h.eval("return table.unpack(r)").unwrap();
+    assert_eq!(r, (6, "cde".to_owned(), "ef".to_owned(), i64::from(b'a'), 6));
+    assert_eq!(h.eval::<String>("return kept:asstring()").unwrap(), "abcdef");
+}
+
+#[test]
+fn streamed_is_only_for_receive_data() {
+    let (alerts, _) = crate::alert::AlertSink::memory();
+    let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
+    let err = LuaRules::from_source(
+        "t.lua",
+        "haka.rule{ on = haka.dissectors.tcp.events.receive_packet, options = { streamed = true }, eval = print }",
+        &RulesConfig::default(),
+        sinks,
+    )
+    .unwrap_err();
+    assert!(err.message().contains("t.lua:1:") && err.message().contains("receive_data only"), "{err}");
+}
+
+/// A plain rule that consumes only whole lines and hands the rest back.
+const LINES: &str = r#"
+    lines = {}
+    haka.rule { on = haka.dissectors.tcp_connection.events.receive_data,
+      eval = function (flow, data, dir)
+        local s = data:asstring()
+        local used = 0
+        for line in s:gmatch("([^\n]*)\n") do
+          lines[#lines + 1] = line
+          used = used + #line + 1
+        end
+        if used < #s then tail_seen = s:sub(used + 1) end
+        return used
+      end }
+"#;
+
+#[test]
+fn partial_consumption_hands_the_rest_back_first() {
+    let mut h = Harness::new(LINES);
+    let f = tcp_flow(50);
+    h.data(&f, Direction::Up, b"one\ntw");
+    h.data(&f, Direction::Up, b"o\nthr");
+    h.data(&f, Direction::Up, b"ee\nfour");
+    let lines: Vec<String> = h.global("lines");
+    assert_eq!(lines, ["one", "two", "three"]);
+    // At the end of the stream the rule gets what it left once more.
+    end_of(&mut h, &f);
+    assert_eq!(h.global::<String>("tail_seen"), "four");
+    assert_eq!(h.errors(), 0);
+}
+
+#[test]
+fn partial_consumption_counts_out_of_range_are_errors() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data,
+          eval = function (flow, data, dir) return #data + 1 end }"#,
+    );
+    assert_eq!(h.data(&tcp_flow(51), Direction::Up, b"abc"), Action::DropPacket);
+    assert_eq!(h.errors(), 1);
+}
+
+/// Records every monologue as `dir:index:last:offset:bytes`.
+const MONOLOGUES: &str = r#"
+    turns = {}
+    haka.rule { on = haka.dissectors.tcp_connection.events.monologue,
+      eval = function (flow, data, dir, part)
+        turns[#turns + 1] = string.format("%s:%d:%s:%d:%s", dir, part.index, tostring(part.last),
+          part.offset, data:asstring())
+        if part.last and part.index > 3 then flow:reset() end
+      end }
+"#;
+
+#[test]
+fn monologues_are_each_sides_turns_with_pipelined_requests_together() {
+    let mut h = Harness::new(MONOLOGUES);
+    assert!(h.rules.subscribed(Event::TcpData), "built from receive_data");
+    let f = tcp_flow(52);
+    h.data(&f, Direction::Up, b"GET /a\r\n");
+    h.data(&f, Direction::Up, b"GET /b\r\n");
+    h.data(&f, Direction::Down, b"200 a");
+    h.data(&f, Direction::Down, b"200 b");
+    h.data(&f, Direction::Up, b"GET /c\r\n");
+    end_of(&mut h, &f);
+    let turns: Vec<String> = h.global("turns");
+    assert_eq!(
+        turns,
+        ["up:1:true:0:GET /a\r\nGET /b\r\n", "down:1:true:0:200 a200 b", "up:1:true:16:GET /c\r\n",]
+    );
+}
+
+#[test]
+fn a_long_monologue_comes_in_parts_and_a_rule_can_still_reset() {
+    let cfg = RulesConfig { monologue_cap: 4, ..RulesConfig::default() };
+    let mut h = Harness::with_config(MONOLOGUES, &cfg);
+    let f = tcp_flow(53);
+    assert_eq!(h.data(&f, Direction::Up, b"abcdefghij"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"QUIT"), Action::Accept);
+    // The server's reply ends the client's turn: the reset acts on its packet.
+    assert_eq!(h.data(&f, Direction::Down, b"bye"), Action::Reset);
+    let turns: Vec<String> = h.global("turns");
+    assert_eq!(turns, ["up:1:false:0:abcd", "up:2:false:4:efgh", "up:3:false:8:ijQU", "up:4:true:12:IT"]);
+}
