@@ -243,10 +243,26 @@ impl LuaRules {
 /// thousandth (the counter counts them all).
 fn report(stats: &Stats, rule: &str, nth: u64, e: &mlua::Error) {
     stats.inc(Counter::RuleErrors);
-    if nth <= 10 || nth % 1000 == 0 {
-        tracing::warn!(target: "sluice::rules", rule = %rule, errors = nth, "rule error: {}", error_message(e));
+    if nth <= LOGGED_ERRORS || nth % 1000 == 0 {
+        let msg = match e {
+            // Lua gives no location for an allocation that failed: the rule is the location.
+            mlua::Error::MemoryError(_) => format!("{rule}: Lua memory limit exceeded"),
+            _ => error_message(e),
+        };
+        tracing::warn!(target: "sluice::rules", rule = %rule, errors = nth, "rule error: {msg}");
+    }
+    if nth == LOGGED_ERRORS {
+        tracing::warn!(
+            target: "sluice::rules",
+            rule = %rule,
+            "rule {rule} failed {LOGGED_ERRORS} times: from now on only every 1000th of its errors is logged \
+             (all are counted in rule_errors and in the per-rule summary)"
+        );
     }
 }
+
+/// Errors of one rule logged in full before the log thins out.
+const LOGGED_ERRORS: u64 = 10;
 
 impl Inspector for LuaRules {
     fn subscribed(&self, event: Event) -> bool {

@@ -191,6 +191,14 @@ impl LuaRules {
         self.policy_count
     }
 
+    /// Each rule that raised errors, by its label (`name (file:line)` or
+    /// `file:line`), with its error count, in declaration order.
+    pub fn rule_errors(&self) -> Vec<(String, u64)> {
+        let mut all: Vec<&Rule> = self.rules.iter().flatten().filter(|r| r.errors > 0).collect();
+        all.sort_by_key(|r| r.order);
+        all.iter().map(|r| (r.label.clone(), r.errors)).collect()
+    }
+
     /// The events some rule or policy hooks, as `dissector.event`.
     pub fn hooked_events(&self) -> Vec<String> {
         Event::ALL

@@ -21,6 +21,8 @@ pub struct Rule {
     pub label: String,
     /// Runtime errors so far (for log rate limiting).
     pub errors: u64,
+    /// Position in declaration order.
+    pub order: usize,
     /// `options = { streamed = true }`: eval runs as a coroutine that reads
     /// the stream through a blocking iterator.
     pub streamed: bool,
@@ -46,11 +48,10 @@ pub fn rule_function(lua: &Lua, hooks: Hooks) -> mlua::Result<Function> {
         if !ctx.loading.get() {
             return Err(located(lua, "haka.rule can only be called while the rule files load"));
         }
-        ctx.registry
-            .try_borrow_mut()
-            .map_err(|_| located(lua, "haka.rule called re-entrantly"))?
-            .rules
-            .push(rule);
+        let mut registry =
+            ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.rule called re-entrantly"))?;
+        let order = registry.rules.len();
+        registry.rules.push(Rule { order, ..rule });
         Ok(())
     })
 }
@@ -100,5 +101,5 @@ fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Rule> {
         Some(n) => format!("{n} ({at})"),
         None => at,
     };
-    Ok(Rule { event, eval, label, errors: 0, streamed })
+    Ok(Rule { event, eval, label, errors: 0, order: 0, streamed })
 }

@@ -261,8 +261,10 @@ fn rule_errors_are_logged_with_rule_file_and_line() {
     });
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("rule error")).collect();
-    // The first ten errors of a rule are logged, the rest only counted.
+    // The first ten errors of a rule are logged, the rest only counted,
+    // and the log says so once.
     assert_eq!(errors.len(), 10, "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("only every 1000th")).count(), 1, "{text}");
     assert!(errors[0].contains("test.lua:4: boom 3"), "{}", errors[0]);
     assert!(errors[0].contains("picky (test.lua:3)"), "{}", errors[0]);
     assert!(errors[0].contains("sluice::rules"), "{}", errors[0]);
@@ -281,4 +283,18 @@ fn load_errors_of_deeply_nested_files_keep_the_whole_path() {
     let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
     let err = LuaRules::load(&path, &RulesConfig::default(), sinks).unwrap_err().to_string();
     assert!(err.starts_with(&format!("{}:3:", path.display())), "{err}");
+}
+
+#[test]
+fn per_rule_error_counts_in_declaration_order() {
+    let mut h = Harness::new(
+        "haka.rule{ on = haka.dissectors.udp.events.receive_packet, eval = function() error('u') end }\n\
+         haka.rule{ name = 'fine', on = haka.dissectors.tcp_connection.events.receive_data, eval = function() end }\n\
+         haka.rule{ name = 'bad', on = haka.dissectors.tcp_connection.events.receive_data, eval = function() error('t') end }",
+    );
+    for _ in 0..3 {
+        h.data(&tcp_flow(1), Direction::Up, b"abc");
+    }
+    h.packet(Event::UdpPacket, &crate::wire::forge::udp_packet(client(), 1, server(), 2, b""), None);
+    assert_eq!(h.rules.rule_errors(), [("test.lua:1".to_owned(), 1), ("bad (test.lua:3)".to_owned(), 3)]);
 }
