@@ -156,6 +156,14 @@ pub trait Inspector {
     /// TCP `receive_data`: the newly deliverable bytes of one direction.
     fn data(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, data: &[u8]) -> Action;
 
+    /// `dir`'s stream ended: its FIN was delivered in order. Rules waiting
+    /// for more bytes of it get the end of the stream; their decision acts
+    /// on the packet that carried the FIN. Nothing by default.
+    fn stream_end(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        let _ = (ctx, flow, dir);
+        Action::Accept
+    }
+
     /// `end_connection`: the connection is over (closed, reset or timed out).
     /// Called at most once per flow, and only for flows rules saw begin.
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo);

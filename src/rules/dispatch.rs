@@ -283,6 +283,10 @@ impl Inspector for LuaRules {
         self.on_data(ctx, flow, dir, data)
     }
 
+    fn stream_end(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        self.on_stream_end(ctx, flow, dir)
+    }
+
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
         self.on_end(event, ctx, flow);
     }

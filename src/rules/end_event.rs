@@ -8,9 +8,27 @@ use mlua::{MultiValue, Value};
 
 use super::LuaRules;
 use crate::flow::Direction;
-use crate::inspect::{Context, Event, FlowInfo};
+use crate::inspect::{Action, Context, Event, FlowInfo};
 
 impl LuaRules {
+    /// `dir`'s stream of `info` ended (its FIN was delivered).
+    pub(super) fn on_stream_end(&mut self, cx: &Context, info: &FlowInfo, dir: Direction) -> Action {
+        if self.flows.has_ended(info.id) || !self.subscribed[Event::TcpData.index()] {
+            return Action::Accept;
+        }
+        let Some(epoch) = self.start_event(cx, Some(info)) else { return self.finish(true) };
+        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
+            Ok(s) => s,
+            Err(e) => {
+                self.report_setup(&e);
+                return self.finish(true);
+            }
+        };
+        let failed = self.finish_direction(epoch, &mut slot, dir);
+        self.flows.put_back(slot);
+        self.finish(failed)
+    }
+
     /// `end_connection` of `info` (TCP or UDP).
     pub(super) fn on_end(&mut self, event: Event, cx: &Context, info: &FlowInfo) {
         if self.flows.has_ended(info.id) {

@@ -324,3 +324,25 @@ fn a_long_monologue_comes_in_parts_and_a_rule_can_still_reset() {
     let turns: Vec<String> = h.global("turns");
     assert_eq!(turns, ["up:1:false:0:abcd", "up:2:false:4:efgh", "up:3:false:8:ijQU", "up:4:true:12:IT"]);
 }
+
+#[test]
+fn a_fin_ends_one_direction_and_the_decision_acts_on_its_packet() {
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            local all = iter:sub("all")
+            ends = (ends or "") .. dir .. "=" .. (all and all:asstring() or "") .. " "
+            if dir == "up" and all:asstring() == "QUIT" then flow:reset() end
+          end }"#,
+    );
+    let f = tcp_flow(54);
+    assert_eq!(h.data(&f, Direction::Up, b"QU"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"IT"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Down, b"bye"), Action::Accept);
+    assert_eq!(h.rules.stream_end(&cx(), &f, Direction::Up), Action::Reset);
+    assert_eq!(h.global::<String>("ends"), "up=QUIT ");
+    // A second end of the same stream changes nothing.
+    assert_eq!(h.rules.stream_end(&cx(), &f, Direction::Up), Action::Accept);
+    end_of(&mut h, &f);
+    assert_eq!(h.global::<String>("ends"), "up=QUIT down=bye ");
+}
