@@ -11,7 +11,13 @@
 //! 1. baseline: reading the pcap records and decoding each packet
 //!    (`pcap-file` + `sluice::wire::decode`), the floor any mode pays;
 //! 2. the engine with no rules (`NoRules`): every packet through `Engine::process`;
-//! 3. the engine with a Lua `receive_data` rule searching every chunk.
+//! 3. the engine with a Lua `receive_data` rule searching every chunk
+//!    (`data:asstring():find(...)`);
+//! 4. the engine with a streamed rule (`options = { streamed = true }`)
+//!    searching the stream through Haka's blocking iterator.
+//!
+//! Beside each rule mode it prints the rule's cost per MB of stream: its
+//! time over the no-rules engine's, per MB of TCP payload.
 //!
 //! Every mode reads the file the same way (buffered, from the page cache), so
 //! the ratio to the baseline is the cost of sluice itself. Each mode runs
@@ -62,6 +68,26 @@ haka.rule {
   eval = function (flow, data, dir)
     if data:asstring():find("attack", 1, true) then
       haka.alert{ description = "attack string", severity = "high" }
+    end
+  end
+}
+"#;
+
+/// The rule of mode 4: the same search as a streamed rule, keeping the
+/// tail of each run of bytes so a pattern split across segments is found.
+const LUA_STREAMED_RULE: &str = r#"
+require("protocol/tcp_connection")
+haka.rule {
+  on = haka.dissectors.tcp_connection.events.receive_data,
+  options = { streamed = true },
+  eval = function (flow, iter, dir)
+    local tail = ""
+    for sub in iter:foreach_available() do
+      local text = tail .. sub:asstring()
+      if text:find("attack", 1, true) then
+        haka.alert{ description = "attack string", severity = "high" }
+      end
+      tail = text:sub(-5)
     end
   end
 }
@@ -215,8 +241,8 @@ fn corpus(rng: &mut Rng) -> Vec<u8> {
     text
 }
 
-/// Writes the interleaved capture; returns (packets, IP bytes).
-fn write_capture(path: &Path, o: &Options) -> BenchResult<(u64, u64)> {
+/// Writes the interleaved capture; returns (packets, IP bytes, TCP payload bytes).
+fn write_capture(path: &Path, o: &Options) -> BenchResult<(u64, u64, u64)> {
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let text = corpus(&mut rng);
     let response_bytes = o.megabytes * 1_000_000 / o.connections;
@@ -225,7 +251,7 @@ fn write_capture(path: &Path, o: &Options) -> BenchResult<(u64, u64)> {
     let header = PcapHeader { datalink: DataLink::RAW, snaplen: 65_535, ..Default::default() };
     let mut writer =
         PcapWriter::with_header(BufWriter::with_capacity(READ_BUFFER, File::create(path)?), header)?;
-    let (mut packets, mut bytes) = (0u64, 0u64);
+    let (mut packets, mut bytes, mut payload) = (0u64, 0u64, 0u64);
     // Interleave: each packet comes from a connection picked at random among
     // those with packets left, so all of them are open at once.
     while !live.is_empty() {
@@ -240,9 +266,10 @@ fn write_capture(path: &Path, o: &Options) -> BenchResult<(u64, u64)> {
         writer.write_packet(&PcapPacket::new(time, data.len() as u32, &data))?;
         packets += 1;
         bytes += data.len() as u64;
+        payload += decode(&data).map_or(0, |d| d.payload().len() as u64);
     }
     writer.into_writer().flush()?;
-    Ok((packets, bytes))
+    Ok((packets, bytes, payload))
 }
 
 /// What one pass over the capture saw.
@@ -307,11 +334,11 @@ fn count_verdicts(out: &Output) -> u64 {
     out.items.iter().filter(|e| matches!(e, Emitted::Verdict(..))).count() as u64
 }
 
-/// Mode 3's engine: the Lua search rule, counting into the engine's stats.
-fn lua_engine() -> BenchResult<Engine<LuaRules>> {
+/// An engine with the rules of `source`, counting into the engine's stats.
+fn lua_engine(source: &str) -> BenchResult<Engine<LuaRules>> {
     let stats = Arc::new(Stats::new());
     let sinks = RuleSinks { alerts: AlertSink::memory().0, stats: stats.clone() };
-    let rules = LuaRules::from_source("bench-search.lua", LUA_SEARCH_RULE, &RulesConfig::default(), sinks)?;
+    let rules = LuaRules::from_source("bench-rule.lua", source, &RulesConfig::default(), sinks)?;
     Ok(Engine::with_stats(EngineConfig::default(), rules, stats))
 }
 
@@ -321,7 +348,8 @@ fn modes() -> Vec<Mode> {
     vec![
         ("baseline: read + decode", baseline),
         ("engine, no rules", |p| through_engine(p, Engine::new(EngineConfig::default(), NoRules))),
-        ("engine, Lua search rule", |p| through_engine(p, lua_engine()?)),
+        ("engine, asstring+find rule", |p| through_engine(p, lua_engine(LUA_SEARCH_RULE)?)),
+        ("engine, streamed find rule", |p| through_engine(p, lua_engine(LUA_STREAMED_RULE)?)),
     ]
 }
 
@@ -330,12 +358,14 @@ fn main() -> BenchResult<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("offline-bench.pcap");
     let t = Instant::now();
-    let (packets, bytes) = write_capture(&path, &o)?;
+    let (packets, bytes, payload) = write_capture(&path, &o)?;
     println!(
-        "capture: {} connections, {packets} packets, {:.1} MB of IP packets (mean {} B), written in {:.1} s",
+        "capture: {} connections, {packets} packets, {:.1} MB of IP packets (mean {} B), {:.1} MB of stream, \
+         written in {:.1} s",
         o.connections,
         bytes as f64 / 1e6,
         bytes / packets.max(1),
+        payload as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
 
@@ -352,17 +382,28 @@ fn main() -> BenchResult<()> {
     }
 
     println!("median of {} rounds, one core:", o.rounds);
-    println!("{:<28} {:>10} {:>10} {:>10} {:>12}", "mode", "seconds", "Mpkt/s", "Gbit/s", "rel. speed");
+    println!(
+        "{:<30} {:>10} {:>10} {:>10} {:>12} {:>16}",
+        "mode", "seconds", "Mpkt/s", "Gbit/s", "rel. speed", "rule ms/MB stream"
+    );
     let medians: Vec<f64> = times.iter_mut().map(|t| median(t).as_secs_f64()).collect();
     let base = medians.first().copied().unwrap_or(1.0);
-    for ((name, _), secs) in modes.iter().zip(&medians) {
+    let no_rules = medians.get(1).copied().unwrap_or(base);
+    for (i, ((name, _), secs)) in modes.iter().zip(&medians).enumerate() {
+        // The rule's own cost: its time over the no-rules engine's, per MB of stream.
+        let per_mb = if i >= 2 {
+            format!("{:.3}", (secs - no_rules) * 1e3 / (payload as f64 / 1e6))
+        } else {
+            "-".into()
+        };
         println!(
-            "{:<28} {:>10.3} {:>10.3} {:>10.2} {:>11.2}x",
+            "{:<30} {:>10.3} {:>10.3} {:>10.2} {:>11.2}x {:>16}",
             name,
             secs,
             packets as f64 / secs / 1e6,
             bytes as f64 * 8.0 / secs / 1e9,
-            base / secs
+            base / secs,
+            per_mb
         );
     }
     Ok(())

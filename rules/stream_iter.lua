@@ -6,13 +6,18 @@
 local yield = coroutine.yield
 local setmetatable, getmetatable, error, tostring, tonumber, type, rawget =
   setmetatable, getmetatable, error, tostring, tonumber, type, rawget
-local huge, remove = math.huge, table.remove
+local huge, remove, pairs = math.huge, table.remove, pairs
 
 local Iter = {}
 local mt = {}
 
+-- Methods are copied into each iterator (one per rule, connection and
+-- direction), so calling one is a plain table hit; only the two properties,
+-- `meter` and `iseof`, go through __index.
 local function new(cursor)
-  return setmetatable({ _c = cursor, _marks = {} }, mt)
+  local it = { _c = cursor, _marks = {} }
+  for k, f in pairs(Iter) do it[k] = f end
+  return setmetatable(it, mt)
 end
 
 mt.__index = function(self, k)

@@ -37,9 +37,20 @@ fn size_arg(lua: &Lua, v: &Value, rest: usize, what: &str) -> mlua::Result<usize
     }
 }
 
+impl SubUd {
+    /// The bytes as a Lua string, copied once.
+    fn lua_string(&self, lua: &Lua) -> mlua::Result<mlua::String> {
+        match self.0.parts.as_slice() {
+            [] => lua.create_string(b""),
+            [(b, r)] => lua.create_string(b.get(r.clone()).unwrap_or_default()),
+            _ => lua.create_string(self.0.to_vec()),
+        }
+    }
+}
+
 impl UserData for SubUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("asstring", |lua, this, ()| lua.create_string(this.0.to_vec()));
+        methods.add_method("asstring", |lua, this, ()| this.lua_string(lua));
         methods.add_method("size", |_, this, ()| Ok(this.0.len));
         methods.add_method("sub", |lua, this, (off, size): (Option<i64>, Value)| {
             let off = off.unwrap_or(0);
@@ -54,7 +65,7 @@ impl UserData for SubUd {
             Ok(if this.0.len >= n { (true, n) } else { (false, this.0.len) })
         });
         methods.add_meta_method(MetaMethod::Len, |_, this, ()| Ok(this.0.len));
-        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| lua.create_string(this.0.to_vec()));
+        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| this.lua_string(lua));
         methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| match key {
             Value::Integer(i) if i >= 1 => Ok(this.0.byte((i - 1) as usize).map(i64::from)),
             Value::Integer(_) => Ok(None),
@@ -154,12 +165,13 @@ impl UserData for CursorUd {
         // Takes up to `n` bytes (all available if nil) as a sub-buffer.
         methods.add_method("take", |lua, this, n: Option<i64>| {
             let n = opt_count(lua, n)?;
-            let (from, to) = this.with(lua, |s, pos| {
+            let parts = this.with(lua, |s, pos| {
                 let avail = s.end() - pos;
-                (pos, pos + n.map_or(avail, |n| n.min(avail)))
+                let to = pos + n.map_or(avail, |n| n.min(avail));
+                s.set_pos(this.holder, to);
+                s.parts(pos..to)
             })?;
-            let parts = this.with(lua, |s, _| s.parts(from..to))?;
-            this.advance(lua, Some(to - from))?;
+            this.meter.set(this.meter.get().saturating_add(parts.len as i64));
             Ok(SubUd(parts))
         });
         // The bytes between two absolute offsets, without moving.
