@@ -4,7 +4,7 @@
 local raw = ...
 
 local format, select, tostring, concat = string.format, select, tostring, table.concat
-local error, setmetatable = error, setmetatable
+local error, setmetatable, next = error, setmetatable, next
 
 local haka = {}
 haka.dissectors = raw.dissectors
@@ -34,6 +34,23 @@ haka.log = setmetatable({
 }, { __call = function(_, ...) return logger("info")(...) end })
 
 _G.haka = haka
+
+-- sluice's own additions that are not Haka's: the --var settings.
+-- sluice.var(name[, default]) fails loudly on a setting nobody gave, so a
+-- typo in a name cannot silently turn a rule off.
+local vars = raw.vars
+local sluice = { vars = setmetatable({}, {
+  __index = vars,
+  __newindex = function() error("sluice.vars is read-only (set values with --var NAME=VALUE)", 2) end,
+  __pairs = function() return next, vars, nil end,
+}) }
+function sluice.var(name, default)
+  local v = vars[name]
+  if v ~= nil then return v end
+  if default ~= nil then return default end
+  error(format("sluice.var: no --var %s=VALUE was given and no default", tostring(name)), 2)
+end
+_G.sluice = sluice
 
 -- print goes through sluice (one line per call, tab-separated like Lua's).
 local raw_print = raw.print

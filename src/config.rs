@@ -82,6 +82,8 @@ pub struct RulesConfig {
     pub max_held_bytes: usize,
     /// A monologue longer than this comes in parts of this size.
     pub monologue_cap: usize,
+    /// `--var NAME=VALUE` settings, readable by rules as `sluice.vars`.
+    pub vars: Vec<(String, String)>,
 }
 
 impl Default for RulesConfig {
@@ -92,6 +94,7 @@ impl Default for RulesConfig {
             on_error: ErrorPolicy::Drop,
             max_held_bytes: 4 << 20,
             monologue_cap: 1 << 20,
+            vars: Vec::new(),
         }
     }
 }

@@ -114,6 +114,7 @@ fn new_state(
     raw.raw_set("log", lua.create_function(log::log)?)?;
     raw.raw_set("print", lua.create_function(log::print)?)?;
     raw.raw_set("require", require_function(&lua)?)?;
+    raw.raw_set("vars", vars_table(&lua, &cfg.vars)?)?;
     raw.raw_set("time", lua.create_function(super::time::haka_time)?)?;
     raw.raw_set("network_time", lua.create_function(super::time::network_time)?)?;
     let b = budget.clone();
@@ -125,6 +126,15 @@ fn new_state(
 
     let dirs = [lua.create_string("up")?, lua.create_string("down")?];
     Ok(Loaded { lua, budget, registry: Registry::default(), new_iter, dirs })
+}
+
+/// `sluice.vars`: the `--var NAME=VALUE` settings, as strings.
+fn vars_table(lua: &Lua, vars: &[(String, String)]) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    for (k, v) in vars {
+        t.raw_set(k.as_str(), v.as_str())?;
+    }
+    Ok(t)
 }
 
 /// The `require` function; loaded modules are cached in a private table.

@@ -300,3 +300,28 @@ fn sample_rules_refuse_telnet_and_reset_attacks() {
     assert!(v.iter().any(|a| a["flow"]["dport"] == 80));
     assert_eq!(stats.get(Counter::RuleErrors), 0);
 }
+
+#[test]
+fn var_settings_are_readable_and_missing_ones_fail_loudly() {
+    let cfg = RulesConfig {
+        vars: vec![("port".to_owned(), "8080".to_owned()), ("mode".to_owned(), "strict".to_owned())],
+        ..RulesConfig::default()
+    };
+    let h = Harness::with_config(
+        r#"port = tonumber(sluice.var("port"))
+        mode = sluice.vars.mode
+        fallback = sluice.var("absent", "dflt")
+        local n = 0 for _ in pairs(sluice.vars) do n = n + 1 end
+        count = n
+        ok, msg = pcall(sluice.var, "typo"); msg = tostring(msg)
+        ro = pcall(function() sluice.vars.mode = "x" end)"#,
+        &cfg,
+    );
+    assert_eq!(h.global::<i64>("port"), 8080);
+    assert_eq!(h.global::<String>("mode"), "strict");
+    assert_eq!(h.global::<String>("fallback"), "dflt");
+    assert_eq!(h.global::<i64>("count"), 2);
+    assert!(!h.global::<bool>("ok"));
+    assert!(h.global::<String>("msg").contains("--var typo=VALUE"));
+    assert!(!h.global::<bool>("ro"));
+}
