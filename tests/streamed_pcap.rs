@@ -164,3 +164,23 @@ fn the_end_of_the_capture_ends_the_streams() {
     assert!(alerts.contains("\"down 6 eof true\""), "{alerts}");
     assert_eq!(summary.rule_errors, 0);
 }
+
+#[test]
+fn the_monologue_sample_sees_pipelined_requests_as_one_turn() {
+    let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake()
+        .send(Up, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .send(Up, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .send(Down, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .send(Down, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .send(Up, b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        .close();
+    let rules = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sample/monologue.lua")).unwrap();
+    let (dir, summary) = run(&c.into_packets(), &rules);
+    let alerts = fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    let lines: Vec<&str> = alerts.lines().collect();
+    assert_eq!(lines.len(), 1, "{alerts}");
+    assert!(lines[0].contains("2 HTTP requests in one client turn"), "{alerts}");
+    assert_eq!(summary.rule_errors, 0);
+    assert_eq!(summary.dropped, 0);
+}
