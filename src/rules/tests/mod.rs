@@ -5,10 +5,12 @@
 
 mod api;
 mod events;
+mod fields;
 mod limits;
 mod objects;
 mod policy;
 mod reload;
+mod rule_spec;
 
 use std::net::IpAddr;
 use std::sync::Arc;
