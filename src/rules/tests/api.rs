@@ -203,6 +203,14 @@ fn sample_rules_refuse_telnet_and_reset_attacks() {
         rules.packet(Event::TcpNewConnection, &cx(), &d, Some((&telnet, Direction::Up))),
         Action::DropFlow
     );
+    // Telnet into the watched network: the later telnet policy applies.
+    let mut watched_telnet = tcp_flow(3);
+    watched_telnet.dst = v4(192, 0, 2, 5);
+    watched_telnet.dst_port = 23;
+    assert_eq!(
+        rules.packet(Event::TcpNewConnection, &cx(), &d, Some((&watched_telnet, Direction::Up))),
+        Action::DropFlow
+    );
     let web = tcp_flow(2);
     assert_eq!(rules.packet(Event::TcpNewConnection, &cx(), &d, Some((&web, Direction::Up))), Action::Accept);
     assert_eq!(rules.data(&cx(), &web, Direction::Up, b"GET / HTTP/1.0\r\n"), Action::Accept);
