@@ -26,6 +26,7 @@
 mod criterion;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use mlua::{
     AnyUserData, Function, Lua, MultiValue, ObjectLike, Table, UserData, UserDataFields, UserDataMethods,
@@ -120,7 +121,8 @@ pub struct Policy {
 #[derive(Debug)]
 pub struct PointUd {
     name: String,
-    specs: std::cell::RefCell<Vec<Spec>>,
+    /// Shared so `apply` can hold them while actions use the point.
+    specs: std::cell::RefCell<Arc<Vec<Spec>>>,
 }
 
 /// The values a point compares.
@@ -371,7 +373,7 @@ fn apply(lua: &Lua, this: &AnyUserData, p: Value) -> mlua::Result<()> {
     let (name, specs) = {
         let point = this.borrow::<PointUd>()?;
         let specs = point.specs.try_borrow().map_err(|_| located(lua, "policy:apply: the point is busy"))?;
-        (point.name.clone(), specs.clone())
+        (point.name.clone(), Arc::clone(&specs))
     };
     let Some(i) = select(lua, specs.iter(), &Values::Table(values.clone()))? else { return Ok(()) };
     let call = ActionCall {
@@ -562,7 +564,7 @@ fn declare(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<()> {
             let mut specs =
                 point.specs.try_borrow_mut().map_err(|_| located(lua, "haka.policy: the point is busy"))?;
             let name = name.unwrap_or_else(|| format!("policy {}", specs.len() + 1));
-            specs.push(Spec { name, criteria, actions });
+            Arc::make_mut(&mut specs).push(Spec { name, criteria, actions });
             let mut reg =
                 ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.policy called re-entrantly"))?;
             reg.point_policies += 1;

@@ -317,3 +317,23 @@ fn policy_actions_are_functions_as_in_haka() {
     );
     assert_eq!(h.global::<String>("kinds"), "functionfunctionfunctionfunction");
 }
+
+/// The examples of the Policies section of docs/rules-api.md load, and the
+/// default-deny one behaves as the text says.
+#[test]
+fn policy_doc_examples_load_and_default_deny_accepts_port_80() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules-api.md")).unwrap();
+    let start = doc.find("\n## Policies\n").expect("a Policies section");
+    let section = &doc[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let blocks: Vec<&str> =
+        section.split("```lua\n").skip(1).map(|b| b.split("```").next().unwrap_or("")).collect();
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    for b in &blocks {
+        Harness::new(b);
+    }
+    let mut h = Harness::new(blocks[0]);
+    assert_eq!(connect(&mut h, 1, 40000, 80), Action::Accept);
+    assert_eq!(connect(&mut h, 2, 40000, 25), Action::DropFlow);
+    assert_eq!(h.alerts.values().len(), 1);
+}
