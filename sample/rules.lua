@@ -10,22 +10,24 @@ local ipv4 = require("protocol/ipv4")
 require("protocol/tcp")
 local tcp_connection = require("protocol/tcp_connection")
 
--- Policies run first at new_connection; the first that matches applies.
+-- Policies run first at new_connection. Every policy is checked and the
+-- last one whose criteria all hold applies (as in Haka), so the general
+-- policy comes first and the more specific one after it.
 haka.policy {
   on = tcp_connection.policies.new_connection,
-  name = "no telnet",
-  criterion = { dstport = 23 },
-  action = {
-    haka.policy.drop,
-    haka.policy.alert { description = "telnet connection refused", severity = "medium" },
-  },
+  name = "watch documentation network",
+  dstip = haka.policy.ipv4_in_network(ipv4.network("192.0.2.0/24")),
+  action = haka.policy.alert { description = "connection to 192.0.2.0/24", severity = "low" },
 }
 
 haka.policy {
   on = tcp_connection.policies.new_connection,
-  name = "watch documentation network",
-  criterion = { dstip = ipv4.network("192.0.2.0/24") },
-  action = haka.policy.alert { description = "connection to 192.0.2.0/24", severity = "low" },
+  name = "no telnet",
+  dstport = 23,
+  action = {
+    haka.policy.drop,
+    haka.policy.alert { description = "telnet connection refused", severity = "medium" },
+  },
 }
 
 -- The same telnet refusal as a rule, the way Haka rule sets often write it

@@ -113,7 +113,9 @@ impl LuaRules {
         match self.arguments(event, epoch, &subject, flow_v, flow.map(|(_, d)| d)) {
             Ok(args) => {
                 if let Some((f, _)) = flow {
-                    if let Err(e) = self.run_policies(event, f) {
+                    if let Err(e) =
+                        super::policy::run_connection_point(&self.lua, &self.policies[idx], f, args.front())
+                    {
                         report(&self.stats, "(policy)", 1, &e);
                         failed = true;
                     }
@@ -205,16 +207,6 @@ impl LuaRules {
             Shape::FlowSubjectDir => MultiValue::from_iter([flow_v, subject_v, dir_v]),
             Shape::Flow => MultiValue::from_iter([flow_v]),
         })
-    }
-
-    /// The first policy of this point that matches the flow applies.
-    fn run_policies(&self, event: Event, f: &FlowInfo) -> mlua::Result<()> {
-        let policies = &self.policies[event.index()];
-        if let Some(p) = policies.iter().find(|p| p.matches(f)) {
-            let ctx = context(&self.lua)?;
-            p.apply(&self.lua, &ctx)?;
-        }
-        Ok(())
     }
 
     /// Ends the event: its objects go stale; the decision, made stricter by

@@ -1,7 +1,8 @@
 //! Packet objects: the `pkt` argument of the packet events, with Haka's
 //! field names per layer. Fields are read from the event's packet copy when
 //! indexed; a field a TCP, UDP or ICMP packet does not have is looked up in
-//! its IP layer (`tcp.src`), and `pkt.ip` is the IP layer itself.
+//! its IP layer (`tcp.src`), and `pkt.ip` is the IP layer itself. Every
+//! packet object has `timestamp`, the packet time of its event.
 
 use std::net::IpAddr;
 
@@ -11,6 +12,7 @@ use super::addr::AddrUd;
 use super::context::{context, PacketCopy};
 use super::data::{DataUd, Source};
 use super::error::located;
+use super::time::TimeUd;
 use crate::inspect::Action;
 use crate::wire::{checksum, proto, tcp_flags, IpInfo, Transport};
 
@@ -124,6 +126,9 @@ impl UserData for PacketUd {
             ctx.check_live(lua, this.epoch, "packet")?;
             let p = ctx.packet.try_borrow().map_err(|_| located(lua, "packet buffer busy"))?;
             let key = key.as_bytes();
+            if &key[..] == b"timestamp" {
+                return Ok(Value::UserData(lua.create_userdata(TimeUd(ctx.time.get()))?));
+            }
             if let Some(v) = field(lua, this, &p, &key)? {
                 return Ok(v);
             }
@@ -179,6 +184,9 @@ fn field(lua: &Lua, this: &PacketUd, p: &PacketCopy, key: &[u8]) -> mlua::Result
             b"urgent_pointer" => int(t.urgent),
             b"flags" => return flags(false, t.flags),
             b"payload" => return payload(t.payload_offset, t.payload_len),
+            // The four bits between the data offset and the flags (Haka's `res`).
+            b"res" => int(p.bytes.get(ip.header_len + 12).map_or(0, |b| b & 0x0f)),
+            b"name" => return name(lua, "tcp"),
             _ => None,
         },
         (Layer::Udp, Transport::Udp(u)) => match key {
@@ -187,6 +195,7 @@ fn field(lua: &Lua, this: &PacketUd, p: &PacketCopy, key: &[u8]) -> mlua::Result
             b"length" => int(u.length),
             b"checksum" => int(u.checksum),
             b"payload" => return payload(u.payload_offset, u.payload_len),
+            b"name" => return name(lua, "udp"),
             _ => None,
         },
         (Layer::Icmp, Transport::Icmp(i)) => match key {
@@ -194,6 +203,7 @@ fn field(lua: &Lua, this: &PacketUd, p: &PacketCopy, key: &[u8]) -> mlua::Result
             b"code" => int(i.code),
             b"checksum" => int(i.checksum),
             b"payload" => return payload(i.payload_offset, p.bytes.len()),
+            b"name" => return name(lua, "icmp"),
             _ => None,
         },
         _ => None,
@@ -205,7 +215,55 @@ fn field(lua: &Lua, this: &PacketUd, p: &PacketCopy, key: &[u8]) -> mlua::Result
         let ip_view = PacketUd { epoch: this.epoch, layer: Layer::Ip };
         return Ok(Some(Value::UserData(lua.create_userdata(ip_view)?)));
     }
+    if key == b"opt" {
+        return ip_options(lua, this.epoch, ip, p).map(|t| Some(Value::Table(t)));
+    }
     ip_field(lua, ip, p, key, payload, flags)
+}
+
+fn name(lua: &Lua, n: &str) -> mlua::Result<Option<Value>> {
+    Ok(Some(Value::String(lua.create_string(n)?)))
+}
+
+/// Haka's `ip.opt`: the IPv4 header options in order, each a table with
+/// `type` (the whole first byte), `copy`, `class` and `number` (its bits)
+/// and, for options other than end-of-list (0) and no-operation (1), `len`
+/// and `data` (a data object). End-of-list is the last entry. An IPv6
+/// packet has none (its extension headers are not options).
+fn ip_options(lua: &Lua, epoch: u64, ip: &IpInfo, p: &PacketCopy) -> mlua::Result<mlua::Table> {
+    let list = lua.create_table()?;
+    if ip.version != 4 {
+        return Ok(list);
+    }
+    let end = ip.base_header_len.min(p.bytes.len());
+    let mut off = 20;
+    let mut n = 0;
+    while off < end {
+        let typ = p.bytes[off];
+        let o = lua.create_table()?;
+        o.raw_set("type", typ)?;
+        o.raw_set("copy", typ >> 7)?;
+        o.raw_set("class", (typ >> 5) & 3)?;
+        o.raw_set("number", typ & 31)?;
+        n += 1;
+        list.raw_set(n, o.clone())?;
+        if typ == 0 {
+            break;
+        }
+        if typ == 1 {
+            off += 1;
+            continue;
+        }
+        // A length that does not fit is cut to the header (the decoder
+        // already judged the packet; rules see what is there).
+        let len = usize::from(p.bytes.get(off + 1).copied().unwrap_or(2)).max(2).min(end - off);
+        o.raw_set("len", len)?;
+        let data =
+            DataUd { epoch, source: Source::Packet, start: (off + 2).min(end), len: len.saturating_sub(2) };
+        o.raw_set("data", lua.create_userdata(data)?)?;
+        off += len;
+    }
+    Ok(list)
 }
 
 fn ip_field(
@@ -222,6 +280,7 @@ fn ip_field(
     let b = &p.bytes;
     let v6 = ip.version == 6;
     Ok(match key {
+        b"name" => return name(lua, if v6 { "ipv6" } else { "ipv4" }),
         b"src" => return addr(ip.src),
         b"dst" => return addr(ip.dst),
         b"version" => int(ip.version),

@@ -1,122 +1,432 @@
-//! `haka.policy{...}`: connection policies. At a `new_connection` event the
-//! policies of that point are tried in declaration order; the first whose
-//! every criterion matches the new flow applies its actions, and the rest
-//! are not tried:
+//! `haka.policy`: Haka's policies, with Haka's syntax and semantics.
 //!
-//! * `haka.policy.accept`: nothing (the connection goes on to the rules);
-//! * `haka.policy.drop`: the connection is refused (`DropFlow`);
-//! * `haka.policy.alert{...}`: the alert is raised.
+//! A policy point is a place where a decision is taken from values: the
+//! built-in `tcp_connection.policies.new_connection` and
+//! `udp_connection.policies.new_connection` points (values `srcip`,
+//! `srcport`, `dstip`, `dstport`, the context the flow), and points rules
+//! make with `haka.policy.new(name)` and run with
+//! `point:apply{ values = ..., ctx = ..., desc = ... }`.
 //!
-//! Criteria compare against the flow: `srcip`/`dstip` with an address, a
-//! network or their text; `srcport`/`dstport` with a number or `{min, max}`.
+//! `haka.policy{ on = point, name = ..., action = ..., <criteria> }`
+//! declares a policy: every key other than `on`, `name` and `action` is a
+//! criterion on the value of that name. When a point runs, **every** policy
+//! declared on it is checked in declaration order and the **last** eligible
+//! one (all its criteria hold) applies its actions, as in Haka; so a
+//! "drop by default" policy comes first and the exceptions after it.
+//!
+//! Actions are functions `(point, ctx, values, desc)`: `haka.policy.accept`
+//! (nothing), `haka.policy.drop` (`ctx:drop()`: at `new_connection` the
+//! connection is refused), `haka.policy.alert{...}` (an alert completed from
+//! `desc`), `haka.policy.log(logf, fmt, ...)`, or a rule's own function.
+//!
+//! At the built-in points sluice knows the values, so a criterion on
+//! another name (a typo, or sluice's old `criterion = {...}` form) is a load
+//! error instead of a policy that silently never applies.
+
+mod criterion;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use ipnet::IpNet;
-use mlua::{Lua, Table, Value};
+use mlua::{
+    AnyUserData, Function, Lua, MultiValue, ObjectLike, Table, UserData, UserDataFields, UserDataMethods,
+    Value,
+};
 
-use super::addr::{addr_from_value, network_from_value};
+use super::addr::{addr_from_value, network_from_value, AddrUd};
 use super::alert;
-use super::context::{context, RuleContext};
+use super::context::context;
 use super::dissectors::{Hook, Hooks};
 use super::error::located;
 use crate::inspect::{Action, Event, FlowInfo};
+use criterion::{criterion_of, is_kind, kind_of, CriterionUd, Kind, KindUd, Subject};
 
-/// Which flow field a criterion looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The name Haka gives the built-in `new_connection` points (an alert
+/// action without a description gets it).
+const CONNECTION_POINT_NAME: &str = "new connection";
+
+/// A value of a built-in `new_connection` point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Field {
     SrcIp,
-    DstIp,
     SrcPort,
+    DstIp,
     DstPort,
 }
 
-/// What the field must be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Want {
-    Addr(IpAddr),
-    Net(IpNet),
-    Ports(u16, u16),
+impl Field {
+    fn of(name: &str) -> Option<Field> {
+        Some(match name {
+            "srcip" => Field::SrcIp,
+            "srcport" => Field::SrcPort,
+            "dstip" => Field::DstIp,
+            "dstport" => Field::DstPort,
+            _ => return None,
+        })
+    }
+
+    fn is_addr(self) -> bool {
+        matches!(self, Field::SrcIp | Field::DstIp)
+    }
+
+    fn subject(self, f: &FlowInfo) -> Subject {
+        match self {
+            Field::SrcIp => Subject::Addr(f.src),
+            Field::DstIp => Subject::Addr(f.dst),
+            Field::SrcPort => Subject::Int(i64::from(f.src_port)),
+            Field::DstPort => Subject::Int(i64::from(f.dst_port)),
+        }
+    }
 }
 
 /// One action of a policy.
 #[derive(Debug, Clone)]
-pub enum PolicyAction {
-    /// Let the connection through.
+enum Act {
     Accept,
-    /// Refuse the connection.
     Drop,
-    /// Raise this alert.
+    /// `haka.policy.alert{...}` with its table.
     Alert(Table),
+    /// Any other function (`haka.policy.log(...)`, a rule's own).
+    Call(Function),
 }
 
-/// A declared policy.
+/// One criterion: the value it looks at and the criterion object.
+#[derive(Debug, Clone)]
+struct Crit {
+    name: String,
+    /// At a built-in point, which flow field `name` is.
+    field: Option<Field>,
+    obj: AnyUserData,
+}
+
+/// What every policy has.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    name: String,
+    criteria: Vec<Crit>,
+    actions: Vec<Act>,
+}
+
+/// A policy on a built-in `new_connection` point.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// The `new_connection` event it runs at.
     pub event: Event,
-    /// Its `name` (alerts carry it).
-    pub name: String,
-    criteria: Vec<(Field, Want)>,
-    actions: Vec<PolicyAction>,
+    /// The point's table (the actions' first argument).
+    point: Table,
+    spec: Spec,
 }
 
-impl Policy {
-    /// True if every criterion matches `flow`.
-    pub fn matches(&self, flow: &FlowInfo) -> bool {
-        self.criteria.iter().all(|(field, want)| {
-            let (addr, port) = match field {
-                Field::SrcIp => (Some(flow.src), None),
-                Field::DstIp => (Some(flow.dst), None),
-                Field::SrcPort => (None, Some(flow.src_port)),
-                Field::DstPort => (None, Some(flow.dst_port)),
-            };
-            match (want, addr, port) {
-                (Want::Addr(a), Some(x), _) => *a == x,
-                (Want::Net(n), Some(x), _) => n.contains(&x),
-                (Want::Ports(lo, hi), _, Some(p)) => (*lo..=*hi).contains(&p),
-                _ => false,
-            }
-        })
-    }
+/// A policy point made by `haka.policy.new(name)`.
+#[derive(Debug)]
+pub struct PointUd {
+    name: String,
+    /// Shared so `apply` can hold them while actions use the point.
+    specs: std::cell::RefCell<Arc<Vec<Spec>>>,
+}
 
-    /// Applies the actions (the flow is already set in `ctx`).
-    pub fn apply(&self, lua: &Lua, ctx: &RuleContext) -> mlua::Result<()> {
-        for a in &self.actions {
+/// The values a point compares.
+enum Values<'a> {
+    Flow(&'a FlowInfo),
+    Table(Table),
+}
+
+impl Values<'_> {
+    fn subject(&self, c: &Crit) -> mlua::Result<Subject> {
+        match (self, c.field) {
+            (Values::Flow(f), Some(field)) => Ok(field.subject(f)),
+            (Values::Flow(_), None) => Ok(Subject::Lua(Value::Nil)),
+            (Values::Table(t), _) => Ok(Subject::Lua(t.get::<Value>(c.name.as_str())?)),
+        }
+    }
+}
+
+// Named registry slots.
+const MODULE: &str = "sluice.policy.module";
+const ACCEPT: &str = "sluice.policy.accept";
+const DROP: &str = "sluice.policy.drop";
+const ALERTS: &str = "sluice.policy.alerts";
+
+/// Runs the policies of a built-in `new_connection` point for `flow`, whose
+/// Lua object is `flow_value` (the context the actions act on). A one-line
+/// call from the dispatcher, before the event's rules.
+pub fn run_connection_point(
+    lua: &Lua,
+    policies: &[Policy],
+    flow: &FlowInfo,
+    flow_value: Option<&Value>,
+) -> mlua::Result<()> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let values = Values::Flow(flow);
+    let Some(i) = select(lua, policies.iter().map(|p| &p.spec), &values)? else { return Ok(()) };
+    let p = &policies[i];
+    let needs_lua = p.spec.actions.iter().any(|a| matches!(a, Act::Alert(_) | Act::Call(_)));
+    let (vals, desc) = if needs_lua {
+        (Value::Table(flow_values(lua, flow)?), Value::Table(flow_desc(lua, flow)?))
+    } else {
+        (Value::Nil, Value::Nil)
+    };
+    let call = ActionCall {
+        point: Value::Table(p.point.clone()),
+        point_name: CONNECTION_POINT_NAME,
+        ctx: flow_value.cloned().unwrap_or(Value::Nil),
+        values: vals,
+        desc,
+    };
+    call.run(lua, &p.spec)
+}
+
+/// The index of the last eligible policy; learning criteria learn.
+fn select<'a>(
+    lua: &Lua,
+    specs: impl Iterator<Item = &'a Spec>,
+    values: &Values<'_>,
+) -> mlua::Result<Option<usize>> {
+    let learning = learning_on(lua)?;
+    let mut chosen = None;
+    for (i, spec) in specs.enumerate() {
+        if eligible(lua, spec, values, learning)? {
+            chosen = Some(i);
+        }
+    }
+    Ok(chosen)
+}
+
+fn eligible(lua: &Lua, spec: &Spec, values: &Values<'_>, learning: bool) -> mlua::Result<bool> {
+    let mut learns = false;
+    for c in &spec.criteria {
+        let obj = c.obj.borrow::<CriterionUd>()?;
+        if learning && obj.learning {
+            learns = true;
+        } else if !obj.matches(lua, &values.subject(c)?)? {
+            return Ok(false);
+        }
+    }
+    if learns {
+        for c in &spec.criteria {
+            let obj = c.obj.borrow::<CriterionUd>()?;
+            if obj.learning {
+                obj.learn(lua, &values.subject(c)?)?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `haka.policy.learning`, as the rules set it.
+fn learning_on(lua: &Lua) -> mlua::Result<bool> {
+    let module: Table = lua.named_registry_value(MODULE)?;
+    Ok(!matches!(module.raw_get::<Value>("learning")?, Value::Nil | Value::Boolean(false)))
+}
+
+/// The arguments every action of one applied policy gets.
+struct ActionCall<'a> {
+    point: Value,
+    point_name: &'a str,
+    ctx: Value,
+    values: Value,
+    desc: Value,
+}
+
+impl ActionCall<'_> {
+    fn run(&self, lua: &Lua, spec: &Spec) -> mlua::Result<()> {
+        for a in &spec.actions {
             match a {
-                PolicyAction::Accept => {}
-                PolicyAction::Drop => ctx.decide(Action::DropFlow),
-                PolicyAction::Alert(t) => {
-                    alert::raise(lua, ctx, t, Some(&self.name))?;
-                }
+                Act::Accept => {}
+                Act::Drop => drop_ctx(lua, &self.ctx)?,
+                Act::Alert(t) => raise_alert(lua, t, self.point_name, &self.desc, Some(&spec.name))?,
+                Act::Call(f) => f.call::<()>((
+                    self.point.clone(),
+                    self.ctx.clone(),
+                    self.values.clone(),
+                    self.desc.clone(),
+                ))?,
             }
         }
         Ok(())
     }
 }
 
-const ACTION_KEY: &str = "_sluice_policy_action";
+/// `haka.policy.drop`: `ctx:drop()`, as in Haka.
+fn drop_ctx(lua: &Lua, ctx: &Value) -> mlua::Result<()> {
+    match ctx {
+        // A built-in point always passes the flow; without one, refuse it anyway.
+        Value::Nil => {
+            context(lua)?.decide(Action::DropFlow);
+            Ok(())
+        }
+        Value::Table(t) => t.call_method::<()>("drop", ()),
+        Value::UserData(u) => u.call_method::<()>("drop", ()),
+        other => Err(located(
+            lua,
+            format!("haka.policy.drop: the context ({}) has no drop method", other.type_name()),
+        )),
+    }
+}
 
-/// The `haka.policy` table: callable, with `accept`, `drop` and `alert`.
-pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
+/// `haka.policy.alert{...}` applied: the alert's fields, completed with the
+/// `desc` fields it lacks, described by the point's name if it has no
+/// description, as in Haka.
+fn raise_alert(
+    lua: &Lua,
+    spec: &Table,
+    point_name: &str,
+    desc: &Value,
+    policy: Option<&str>,
+) -> mlua::Result<()> {
     let t = lua.create_table()?;
-    let marker = |kind: &str| -> mlua::Result<Table> {
-        let m = lua.create_table()?;
-        m.raw_set(ACTION_KEY, kind)?;
-        Ok(m)
+    for pair in spec.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        t.raw_set(k, v)?;
+    }
+    if let Value::Table(d) = desc {
+        for pair in d.pairs::<Value, Value>() {
+            let (k, v) = pair?;
+            if t.raw_get::<Value>(k.clone())?.is_nil() {
+                t.raw_set(k, v)?;
+            }
+        }
+    }
+    if t.raw_get::<Value>("description")?.is_nil() {
+        t.raw_set("description", point_name)?;
+    }
+    let ctx = context(lua)?;
+    alert::raise(lua, &ctx, &t, policy).map(|_| ())
+}
+
+/// `{ srcip =, srcport =, dstip =, dstport = }` of a flow.
+fn flow_values(lua: &Lua, f: &FlowInfo) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("srcip", AddrUd(f.src))?;
+    t.raw_set("srcport", f.src_port)?;
+    t.raw_set("dstip", AddrUd(f.dst))?;
+    t.raw_set("dstport", f.dst_port)?;
+    Ok(t)
+}
+
+/// Haka's `desc` at `new_connection`: the client as source, the server as
+/// target, each with its address and `proto/port` service.
+fn flow_desc(lua: &Lua, f: &FlowInfo) -> mlua::Result<Table> {
+    let entry = |key: &str, v: Value| -> mlua::Result<Table> {
+        let e = lua.create_table()?;
+        e.raw_set(key, lua.create_sequence_from([v])?)?;
+        Ok(e)
     };
-    t.raw_set("accept", marker("accept")?)?;
-    t.raw_set("drop", marker("drop")?)?;
+    let side = |a: IpAddr, port: u16| -> mlua::Result<Table> {
+        let addr = entry("address", Value::UserData(lua.create_userdata(AddrUd(a))?))?;
+        let service = format!("{}/{}", f.proto.name(), port);
+        let svc = entry("service", Value::String(lua.create_string(&service)?))?;
+        lua.create_sequence_from([addr, svc])
+    };
+    let d = lua.create_table()?;
+    d.raw_set("sources", side(f.src, f.src_port)?)?;
+    d.raw_set("targets", side(f.dst, f.dst_port)?)?;
+    Ok(d)
+}
+
+impl UserData for PointUd {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("name", |_, this| Ok(this.name.clone()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_function("apply", |lua, (this, p): (AnyUserData, Value)| apply(lua, &this, p));
+        methods.add_meta_method(mlua::MetaMethod::ToString, |_, this, ()| {
+            Ok(format!("policy point '{}'", this.name))
+        });
+    }
+}
+
+/// `point:apply{ values = {...}, ctx = obj, desc = {...} }`.
+fn apply(lua: &Lua, this: &AnyUserData, p: Value) -> mlua::Result<()> {
+    let Value::Table(p) = p else {
+        return Err(located(lua, "policy:apply expects a table { values = ..., ctx = ..., desc = ... }"));
+    };
+    for pair in p.pairs::<Value, Value>() {
+        let (k, _) = pair?;
+        if !matches!(&k, Value::String(s) if matches!(s.as_bytes().as_ref(), b"values" | b"ctx" | b"desc")) {
+            return Err(located(
+                lua,
+                format!("policy:apply: unknown key {} (known: values, ctx, desc)", key_text(&k)),
+            ));
+        }
+    }
+    let ctx: Value = p.raw_get("ctx")?;
+    if ctx.is_nil() {
+        return Err(located(
+            lua,
+            "policy:apply: 'ctx' is missing (the object the actions act on, e.g. the flow or the packet)",
+        ));
+    }
+    let table_or_empty = |key: &str| -> mlua::Result<Table> {
+        match p.raw_get::<Value>(key)? {
+            Value::Nil => lua.create_table(),
+            Value::Table(t) => Ok(t),
+            _ => Err(located(lua, format!("policy:apply: '{key}' must be a table"))),
+        }
+    };
+    let values = table_or_empty("values")?;
+    let desc = table_or_empty("desc")?;
+    // Copied out (they are handles), so the actions may use the point.
+    let (name, specs) = {
+        let point = this.borrow::<PointUd>()?;
+        let specs = point.specs.try_borrow().map_err(|_| located(lua, "policy:apply: the point is busy"))?;
+        (point.name.clone(), Arc::clone(&specs))
+    };
+    let Some(i) = select(lua, specs.iter(), &Values::Table(values.clone()))? else { return Ok(()) };
+    let call = ActionCall {
+        point: Value::UserData(this.clone()),
+        point_name: &name,
+        ctx,
+        values: Value::Table(values),
+        desc: Value::Table(desc),
+    };
+    call.run(lua, &specs[i])
+}
+
+fn key_text(k: &Value) -> String {
+    match k {
+        Value::String(s) => format!("'{}'", s.to_string_lossy()),
+        Value::Integer(i) => format!("[{i}] (a list entry)"),
+        other => format!("of type {}", other.type_name()),
+    }
+}
+
+/// The `haka.policy` table: callable to declare a policy, with Haka's
+/// actions, criterion objects, `new`, `learn` and `learning`.
+pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
+    criterion::install(lua)?;
+    let t = lua.create_table()?;
+    lua.set_named_registry_value(MODULE, t.clone())?;
+    install_actions(lua, &t)?;
+    for kind in [Kind::Value, Kind::Set, Kind::Range, Kind::OutOfRange, Kind::Present, Kind::Absent] {
+        t.raw_set(kind.name(), KindUd(kind))?;
+    }
+    // Haka's ipv4 module adds `ipv4_in_network`; sluice has IPv6 too.
+    t.raw_set("ipv4_in_network", KindUd(Kind::InNetwork))?;
+    t.raw_set("ipv6_in_network", KindUd(Kind::InNetwork))?;
     t.raw_set(
-        "alert",
-        lua.create_function(|lua, spec: Value| {
-            let Value::Table(spec) = spec else {
-                return Err(located(lua, "haka.policy.alert expects a table"));
+        "learn",
+        lua.create_function(|lua, v: Value| match kind_of(&v) {
+            Some(k) => CriterionUd::learner(lua, k),
+            None => Err(located(
+                lua,
+                "haka.policy.learn expects a criterion kind, e.g. haka.policy.learn(haka.policy.set)",
+            )),
+        })?,
+    )?;
+    t.raw_set("learning", false)?;
+    t.raw_set(
+        "new",
+        lua.create_function(|lua, name: Value| {
+            let name = match name {
+                Value::Nil => "<unnamed>".to_owned(),
+                Value::String(s) => s.to_string_lossy(),
+                _ => return Err(located(lua, "haka.policy.new expects a name (a string)")),
             };
-            let m = lua.create_table()?;
-            m.raw_set(ACTION_KEY, "alert")?;
-            m.raw_set("alert", spec)?;
-            Ok(m)
+            Ok(PointUd { name, specs: Default::default() })
         })?,
     )?;
     let mt = lua.create_table()?;
@@ -124,131 +434,267 @@ pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
         "__call",
         lua.create_function(move |lua, (_, spec): (Value, Value)| {
             let Value::Table(spec) = spec else {
-                return Err(located(lua, "haka.policy expects a table"));
+                return Err(located(
+                    lua,
+                    "haka.policy expects a table { on = <policy point>, action = ..., <criteria> }",
+                ));
             };
-            let mut policy = parse(lua, &hooks, &spec)?;
-            let ctx = context(lua)?;
-            if !ctx.loading.get() {
-                return Err(located(lua, "haka.policy can only be called while the rule files load"));
-            }
-            let mut reg =
-                ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.policy called re-entrantly"))?;
-            if policy.name.is_empty() {
-                policy.name = format!("policy {}", reg.policies.len() + 1);
-            }
-            reg.policies.push(policy);
-            Ok(())
+            declare(lua, &hooks, &spec)
         })?,
     )?;
     t.set_metatable(Some(mt))?;
     Ok(t)
 }
 
-fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Policy> {
-    let on: Value = spec.get("on")?;
-    let event = match hooks.lookup(&on) {
-        Some(Hook::Policy(e)) => e,
-        Some(Hook::Event(e)) if matches!(e, Event::TcpNewConnection | Event::UdpNewConnection) => e,
+/// `accept`, `drop`, `alert` and `log`: functions `(point, ctx, values, desc)`.
+fn install_actions(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    let accept = lua.create_function(|_, _: MultiValue| Ok(()))?;
+    let drop = lua.create_function(|lua, (_, ctx): (Value, Value)| drop_ctx(lua, &ctx))?;
+    lua.set_named_registry_value(ACCEPT, accept.clone())?;
+    lua.set_named_registry_value(DROP, drop.clone())?;
+    t.raw_set("accept", accept)?;
+    t.raw_set("drop", drop)?;
+    // Alert actions are known by their function, kept weakly.
+    let alerts = lua.create_table()?;
+    let weak = lua.create_table()?;
+    weak.raw_set("__mode", "k")?;
+    alerts.set_metatable(Some(weak))?;
+    lua.set_named_registry_value(ALERTS, alerts.clone())?;
+    t.raw_set(
+        "alert",
+        lua.create_function(move |lua, spec: Value| {
+            let spec = match spec {
+                Value::Nil => lua.create_table()?,
+                Value::Table(s) => s,
+                _ => return Err(located(lua, "haka.policy.alert expects a table (an alert)")),
+            };
+            let s = spec.clone();
+            let f = lua.create_function(move |lua, (point, _, _, desc): (Value, Value, Value, Value)| {
+                raise_alert(lua, &s, &point_name_of(&point), &desc, None)
+            })?;
+            alerts.raw_set(f.clone(), spec)?;
+            Ok(f)
+        })?,
+    )?;
+    t.raw_set(
+        "log",
+        lua.create_function(|lua, args: MultiValue| {
+            let mut args = args.into_iter();
+            let logf = args.next().unwrap_or(Value::Nil);
+            if !matches!(logf, Value::Function(_) | Value::Table(_)) {
+                return Err(located(lua, "haka.policy.log expects a log function first, e.g. haka.policy.log(haka.log.info, \"refused %s\", x)"));
+            }
+            let rest: Vec<Value> = args.collect();
+            lua.create_function(move |_, _: MultiValue| match &logf {
+                Value::Function(f) => f.call::<()>(MultiValue::from_iter(rest.iter().cloned())),
+                Value::Table(t) => t.call::<()>(MultiValue::from_iter(rest.iter().cloned())),
+                _ => Ok(()),
+            })
+        })?,
+    )?;
+    Ok(())
+}
+
+fn point_name_of(v: &Value) -> String {
+    match v {
+        Value::UserData(u) => match u.borrow::<PointUd>() {
+            Ok(p) => p.name.clone(),
+            Err(_) => CONNECTION_POINT_NAME.to_owned(),
+        },
+        _ => CONNECTION_POINT_NAME.to_owned(),
+    }
+}
+
+/// Where a declared policy goes.
+enum Target {
+    Builtin(Event, Table),
+    Point(AnyUserData),
+}
+
+/// `haka.policy{...}`: parses and registers one policy.
+fn declare(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<()> {
+    let ctx = context(lua)?;
+    if !ctx.loading.get() {
+        return Err(located(lua, "haka.policy can only be called while the rule files load"));
+    }
+    let on: Value = spec.raw_get("on")?;
+    let target = match (hooks.lookup(&on), &on) {
+        (Some(Hook::Policy(e)), Value::Table(t)) => Target::Builtin(e, t.clone()),
+        (Some(Hook::Event(e)), Value::Table(t)) if matches!(e, Event::TcpNewConnection | Event::UdpNewConnection) => {
+            Target::Builtin(e, t.clone())
+        }
+        (_, Value::UserData(u)) if u.is::<PointUd>() => Target::Point(u.clone()),
         _ => {
             return Err(located(
                 lua,
-                "haka.policy: 'on' must be haka.dissectors.tcp_connection.policies.new_connection \
-                 or haka.dissectors.udp_connection.policies.new_connection",
+                "haka.policy: 'on' must be a policy point: haka.dissectors.tcp_connection.policies.new_connection, \
+                 haka.dissectors.udp_connection.policies.new_connection, or one made by haka.policy.new(name)",
             ))
         }
     };
-    let name = match spec.get::<Value>("name")? {
-        Value::Nil => String::new(),
-        Value::String(s) => s.to_string_lossy(),
+    let name = match spec.raw_get::<Value>("name")? {
+        Value::Nil => None,
+        Value::String(s) => Some(s.to_string_lossy()),
         _ => return Err(located(lua, "haka.policy: 'name' must be a string")),
     };
+    let actions = actions_of(lua, spec.raw_get("action")?)?;
+    let builtin = matches!(target, Target::Builtin(..));
     let mut criteria = Vec::new();
-    let crit = match spec.get::<Value>("criterion")? {
-        Value::Nil => spec.get::<Value>("criteria")?,
-        v => v,
-    };
-    match crit {
-        Value::Nil => {}
-        Value::Table(t) => {
-            for pair in t.pairs::<String, Value>() {
-                let (k, v) = pair?;
-                criteria.push(criterion(lua, &k, &v)?);
-            }
+    for pair in spec.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let key = match &k {
+            Value::String(s) => s.to_string_lossy(),
+            other => return Err(located(lua, format!("haka.policy: unexpected key {}", key_text(other)))),
+        };
+        if !matches!(key.as_str(), "on" | "name" | "action") {
+            criteria.push(criterion(lua, builtin, key, v)?);
         }
-        _ => return Err(located(lua, "haka.policy: 'criterion' must be a table")),
     }
     // Deterministic order, so evaluation does not depend on table layout.
-    criteria.sort_by_key(|(f, _)| *f as u8);
-    let actions = match spec.get::<Value>("action")? {
-        Value::Table(t) if t.raw_get::<Value>(ACTION_KEY)?.is_nil() => {
-            let mut v = Vec::new();
-            for item in t.sequence_values::<Value>() {
-                v.push(action(lua, &item?)?);
-            }
-            v
+    criteria.sort_by(|a, b| a.name.cmp(&b.name));
+    match target {
+        Target::Builtin(event, point) => {
+            let mut reg =
+                ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.policy called re-entrantly"))?;
+            let name = name.unwrap_or_else(|| format!("policy {}", reg.policies.len() + 1));
+            reg.policies.push(Policy { event, point, spec: Spec { name, criteria, actions } });
         }
-        Value::Nil => return Err(located(lua, "haka.policy: 'action' is missing")),
-        other => vec![action(lua, &other)?],
-    };
-    Ok(Policy { event, name, criteria, actions })
+        Target::Point(u) => {
+            let point = u.borrow::<PointUd>()?;
+            let mut specs =
+                point.specs.try_borrow_mut().map_err(|_| located(lua, "haka.policy: the point is busy"))?;
+            let name = name.unwrap_or_else(|| format!("policy {}", specs.len() + 1));
+            Arc::make_mut(&mut specs).push(Spec { name, criteria, actions });
+            let mut reg =
+                ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.policy called re-entrantly"))?;
+            reg.point_policies += 1;
+        }
+    }
+    Ok(())
 }
 
-fn criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<(Field, Want)> {
-    let field = match key {
-        "srcip" => Field::SrcIp,
-        "dstip" => Field::DstIp,
-        "srcport" => Field::SrcPort,
-        "dstport" => Field::DstPort,
-        _ => return Err(located(lua, format!("haka.policy: unknown criterion '{key}'"))),
-    };
-    let want = match field {
-        Field::SrcIp | Field::DstIp => {
-            if let Some(a) = addr_from_value(v) {
-                Want::Addr(a)
-            } else if let Some(n) = network_from_value(v) {
-                Want::Net(n)
-            } else {
-                return Err(located(lua, format!("haka.policy: '{key}' must be an address or a network")));
-            }
-        }
-        Field::SrcPort | Field::DstPort => {
-            let port = |v: &Value| match v {
-                Value::Integer(i) => u16::try_from(*i).ok(),
-                Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(n) => Some(*n as u16),
-                _ => None,
-            };
-            let bad = || located(lua, format!("haka.policy: '{key}' must be a port or {{min, max}}"));
-            match v {
-                Value::Table(t) => {
-                    let lo = port(&t.raw_get::<Value>(1)?).ok_or_else(bad)?;
-                    let hi = port(&t.raw_get::<Value>(2)?).ok_or_else(bad)?;
-                    if lo > hi {
-                        return Err(bad());
-                    }
-                    Want::Ports(lo, hi)
-                }
-                v => {
-                    let p = port(v).ok_or_else(bad)?;
-                    Want::Ports(p, p)
+const ACTION_HELP: &str = "a function or a list of functions: haka.policy.accept, haka.policy.drop, \
+                           haka.policy.alert{...}, haka.policy.log(...) or your own function(point, ctx, values, desc)";
+
+fn actions_of(lua: &Lua, v: Value) -> mlua::Result<Vec<Act>> {
+    match v {
+        Value::Nil => Err(located(lua, format!("haka.policy: 'action' is missing; it is {ACTION_HELP}"))),
+        Value::Function(f) => Ok(vec![action_of(lua, f)?]),
+        Value::Table(t) => {
+            let mut out = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                match (k, v) {
+                    (Value::Integer(_), Value::Function(f)) => out.push(action_of(lua, f)?),
+                    _ => return Err(located(lua, format!("haka.policy: 'action' must be {ACTION_HELP}"))),
                 }
             }
+            Ok(out)
         }
-    };
-    Ok((field, want))
+        _ => Err(located(lua, format!("haka.policy: 'action' must be {ACTION_HELP}"))),
+    }
 }
 
-fn action(lua: &Lua, v: &Value) -> mlua::Result<PolicyAction> {
-    let kind = match v {
-        Value::Table(t) => t.raw_get::<Option<String>>(ACTION_KEY)?,
+fn action_of(lua: &Lua, f: Function) -> mlua::Result<Act> {
+    let accept: Function = lua.named_registry_value(ACCEPT)?;
+    let drop: Function = lua.named_registry_value(DROP)?;
+    let alerts: Table = lua.named_registry_value(ALERTS)?;
+    Ok(if f == accept {
+        Act::Accept
+    } else if f == drop {
+        Act::Drop
+    } else if let Some(spec) = alerts.raw_get::<Option<Table>>(f.clone())? {
+        Act::Alert(spec)
+    } else {
+        Act::Call(f)
+    })
+}
+
+/// One criterion `key = v` of a declaration. At the built-in points the
+/// names and the kinds of values are known, so anything that could never
+/// match is refused with a hint.
+fn criterion(lua: &Lua, builtin: bool, key: String, v: Value) -> mlua::Result<Crit> {
+    if is_kind(&v) {
+        return Err(located(
+            lua,
+            format!(
+                "haka.policy: criterion '{key}' is a criterion kind; call it, e.g. haka.policy.present()"
+            ),
+        ));
+    }
+    let field = if builtin {
+        match Field::of(&key) {
+            Some(f) => Some(f),
+            None => return Err(located(lua, unknown_builtin_key(&key))),
+        }
+    } else {
+        None
+    };
+    if let Some(obj) = criterion_of(&v) {
+        return Ok(Crit { name: key, field, obj });
+    }
+    let obj = match field {
+        None => CriterionUd::value(v),
+        Some(f) if f.is_addr() => addr_criterion(lua, &key, &v)?,
+        Some(_) => port_criterion(lua, &key, &v)?,
+    };
+    Ok(Crit { name: key, field, obj: lua.create_userdata(obj)? })
+}
+
+fn unknown_builtin_key(key: &str) -> String {
+    let mut msg = format!(
+        "haka.policy: unknown key '{key}': a new_connection policy has the keys on, name, action and the criteria \
+         srcip, srcport, dstip, dstport"
+    );
+    if key == "criterion" || key == "criteria" {
+        msg.push_str(
+            ". sluice's old form `criterion = { ... }` is gone (in Haka a key of that name is a criterion): write each \
+             criterion as a top-level key, e.g. haka.policy{ on = ..., dstport = 23, action = haka.policy.drop }, with \
+             haka.policy.range(min, max) for {min, max} and haka.policy.ipv4_in_network(net) for networks; \
+             note that the last eligible policy applies, so put default policies first",
+        );
+    }
+    msg
+}
+
+/// `srcip`/`dstip`: an address compares with `==`; a network (or its
+/// text) matches the addresses inside it, as `haka.policy.ipv4_in_network`.
+fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> {
+    if let Value::UserData(u) = v {
+        if let Ok(a) = u.borrow::<AddrUd>() {
+            return Ok(CriterionUd::value(Value::UserData(lua.create_userdata(AddrUd(a.0))?)));
+        }
+    }
+    if let Some(a) = addr_from_value(v) {
+        return Ok(CriterionUd::value(Value::UserData(lua.create_userdata(AddrUd(a))?)));
+    }
+    if let Some(n) = network_from_value(v) {
+        return Ok(CriterionUd::in_network(n));
+    }
+    Err(located(
+        lua,
+        format!(
+            "haka.policy: '{key}' must be an address, a network (or their text), or a criterion such as \
+             haka.policy.set{{...}} or haka.policy.ipv4_in_network(net)"
+        ),
+    ))
+}
+
+/// `srcport`/`dstport`: a port number compares with `==`.
+fn port_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> {
+    let port = match v {
+        Value::Integer(i) => u16::try_from(*i).ok(),
+        Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(n) => Some(*n as u16),
         _ => None,
     };
-    match (kind.as_deref(), v) {
-        (Some("accept"), _) => Ok(PolicyAction::Accept),
-        (Some("drop"), _) => Ok(PolicyAction::Drop),
-        (Some("alert"), Value::Table(t)) => Ok(PolicyAction::Alert(t.raw_get("alert")?)),
-        _ => Err(located(
+    match port {
+        Some(p) => Ok(CriterionUd::value(Value::Integer(i64::from(p)))),
+        None => Err(located(
             lua,
-            "haka.policy: 'action' must be haka.policy.accept, haka.policy.drop, haka.policy.alert{...} or a list of them",
+            format!(
+                "haka.policy: '{key}' must be a port number or a criterion such as haka.policy.range(min, max) or \
+                 haka.policy.set{{80, 443}} (a table is compared with == and never equals a port)"
+            ),
         )),
     }
 }

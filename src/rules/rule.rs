@@ -23,8 +23,8 @@ pub struct Rule {
     pub errors: u64,
     /// Position in declaration order.
     pub order: usize,
-    /// `options = { streamed = true }`: eval runs as a coroutine that reads
-    /// the stream through a blocking iterator.
+    /// `options = { streamed = true }`: eval runs as a coroutine over a
+    /// blocking stream iterator (Haka's streamed rules).
     pub streamed: bool,
 }
 
@@ -33,8 +33,10 @@ pub struct Rule {
 pub struct Registry {
     /// Rules, in declaration order.
     pub rules: Vec<Rule>,
-    /// Policies, in declaration order.
+    /// Policies on the built-in points, in declaration order.
     pub policies: Vec<Policy>,
+    /// Policies on points made by `haka.policy.new` (they live in the point).
+    pub point_policies: usize,
 }
 
 /// The `haka.rule` function.
@@ -56,8 +58,14 @@ pub fn rule_function(lua: &Lua, hooks: Hooks) -> mlua::Result<Function> {
     })
 }
 
+/// The keys `haka.rule{}` knows (Haka's, with its deprecated `hook`).
+const RULE_KEYS: &[&str] = &["on", "eval", "name", "options", "hook"];
+/// The options a rule may give.
+const OPTION_KEYS: &[&str] = &["streamed"];
+
 fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Rule> {
-    let on: Value = spec.get("on")?;
+    check_keys(lua, spec, RULE_KEYS, "haka.rule", "key")?;
+    let on = hook_value(lua, spec)?;
     let event = match hooks.lookup(&on) {
         Some(Hook::Event(e)) => e,
         Some(Hook::Policy(_)) => {
@@ -71,24 +79,16 @@ fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Rule> {
         }
         None => return Err(located(lua, "haka.rule: 'on' is not a known event")),
     };
-    let eval = match spec.get::<Value>("eval")? {
+    let eval = match spec.raw_get::<Value>("eval")? {
         Value::Function(f) => f,
         _ => return Err(located(lua, "haka.rule: 'eval' must be a function")),
     };
-    let name = match spec.get::<Value>("name")? {
+    let name = match spec.raw_get::<Value>("name")? {
         Value::Nil => None,
         Value::String(s) => Some(s.to_string_lossy()),
         _ => return Err(located(lua, "haka.rule: 'name' must be a string")),
     };
-    let streamed = match spec.get::<Value>("options")? {
-        Value::Nil => false,
-        Value::Table(o) => match o.get::<Value>("streamed")? {
-            Value::Nil => false,
-            Value::Boolean(b) => b,
-            _ => return Err(located(lua, "haka.rule: options.streamed must be a boolean")),
-        },
-        _ => return Err(located(lua, "haka.rule: 'options' must be a table")),
-    };
+    let streamed = options(lua, spec.raw_get("options")?)?;
     if streamed && event != Event::TcpData {
         return Err(located(
             lua,
@@ -102,4 +102,61 @@ fn parse(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<Rule> {
         None => at,
     };
     Ok(Rule { event, eval, label, errors: 0, order: 0, streamed })
+}
+
+/// `on`, or Haka's deprecated `hook` (accepted with a warning, as Haka does).
+fn hook_value(lua: &Lua, spec: &Table) -> mlua::Result<Value> {
+    let on: Value = spec.raw_get("on")?;
+    let hook: Value = spec.raw_get("hook")?;
+    match (on.is_nil(), hook.is_nil()) {
+        (_, true) => Ok(on),
+        (true, false) => {
+            let at = super::error::rule_location(lua).unwrap_or_default();
+            tracing::warn!(target: "sluice::rules", "{at}: haka.rule: 'hook' is deprecated, write 'on'");
+            Ok(hook)
+        }
+        (false, false) => Err(located(lua, "haka.rule: give 'on' only ('hook' is its deprecated name)")),
+    }
+}
+
+/// `options = { streamed = true }`; returns `streamed`.
+fn options(lua: &Lua, v: Value) -> mlua::Result<bool> {
+    let t = match v {
+        Value::Nil => return Ok(false),
+        Value::Table(t) => t,
+        _ => {
+            return Err(located(
+                lua,
+                "haka.rule: 'options' must be a table, e.g. options = { streamed = true }",
+            ))
+        }
+    };
+    check_keys(lua, &t, OPTION_KEYS, "haka.rule: options", "option")?;
+    match t.raw_get::<Value>("streamed")? {
+        Value::Nil => Ok(false),
+        Value::Boolean(b) => Ok(b),
+        _ => Err(located(lua, "haka.rule: option 'streamed' must be true or false")),
+    }
+}
+
+/// Refuses any key of `t` not in `known`, naming it: a misspelt key must
+/// not silently turn a rule into something else.
+fn check_keys(lua: &Lua, t: &Table, known: &[&str], what: &str, noun: &str) -> mlua::Result<()> {
+    for pair in t.pairs::<Value, Value>() {
+        let (k, _) = pair?;
+        let bad = match &k {
+            Value::String(s) => {
+                let s = s.to_string_lossy();
+                if known.contains(&s.as_str()) {
+                    continue;
+                }
+                format!("unknown {noun} '{s}'")
+            }
+            Value::Integer(i) => format!("unexpected list entry [{i}]"),
+            other => format!("unexpected {noun} of type {}", other.type_name()),
+        };
+        let known = known.iter().filter(|k| **k != "hook").copied().collect::<Vec<_>>().join(", ");
+        return Err(located(lua, format!("{what}: {bad} (known: {known})")));
+    }
+    Ok(())
 }

@@ -72,91 +72,6 @@ fn alert_of_a_cyclic_table_terminates() {
     assert_eq!(v[0]["method"]["self"]["self"]["name"], "loop");
 }
 
-const POLICIES: &str = r#"
-local ipv4 = require("protocol/ipv4")
-local tcp_connection = require("protocol/tcp_connection")
-haka.policy{ on = tcp_connection.policies.new_connection, name = "no telnet",
-  criterion = { dstport = 23 },
-  action = { haka.policy.drop, haka.policy.alert{ description = "telnet refused", severity = "medium" } } }
-haka.policy{ on = tcp_connection.policies.new_connection, name = "lan",
-  criterion = { dstip = ipv4.network("10.0.0.0/8"), srcport = { 1024, 65535 } },
-  action = haka.policy.accept }
-haka.policy{ on = tcp_connection.policies.new_connection, name = "one host",
-  criterion = { srcip = "192.168.1.1" },
-  action = haka.policy.alert{ description = "host seen" } }
-haka.policy{ on = tcp_connection.events.new_connection, name = "default",
-  action = haka.policy.drop }
-rule_runs = 0
-haka.rule{ on = tcp_connection.events.new_connection, eval = function() rule_runs = rule_runs + 1 end }
-"#;
-
-fn flow_to(id: u64, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> FlowInfo {
-    FlowInfo { id, proto: L4Proto::Tcp, src, src_port: sport, dst, dst_port: dport }
-}
-
-#[test]
-fn policies_first_match_applies() {
-    let mut h = Harness::new(POLICIES);
-    let mut new_conn = |f: &FlowInfo| h.packet(Event::TcpNewConnection, &syn(), Some((f, Direction::Up)));
-    // Port 23 matches the first policy even though it is also in 10/8.
-    assert_eq!(new_conn(&flow_to(1, client(), 40000, server(), 23)), Action::DropFlow);
-    // 10/8 from a high port: accepted by "lan", the default drop is not reached.
-    assert_eq!(new_conn(&flow_to(2, client(), 40000, server(), 80)), Action::Accept);
-    // 10/8 from a low port fails "lan"'s range and falls to the default.
-    assert_eq!(new_conn(&flow_to(3, client(), 999, server(), 80)), Action::DropFlow);
-    // 192.168.1.1: alert only (no drop), stops before the default.
-    assert_eq!(new_conn(&flow_to(4, v4(192, 168, 1, 1), 40000, v4(8, 8, 8, 8), 443)), Action::Accept);
-    // Anything else: dropped by the default.
-    assert_eq!(new_conn(&flow_to(5, v4(192, 168, 1, 2), 40000, v4(8, 8, 8, 8), 443)), Action::DropFlow);
-    let v = h.alerts.values();
-    assert_eq!(v.len(), 2);
-    assert_eq!(v[0]["description"], "telnet refused");
-    assert_eq!(v[0]["policy"], "no telnet");
-    assert_eq!(v[0]["flow"]["dport"], 23);
-    assert_eq!(v[1]["description"], "host seen");
-    assert_eq!(v[1]["policy"], "one host");
-    // Rules run only for connections the policies did not refuse.
-    assert_eq!(h.global::<i64>("rule_runs"), 2);
-}
-
-#[test]
-fn bad_policies_fail_to_load_with_location() {
-    let cases = [
-        ("haka.policy{ on = haka.dissectors.tcp.events.receive_packet, action = haka.policy.drop }", "'on'"),
-        (
-            "haka.policy{ on = haka.dissectors.tcp_connection.policies.new_connection, criterion = { port = 1 }, action = haka.policy.drop }",
-            "unknown criterion 'port'",
-        ),
-        (
-            "haka.policy{ on = haka.dissectors.tcp_connection.policies.new_connection, criterion = { dstport = {9, 1} }, action = haka.policy.drop }",
-            "dstport",
-        ),
-        ("haka.policy{ on = haka.dissectors.tcp_connection.policies.new_connection, action = 5 }", "action"),
-    ];
-    for (src, want) in cases {
-        let (alerts, _) = AlertSink::memory();
-        let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
-        let err = LuaRules::from_source("p.lua", &format!("\n{src}"), &RulesConfig::default(), sinks)
-            .expect_err("bad policy must not load")
-            .to_string();
-        assert!(err.starts_with("p.lua:2: "), "{err}");
-        assert!(err.contains(want), "{err}");
-    }
-}
-
-#[test]
-fn udp_policy_point_works() {
-    let mut h = Harness::new(
-        r#"haka.policy{ on = haka.dissectors.udp_connection.policies.new_connection,
-             criterion = { dstport = 53 }, action = haka.policy.drop }"#,
-    );
-    let p = udp_packet(client(), 5353, server(), 53, b"q");
-    assert_eq!(h.packet(Event::UdpNewConnection, &p, Some((&udp_flow(1), Direction::Up))), Action::DropFlow);
-    let mut other = udp_flow(2);
-    other.dst_port = 54;
-    assert_eq!(h.packet(Event::UdpNewConnection, &p, Some((&other, Direction::Up))), Action::Accept);
-}
-
 #[test]
 fn log_and_print_run_and_bad_formats_are_errors() {
     let mut h = Harness::new(
@@ -280,11 +195,20 @@ fn sample_rules_refuse_telnet_and_reset_attacks() {
     let stats = Arc::new(Stats::new());
     let sinks = RuleSinks { alerts, stats: stats.clone() };
     let mut rules = LuaRules::load(&path, &RulesConfig::default(), sinks).unwrap();
-    let telnet = flow_to(1, client(), 40000, server(), 23);
+    let mut telnet = tcp_flow(1);
+    telnet.dst_port = 23;
     let syn_bytes = syn();
     let d = decode(&syn_bytes).unwrap();
     assert_eq!(
         rules.packet(Event::TcpNewConnection, &cx(), &d, Some((&telnet, Direction::Up))),
+        Action::DropFlow
+    );
+    // Telnet into the watched network: the later telnet policy applies.
+    let mut watched_telnet = tcp_flow(3);
+    watched_telnet.dst = v4(192, 0, 2, 5);
+    watched_telnet.dst_port = 23;
+    assert_eq!(
+        rules.packet(Event::TcpNewConnection, &cx(), &d, Some((&watched_telnet, Direction::Up))),
         Action::DropFlow
     );
     let web = tcp_flow(2);

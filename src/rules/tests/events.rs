@@ -88,7 +88,7 @@ fn subscribed_is_true_only_for_hooked_events() {
         haka.rule{ on = haka.dissectors.tcp_connection.events.receive_data, eval = function() end }
         haka.rule{ on = haka.dissectors.ipv6.events.receive_packet, eval = function() end }
         haka.policy{ on = haka.dissectors.udp_connection.policies.new_connection,
-                     criterion = { dstport = 53 }, action = haka.policy.drop }
+                     dstport = 53, action = haka.policy.drop }
         "#,
     );
     for ev in Event::ALL {

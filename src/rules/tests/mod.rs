@@ -5,10 +5,13 @@
 
 mod api;
 mod events;
+mod fields;
 mod flow_identity;
 mod limits;
 mod objects;
+mod policy;
 mod reload;
+mod rule_spec;
 mod streamed;
 
 use std::net::IpAddr;
