@@ -15,7 +15,6 @@ use mlua::{AppDataRef, Lua};
 
 use super::error::located;
 use super::lent::LentBytes;
-use super::rule::Registry;
 use crate::alert::AlertSink;
 use crate::inspect::{Action, FlowInfo};
 use crate::stats::Stats;
@@ -69,8 +68,6 @@ pub struct RuleContext {
     /// True while the rule files run their top level (`haka.rule` is only
     /// allowed then).
     pub loading: Cell<bool>,
-    /// Rules and policies declared so far.
-    pub registry: RefCell<Registry>,
     /// Directory of the rule file (for `require` of rule-local modules).
     pub base_dir: Option<PathBuf>,
     /// Where alerts go.
@@ -93,7 +90,6 @@ impl RuleContext {
             packet: RefCell::new(PacketCopy::empty()),
             data: LentBytes::default(),
             loading: Cell::new(false),
-            registry: RefCell::new(Registry::default()),
             base_dir,
             alerts,
             stats,

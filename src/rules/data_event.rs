@@ -55,7 +55,7 @@ impl LuaRules {
         let chunk_start = slot.dirs[dir.index()].delivered;
         slot.dirs[dir.index()].delivered += bytes.len() as u64;
         if !self.rules[Event::TcpMonologue.index()].is_empty() {
-            failed |= self.monologue_turn(epoch, &mut slot, dir, bytes, chunk_start);
+            failed |= self.monologue_turn(epoch, &slot.ud, &mut slot.monologue, dir, bytes, chunk_start);
         }
         if !self.rules[Event::TcpData.index()].is_empty() {
             failed |= self.data_rules(epoch, &mut slot, dir, bytes, chunk_start);

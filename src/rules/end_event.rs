@@ -52,7 +52,7 @@ impl LuaRules {
             for dir in [Direction::Up, Direction::Down] {
                 failed |= self.finish_direction(epoch, &mut slot, dir);
             }
-            failed |= self.end_turn(epoch, &mut slot);
+            failed |= self.end_turn(epoch, &slot.ud, &mut slot.monologue);
         }
         if !self.rules[event.index()].is_empty() && !self.budget.exhausted() {
             failed |= self.call_rules(event, MultiValue::from_iter([Value::UserData(slot.ud.clone())]));

@@ -13,7 +13,8 @@ use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 use super::budget::Budget;
 use super::context::{context, RuleContext};
 use super::error::{error_message, located, RuleError};
-use super::rule::Registry;
+use super::policy::Policy;
+use super::rule::{PointPolicies, Rule};
 use super::{alert, dissectors, log, policy, rule};
 use crate::alert::AlertSink;
 use crate::config::RulesConfig;
@@ -32,6 +33,17 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("protocol/tcp_connection", include_str!("../../rules/protocol/tcp_connection.lua")),
     ("protocol/udp_connection", include_str!("../../rules/protocol/udp_connection.lua")),
 ];
+
+/// Everything the rule files declared.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Rules, in declaration order.
+    pub rules: Vec<Rule>,
+    /// Policies on the built-in points, in declaration order.
+    pub policies: Vec<Policy>,
+    /// Policies on points made by `haka.policy.new` (they live in the point).
+    pub point_policies: usize,
+}
 
 /// A loaded rule state.
 pub struct Loaded {
@@ -61,15 +73,20 @@ pub fn load(
     let chunk = state.lua.load(source).set_name(format!("@{name}"));
     let func = chunk.into_function()?;
     state.budget.reset();
+    // Declarations go to app data while the files load; taking them out
+    // afterwards also makes any later haka.rule/haka.policy call an error.
+    state.lua.set_app_data(Vec::<Rule>::new());
+    state.lua.set_app_data(Vec::<Policy>::new());
+    state.lua.set_app_data(PointPolicies::default());
     set_loading(&state.lua, true)?;
     let ran = func.call::<()>(());
     set_loading(&state.lua, false)?;
-    ran?;
-    let registry = {
-        let ctx = context(&state.lua)?;
-        let mut reg = ctx.registry.try_borrow_mut().map_err(|_| RuleError::new("rule registry busy"))?;
-        std::mem::take(&mut *reg)
+    let registry = Registry {
+        rules: state.lua.remove_app_data::<Vec<Rule>>().unwrap_or_default(),
+        policies: state.lua.remove_app_data::<Vec<Policy>>().unwrap_or_default(),
+        point_policies: state.lua.remove_app_data::<PointPolicies>().unwrap_or_default().0,
     };
+    ran?;
     let _ = state.lua.gc_collect();
     Ok(Loaded { registry, ..state })
 }

@@ -145,7 +145,7 @@ impl LuaRules {
         let mut rules: Vec<Vec<Rule>> = vec![Vec::new(); n];
         let mut policies: Vec<Vec<Policy>> = vec![Vec::new(); n];
         let rule_count = loaded.registry.rules.len();
-        let policy_count = loaded.registry.policies.len();
+        let policy_count = loaded.registry.policies.len() + loaded.registry.point_policies;
         for r in loaded.registry.rules {
             rules[r.event.index()].push(r);
         }

@@ -17,10 +17,10 @@ use mlua::Value;
 
 use super::context::context;
 use super::data::{DataUd, Source};
-use super::flows::Slot;
 use super::LuaRules;
 use crate::flow::Direction;
 use crate::inspect::Event;
+use mlua::AnyUserData;
 
 /// The turn being spoken on one connection.
 #[derive(Debug, Default)]
@@ -39,39 +39,38 @@ impl LuaRules {
     pub(super) fn monologue_turn(
         &mut self,
         epoch: u64,
-        slot: &mut Slot,
+        flow: &AnyUserData,
+        m: &mut Monologue,
         dir: Direction,
         bytes: &[u8],
         offset: u64,
     ) -> bool {
         let mut failed = false;
-        if slot.monologue.speaker.is_some_and(|s| s != dir) {
-            failed |= self.end_turn(epoch, slot);
+        if m.speaker.is_some_and(|s| s != dir) {
+            failed |= self.end_turn(epoch, flow, m);
         }
-        let m = &mut slot.monologue;
         if m.speaker.is_none() {
             m.speaker = Some(dir);
             m.offset = offset;
         }
         m.bytes.extend_from_slice(bytes);
-        while slot.monologue.bytes.len() > self.monologue_cap {
-            failed |= self.fire_part(epoch, slot, self.monologue_cap, false);
+        while m.bytes.len() > self.monologue_cap {
+            failed |= self.fire_part(epoch, flow, m, self.monologue_cap, false);
         }
         failed
     }
 
     /// Hands out the rest of the current turn, if any.
-    pub(super) fn end_turn(&mut self, epoch: u64, slot: &mut Slot) -> bool {
-        let n = slot.monologue.bytes.len();
-        let failed = n > 0 && self.fire_part(epoch, slot, n, true);
-        slot.monologue = Monologue::default();
+    pub(super) fn end_turn(&mut self, epoch: u64, flow: &AnyUserData, m: &mut Monologue) -> bool {
+        let n = m.bytes.len();
+        let failed = n > 0 && self.fire_part(epoch, flow, m, n, true);
+        *m = Monologue::default();
         failed
     }
 
     /// Runs the monologue rules on the first `n` bytes of the turn.
-    fn fire_part(&mut self, epoch: u64, slot: &mut Slot, n: usize, last: bool) -> bool {
-        let Some(dir) = slot.monologue.speaker else { return false };
-        let m = &mut slot.monologue;
+    fn fire_part(&mut self, epoch: u64, flow: &AnyUserData, m: &mut Monologue, n: usize, last: bool) -> bool {
+        let Some(dir) = m.speaker else { return false };
         m.parts += 1;
         let text: Vec<u8> = m.bytes.drain(..n).collect();
         let (index, offset) = (m.parts, m.offset);
@@ -92,7 +91,7 @@ impl LuaRules {
                     lua.create_userdata(DataUd { epoch, source: Source::Stream, start: 0, len: text.len() })?;
                 let dir_v = Value::String(self.dirs[dir.index()].clone());
                 let ctx = context(&lua)?;
-                ctx.data.lend_during(&text, || rule.eval.call::<()>((slot.ud.clone(), data, dir_v, part)))
+                ctx.data.lend_during(&text, || rule.eval.call::<()>((flow.clone(), data, dir_v, part)))
             })();
             if let Err(e) = r {
                 self.rule_failed(Event::TcpMonologue, i, &e);

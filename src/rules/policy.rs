@@ -554,10 +554,13 @@ fn declare(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<()> {
     criteria.sort_by(|a, b| a.name.cmp(&b.name));
     match target {
         Target::Builtin(event, point) => {
-            let mut reg =
-                ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.policy called re-entrantly"))?;
-            let name = name.unwrap_or_else(|| format!("policy {}", reg.policies.len() + 1));
-            reg.policies.push(Policy { event, point, spec: Spec { name, criteria, actions } });
+            let n = lua.try_app_data_ref::<Vec<Policy>>().ok().flatten().map_or(0, |l| l.len());
+            let name = name.unwrap_or_else(|| format!("policy {}", n + 1));
+            super::rule::declare(
+                lua,
+                Policy { event, point, spec: Spec { name, criteria, actions } },
+                "haka.policy",
+            )?;
         }
         Target::Point(u) => {
             let point = u.borrow::<PointUd>()?;
@@ -565,9 +568,11 @@ fn declare(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<()> {
                 point.specs.try_borrow_mut().map_err(|_| located(lua, "haka.policy: the point is busy"))?;
             let name = name.unwrap_or_else(|| format!("policy {}", specs.len() + 1));
             Arc::make_mut(&mut specs).push(Spec { name, criteria, actions });
-            let mut reg =
-                ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.policy called re-entrantly"))?;
-            reg.point_policies += 1;
+            let mut count = lua
+                .try_app_data_mut::<super::rule::PointPolicies>()
+                .map_err(|_| located(lua, "haka.policy called re-entrantly"))?
+                .ok_or_else(|| located(lua, "haka.policy can only be called while the rule files load"))?;
+            count.0 += 1;
         }
     }
     Ok(())

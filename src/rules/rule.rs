@@ -7,7 +7,6 @@ use mlua::{Function, Lua, Table, Value};
 use super::context::context;
 use super::dissectors::{Hook, Hooks};
 use super::error::located;
-use super::policy::Policy;
 use crate::inspect::Event;
 
 /// One declared rule.
@@ -28,15 +27,21 @@ pub struct Rule {
     pub streamed: bool,
 }
 
-/// Everything the rule files declared.
-#[derive(Debug, Default)]
-pub struct Registry {
-    /// Rules, in declaration order.
-    pub rules: Vec<Rule>,
-    /// Policies on the built-in points, in declaration order.
-    pub policies: Vec<Policy>,
-    /// Policies on points made by `haka.policy.new` (they live in the point).
-    pub point_policies: usize,
+/// The policies declared on points made by `haka.policy.new` (they live in
+/// their point; the loader only counts them). Lua app data while loading.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PointPolicies(pub usize);
+
+/// Appends `item` to the declarations of its kind (`Vec<Rule>` or
+/// `Vec<Policy>`, Lua app data while the rule files load); returns its
+/// position.
+pub fn declare<T: 'static>(lua: &Lua, item: T, what: &str) -> mlua::Result<usize> {
+    let mut list = lua
+        .try_app_data_mut::<Vec<T>>()
+        .map_err(|_| located(lua, format!("{what} called re-entrantly")))?
+        .ok_or_else(|| located(lua, format!("{what} can only be called while the rule files load")))?;
+    list.push(item);
+    Ok(list.len() - 1)
 }
 
 /// The `haka.rule` function.
@@ -50,10 +55,9 @@ pub fn rule_function(lua: &Lua, hooks: Hooks) -> mlua::Result<Function> {
         if !ctx.loading.get() {
             return Err(located(lua, "haka.rule can only be called while the rule files load"));
         }
-        let mut registry =
-            ctx.registry.try_borrow_mut().map_err(|_| located(lua, "haka.rule called re-entrantly"))?;
-        let order = registry.rules.len();
-        registry.rules.push(Rule { order, ..rule });
+        drop(ctx);
+        let order = lua.try_app_data_ref::<Vec<Rule>>().ok().flatten().map_or(0, |l| l.len());
+        declare(lua, Rule { order, ..rule }, "haka.rule")?;
         Ok(())
     })
 }
