@@ -8,82 +8,106 @@ use crate::flow::{Direction, L4Proto};
 use crate::time::Timestamp;
 use crate::wire::Decoded;
 
-/// The events rules can hook, Haka's `haka.dissectors.<name>.events.<event>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
+/// How an event calls its rules: the argument list, as design.md's table
+/// gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventArgs {
+    /// `(pkt)`.
+    Packet,
+    /// `(flow, pkt)`.
+    FlowPacket,
+    /// `(flow, subject, dir)`: a packet, or stream data.
+    FlowSubjectDir,
+    /// `(flow)`.
+    Flow,
+}
+
+/// Which layer of the packet an event's packet object shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketLayer {
+    /// IPv4 or IPv6.
+    Ip,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP or ICMPv6.
+    Icmp,
+    /// The event has no packet.
+    None,
+}
+
+/// The event table: one line per event gives everything about it, so a new
+/// event is one line here (plus where the engine or the rules layer fires it).
+macro_rules! events {
+    ($( $(#[$doc:meta])* $variant:ident => ($dissector:literal, $name:literal, $args:ident, $layer:ident), )*) => {
+        /// The events rules can hook, Haka's `haka.dissectors.<name>.events.<event>`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Event {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Event {
+            /// Number of events.
+            pub const COUNT: usize = 0 $( + { let _ = stringify!($variant); 1 } )*;
+
+            /// Every event, in a fixed order (the index of each is [`Event::index`]).
+            pub const ALL: [Event; Event::COUNT] = [ $( Event::$variant, )* ];
+
+            /// `(dissector, event)` as named in Lua.
+            pub fn lua_name(self) -> (&'static str, &'static str) {
+                match self { $( Event::$variant => ($dissector, $name), )* }
+            }
+
+            /// The arguments its rules get.
+            pub fn args(self) -> EventArgs {
+                match self { $( Event::$variant => EventArgs::$args, )* }
+            }
+
+            /// The layer its packet object shows.
+            pub fn layer(self) -> PacketLayer {
+                match self { $( Event::$variant => PacketLayer::$layer, )* }
+            }
+        }
+    };
+}
+
+events! {
     /// `ipv4.events.receive_packet(pkt)`, after fragment reassembly.
-    Ipv4Packet,
+    Ipv4Packet => ("ipv4", "receive_packet", Packet, Ip),
     /// `ipv6.events.receive_packet(pkt)`, after fragment reassembly.
-    Ipv6Packet,
+    Ipv6Packet => ("ipv6", "receive_packet", Packet, Ip),
     /// `tcp.events.receive_packet(pkt)`.
-    TcpPacket,
+    TcpPacket => ("tcp", "receive_packet", Packet, Tcp),
     /// `udp.events.receive_packet(pkt)`.
-    UdpPacket,
+    UdpPacket => ("udp", "receive_packet", Packet, Udp),
     /// `icmp.events.receive_packet(pkt)` (ICMP and ICMPv6).
-    IcmpPacket,
+    IcmpPacket => ("icmp", "receive_packet", Packet, Icmp),
     /// `tcp_connection.events.new_connection(flow, pkt)`.
-    TcpNewConnection,
+    TcpNewConnection => ("tcp_connection", "new_connection", FlowPacket, Tcp),
     /// `tcp_connection.events.receive_packet(flow, pkt, dir)`.
-    TcpConnectionPacket,
+    TcpConnectionPacket => ("tcp_connection", "receive_packet", FlowSubjectDir, Tcp),
     /// `tcp_connection.events.receive_data(flow, data, dir)`.
-    TcpData,
+    TcpData => ("tcp_connection", "receive_data", FlowSubjectDir, None),
     /// `tcp_connection.events.end_connection(flow)`.
-    TcpEndConnection,
+    TcpEndConnection => ("tcp_connection", "end_connection", Flow, None),
     /// `tcp_connection.events.monologue(flow, data, dir, part)`: one side's
     /// turn of the conversation (made by the rules layer from `receive_data`).
-    TcpMonologue,
+    TcpMonologue => ("tcp_connection", "monologue", FlowSubjectDir, None),
     /// `udp_connection.events.new_connection(flow, pkt)`.
-    UdpNewConnection,
+    UdpNewConnection => ("udp_connection", "new_connection", FlowPacket, Udp),
     /// `udp_connection.events.receive_packet(flow, pkt, dir)`.
-    UdpConnectionPacket,
+    UdpConnectionPacket => ("udp_connection", "receive_packet", FlowSubjectDir, Udp),
     /// `udp_connection.events.receive_data(flow, pkt, dir)`.
-    UdpData,
+    UdpData => ("udp_connection", "receive_data", FlowSubjectDir, Udp),
     /// `udp_connection.events.end_connection(flow)`.
-    UdpEndConnection,
+    UdpEndConnection => ("udp_connection", "end_connection", Flow, None),
 }
 
 impl Event {
-    /// Every event, in a fixed order (the index of each is [`Event::index`]).
-    pub const ALL: [Event; 14] = [
-        Event::Ipv4Packet,
-        Event::Ipv6Packet,
-        Event::TcpPacket,
-        Event::UdpPacket,
-        Event::IcmpPacket,
-        Event::TcpNewConnection,
-        Event::TcpConnectionPacket,
-        Event::TcpData,
-        Event::TcpEndConnection,
-        Event::TcpMonologue,
-        Event::UdpNewConnection,
-        Event::UdpConnectionPacket,
-        Event::UdpData,
-        Event::UdpEndConnection,
-    ];
-
     /// Position in [`Event::ALL`].
     pub fn index(self) -> usize {
         self as usize
-    }
-
-    /// `(dissector, event)` as named in Lua.
-    pub fn lua_name(self) -> (&'static str, &'static str) {
-        match self {
-            Event::Ipv4Packet => ("ipv4", "receive_packet"),
-            Event::Ipv6Packet => ("ipv6", "receive_packet"),
-            Event::TcpPacket => ("tcp", "receive_packet"),
-            Event::UdpPacket => ("udp", "receive_packet"),
-            Event::IcmpPacket => ("icmp", "receive_packet"),
-            Event::TcpNewConnection => ("tcp_connection", "new_connection"),
-            Event::TcpConnectionPacket => ("tcp_connection", "receive_packet"),
-            Event::TcpData => ("tcp_connection", "receive_data"),
-            Event::TcpEndConnection => ("tcp_connection", "end_connection"),
-            Event::TcpMonologue => ("tcp_connection", "monologue"),
-            Event::UdpNewConnection => ("udp_connection", "new_connection"),
-            Event::UdpConnectionPacket => ("udp_connection", "receive_packet"),
-            Event::UdpData => ("udp_connection", "receive_data"),
-            Event::UdpEndConnection => ("udp_connection", "end_connection"),
-        }
     }
 }
 

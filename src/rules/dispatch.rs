@@ -12,49 +12,13 @@ use super::packet::{Layer, PacketUd};
 use super::LuaRules;
 use crate::config::ErrorPolicy;
 use crate::flow::Direction;
-use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
+use crate::inspect::{Action, Context, Event, EventArgs, FlowInfo, Inspector};
 use crate::stats::{Counter, Stats};
 use crate::wire::Decoded;
 
 /// What an event carries besides its flow.
 enum Subject<'a, 'p> {
     Packet(&'a Decoded<'p>),
-}
-
-fn layer_of(event: Event) -> Layer {
-    match event {
-        Event::Ipv4Packet | Event::Ipv6Packet => Layer::Ip,
-        Event::TcpPacket | Event::TcpNewConnection | Event::TcpConnectionPacket => Layer::Tcp,
-        Event::UdpPacket | Event::UdpNewConnection | Event::UdpConnectionPacket | Event::UdpData => {
-            Layer::Udp
-        }
-        Event::IcmpPacket => Layer::Icmp,
-        Event::TcpData | Event::TcpMonologue | Event::TcpEndConnection | Event::UdpEndConnection => Layer::Ip,
-    }
-}
-
-/// The argument list of each event, as design.md's table gives it.
-#[derive(Clone, Copy)]
-enum Shape {
-    Pkt,
-    FlowPkt,
-    FlowSubjectDir,
-    Flow,
-}
-
-fn shape_of(event: Event) -> Shape {
-    match event {
-        Event::Ipv4Packet | Event::Ipv6Packet | Event::TcpPacket | Event::UdpPacket | Event::IcmpPacket => {
-            Shape::Pkt
-        }
-        Event::TcpNewConnection | Event::UdpNewConnection => Shape::FlowPkt,
-        Event::TcpConnectionPacket
-        | Event::TcpData
-        | Event::TcpMonologue
-        | Event::UdpConnectionPacket
-        | Event::UdpData => Shape::FlowSubjectDir,
-        Event::TcpEndConnection | Event::UdpEndConnection => Shape::Flow,
-    }
 }
 
 impl LuaRules {
@@ -199,13 +163,13 @@ impl LuaRules {
             None => Value::Nil,
         };
         let Subject::Packet(p) = subject;
-        let layer = Layer::for_packet(layer_of(event), &p.transport);
+        let layer = Layer::for_packet(Layer::of(event.layer()), &p.transport);
         let subject_v = Value::UserData(lua.create_userdata(PacketUd { epoch, layer })?);
-        Ok(match shape_of(event) {
-            Shape::Pkt => MultiValue::from_iter([subject_v]),
-            Shape::FlowPkt => MultiValue::from_iter([flow_v, subject_v]),
-            Shape::FlowSubjectDir => MultiValue::from_iter([flow_v, subject_v, dir_v]),
-            Shape::Flow => MultiValue::from_iter([flow_v]),
+        Ok(match event.args() {
+            EventArgs::Packet => MultiValue::from_iter([subject_v]),
+            EventArgs::FlowPacket => MultiValue::from_iter([flow_v, subject_v]),
+            EventArgs::FlowSubjectDir => MultiValue::from_iter([flow_v, subject_v, dir_v]),
+            EventArgs::Flow => MultiValue::from_iter([flow_v]),
         })
     }
 

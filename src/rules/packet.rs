@@ -30,6 +30,18 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// The packet object layer of an event's layer (the IP layer for
+    /// events without a packet).
+    pub fn of(l: crate::inspect::PacketLayer) -> Layer {
+        use crate::inspect::PacketLayer as P;
+        match l {
+            P::Tcp => Layer::Tcp,
+            P::Udp => Layer::Udp,
+            P::Icmp => Layer::Icmp,
+            P::Ip | P::None => Layer::Ip,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Layer::Ip => "ip",
