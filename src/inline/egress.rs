@@ -8,8 +8,8 @@ use crate::capture::nfqueue::{NfQueue, QueueVerdict};
 use crate::engine::{Emitted, Verdict};
 use crate::inject::raw::RawInjector;
 
+use super::driver_stats::DriverStats;
 use super::unverdicted::Unverdicted;
-use super::worker::DriverStats;
 
 /// Where emitted items leave the worker (see the module comment).
 pub(super) trait Egress {

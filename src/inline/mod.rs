@@ -8,6 +8,7 @@
 //! engine's held packets their verdicts.
 
 pub mod cli;
+mod driver_stats;
 mod egress;
 mod ingress;
 pub mod iptables;
@@ -157,6 +158,15 @@ where
     }
     let control = Arc::new(signals::Control::default());
     let signal_thread = signals::SignalThread::start(Arc::clone(&control)).map_err(InlineError::Io)?;
+    // From here on, every way out (an error, or the end) stops what was
+    // started, in order, through the guard.
+    let mut running = Running {
+        control,
+        signal_thread: Some(signal_thread),
+        workers: Vec::new(),
+        rules: None,
+        server: None,
+    };
 
     let inject_stats = Arc::new(InjectStats::default());
     let injector = Arc::new(RawInjector::new(opts.mark, Arc::clone(&inject_stats)).map_err(|e| {
@@ -168,68 +178,36 @@ where
     })?);
 
     let load = Arc::new(load);
-    let mut workers = Vec::new();
-    let mut start_error = None;
     for q in first..=last {
         let cfg = worker::WorkerConfig {
             queue: opts.queue_config(q),
             engine: opts.engine.clone(),
             stats: Arc::new(Stats::new()),
         };
-        match worker::Worker::spawn(cfg, Arc::clone(&load), Arc::clone(&injector), Arc::clone(&control)) {
-            Ok(w) => workers.push(w),
-            Err(e) => {
-                start_error = Some(e);
-                break;
-            }
-        }
+        let w = worker::Worker::spawn(
+            cfg,
+            Arc::clone(&load),
+            Arc::clone(&injector),
+            Arc::clone(&running.control),
+        )?;
+        running.workers.push(w);
     }
-    let stop_all = |workers: Vec<worker::Worker>| {
-        control.draining.store(true, Ordering::SeqCst);
-        control.stop.store(true, Ordering::SeqCst);
-        for w in workers {
-            w.join();
-        }
-    };
-    if let Some(e) = start_error {
-        stop_all(workers);
-        signal_thread.close();
-        return Err(e);
-    }
-
-    let mut rules_guard = None;
     if opts.install_iptables {
-        match iptables::InstalledRules::install(&iptables::QueueRuleSpec {
-            queues: opts.queues,
-            mark: opts.mark,
-            bypass: opts.bypass_when_down,
-        }) {
-            Ok(g) => rules_guard = Some(g),
-            Err(e) => {
-                stop_all(workers);
-                signal_thread.close();
-                return Err(InlineError::Iptables(e));
-            }
-        }
+        let spec =
+            iptables::QueueRuleSpec { queues: opts.queues, mark: opts.mark, bypass: opts.bypass_when_down };
+        running.rules = Some(iptables::InstalledRules::install(&spec).map_err(InlineError::Iptables)?);
     }
-
     let sources = stats_server::Sources {
-        workers: workers
+        workers: running
+            .workers
             .iter()
             .map(|w| (w.queue_num(), Arc::clone(w.stats()), Arc::clone(w.driver_stats())))
             .collect(),
         inject: Arc::clone(&inject_stats),
     };
-    let server =
-        match stats_server::StatsServer::start(&opts.stats_socket, sources, Arc::clone(&control.stop)) {
-            Ok(s) => s,
-            Err(e) => {
-                drop(rules_guard);
-                stop_all(workers);
-                signal_thread.close();
-                return Err(InlineError::Io(e));
-            }
-        };
+    let stop = Arc::clone(&running.control.stop);
+    running.server =
+        Some(stats_server::StatsServer::start(&opts.stats_socket, sources, stop).map_err(InlineError::Io)?);
     tracing::info!(
         queues = %format!("{first}:{last}"),
         stats_socket = %opts.stats_socket.display(),
@@ -237,40 +215,73 @@ where
     );
 
     // Wait for SIGTERM/SIGINT (or a worker dying).
-    while !control.stop.load(Ordering::SeqCst) {
-        if workers.iter().any(|w| w.finished()) {
+    while !running.control.stop.load(Ordering::SeqCst) {
+        if running.workers.iter().any(|w| w.finished()) {
             tracing::error!("a worker stopped unexpectedly; shutting down");
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("shutting down");
-    // Rules first: no new packets are queued while the workers drain.
-    drop(rules_guard);
-    control.draining.store(true, Ordering::SeqCst);
-    control.stop.store(true, Ordering::SeqCst);
-    let mut failed = false;
-    let mut summary = Vec::new();
-    for w in workers {
-        let q = w.queue_num();
-        let d = Arc::clone(w.driver_stats());
-        failed |= !w.join();
-        summary.push(format!(
-            "queue {q}: received {} verdicts {} unverdicted {}",
-            d.received.load(Ordering::Relaxed),
-            d.verdicts.load(Ordering::Relaxed),
-            d.unverdicted.load(Ordering::Relaxed)
-        ));
-    }
-    server.stop();
-    signal_thread.close();
-    for line in summary {
+    let summary = running.stop();
+    for line in &summary.lines {
         tracing::info!("final: {line}");
     }
-    if failed {
+    if summary.failed {
         return Err(InlineError::Io("a worker failed; see the log".into()));
     }
     Ok(())
+}
+
+/// What `run_with` started, stopped in order when it is dropped: the queue
+/// rules first (no new packets are queued while the workers drain), then
+/// the workers, the stats server and the signal thread.
+struct Running {
+    control: Arc<signals::Control>,
+    signal_thread: Option<signals::SignalThread>,
+    workers: Vec<worker::Worker>,
+    rules: Option<iptables::InstalledRules>,
+    server: Option<stats_server::StatsServer>,
+}
+
+/// How the workers ended.
+struct StopSummary {
+    failed: bool,
+    lines: Vec<String>,
+}
+
+impl Running {
+    /// Stops everything; says how each queue ended.
+    fn stop(&mut self) -> StopSummary {
+        drop(self.rules.take());
+        self.control.draining.store(true, Ordering::SeqCst);
+        self.control.stop.store(true, Ordering::SeqCst);
+        let mut summary = StopSummary { failed: false, lines: Vec::new() };
+        for w in self.workers.drain(..) {
+            let q = w.queue_num();
+            let d = Arc::clone(w.driver_stats());
+            summary.failed |= !w.join();
+            summary.lines.push(format!(
+                "queue {q}: received {} verdicts {} unverdicted {}",
+                d.received.load(Ordering::Relaxed),
+                d.verdicts.load(Ordering::Relaxed),
+                d.unverdicted.load(Ordering::Relaxed)
+            ));
+        }
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+        if let Some(t) = self.signal_thread.take() {
+            t.close();
+        }
+        summary
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
 }
 
 /// Sets up tracing to stderr once (`SLUICE_LOG` wins over `level`).

@@ -16,7 +16,7 @@ use crate::capture::nfqueue::kernel_queue_stats;
 use crate::inject::raw::InjectStats;
 use crate::stats::Stats;
 
-use super::worker::DriverStats;
+use super::driver_stats::DriverStats;
 
 /// Where `sluice run` listens and `sluice stats` connects by default.
 pub const DEFAULT_SOCKET: &str = "/run/sluice.sock";

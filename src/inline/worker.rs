@@ -4,7 +4,7 @@
 //! runs engine timeouts when idle, reloads rules on SIGHUP, and at shutdown
 //! drains its queue so every packet it received gets exactly one verdict.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
 use crate::time::PacketClock;
 
+pub use super::driver_stats::DriverStats;
 use super::egress::{send_emitted, send_verdict, Wire};
 use super::ingress::BatchReader;
 use super::signals::Control;
@@ -44,21 +45,6 @@ pub struct WorkerConfig {
     pub engine: EngineConfig,
     /// The engine's counters.
     pub stats: Arc<Stats>,
-}
-
-/// The driver's own counters (what the engine cannot see).
-#[derive(Debug, Default)]
-pub struct DriverStats {
-    /// Packets received from the queue.
-    pub received: AtomicU64,
-    /// Verdicts sent.
-    pub verdicts: AtomicU64,
-    /// Verdicts the kernel refused or that could not be sent.
-    pub verdict_errors: AtomicU64,
-    /// Packets still without a verdict when the worker ended (should stay 0).
-    pub unverdicted: AtomicU64,
-    /// Failed receives.
-    pub recv_errors: AtomicU64,
 }
 
 /// A running worker.
