@@ -39,6 +39,7 @@ lint:
 bench:
 	$(CARGO) bench --bench offline
 	$(CARGO) bench --bench inline_bulk
+	$(CARGO) bench --bench connections
 
 bench-inline: deps build
 	./scripts/bench-inline.sh
