@@ -449,7 +449,10 @@ pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
 /// `accept`, `drop`, `alert` and `log`: functions `(point, ctx, values, desc)`.
 fn install_actions(lua: &Lua, t: &Table) -> mlua::Result<()> {
     let accept = lua.create_function(|_, _: MultiValue| Ok(()))?;
-    let drop = lua.create_function(|lua, (_, ctx): (Value, Value)| drop_ctx(lua, &ctx))?;
+    let drop = lua.create_function(|lua, (_, ctx): (Value, Value)| match ctx {
+        Value::Nil => Err(located(lua, "haka.policy.drop: no context to drop (its second argument)")),
+        ctx => drop_ctx(lua, &ctx),
+    })?;
     lua.set_named_registry_value(ACCEPT, accept.clone())?;
     lua.set_named_registry_value(DROP, drop.clone())?;
     t.raw_set("accept", accept)?;

@@ -316,6 +316,25 @@ fn policy_actions_are_functions_as_in_haka() {
               .. type(haka.policy.log(haka.log.info, "x"))"#,
     );
     assert_eq!(h.global::<String>("kinds"), "functionfunctionfunctionfunction");
+    // A rule's own action may call them (Haka's actions are plain functions).
+    let mut h = Harness::new(
+        r#"
+        local warn = haka.policy.alert{ severity = "low" }
+        haka.policy{ on = haka.dissectors.tcp_connection.policies.new_connection, action = function(point, flow, values, desc)
+          if values.dstport == 25 then haka.policy.drop(point, flow) end
+          warn(point, flow, values, desc)
+          nil_ok = pcall(haka.policy.drop, point, nil)
+        end }
+        "#,
+    );
+    assert_eq!(connect(&mut h, 1, 40000, 25), Action::DropFlow);
+    assert_eq!(connect(&mut h, 2, 40000, 26), Action::Accept);
+    assert!(!h.global::<bool>("nil_ok"), "drop without a context is an error");
+    let v = h.alerts.values();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1]["description"], "new connection");
+    assert_eq!(v[1]["targets"][1]["service"][0], "tcp/26");
+    assert_eq!(h.errors(), 0);
 }
 
 /// The examples of the Policies section of docs/rules-api.md load, and the
