@@ -39,7 +39,7 @@ use super::context::context;
 use super::dissectors::{Hook, Hooks};
 use super::error::located;
 use crate::inspect::{Action, Event, FlowInfo};
-use criterion::{criterion_of, is_kind, kind_of, CriterionUd, Kind, KindUd, Subject};
+use criterion::{criterion_of, is_kind, kind_of, Criterion, Kind, KindUd, Subject};
 
 /// The name Haka gives the built-in `new_connection` points (an alert
 /// action without a description gets it).
@@ -96,7 +96,7 @@ struct Crit {
     name: String,
     /// At a built-in point, which flow field `name` is.
     field: Option<Field>,
-    obj: AnyUserData,
+    obj: Arc<Criterion>,
 }
 
 /// What every policy has.
@@ -181,10 +181,12 @@ pub fn run_connection_point(
 /// The index of the last eligible policy; learning criteria learn.
 fn select<'a>(
     lua: &Lua,
-    specs: impl Iterator<Item = &'a Spec>,
+    specs: impl Iterator<Item = &'a Spec> + Clone,
     values: &Values<'_>,
 ) -> mlua::Result<Option<usize>> {
-    let learning = learning_on(lua)?;
+    // Only learning criteria care about `haka.policy.learning` (a Lua lookup).
+    let learns = specs.clone().any(|s| s.criteria.iter().any(|c| c.obj.learning));
+    let learning = learns && learning_on(lua)?;
     let mut chosen = None;
     for (i, spec) in specs.enumerate() {
         if eligible(lua, spec, values, learning)? {
@@ -197,7 +199,7 @@ fn select<'a>(
 fn eligible(lua: &Lua, spec: &Spec, values: &Values<'_>, learning: bool) -> mlua::Result<bool> {
     let mut learns = false;
     for c in &spec.criteria {
-        let obj = c.obj.borrow::<CriterionUd>()?;
+        let obj = &c.obj;
         if learning && obj.learning {
             learns = true;
         } else if !obj.matches(lua, &values.subject(c)?)? {
@@ -206,7 +208,7 @@ fn eligible(lua: &Lua, spec: &Spec, values: &Values<'_>, learning: bool) -> mlua
     }
     if learns {
         for c in &spec.criteria {
-            let obj = c.obj.borrow::<CriterionUd>()?;
+            let obj = &c.obj;
             if obj.learning {
                 obj.learn(lua, &values.subject(c)?)?;
             }
@@ -410,7 +412,7 @@ pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
     t.raw_set(
         "learn",
         lua.create_function(|lua, v: Value| match kind_of(&v) {
-            Some(k) => CriterionUd::learner(lua, k),
+            Some(k) => Criterion::learner(lua, k),
             None => Err(located(
                 lua,
                 "haka.policy.learn expects a criterion kind, e.g. haka.policy.learn(haka.policy.set)",
@@ -637,11 +639,11 @@ fn criterion(lua: &Lua, builtin: bool, key: String, v: Value) -> mlua::Result<Cr
         return Ok(Crit { name: key, field, obj });
     }
     let obj = match field {
-        None => CriterionUd::value(v),
+        None => Criterion::value(v),
         Some(f) if f.is_addr() => addr_criterion(lua, &key, &v)?,
         Some(_) => port_criterion(lua, &key, &v)?,
     };
-    Ok(Crit { name: key, field, obj: lua.create_userdata(obj)? })
+    Ok(Crit { name: key, field, obj: Arc::new(obj) })
 }
 
 fn unknown_builtin_key(key: &str) -> String {
@@ -662,17 +664,17 @@ fn unknown_builtin_key(key: &str) -> String {
 
 /// `srcip`/`dstip`: an address compares with `==`; a network (or its
 /// text) matches the addresses inside it, as `haka.policy.ipv4_in_network`.
-fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> {
+fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<Criterion> {
     if let Value::UserData(u) = v {
         if let Ok(a) = u.borrow::<AddrUd>() {
-            return Ok(CriterionUd::value(Value::UserData(lua.create_userdata(AddrUd(a.0))?)));
+            return Ok(Criterion::value(Value::UserData(lua.create_userdata(AddrUd(a.0))?)));
         }
     }
     if let Some(a) = addr_from_value(v) {
-        return Ok(CriterionUd::value(Value::UserData(lua.create_userdata(AddrUd(a))?)));
+        return Ok(Criterion::value(Value::UserData(lua.create_userdata(AddrUd(a))?)));
     }
     if let Some(n) = network_from_value(v) {
-        return Ok(CriterionUd::in_network(n));
+        return Ok(Criterion::in_network(n));
     }
     Err(located(
         lua,
@@ -684,14 +686,14 @@ fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> 
 }
 
 /// `srcport`/`dstport`: a port number compares with `==`.
-fn port_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> {
+fn port_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<Criterion> {
     let port = match v {
         Value::Integer(i) => u16::try_from(*i).ok(),
         Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(n) => Some(*n as u16),
         _ => None,
     };
     match port {
-        Some(p) => Ok(CriterionUd::value(Value::Integer(i64::from(p)))),
+        Some(p) => Ok(Criterion::value(Value::Integer(i64::from(p)))),
         None => Err(located(
             lua,
             format!(
