@@ -408,7 +408,7 @@ pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
     }
     // Haka's ipv4 module adds `ipv4_in_network`; sluice has IPv6 too.
     t.raw_set("ipv4_in_network", KindUd(Kind::InNetwork))?;
-    t.raw_set("ipv6_in_network", KindUd(Kind::InNetwork))?;
+    t.raw_set("ipv6_in_network", KindUd(Kind::InNetwork6))?;
     t.raw_set(
         "learn",
         lua.create_function(|lua, v: Value| match kind_of(&v) {

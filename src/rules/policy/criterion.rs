@@ -37,8 +37,10 @@ pub enum Kind {
     Present,
     /// `absent()`: the value is nil.
     Absent,
-    /// `ipv4_in_network(net)` / `ipv6_in_network(net)`: an address inside `net`.
+    /// `ipv4_in_network(net)`: an address inside the IPv4 network `net`.
     InNetwork,
+    /// `ipv6_in_network(net)`: the same for IPv6 (sluice's; Haka has no IPv6).
+    InNetwork6,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Present => "present",
             Kind::Absent => "absent",
             Kind::InNetwork => "ipv4_in_network",
+            Kind::InNetwork6 => "ipv6_in_network",
         }
     }
 
@@ -211,45 +214,52 @@ impl Criterion {
     /// `haka.policy.<kind>(args...)`.
     fn build(lua: &Lua, kind: Kind, args: &[Value]) -> mlua::Result<Criterion> {
         let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Nil);
-        let state =
-            match kind {
-                Kind::Value => State::Value(arg(0)),
-                Kind::Set => match arg(0) {
-                    Value::Table(t) => State::Set(
-                        t.pairs::<Value, Value>().map(|p| p.map(|(_, v)| v)).collect::<Result<_, _>>()?,
-                    ),
-                    _ => {
-                        return Err(located(
-                            lua,
-                            "haka.policy.set expects a table of values, e.g. haka.policy.set{ 80, 443 }",
-                        ))
-                    }
-                },
-                Kind::Range | Kind::OutOfRange => {
-                    let (lo, hi) = (arg(0), arg(1));
-                    if lo.is_nil() || hi.is_nil() {
-                        return Err(located(
-                            lua,
-                            format!("haka.policy.{}(min, max): invalid min or max", kind.name()),
-                        ));
-                    }
-                    if !less(lua, &Subject::Lua(lo.clone()), &Subject::Lua(hi.clone()), false)? {
-                        return Err(located(
-                            lua,
-                            format!("haka.policy.{}(min, max): invalid bounds (min > max)", kind.name()),
-                        ));
-                    }
-                    State::Bounds(Some((lo, hi)))
-                }
-                Kind::Present | Kind::Absent => State::Nothing,
-                Kind::InNetwork => match network_from_value(&arg(0)) {
-                    Some(n) => State::Net(n),
-                    None => return Err(located(
+        let state = match kind {
+            Kind::Value => State::Value(arg(0)),
+            Kind::Set => match arg(0) {
+                Value::Table(t) => State::Set(
+                    t.pairs::<Value, Value>().map(|p| p.map(|(_, v)| v)).collect::<Result<_, _>>()?,
+                ),
+                _ => {
+                    return Err(located(
                         lua,
-                        "haka.policy.ipv4_in_network expects a network, e.g. ipv4.network(\"10.0.0.0/8\")",
-                    )),
-                },
-            };
+                        "haka.policy.set expects a table of values, e.g. haka.policy.set{ 80, 443 }",
+                    ))
+                }
+            },
+            Kind::Range | Kind::OutOfRange => {
+                let (lo, hi) = (arg(0), arg(1));
+                if lo.is_nil() || hi.is_nil() {
+                    return Err(located(
+                        lua,
+                        format!("haka.policy.{}(min, max): invalid min or max", kind.name()),
+                    ));
+                }
+                if !less(lua, &Subject::Lua(lo.clone()), &Subject::Lua(hi.clone()), false)? {
+                    return Err(located(
+                        lua,
+                        format!("haka.policy.{}(min, max): invalid bounds (min > max)", kind.name()),
+                    ));
+                }
+                State::Bounds(Some((lo, hi)))
+            }
+            Kind::Present | Kind::Absent => State::Nothing,
+            Kind::InNetwork | Kind::InNetwork6 => {
+                let v6 = kind == Kind::InNetwork6;
+                match network_from_value(&arg(0)) {
+                    Some(n) if n.addr().is_ipv6() == v6 => State::Net(n),
+                    _ => {
+                        let example = if v6 {
+                            "ipv6.network(\"2001:db8::/32\")"
+                        } else {
+                            "ipv4.network(\"10.0.0.0/8\")"
+                        };
+                        let msg = format!("haka.policy.{} expects a network, e.g. {example}", kind.name());
+                        return Err(located(lua, msg));
+                    }
+                }
+            }
+        };
         Ok(Criterion { kind, learning: false, state: Mutex::new(state) })
     }
 
