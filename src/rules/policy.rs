@@ -23,23 +23,23 @@
 //! another name (a typo, or sluice's old `criterion = {...}` form) is a load
 //! error instead of a policy that silently never applies.
 
+mod action;
 mod criterion;
+mod point;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use mlua::{
-    AnyUserData, Function, Lua, MultiValue, ObjectLike, Table, UserData, UserDataFields, UserDataMethods,
-    Value,
-};
+use mlua::{AnyUserData, Lua, Table, Value};
 
 use super::addr::{addr_from_value, network_from_value, AddrUd};
-use super::alert;
 use super::context::context;
 use super::dissectors::{Hook, Hooks};
 use super::error::located;
-use crate::inspect::{Action, Event, FlowInfo};
-use criterion::{criterion_of, is_kind, kind_of, CriterionUd, Kind, KindUd, Subject};
+use crate::inspect::{Event, FlowInfo};
+use action::{actions_of, install_actions, Act, ActionCall};
+use criterion::{criterion_of, is_kind, kind_of, Criterion, Kind, KindUd, Subject};
+pub use point::PointUd;
 
 /// The name Haka gives the built-in `new_connection` points (an alert
 /// action without a description gets it).
@@ -79,24 +79,13 @@ impl Field {
     }
 }
 
-/// One action of a policy.
-#[derive(Debug, Clone)]
-enum Act {
-    Accept,
-    Drop,
-    /// `haka.policy.alert{...}` with its table.
-    Alert(Table),
-    /// Any other function (`haka.policy.log(...)`, a rule's own).
-    Call(Function),
-}
-
 /// One criterion: the value it looks at and the criterion object.
 #[derive(Debug, Clone)]
 struct Crit {
     name: String,
     /// At a built-in point, which flow field `name` is.
     field: Option<Field>,
-    obj: AnyUserData,
+    obj: Arc<Criterion>,
 }
 
 /// What every policy has.
@@ -117,14 +106,6 @@ pub struct Policy {
     spec: Spec,
 }
 
-/// A policy point made by `haka.policy.new(name)`.
-#[derive(Debug)]
-pub struct PointUd {
-    name: String,
-    /// Shared so `apply` can hold them while actions use the point.
-    specs: std::cell::RefCell<Arc<Vec<Spec>>>,
-}
-
 /// The values a point compares.
 enum Values<'a> {
     Flow(&'a FlowInfo),
@@ -141,11 +122,8 @@ impl Values<'_> {
     }
 }
 
-// Named registry slots.
+/// Named registry slot of the `haka.policy` table.
 const MODULE: &str = "sluice.policy.module";
-const ACCEPT: &str = "sluice.policy.accept";
-const DROP: &str = "sluice.policy.drop";
-const ALERTS: &str = "sluice.policy.alerts";
 
 /// Runs the policies of a built-in `new_connection` point for `flow`, whose
 /// Lua object is `flow_value` (the context the actions act on). A one-line
@@ -181,10 +159,12 @@ pub fn run_connection_point(
 /// The index of the last eligible policy; learning criteria learn.
 fn select<'a>(
     lua: &Lua,
-    specs: impl Iterator<Item = &'a Spec>,
+    specs: impl Iterator<Item = &'a Spec> + Clone,
     values: &Values<'_>,
 ) -> mlua::Result<Option<usize>> {
-    let learning = learning_on(lua)?;
+    // Only learning criteria care about `haka.policy.learning` (a Lua lookup).
+    let learns = specs.clone().any(|s| s.criteria.iter().any(|c| c.obj.learning));
+    let learning = learns && learning_on(lua)?;
     let mut chosen = None;
     for (i, spec) in specs.enumerate() {
         if eligible(lua, spec, values, learning)? {
@@ -197,7 +177,7 @@ fn select<'a>(
 fn eligible(lua: &Lua, spec: &Spec, values: &Values<'_>, learning: bool) -> mlua::Result<bool> {
     let mut learns = false;
     for c in &spec.criteria {
-        let obj = c.obj.borrow::<CriterionUd>()?;
+        let obj = &c.obj;
         if learning && obj.learning {
             learns = true;
         } else if !obj.matches(lua, &values.subject(c)?)? {
@@ -206,7 +186,7 @@ fn eligible(lua: &Lua, spec: &Spec, values: &Values<'_>, learning: bool) -> mlua
     }
     if learns {
         for c in &spec.criteria {
-            let obj = c.obj.borrow::<CriterionUd>()?;
+            let obj = &c.obj;
             if obj.learning {
                 obj.learn(lua, &values.subject(c)?)?;
             }
@@ -219,81 +199,6 @@ fn eligible(lua: &Lua, spec: &Spec, values: &Values<'_>, learning: bool) -> mlua
 fn learning_on(lua: &Lua) -> mlua::Result<bool> {
     let module: Table = lua.named_registry_value(MODULE)?;
     Ok(!matches!(module.raw_get::<Value>("learning")?, Value::Nil | Value::Boolean(false)))
-}
-
-/// The arguments every action of one applied policy gets.
-struct ActionCall<'a> {
-    point: Value,
-    point_name: &'a str,
-    ctx: Value,
-    values: Value,
-    desc: Value,
-}
-
-impl ActionCall<'_> {
-    fn run(&self, lua: &Lua, spec: &Spec) -> mlua::Result<()> {
-        for a in &spec.actions {
-            match a {
-                Act::Accept => {}
-                Act::Drop => drop_ctx(lua, &self.ctx)?,
-                Act::Alert(t) => raise_alert(lua, t, self.point_name, &self.desc, Some(&spec.name))?,
-                Act::Call(f) => f.call::<()>((
-                    self.point.clone(),
-                    self.ctx.clone(),
-                    self.values.clone(),
-                    self.desc.clone(),
-                ))?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `haka.policy.drop`: `ctx:drop()`, as in Haka.
-fn drop_ctx(lua: &Lua, ctx: &Value) -> mlua::Result<()> {
-    match ctx {
-        // A built-in point always passes the flow; without one, refuse it anyway.
-        Value::Nil => {
-            context(lua)?.decide(Action::DropFlow);
-            Ok(())
-        }
-        Value::Table(t) => t.call_method::<()>("drop", ()),
-        Value::UserData(u) => u.call_method::<()>("drop", ()),
-        other => Err(located(
-            lua,
-            format!("haka.policy.drop: the context ({}) has no drop method", other.type_name()),
-        )),
-    }
-}
-
-/// `haka.policy.alert{...}` applied: the alert's fields, completed with the
-/// `desc` fields it lacks, described by the point's name if it has no
-/// description, as in Haka.
-fn raise_alert(
-    lua: &Lua,
-    spec: &Table,
-    point_name: &str,
-    desc: &Value,
-    policy: Option<&str>,
-) -> mlua::Result<()> {
-    let t = lua.create_table()?;
-    for pair in spec.pairs::<Value, Value>() {
-        let (k, v) = pair?;
-        t.raw_set(k, v)?;
-    }
-    if let Value::Table(d) = desc {
-        for pair in d.pairs::<Value, Value>() {
-            let (k, v) = pair?;
-            if t.raw_get::<Value>(k.clone())?.is_nil() {
-                t.raw_set(k, v)?;
-            }
-        }
-    }
-    if t.raw_get::<Value>("description")?.is_nil() {
-        t.raw_set("description", point_name)?;
-    }
-    let ctx = context(lua)?;
-    alert::raise(lua, &ctx, &t, policy).map(|_| ())
 }
 
 /// `{ srcip =, srcport =, dstip =, dstport = }` of a flow.
@@ -326,66 +231,6 @@ fn flow_desc(lua: &Lua, f: &FlowInfo) -> mlua::Result<Table> {
     Ok(d)
 }
 
-impl UserData for PointUd {
-    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("name", |_, this| Ok(this.name.clone()));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_function("apply", |lua, (this, p): (AnyUserData, Value)| apply(lua, &this, p));
-        methods.add_meta_method(mlua::MetaMethod::ToString, |_, this, ()| {
-            Ok(format!("policy point '{}'", this.name))
-        });
-    }
-}
-
-/// `point:apply{ values = {...}, ctx = obj, desc = {...} }`.
-fn apply(lua: &Lua, this: &AnyUserData, p: Value) -> mlua::Result<()> {
-    let Value::Table(p) = p else {
-        return Err(located(lua, "policy:apply expects a table { values = ..., ctx = ..., desc = ... }"));
-    };
-    for pair in p.pairs::<Value, Value>() {
-        let (k, _) = pair?;
-        if !matches!(&k, Value::String(s) if matches!(s.as_bytes().as_ref(), b"values" | b"ctx" | b"desc")) {
-            return Err(located(
-                lua,
-                format!("policy:apply: unknown key {} (known: values, ctx, desc)", key_text(&k)),
-            ));
-        }
-    }
-    let ctx: Value = p.raw_get("ctx")?;
-    if ctx.is_nil() {
-        return Err(located(
-            lua,
-            "policy:apply: 'ctx' is missing (the object the actions act on, e.g. the flow or the packet)",
-        ));
-    }
-    let table_or_empty = |key: &str| -> mlua::Result<Table> {
-        match p.raw_get::<Value>(key)? {
-            Value::Nil => lua.create_table(),
-            Value::Table(t) => Ok(t),
-            _ => Err(located(lua, format!("policy:apply: '{key}' must be a table"))),
-        }
-    };
-    let values = table_or_empty("values")?;
-    let desc = table_or_empty("desc")?;
-    // Copied out (they are handles), so the actions may use the point.
-    let (name, specs) = {
-        let point = this.borrow::<PointUd>()?;
-        let specs = point.specs.try_borrow().map_err(|_| located(lua, "policy:apply: the point is busy"))?;
-        (point.name.clone(), Arc::clone(&specs))
-    };
-    let Some(i) = select(lua, specs.iter(), &Values::Table(values.clone()))? else { return Ok(()) };
-    let call = ActionCall {
-        point: Value::UserData(this.clone()),
-        point_name: &name,
-        ctx,
-        values: Value::Table(values),
-        desc: Value::Table(desc),
-    };
-    call.run(lua, &specs[i])
-}
-
 fn key_text(k: &Value) -> String {
     match k {
         Value::String(s) => format!("'{}'", s.to_string_lossy()),
@@ -406,11 +251,11 @@ pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
     }
     // Haka's ipv4 module adds `ipv4_in_network`; sluice has IPv6 too.
     t.raw_set("ipv4_in_network", KindUd(Kind::InNetwork))?;
-    t.raw_set("ipv6_in_network", KindUd(Kind::InNetwork))?;
+    t.raw_set("ipv6_in_network", KindUd(Kind::InNetwork6))?;
     t.raw_set(
         "learn",
         lua.create_function(|lua, v: Value| match kind_of(&v) {
-            Some(k) => CriterionUd::learner(lua, k),
+            Some(k) => Criterion::learner(lua, k),
             None => Err(located(
                 lua,
                 "haka.policy.learn expects a criterion kind, e.g. haka.policy.learn(haka.policy.set)",
@@ -444,65 +289,6 @@ pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
     )?;
     t.set_metatable(Some(mt))?;
     Ok(t)
-}
-
-/// `accept`, `drop`, `alert` and `log`: functions `(point, ctx, values, desc)`.
-fn install_actions(lua: &Lua, t: &Table) -> mlua::Result<()> {
-    let accept = lua.create_function(|_, _: MultiValue| Ok(()))?;
-    let drop = lua.create_function(|lua, (_, ctx): (Value, Value)| drop_ctx(lua, &ctx))?;
-    lua.set_named_registry_value(ACCEPT, accept.clone())?;
-    lua.set_named_registry_value(DROP, drop.clone())?;
-    t.raw_set("accept", accept)?;
-    t.raw_set("drop", drop)?;
-    // Alert actions are known by their function, kept weakly.
-    let alerts = lua.create_table()?;
-    let weak = lua.create_table()?;
-    weak.raw_set("__mode", "k")?;
-    alerts.set_metatable(Some(weak))?;
-    lua.set_named_registry_value(ALERTS, alerts.clone())?;
-    t.raw_set(
-        "alert",
-        lua.create_function(move |lua, spec: Value| {
-            let spec = match spec {
-                Value::Nil => lua.create_table()?,
-                Value::Table(s) => s,
-                _ => return Err(located(lua, "haka.policy.alert expects a table (an alert)")),
-            };
-            let s = spec.clone();
-            let f = lua.create_function(move |lua, (point, _, _, desc): (Value, Value, Value, Value)| {
-                raise_alert(lua, &s, &point_name_of(&point), &desc, None)
-            })?;
-            alerts.raw_set(f.clone(), spec)?;
-            Ok(f)
-        })?,
-    )?;
-    t.raw_set(
-        "log",
-        lua.create_function(|lua, args: MultiValue| {
-            let mut args = args.into_iter();
-            let logf = args.next().unwrap_or(Value::Nil);
-            if !matches!(logf, Value::Function(_) | Value::Table(_)) {
-                return Err(located(lua, "haka.policy.log expects a log function first, e.g. haka.policy.log(haka.log.info, \"refused %s\", x)"));
-            }
-            let rest: Vec<Value> = args.collect();
-            lua.create_function(move |_, _: MultiValue| match &logf {
-                Value::Function(f) => f.call::<()>(MultiValue::from_iter(rest.iter().cloned())),
-                Value::Table(t) => t.call::<()>(MultiValue::from_iter(rest.iter().cloned())),
-                _ => Ok(()),
-            })
-        })?,
-    )?;
-    Ok(())
-}
-
-fn point_name_of(v: &Value) -> String {
-    match v {
-        Value::UserData(u) => match u.borrow::<PointUd>() {
-            Ok(p) => p.name.clone(),
-            Err(_) => CONNECTION_POINT_NAME.to_owned(),
-        },
-        _ => CONNECTION_POINT_NAME.to_owned(),
-    }
 }
 
 /// Where a declared policy goes.
@@ -578,43 +364,6 @@ fn declare(lua: &Lua, hooks: &Hooks, spec: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-const ACTION_HELP: &str = "a function or a list of functions: haka.policy.accept, haka.policy.drop, \
-                           haka.policy.alert{...}, haka.policy.log(...) or your own function(point, ctx, values, desc)";
-
-fn actions_of(lua: &Lua, v: Value) -> mlua::Result<Vec<Act>> {
-    match v {
-        Value::Nil => Err(located(lua, format!("haka.policy: 'action' is missing; it is {ACTION_HELP}"))),
-        Value::Function(f) => Ok(vec![action_of(lua, f)?]),
-        Value::Table(t) => {
-            let mut out = Vec::new();
-            for pair in t.pairs::<Value, Value>() {
-                let (k, v) = pair?;
-                match (k, v) {
-                    (Value::Integer(_), Value::Function(f)) => out.push(action_of(lua, f)?),
-                    _ => return Err(located(lua, format!("haka.policy: 'action' must be {ACTION_HELP}"))),
-                }
-            }
-            Ok(out)
-        }
-        _ => Err(located(lua, format!("haka.policy: 'action' must be {ACTION_HELP}"))),
-    }
-}
-
-fn action_of(lua: &Lua, f: Function) -> mlua::Result<Act> {
-    let accept: Function = lua.named_registry_value(ACCEPT)?;
-    let drop: Function = lua.named_registry_value(DROP)?;
-    let alerts: Table = lua.named_registry_value(ALERTS)?;
-    Ok(if f == accept {
-        Act::Accept
-    } else if f == drop {
-        Act::Drop
-    } else if let Some(spec) = alerts.raw_get::<Option<Table>>(f.clone())? {
-        Act::Alert(spec)
-    } else {
-        Act::Call(f)
-    })
-}
-
 /// One criterion `key = v` of a declaration. At the built-in points the
 /// names and the kinds of values are known, so anything that could never
 /// match is refused with a hint.
@@ -639,11 +388,11 @@ fn criterion(lua: &Lua, builtin: bool, key: String, v: Value) -> mlua::Result<Cr
         return Ok(Crit { name: key, field, obj });
     }
     let obj = match field {
-        None => CriterionUd::value(v),
+        None => Criterion::value(v),
         Some(f) if f.is_addr() => addr_criterion(lua, &key, &v)?,
         Some(_) => port_criterion(lua, &key, &v)?,
     };
-    Ok(Crit { name: key, field, obj: lua.create_userdata(obj)? })
+    Ok(Crit { name: key, field, obj: Arc::new(obj) })
 }
 
 fn unknown_builtin_key(key: &str) -> String {
@@ -664,17 +413,17 @@ fn unknown_builtin_key(key: &str) -> String {
 
 /// `srcip`/`dstip`: an address compares with `==`; a network (or its
 /// text) matches the addresses inside it, as `haka.policy.ipv4_in_network`.
-fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> {
+fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<Criterion> {
     if let Value::UserData(u) = v {
         if let Ok(a) = u.borrow::<AddrUd>() {
-            return Ok(CriterionUd::value(Value::UserData(lua.create_userdata(AddrUd(a.0))?)));
+            return Ok(Criterion::value(Value::UserData(lua.create_userdata(AddrUd(a.0))?)));
         }
     }
     if let Some(a) = addr_from_value(v) {
-        return Ok(CriterionUd::value(Value::UserData(lua.create_userdata(AddrUd(a))?)));
+        return Ok(Criterion::value(Value::UserData(lua.create_userdata(AddrUd(a))?)));
     }
     if let Some(n) = network_from_value(v) {
-        return Ok(CriterionUd::in_network(n));
+        return Ok(Criterion::in_network(n));
     }
     Err(located(
         lua,
@@ -686,14 +435,14 @@ fn addr_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> 
 }
 
 /// `srcport`/`dstport`: a port number compares with `==`.
-fn port_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<CriterionUd> {
+fn port_criterion(lua: &Lua, key: &str, v: &Value) -> mlua::Result<Criterion> {
     let port = match v {
         Value::Integer(i) => u16::try_from(*i).ok(),
         Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(n) => Some(*n as u16),
         _ => None,
     };
     match port {
-        Some(p) => Ok(CriterionUd::value(Value::Integer(i64::from(p)))),
+        Some(p) => Ok(Criterion::value(Value::Integer(i64::from(p)))),
         None => Err(located(
             lua,
             format!(

@@ -11,11 +11,12 @@
 //! ([`Subject::Addr`], [`Subject::Int`]), with the same results Lua's `==`,
 //! `<` and `<=` give.
 
-use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
-use mlua::{AnyUserData, Function, Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+use mlua::{Function, Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+use parking_lot::Mutex;
 
 use super::super::addr::{network_from_value, AddrUd};
 use super::super::error::located;
@@ -36,8 +37,10 @@ pub enum Kind {
     Present,
     /// `absent()`: the value is nil.
     Absent,
-    /// `ipv4_in_network(net)` / `ipv6_in_network(net)`: an address inside `net`.
+    /// `ipv4_in_network(net)`: an address inside the IPv4 network `net`.
     InNetwork,
+    /// `ipv6_in_network(net)`: the same for IPv6 (sluice's; Haka has no IPv6).
+    InNetwork6,
 }
 
 impl Kind {
@@ -51,6 +54,7 @@ impl Kind {
             Kind::Present => "present",
             Kind::Absent => "absent",
             Kind::InNetwork => "ipv4_in_network",
+            Kind::InNetwork6 => "ipv6_in_network",
         }
     }
 
@@ -67,7 +71,7 @@ impl UserData for KindUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::Call, |lua, this, args: MultiValue| {
             let args: Vec<Value> = args.into_iter().collect();
-            CriterionUd::build(lua, this.0, &args)
+            Ok(CriterionUd(Arc::new(Criterion::build(lua, this.0, &args)?)))
         });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             Ok(format!("haka.policy.{}", this.0.name()))
@@ -86,20 +90,26 @@ enum State {
     Net(IpNet),
 }
 
-/// A criterion object.
+/// A criterion. Policies hold it directly (no Lua lookup per comparison);
+/// one object may serve several policies, and a learning one is shared
+/// with every policy it appears in.
 #[derive(Debug)]
-pub struct CriterionUd {
+pub struct Criterion {
     kind: Kind,
     /// Made by `haka.policy.learn`: while `haka.policy.learning` is true it
     /// does not decide eligibility but records the values it sees.
     pub learning: bool,
-    state: RefCell<State>,
+    state: Mutex<State>,
 }
+
+/// The Lua object of a criterion.
+#[derive(Debug, Clone)]
+pub struct CriterionUd(pub Arc<Criterion>);
 
 impl UserData for CriterionUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
-            Ok(format!("haka.policy.{} criterion", this.kind.name()))
+            Ok(format!("haka.policy.{} criterion", this.0.kind.name()))
         });
     }
 }
@@ -190,60 +200,67 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value(LE, le)
 }
 
-impl CriterionUd {
+impl Criterion {
     /// A `value` criterion (what a plain value in a policy becomes).
-    pub fn value(v: Value) -> CriterionUd {
-        CriterionUd { kind: Kind::Value, learning: false, state: RefCell::new(State::Value(v)) }
+    pub fn value(v: Value) -> Criterion {
+        Criterion { kind: Kind::Value, learning: false, state: Mutex::new(State::Value(v)) }
     }
 
     /// An `in_network` criterion.
-    pub fn in_network(net: IpNet) -> CriterionUd {
-        CriterionUd { kind: Kind::InNetwork, learning: false, state: RefCell::new(State::Net(net)) }
+    pub fn in_network(net: IpNet) -> Criterion {
+        Criterion { kind: Kind::InNetwork, learning: false, state: Mutex::new(State::Net(net)) }
     }
 
     /// `haka.policy.<kind>(args...)`.
-    fn build(lua: &Lua, kind: Kind, args: &[Value]) -> mlua::Result<CriterionUd> {
+    fn build(lua: &Lua, kind: Kind, args: &[Value]) -> mlua::Result<Criterion> {
         let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Nil);
-        let state =
-            match kind {
-                Kind::Value => State::Value(arg(0)),
-                Kind::Set => match arg(0) {
-                    Value::Table(t) => State::Set(
-                        t.pairs::<Value, Value>().map(|p| p.map(|(_, v)| v)).collect::<Result<_, _>>()?,
-                    ),
-                    _ => {
-                        return Err(located(
-                            lua,
-                            "haka.policy.set expects a table of values, e.g. haka.policy.set{ 80, 443 }",
-                        ))
-                    }
-                },
-                Kind::Range | Kind::OutOfRange => {
-                    let (lo, hi) = (arg(0), arg(1));
-                    if lo.is_nil() || hi.is_nil() {
-                        return Err(located(
-                            lua,
-                            format!("haka.policy.{}(min, max): invalid min or max", kind.name()),
-                        ));
-                    }
-                    if !less(lua, &Subject::Lua(lo.clone()), &Subject::Lua(hi.clone()), false)? {
-                        return Err(located(
-                            lua,
-                            format!("haka.policy.{}(min, max): invalid bounds (min > max)", kind.name()),
-                        ));
-                    }
-                    State::Bounds(Some((lo, hi)))
-                }
-                Kind::Present | Kind::Absent => State::Nothing,
-                Kind::InNetwork => match network_from_value(&arg(0)) {
-                    Some(n) => State::Net(n),
-                    None => return Err(located(
+        let state = match kind {
+            Kind::Value => State::Value(arg(0)),
+            Kind::Set => match arg(0) {
+                Value::Table(t) => State::Set(
+                    t.pairs::<Value, Value>().map(|p| p.map(|(_, v)| v)).collect::<Result<_, _>>()?,
+                ),
+                _ => {
+                    return Err(located(
                         lua,
-                        "haka.policy.ipv4_in_network expects a network, e.g. ipv4.network(\"10.0.0.0/8\")",
-                    )),
-                },
-            };
-        Ok(CriterionUd { kind, learning: false, state: RefCell::new(state) })
+                        "haka.policy.set expects a table of values, e.g. haka.policy.set{ 80, 443 }",
+                    ))
+                }
+            },
+            Kind::Range | Kind::OutOfRange => {
+                let (lo, hi) = (arg(0), arg(1));
+                if lo.is_nil() || hi.is_nil() {
+                    return Err(located(
+                        lua,
+                        format!("haka.policy.{}(min, max): invalid min or max", kind.name()),
+                    ));
+                }
+                if !less(lua, &Subject::Lua(lo.clone()), &Subject::Lua(hi.clone()), false)? {
+                    return Err(located(
+                        lua,
+                        format!("haka.policy.{}(min, max): invalid bounds (min > max)", kind.name()),
+                    ));
+                }
+                State::Bounds(Some((lo, hi)))
+            }
+            Kind::Present | Kind::Absent => State::Nothing,
+            Kind::InNetwork | Kind::InNetwork6 => {
+                let v6 = kind == Kind::InNetwork6;
+                match network_from_value(&arg(0)) {
+                    Some(n) if n.addr().is_ipv6() == v6 => State::Net(n),
+                    _ => {
+                        let example = if v6 {
+                            "ipv6.network(\"2001:db8::/32\")"
+                        } else {
+                            "ipv4.network(\"10.0.0.0/8\")"
+                        };
+                        let msg = format!("haka.policy.{} expects a network, e.g. {example}", kind.name());
+                        return Err(located(lua, msg));
+                    }
+                }
+            }
+        };
+        Ok(Criterion { kind, learning: false, state: Mutex::new(state) })
     }
 
     /// `haka.policy.learn(kind)`: an empty criterion of that kind that learns.
@@ -258,12 +275,13 @@ impl CriterionUd {
             ));
         }
         let state = if kind == Kind::Set { State::Set(Vec::new()) } else { State::Bounds(None) };
-        Ok(CriterionUd { kind, learning: true, state: RefCell::new(state) })
+        Ok(CriterionUd(Arc::new(Criterion { kind, learning: true, state: Mutex::new(state) })))
     }
 
     /// True if `s` satisfies the criterion.
     pub fn matches(&self, lua: &Lua, s: &Subject) -> mlua::Result<bool> {
-        let state = self.state.try_borrow().map_err(|_| located(lua, "policy criterion busy"))?;
+        // Comparisons may run Lua (`__lt`), which could reach this criterion again.
+        let state = self.state.try_lock().ok_or_else(|| located(lua, "policy criterion busy"))?;
         if matches!(self.kind, Kind::Absent | Kind::Present) {
             return Ok(s.is_nil() == (self.kind == Kind::Absent));
         }
@@ -308,7 +326,7 @@ impl CriterionUd {
         if s.is_nil() {
             return Ok(());
         }
-        let mut state = self.state.try_borrow_mut().map_err(|_| located(lua, "policy criterion busy"))?;
+        let mut state = self.state.try_lock().ok_or_else(|| located(lua, "policy criterion busy"))?;
         match &mut *state {
             State::Set(items) => {
                 for v in items.iter() {
@@ -336,9 +354,9 @@ impl CriterionUd {
 }
 
 /// The criterion object `v` is, if it is one.
-pub fn criterion_of(v: &Value) -> Option<AnyUserData> {
+pub fn criterion_of(v: &Value) -> Option<Arc<Criterion>> {
     match v {
-        Value::UserData(ud) if ud.is::<CriterionUd>() => Some(ud.clone()),
+        Value::UserData(ud) => ud.borrow::<CriterionUd>().ok().map(|c| Arc::clone(&c.0)),
         _ => None,
     }
 }

@@ -140,6 +140,9 @@ fn criterion_objects_at_new_connection() {
         ("dstip = haka.policy.ipv4_in_network(ipv4.network('10.0.0.0/8'))", 1, v4(10, 9, 9, 9), true),
         ("dstip = haka.policy.ipv4_in_network(ipv4.network('10.0.0.0/8'))", 1, v4(11, 0, 0, 1), false),
         ("dstip = ipv4.network('192.168.0.0/16')", 1, v4(192, 168, 3, 4), true),
+        ("dstip = haka.policy.ipv6_in_network('2001:db8::/32')", 1, "2001:db8::5".parse().unwrap(), true),
+        ("dstip = haka.policy.ipv6_in_network('2001:db8::/32')", 1, "2001:db9::5".parse().unwrap(), false),
+        ("dstip = haka.policy.ipv6_in_network('2001:db8::/32')", 1, server(), false),
         ("dstip = '192.168.0.0/16'", 1, v4(192, 169, 0, 1), false),
         ("dstip = haka.policy.set{ ipv4.addr('10.0.0.7'), ipv4.addr('10.0.0.2') }", 1, server(), true),
         ("dstip = haka.policy.range(ipv4.addr('10.0.0.1'), ipv4.addr('10.0.0.5'))", 1, v4(10, 0, 0, 5), true),
@@ -195,6 +198,11 @@ fn criterion_object_errors_are_load_errors() {
         (format!("{point} dstport = haka.policy.set(5) }}"), "haka.policy.set expects a table"),
         (format!("{point} dstport = haka.policy.present }}"), "call it"),
         (format!("{point} dstip = haka.policy.ipv4_in_network('x') }}"), "expects a network"),
+        (
+            format!("{point} dstip = haka.policy.ipv4_in_network('2001:db8::/32') }}"),
+            "ipv4_in_network expects",
+        ),
+        (format!("{point} dstip = haka.policy.ipv6_in_network('10.0.0.0/8') }}"), "ipv6_in_network expects"),
         (format!("{point} dstport = haka.policy.learn(haka.policy.outofrange) }}"), "cannot learn"),
         (format!("{point} dstport = {{ 80, 443 }} }}"), "'dstport' must be a port number"),
         (format!("{point} dstport = '80' }}"), "'dstport' must be a port number"),
@@ -316,6 +324,25 @@ fn policy_actions_are_functions_as_in_haka() {
               .. type(haka.policy.log(haka.log.info, "x"))"#,
     );
     assert_eq!(h.global::<String>("kinds"), "functionfunctionfunctionfunction");
+    // A rule's own action may call them (Haka's actions are plain functions).
+    let mut h = Harness::new(
+        r#"
+        local warn = haka.policy.alert{ severity = "low" }
+        haka.policy{ on = haka.dissectors.tcp_connection.policies.new_connection, action = function(point, flow, values, desc)
+          if values.dstport == 25 then haka.policy.drop(point, flow) end
+          warn(point, flow, values, desc)
+          nil_ok = pcall(haka.policy.drop, point, nil)
+        end }
+        "#,
+    );
+    assert_eq!(connect(&mut h, 1, 40000, 25), Action::DropFlow);
+    assert_eq!(connect(&mut h, 2, 40000, 26), Action::Accept);
+    assert!(!h.global::<bool>("nil_ok"), "drop without a context is an error");
+    let v = h.alerts.values();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1]["description"], "new connection");
+    assert_eq!(v[1]["targets"][1]["service"][0], "tcp/26");
+    assert_eq!(h.errors(), 0);
 }
 
 /// The examples of the Policies section of docs/rules-api.md load, and the
