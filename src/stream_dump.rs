@@ -70,11 +70,41 @@ pub fn file_name(number: u64, dir: Direction) -> String {
     format!("conn-{number:06}-{}.bin", dir.name())
 }
 
+/// True for a name sluice's dump gives a stream file: `conn-`, six or more
+/// digits, `-up.bin` or `-down.bin`.
+fn is_stream_file_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("conn-") else { return false };
+    let Some(number) = rest.strip_suffix("-up.bin").or_else(|| rest.strip_suffix("-down.bin")) else {
+        return false;
+    };
+    number.len() >= 6 && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Removes the stream files of an earlier dump from `dir`; returns how many.
+fn remove_earlier_dump(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_ours = entry.file_name().to_str().is_some_and(is_stream_file_name);
+        if is_ours && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 impl<I: Inspector> StreamDump<I> {
-    /// Wraps `inner`, writing into `dir` (created if missing; existing
-    /// stream files of the same names are overwritten).
+    /// Wraps `inner`, writing into `dir` (created if missing). An earlier
+    /// dump in `dir` is replaced: its stream files (`conn-*-up.bin`,
+    /// `conn-*-down.bin`) are removed and `index.jsonl` is rewritten; any
+    /// other file is left alone.
     pub fn new(inner: I, dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let removed = remove_earlier_dump(dir)?;
+        if removed > 0 {
+            tracing::info!("{}: replaced an earlier dump ({removed} stream files removed)", dir.display());
+        }
         let index = BufWriter::new(File::create(dir.join("index.jsonl"))?);
         Ok(StreamDump {
             inner,
@@ -317,6 +347,44 @@ mod tests {
         assert_eq!(lines[3]["conn"], 2);
         assert_eq!(lines[3]["file"], "conn-000002-down.bin");
         assert_eq!(lines[3]["bytes"], 2);
+    }
+
+    #[test]
+    fn an_earlier_dump_is_replaced_and_other_files_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = |n: &str| tmp.path().join(n);
+        for (name, text) in [
+            ("conn-000007-up.bin", "old"),
+            ("conn-000007-down.bin", "old"),
+            ("conn-1234567-up.bin", "old"),
+            ("index.jsonl", "old index\n"),
+            ("notes.txt", "mine"),
+            ("conn-abc-up.bin", "mine"),
+            ("conn-000001-up.bin.orig", "mine"),
+        ] {
+            std::fs::write(p(name), text).unwrap();
+        }
+        let mut d = StreamDump::new(NoRules, tmp.path()).unwrap();
+        d.data(&Context { time: Timestamp(0) }, &flow(1, 1000), Direction::Up, b"new");
+        d.finish().unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "conn-000001-down.bin",
+                "conn-000001-up.bin",
+                "conn-000001-up.bin.orig",
+                "conn-abc-up.bin",
+                "index.jsonl",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(p("index.jsonl")).unwrap().lines().count(), 2);
+        assert_eq!(std::fs::read(p("conn-000001-up.bin")).unwrap(), b"new");
     }
 
     #[test]
