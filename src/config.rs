@@ -76,10 +76,63 @@ pub struct RulesConfig {
     pub memory_limit: usize,
     /// What happens to the packet when a rule errors.
     pub on_error: ErrorPolicy,
+    /// `--var NAME=VALUE` settings handed to the rules, in command-line
+    /// order (NAME is a Lua identifier; see [`parse_var`]).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { instruction_limit: 1_000_000, memory_limit: 256 << 20, on_error: ErrorPolicy::Drop }
+        RulesConfig {
+            instruction_limit: 1_000_000,
+            memory_limit: 256 << 20,
+            on_error: ErrorPolicy::Drop,
+            vars: Vec::new(),
+        }
+    }
+}
+
+/// Lua's reserved words, which cannot name a variable.
+const LUA_KEYWORDS: [&str; 22] = [
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
+    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+];
+
+/// Parses one `--var NAME=VALUE`: NAME must be a Lua identifier (a letter or
+/// `_`, then letters, digits or `_`, not a reserved word); VALUE is any
+/// text, possibly empty, and may itself contain `=`.
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!("'{s}' is not NAME=VALUE"));
+    };
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "'{name}' is not a Lua identifier (a letter or _, then letters, digits or _)"
+        ));
+    }
+    if LUA_KEYWORDS.contains(&name) {
+        return Err(format!("'{name}' is a Lua reserved word"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_var;
+
+    #[test]
+    fn vars_need_a_lua_identifier() {
+        let ok = |s: &str| parse_var(s).unwrap();
+        assert_eq!(ok("home_net=10.0.0.0/8"), ("home_net".into(), "10.0.0.0/8".into()));
+        assert_eq!(ok("_x1="), ("_x1".into(), String::new()));
+        assert_eq!(ok("q=a=b"), ("q".into(), "a=b".into()));
+        for bad in ["noequals", "=v", "1x=v", "a-b=v", "a b=v", "end=v", "é=v"] {
+            let e = parse_var(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert!(parse_var("end=1").unwrap_err().contains("reserved"));
+        assert!(parse_var("a.b=1").unwrap_err().contains("Lua identifier"));
     }
 }

@@ -177,6 +177,14 @@ impl fmt::Display for Summary {
 pub enum OfflineError {
     /// The input could not be read.
     Capture(CaptureError),
+    /// The input is damaged part-way: every record before the damage was
+    /// processed and every output written; `summary` says what was done.
+    Damaged {
+        /// Where and how the file is damaged.
+        error: CaptureError,
+        /// The run up to the damage.
+        summary: Box<Summary>,
+    },
     /// The rules did not load (message names file and line).
     Rules(String),
     /// A file sluice writes could not be written.
@@ -193,7 +201,7 @@ pub enum OfflineError {
 impl fmt::Display for OfflineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OfflineError::Capture(e) => e.fmt(f),
+            OfflineError::Capture(e) | OfflineError::Damaged { error: e, .. } => e.fmt(f),
             OfflineError::Rules(e) => f.write_str(e),
             OfflineError::Write { what, path, source } => write!(f, "{} ({what}): {source}", path.display()),
         }
@@ -234,8 +242,8 @@ pub fn load_rules(
 pub use crate::rules::CheckReport;
 
 /// Loads a rule file without running traffic through it.
-pub fn check_rules(path: &Path) -> Result<CheckReport, String> {
-    crate::rules::check(path).map_err(|e| e.to_string())
+pub fn check_rules(path: &Path, cfg: &RulesConfig) -> Result<CheckReport, String> {
+    crate::rules::check(path, cfg).map_err(|e| e.to_string())
 }
 
 /// Replays `opts.input` through the rules in `opts.rules`.
@@ -281,8 +289,11 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     if let Some(out) = output {
         out.finish().map_err(|source| OfflineError::Write { what: "output pcap", path: out_path, source })?;
     }
-    result?;
-    Ok(summary)
+    match result {
+        Ok(()) => Ok(summary),
+        Err(OfflineError::Capture(error)) => Err(OfflineError::Damaged { error, summary: Box::new(summary) }),
+        Err(e) => Err(e),
+    }
 }
 
 fn progress_bar(opts: &OfflineOptions, input: &Path) -> Option<ProgressBar> {
