@@ -1,6 +1,8 @@
 //! Engine limits and policies. Every limit has a default sized for a small
 //! gateway and a stated policy for when it is hit (see `docs/operator-guide.md`).
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// What to do with a packet when a rule raises an error.
@@ -45,6 +47,21 @@ pub struct EngineConfig {
     pub frag_timeout: Duration,
     /// Verify TCP/UDP/ICMP checksums (packets the endpoint would discard are dropped).
     pub verify_checksums: bool,
+    /// Hosts whose captured packets carry checksums a NIC was left to fill
+    /// in (`sluice pcap --checksums auto` finds them): those checksums of
+    /// their packets are not verified. Empty inline, where the kernel says
+    /// what it verified.
+    pub checksum_offload: BTreeMap<IpAddr, Offload>,
+}
+
+/// Which checksums a capture's host left to its NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offload {
+    /// TCP and UDP checksums (of unfragmented packets; fragmented datagrams
+    /// are summed by software, so they are still verified).
+    pub transport: bool,
+    /// The IPv4 header checksum.
+    pub ip_header: bool,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +80,7 @@ impl Default for EngineConfig {
             max_frag_bytes: 8 << 20,
             frag_timeout: Duration::from_secs(30),
             verify_checksums: true,
+            checksum_offload: BTreeMap::new(),
         }
     }
 }

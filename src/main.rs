@@ -61,6 +61,17 @@ enum OnRuleError {
     Accept,
 }
 
+/// `--checksums` values.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Checksums {
+    /// Verify, except what hosts left to NIC offload (found by reading the capture first).
+    Auto,
+    /// Verify every checksum.
+    Verify,
+    /// Verify no checksum.
+    Ignore,
+}
+
 #[derive(clap::Args, Debug)]
 struct PcapArgs {
     /// The Lua rule file.
@@ -85,6 +96,10 @@ struct PcapArgs {
     /// What happens to a packet whose rule raised an error.
     #[arg(long, value_enum, default_value = "drop")]
     on_rule_error: OnRuleError,
+    /// Checksums: auto finds the hosts whose NIC was left to fill them in
+    /// (offload) and verifies every other host's; verify checks all; ignore none.
+    #[arg(long, value_enum, value_name = "MODE", conflicts_with = "no_verify_checksums")]
+    checksums: Option<Checksums>,
     /// Exit with status 0 even if a rule raised an error (default: status 4).
     #[arg(long)]
     allow_rule_errors: bool,
@@ -136,6 +151,12 @@ fn pcap(args: &PcapArgs) -> ExitCode {
         engine,
         rules_config,
         progress: !args.no_progress,
+        // `--no-verify-checksums` (shared with `sluice run`) is `ignore`.
+        checksums: match args.checksums {
+            None | Some(Checksums::Auto) => offline::ChecksumMode::Auto,
+            Some(Checksums::Verify) => offline::ChecksumMode::Verify,
+            Some(Checksums::Ignore) => offline::ChecksumMode::Ignore,
+        },
     };
     let (summary, damage) = match offline::run(&opts) {
         Ok(s) => (s, None),

@@ -13,14 +13,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::capture::offload::{describe as describe_offload, HostChecksums, OffloadScan};
 use crate::capture::pcap::{CaptureError, PcapSource, Record};
-use crate::config::{EngineConfig, RulesConfig};
+use crate::config::{EngineConfig, Offload, RulesConfig};
 use crate::engine::{ChecksumState, Emitted, Engine, Output, Packet, PacketId, Verdict};
 use crate::inject::pcap_writer::PcapOutput;
 use crate::inspect::Inspector;
@@ -30,6 +32,19 @@ use crate::time::Timestamp;
 
 /// Inputs smaller than this get no progress bar (they finish before it helps).
 const PROGRESS_MIN_BYTES: u64 = 10 << 20;
+
+/// How `sluice pcap` treats checksums (`--checksums`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumMode {
+    /// Find the hosts that left checksums to NIC offload and verify every
+    /// other host's (see [`crate::capture::offload`]).
+    #[default]
+    Auto,
+    /// Verify every checksum (what an endpoint does).
+    Verify,
+    /// Verify none.
+    Ignore,
+}
 
 /// What `sluice pcap` was asked to do.
 #[derive(Debug, Clone)]
@@ -50,6 +65,8 @@ pub struct OfflineOptions {
     pub rules_config: RulesConfig,
     /// Show a progress bar (only if stderr is a terminal and the input is large).
     pub progress: bool,
+    /// How checksums are treated (`engine.verify_checksums == false` is `Ignore`).
+    pub checksums: ChecksumMode,
 }
 
 impl OfflineOptions {
@@ -64,6 +81,7 @@ impl OfflineOptions {
             engine: EngineConfig::default(),
             rules_config: RulesConfig::default(),
             progress: false,
+            checksums: ChecksumMode::Auto,
         }
     }
 }
@@ -102,6 +120,9 @@ pub struct Summary {
     pub dump: Option<DumpSummary>,
     /// Every engine counter at the end of the run.
     pub counters: Vec<(&'static str, u64)>,
+    /// Hosts whose checksums were not verified (`--checksums auto`), with
+    /// what they left to their NIC and their counts.
+    pub checksum_offload: Vec<(IpAddr, Offload, HostChecksums)>,
 }
 
 impl Summary {
@@ -129,6 +150,15 @@ impl Summary {
             "written": self.written,
             "truncated": self.truncated,
             "streams": self.dump.as_ref().map(|d| json!({"connections": d.connections, "bytes": d.bytes})),
+            "checksum_offload": self.checksum_offload.iter().map(|(host, o, c)| json!({
+                "host": host.to_string(),
+                "transport_unverified": o.transport,
+                "ip_header_unverified": o.ip_header,
+                "transport_seen": c.transport_seen,
+                "transport_bad": c.transport_bad,
+                "ipv4_seen": c.ipv4_seen,
+                "ip_header_zero": c.ip_header_zero,
+            })).collect::<Vec<_>>(),
             "counters": counters,
         })
     }
@@ -148,6 +178,9 @@ impl fmt::Display for Summary {
         )?;
         if let Some(d) = &self.dump {
             writeln!(f, "stream dump: {} connections, {} bytes", d.connections, d.bytes)?;
+        }
+        for (host, o, c) in &self.checksum_offload {
+            writeln!(f, "checksums: {}", describe_offload(*host, *o, c))?;
         }
         if let Some(t) = &self.truncated {
             writeln!(f, "warning: {t}")?;
@@ -249,6 +282,7 @@ pub fn check_rules(path: &Path, cfg: &RulesConfig) -> Result<CheckReport, String
 /// Replays `opts.input` through the rules in `opts.rules`.
 pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     let mut source = PcapSource::open(&opts.input)?;
+    let (engine_config, offloaded) = checksum_config(opts)?;
     let stats = Arc::new(Stats::new());
     let rules = load_rules(&opts.rules, &opts.rules_config, opts.alerts.as_deref(), stats.clone())?;
     let mut output = match &opts.output {
@@ -260,14 +294,14 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     };
     let progress = progress_bar(opts, &opts.input);
     let out_path = opts.output.clone().unwrap_or_default();
-    let (summary, result) = match &opts.dump_streams {
+    let (mut summary, result) = match &opts.dump_streams {
         Some(dir) => {
             let dump = StreamDump::new(rules, dir).map_err(|source| OfflineError::Write {
                 what: "stream dump",
                 path: dir.clone(),
                 source,
             })?;
-            let mut engine = Engine::with_stats(opts.engine.clone(), dump, stats);
+            let mut engine = Engine::with_stats(engine_config, dump, stats);
             let r = replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
             let mut summary = r.0;
             match engine.inspector_mut().finish() {
@@ -279,13 +313,14 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             (summary, r.1)
         }
         None => {
-            let mut engine = Engine::with_stats(opts.engine.clone(), rules, stats);
+            let mut engine = Engine::with_stats(engine_config, rules, stats);
             replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref())
         }
     };
     if let Some(p) = progress {
         p.finish_and_clear();
     }
+    summary.checksum_offload = offloaded;
     if let Some(out) = output {
         out.finish().map_err(|source| OfflineError::Write { what: "output pcap", path: out_path, source })?;
     }
@@ -294,6 +329,32 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         Err(OfflineError::Capture(error)) => Err(OfflineError::Damaged { error, summary: Box::new(summary) }),
         Err(e) => Err(e),
     }
+}
+
+/// The engine configuration for `opts.checksums`: in `Auto`, the capture is
+/// read once first to find the hosts that left checksums to NIC offload,
+/// each said once on stderr.
+fn checksum_config(
+    opts: &OfflineOptions,
+) -> Result<(EngineConfig, Vec<(IpAddr, Offload, HostChecksums)>), OfflineError> {
+    let mut config = opts.engine.clone();
+    match opts.checksums {
+        ChecksumMode::Ignore => config.verify_checksums = false,
+        ChecksumMode::Verify => {}
+        ChecksumMode::Auto if !config.verify_checksums => {}
+        ChecksumMode::Auto => {
+            let offloaded = OffloadScan::of_file(&opts.input)?.offloaded();
+            for (host, offload, counts) in &offloaded {
+                tracing::warn!(
+                    "checksums: {} (--checksums verify to verify them)",
+                    describe_offload(*host, *offload, counts)
+                );
+                config.checksum_offload.insert(*host, *offload);
+            }
+            return Ok((config, offloaded));
+        }
+    }
+    Ok((config, Vec::new()))
 }
 
 fn progress_bar(opts: &OfflineOptions, input: &Path) -> Option<ProgressBar> {

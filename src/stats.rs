@@ -45,6 +45,9 @@ counters! {
     /// Packets whose transport checksum the kernel or NIC had verified
     /// (NFQUEUE), so sluice did not compute it again.
     ChecksumVerifiedByKernel => "checksum_verified_by_kernel",
+    /// Packets whose TCP/UDP or IPv4 header checksum was not verified because
+    /// their host left it to NIC offload (`sluice pcap --checksums auto`).
+    ChecksumOffloadUnverified => "checksum_offload_unverified",
     /// Drop: a rule dropped the packet.
     DropRule => "drop_rule",
     /// Drop: the packet belongs to a flow a rule dropped or reset.
