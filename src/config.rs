@@ -52,6 +52,10 @@ pub struct EngineConfig {
     /// their packets are not verified. Empty inline, where the kernel says
     /// what it verified.
     pub checksum_offload: BTreeMap<IpAddr, Offload>,
+    /// `sluice pcap --passive`: TCP is analysed as a tap sees it (data
+    /// delivered when acknowledged, gaps reported, nothing dropped for TCP
+    /// validity checks, connections picked up midstream). Offline only.
+    pub passive: bool,
 }
 
 /// Which checksums a capture's host left to its NIC.
@@ -81,6 +85,7 @@ impl Default for EngineConfig {
             frag_timeout: Duration::from_secs(30),
             verify_checksums: true,
             checksum_offload: BTreeMap::new(),
+            passive: false,
         }
     }
 }
@@ -112,8 +117,8 @@ impl Default for RulesConfig {
 
 /// Lua's reserved words, which cannot name a variable.
 const LUA_KEYWORDS: [&str; 22] = [
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
-    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local",
+    "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
 ];
 
 /// Parses one `--var NAME=VALUE`: NAME must be a Lua identifier (a letter or
@@ -126,9 +131,7 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
     let mut chars = name.chars();
     let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "'{name}' is not a Lua identifier (a letter or _, then letters, digits or _)"
-        ));
+        return Err(format!("'{name}' is not a Lua identifier (a letter or _, then letters, digits or _)"));
     }
     if LUA_KEYWORDS.contains(&name) {
         return Err(format!("'{name}' is a Lua reserved word"));

@@ -151,6 +151,16 @@ pub trait Inspector {
     /// TCP `receive_data`: the newly deliverable bytes of one direction.
     fn data(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, data: &[u8]) -> Action;
 
+    /// `sluice pcap --passive`: bytes of direction `dir` that the receiver
+    /// acknowledged (or that came before captured bytes) are missing from
+    /// the capture: `len` bytes from stream offset `offset` (offsets count
+    /// every byte of the direction, gaps included). The stream goes on
+    /// after the gap; nothing fills it. Accepted by default.
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
+        let _ = (ctx, flow, dir, offset, len);
+        Action::Accept
+    }
+
     /// `end_connection`: the connection is over (closed, reset or timed out).
     /// Called at most once per flow, and only for flows rules saw begin.
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo);

@@ -96,6 +96,11 @@ struct PcapArgs {
     /// What happens to a packet whose rule raised an error.
     #[arg(long, value_enum, default_value = "drop")]
     on_rule_error: OnRuleError,
+    /// Analyse the capture as a tap saw it: TCP data delivered when
+    /// acknowledged, capture loss reported as gaps, nothing dropped for TCP
+    /// validity checks, connections picked up midstream.
+    #[arg(long)]
+    passive: bool,
     /// Checksums: auto finds the hosts whose NIC was left to fill them in
     /// (offload) and verifies every other host's; verify checks all; ignore none.
     #[arg(long, value_enum, value_name = "MODE", conflicts_with = "no_verify_checksums")]
@@ -123,6 +128,7 @@ impl PcapArgs {
             ..RulesConfig::default()
         };
         self.limits.apply(&mut engine, &mut rules);
+        engine.passive = self.passive;
         (engine, rules)
     }
 }

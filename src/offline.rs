@@ -13,16 +13,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::capture::offload::{describe as describe_offload, HostChecksums, OffloadScan};
+use crate::capture::offload::{describe as describe_offload, OffloadScan, OffloadedHost};
 use crate::capture::pcap::{CaptureError, PcapSource, Record};
-use crate::config::{EngineConfig, Offload, RulesConfig};
+use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::{ChecksumState, Emitted, Engine, Output, Packet, PacketId, Verdict};
 use crate::inject::pcap_writer::PcapOutput;
 use crate::inspect::Inspector;
@@ -122,10 +121,18 @@ pub struct Summary {
     pub counters: Vec<(&'static str, u64)>,
     /// Hosts whose checksums were not verified (`--checksums auto`), with
     /// what they left to their NIC and their counts.
-    pub checksum_offload: Vec<(IpAddr, Offload, HostChecksums)>,
+    pub checksum_offload: Vec<OffloadedHost>,
+    /// The run was a `--passive` analysis (verdicts are what would have
+    /// happened inline).
+    pub passive: bool,
 }
 
 impl Summary {
+    /// The engine counter `name` at the end of the run (0 if unknown).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+    }
+
     /// True if the driver saw the engine break its contract.
     pub fn has_errors(&self) -> bool {
         self.missing_verdicts > 0 || self.unexpected_verdicts > 0
@@ -149,6 +156,7 @@ impl Summary {
             "unexpected_verdicts": self.unexpected_verdicts,
             "written": self.written,
             "truncated": self.truncated,
+            "passive": self.passive,
             "streams": self.dump.as_ref().map(|d| json!({"connections": d.connections, "bytes": d.bytes})),
             "checksum_offload": self.checksum_offload.iter().map(|(host, o, c)| json!({
                 "host": host.to_string(),
@@ -178,6 +186,23 @@ impl fmt::Display for Summary {
         )?;
         if let Some(d) = &self.dump {
             writeln!(f, "stream dump: {} connections, {} bytes", d.connections, d.bytes)?;
+        }
+        if self.passive {
+            writeln!(
+                f,
+                "passive: {} gaps ({} bytes missing from the capture), {} overlap conflicts; \
+                 drops and forged packets are what would have happened inline",
+                self.counter("passive_gaps"),
+                self.counter("passive_gap_bytes"),
+                self.counter("passive_overlap_conflicts")
+            )?;
+        } else if self.counter("drop_tcp_bad_ack") > 0 {
+            writeln!(
+                f,
+                "hint: {} packets acknowledge data the capture does not contain (capture loss?); \
+                 --passive analyses a capture from a tap or a host",
+                self.counter("drop_tcp_bad_ack")
+            )?;
         }
         for (host, o, c) in &self.checksum_offload {
             writeln!(f, "checksums: {}", describe_offload(*host, *o, c))?;
@@ -321,6 +346,7 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         p.finish_and_clear();
     }
     summary.checksum_offload = offloaded;
+    summary.passive = opts.engine.passive;
     if let Some(out) = output {
         out.finish().map_err(|source| OfflineError::Write { what: "output pcap", path: out_path, source })?;
     }
@@ -334,9 +360,7 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
 /// The engine configuration for `opts.checksums`: in `Auto`, the capture is
 /// read once first to find the hosts that left checksums to NIC offload,
 /// each said once on stderr.
-fn checksum_config(
-    opts: &OfflineOptions,
-) -> Result<(EngineConfig, Vec<(IpAddr, Offload, HostChecksums)>), OfflineError> {
+fn checksum_config(opts: &OfflineOptions) -> Result<(EngineConfig, Vec<OffloadedHost>), OfflineError> {
     let mut config = opts.engine.clone();
     match opts.checksums {
         ChecksumMode::Ignore => config.verify_checksums = false,

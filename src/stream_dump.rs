@@ -35,6 +35,8 @@ struct Conn {
     bytes: [u64; 2],
     /// Whether the direction's file exists yet (created on first write).
     created: [bool; 2],
+    /// `--passive` gaps per direction: (stream offset, length, file offset).
+    gaps: [Vec<(u64, u64, u64)>; 2],
 }
 
 /// What a dump wrote.
@@ -168,6 +170,24 @@ impl<I: Inspector> StreamDump<I> {
         }
     }
 
+    /// Numbers a connection on its first byte or gap.
+    fn open_conn(&mut self, flow: &FlowInfo) {
+        if self.conns.contains_key(&flow.id) {
+            return;
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        self.summary.connections += 1;
+        let conn = Conn {
+            number,
+            flow: flow.clone(),
+            bytes: [0, 0],
+            created: [false, false],
+            gaps: [Vec::new(), Vec::new()],
+        };
+        self.conns.insert(flow.id, conn);
+    }
+
     /// Closes a connection's files and queues its index lines.
     fn close_conn(&mut self, flow_id: u64) -> io::Result<()> {
         let Some(conn) = self.conns.remove(&flow_id) else { return Ok(()) };
@@ -182,7 +202,7 @@ impl<I: Inspector> StreamDump<I> {
             if !conn.created[d] {
                 File::create(self.dir.join(&name))?;
             }
-            lines[d] = json!({
+            let mut line = json!({
                 "conn": conn.number,
                 "src": conn.flow.src.to_string(),
                 "sport": conn.flow.src_port,
@@ -191,8 +211,17 @@ impl<I: Inspector> StreamDump<I> {
                 "dir": dir.name(),
                 "file": name,
                 "bytes": conn.bytes[d],
-            })
-            .to_string();
+            });
+            // Only `--passive` has gaps; the key is left out when there are none.
+            if !conn.gaps[d].is_empty() {
+                line["gaps"] = conn.gaps[d]
+                    .iter()
+                    .map(|(offset, len, file_offset)| {
+                        json!({"offset": offset, "len": len, "file_offset": file_offset})
+                    })
+                    .collect();
+            }
+            lines[d] = line.to_string();
         }
         self.pending_index.insert(conn.number, lines);
         while let Some(lines) = self.pending_index.remove(&self.next_index_number) {
@@ -247,13 +276,7 @@ impl<I: Inspector> Inspector for StreamDump<I> {
     }
 
     fn data(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, data: &[u8]) -> Action {
-        if !self.conns.contains_key(&flow.id) {
-            let number = self.next_number;
-            self.next_number += 1;
-            self.summary.connections += 1;
-            self.conns
-                .insert(flow.id, Conn { number, flow: flow.clone(), bytes: [0, 0], created: [false, false] });
-        }
+        self.open_conn(flow);
         let r = self.append(flow.id, dir.index(), data);
         self.note(r);
         if self.inner.subscribed(Event::TcpData) {
@@ -261,6 +284,15 @@ impl<I: Inspector> Inspector for StreamDump<I> {
         } else {
             Action::Accept
         }
+    }
+
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
+        self.open_conn(flow);
+        if let Some(conn) = self.conns.get_mut(&flow.id) {
+            let d = dir.index();
+            conn.gaps[d].push((offset, len, conn.bytes[d]));
+        }
+        self.inner.gap(ctx, flow, dir, offset, len)
     }
 
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {

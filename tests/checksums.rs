@@ -90,7 +90,9 @@ fn run(dir: &Path, packets: &[TimedPacket], framing: &Framing, mode: ChecksumMod
     let alerts = fs::read_to_string(alerts)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["description"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["description"].as_str().unwrap().to_string()
+        })
         .collect();
     Run { summary, alerts }
 }
@@ -118,7 +120,9 @@ fn auto_trusts_the_offloading_host_and_still_catches_the_other_hosts_bad_sum() {
     assert_eq!((off[0].2.transport_bad, off[0].2.transport_seen), (6, 6));
     let text = r.summary.to_string();
     assert!(
-        text.contains("checksums: 10.0.0.2: TCP/UDP checksums (6 of 6 wrong) not verified (left to NIC offload)"),
+        text.contains(
+            "checksums: 10.0.0.2: TCP/UDP checksums (6 of 6 wrong) not verified (left to NIC offload)"
+        ),
         "{text}"
     );
     let json = r.summary.to_json();

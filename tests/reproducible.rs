@@ -74,8 +74,8 @@ fn three_runs_give_byte_identical_outputs() {
         runs.push((files(&dir), files(&dir.join("streams"))));
     }
     // The alerts name the connections in creation order.
-    let alerts = String::from_utf8(runs[0].0.iter().find(|(n, _)| n == "alerts.jsonl").unwrap().1.clone())
-        .unwrap();
+    let alerts =
+        String::from_utf8(runs[0].0.iter().find(|(n, _)| n == "alerts.jsonl").unwrap().1.clone()).unwrap();
     let ports: Vec<String> = alerts
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["description"].to_string())

@@ -27,6 +27,9 @@ use crate::engine::transport_checksum_ok;
 use crate::wire::decode::decode_ignoring_ip_checksum;
 use crate::wire::{checksum, Transport};
 
+/// A host that left checksums to its NIC: what it left, and its counts.
+pub type OffloadedHost = (IpAddr, Offload, HostChecksums);
+
 /// What one sending host's packets in the capture carry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostChecksums {
@@ -103,7 +106,7 @@ impl OffloadScan {
 
     /// The hosts that left some checksum to their NIC, with what they left
     /// and their counts.
-    pub fn offloaded(&self) -> Vec<(IpAddr, Offload, HostChecksums)> {
+    pub fn offloaded(&self) -> Vec<OffloadedHost> {
         self.hosts
             .iter()
             .map(|(host, c)| (*host, c.offload(), *c))

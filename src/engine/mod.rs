@@ -5,6 +5,7 @@
 
 mod flow;
 mod normalize;
+mod passive_path;
 mod reclaim;
 mod tcp_path;
 mod udp_path;
@@ -110,6 +111,9 @@ pub struct Engine<I: Inspector> {
     inspector: I,
     stats: Arc<Stats>,
     flows: FlowTable<Flow>,
+    /// TCP connections of `--passive` analysis (empty otherwise); their ids
+    /// come from `flows`, so ids stay unique across both tables.
+    passive: FlowTable<passive_path::PassiveFlow>,
     defrag: Defragmenter,
     /// Bytes held in all stream buffers.
     buffered: usize,
@@ -147,6 +151,7 @@ impl<I: Inspector> Engine<I> {
         });
         Engine {
             flows: FlowTable::new(config.max_flows),
+            passive: FlowTable::new(config.max_flows),
             config,
             inspector,
             stats,
@@ -328,6 +333,7 @@ impl<I: Inspector> Engine<I> {
             return Verdict::Drop;
         }
         match &pkt.transport {
+            Transport::Tcp(t) if self.config.passive => self.passive_tcp(pkt, t, &ctx, out),
             Transport::Tcp(t) => {
                 let verdict = self.tcp(pkt, t, &ctx, partial, out);
                 self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
@@ -379,11 +385,10 @@ impl<I: Inspector> Engine<I> {
         }
         self.last_expiry = Some(now);
         let ctx = Context { time: now };
-        for (_, flow) in self.flows.expire(now) {
-            self.stats.inc(Counter::FlowsTimedOut);
-            self.retire(flow, &ctx);
-        }
-        self.stats.set(Counter::FlowsActive, self.flows.len() as u64);
+        let (flows, passive) = (self.flows.expire(now), self.passive.expire(now));
+        self.stats.add(Counter::FlowsTimedOut, (flows.len() + passive.len()) as u64);
+        self.retire_in_order(flows, passive, &ctx, out);
+        self.stats.set(Counter::FlowsActive, self.flow_count() as u64);
     }
 
     /// End of input or shutdown: drops held fragments (every held packet gets
@@ -394,11 +399,31 @@ impl<I: Inspector> Engine<I> {
             self.drop_one(id, Counter::DropShutdown, out);
         }
         let ctx = Context { time: now };
-        for (_, flow) in self.flows.drain() {
-            self.retire(flow, &ctx);
-        }
+        let (flows, passive) = (self.flows.drain(), self.passive.drain());
+        self.retire_in_order(flows, passive, &ctx, out);
         self.stats.set(Counter::FlowsActive, 0);
         self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
+    }
+
+    /// Retires flows of both tables (each in creation order) in creation
+    /// order, so a run's events come out the same every time.
+    fn retire_in_order(
+        &mut self,
+        flows: Vec<(FlowKey, Flow)>,
+        passive: Vec<(FlowKey, passive_path::PassiveFlow)>,
+        ctx: &Context,
+        out: &mut Output,
+    ) {
+        let mut passive = passive.into_iter().peekable();
+        for (_, flow) in flows {
+            while let Some((_, p)) = passive.next_if(|(_, p)| p.info.id < flow.info.id) {
+                self.retire_passive(p, ctx, out);
+            }
+            self.retire(flow, ctx);
+        }
+        for (_, p) in passive {
+            self.retire_passive(p, ctx, out);
+        }
     }
 
     /// Removes a flow for good: `end_connection` if owed, then `forget`.
@@ -465,7 +490,7 @@ impl<I: Inspector> Engine<I> {
 
     /// Number of flows in the table.
     pub fn flow_count(&self) -> usize {
-        self.flows.len()
+        self.flows.len() + self.passive.len()
     }
 
     /// Bytes held in stream buffers.
