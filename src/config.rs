@@ -45,7 +45,9 @@ pub struct EngineConfig {
     pub max_frag_bytes: usize,
     /// Fragments of a datagram not completed within this time are dropped.
     pub frag_timeout: Duration,
-    /// Verify TCP/UDP/ICMP checksums (packets the endpoint would discard are dropped).
+    /// Verify TCP/UDP/ICMP and IPv4 header checksums (packets the endpoint
+    /// would discard are dropped). Inline, the kernel has checked the IPv4
+    /// header before queueing, so there this is about the transport.
     pub verify_checksums: bool,
     /// Hosts whose captured packets carry checksums a NIC was left to fill
     /// in (`sluice pcap --checksums auto` finds them): those checksums of

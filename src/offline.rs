@@ -358,8 +358,8 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
 }
 
 /// The engine configuration for `opts.checksums`: in `Auto`, the capture is
-/// read once first to find the hosts that left checksums to NIC offload,
-/// each said once on stderr.
+/// read once first to find the hosts that left checksums to NIC offload
+/// (the summary names each).
 fn checksum_config(opts: &OfflineOptions) -> Result<(EngineConfig, Vec<OffloadedHost>), OfflineError> {
     let mut config = opts.engine.clone();
     match opts.checksums {
@@ -369,10 +369,8 @@ fn checksum_config(opts: &OfflineOptions) -> Result<(EngineConfig, Vec<Offloaded
         ChecksumMode::Auto => {
             let offloaded = OffloadScan::of_file(&opts.input)?.offloaded();
             for (host, offload, counts) in &offloaded {
-                tracing::warn!(
-                    "checksums: {} (--checksums verify to verify them)",
-                    describe_offload(*host, *offload, counts)
-                );
+                // Said once, in the summary; here only for debugging.
+                tracing::info!("checksums: {}", describe_offload(*host, *offload, counts));
                 config.checksum_offload.insert(*host, *offload);
             }
             return Ok((config, offloaded));

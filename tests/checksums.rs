@@ -172,6 +172,11 @@ fn loopback_header_checksum_zero_is_replayed_in_auto_mode() {
     let r = run(tmp.path(), &loopback_capture(), &Framing::Null, ChecksumMode::Verify);
     assert_eq!(counter(&r.summary, "drop_bad_ip_checksum"), 11);
     assert!(r.alerts.is_empty());
+
+    // `ignore` verifies no checksum, the IPv4 header's included.
+    let r = run(tmp.path(), &loopback_capture(), &Framing::Null, ChecksumMode::Ignore);
+    assert_eq!(r.alerts, ["up:ping", "down:pong"]);
+    assert_eq!(r.summary.dropped, 0);
 }
 
 #[test]

@@ -286,3 +286,38 @@ fn damaged_capture_prints_the_summary_then_the_error() {
     assert!(err.contains("2 packets: 2 accepted"), "records before the damage processed: {err}");
     assert!(err.contains(&format!("malformed record 3 at byte offset {offset}")), "{err}");
 }
+
+#[test]
+fn passive_flag_and_the_hint_towards_it() {
+    use sluice::flow::Direction::{Down, Up};
+    use sluice::pcapgen::{write_pcap_file, Conversation, Framing};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake().send(Up, b"lost in capture").send(Up, b"kept").send(Down, b"reply").close();
+    let lost = sluice::wire::decode(&c.packets()[3].1).unwrap().payload().to_vec();
+    assert_eq!(lost, b"lost in capture");
+    let mut packets = c.into_packets();
+    packets.remove(3);
+    let input = tmp.path().join("loss.pcap");
+    write_pcap_file(&input, &Framing::Ethernet, &packets).unwrap();
+    let rules = golden("passthrough", "rules.lua");
+    let alerts = tmp.path().join("a.jsonl");
+    let args = |passive: bool| {
+        let mut a =
+            vec!["pcap", rules.as_str(), input.to_str().unwrap(), "--alerts", alerts.to_str().unwrap()];
+        if passive {
+            a.push("--passive");
+        }
+        a
+    };
+    let (code, _, err) = sluice(&args(false));
+    assert_eq!(code, 0, "{err}");
+    let hints: Vec<&str> = err.lines().filter(|l| l.starts_with("hint:")).collect();
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(hints[0].contains("--passive"), "{err}");
+    let (code, _, err) = sluice(&args(true));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("passive: 1 gaps (15 bytes missing from the capture)"), "{err}");
+    assert!(err.contains(" 0 dropped"), "{err}");
+    assert!(!err.contains("hint:"), "{err}");
+}

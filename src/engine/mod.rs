@@ -226,8 +226,9 @@ impl<I: Inspector> Engine<I> {
         }
     }
 
-    /// A packet whose IPv4 header checksum is wrong. From a host found to
-    /// leave it to NIC offload, it goes on as any packet (returned). Else
+    /// A packet whose IPv4 header checksum is wrong. With checksums not
+    /// verified, or from a host found to leave it to NIC offload, it goes on
+    /// as any packet (returned). Else
     /// the packet rules see it (so a rule can alert on it), then it is
     /// dropped as the receiving stack would drop it.
     fn bad_ip_checksum<'a>(&mut self, pkt: Packet<'a>, out: &mut Output) -> Option<Decoded<'a>> {
@@ -235,6 +236,9 @@ impl<I: Inspector> Engine<I> {
             self.drop_one(pkt.id, Counter::DropBadIpChecksum, out);
             return None;
         };
+        if !self.config.verify_checksums {
+            return Some(d);
+        }
         if self.config.checksum_offload.get(&d.ip.src).is_some_and(|o| o.ip_header) {
             self.stats.inc(Counter::ChecksumOffloadUnverified);
             return Some(d);
