@@ -74,7 +74,10 @@ impl Outcome {
 }
 
 fn passive(packets: &[TimedPacket]) -> Outcome {
-    let config = EngineConfig { passive: true, ..EngineConfig::default() };
+    passive_with(packets, EngineConfig { passive: true, ..EngineConfig::default() })
+}
+
+fn passive_with(packets: &[TimedPacket], config: EngineConfig) -> Outcome {
     let mut engine = Engine::new(config, Recorder::default());
     let mut out = Output::new();
     let mut last = Timestamp(0);
@@ -344,4 +347,51 @@ fn offline_passive_dumps_gaps_in_the_index_and_summarises_them() {
     opts.dump_streams = None;
     let summary = offline::run(&opts).unwrap();
     assert!(summary.to_string().contains("--passive analyses a capture from a tap or a host"), "{summary}");
+}
+
+#[test]
+fn a_finished_connection_makes_room_in_a_full_table() {
+    // A is live when B's SYN finds the table full (B is refused); once A
+    // has ended, C takes its place.
+    let at = |c: &Conversation| Timestamp(c.packets().last().unwrap().0 .0 + 1000);
+    let mut a = conversation();
+    a.handshake().send(Up, b"first");
+    let mut b =
+        Conversation::new("10.0.0.3:40001".parse().unwrap(), "10.0.0.2:80".parse().unwrap()).at(at(&a));
+    let syn = b.build(Up, b.next_seq(Up), tcp_flags::SYN, &[], b"");
+    b.push(syn);
+    a = a.at(at(&b));
+    a.close();
+    let mut c =
+        Conversation::new("10.0.0.4:40002".parse().unwrap(), "10.0.0.2:80".parse().unwrap()).at(at(&a));
+    c.handshake().send(Up, b"third").close();
+    let mut packets = a.into_packets();
+    packets.extend(b.into_packets());
+    packets.extend(c.into_packets());
+    packets.sort_by_key(|(t, _)| *t);
+    let o = passive_with(&packets, EngineConfig { passive: true, max_flows: 1, ..EngineConfig::default() });
+    assert_eq!(o.lines[1..3], ["up data first".to_string(), "end".to_string()]);
+    assert_eq!(o.lines[4..], ["up data third".to_string(), "end".to_string()]);
+    assert_eq!((o.counter("flows_evicted"), o.counter("drop_flow_table_full"), o.drops), (1, 1, 1));
+}
+
+#[test]
+fn without_acks_the_buffer_limit_delivers_the_oldest_bytes_early() {
+    // Only the client's side was captured: no ACK ever covers its bytes.
+    let mut c = conversation();
+    c.handshake().data(Up, b"aaaaaaaa").data(Up, b"bbbbbbbb").data(Up, b"cccccccc");
+    let packets: Vec<TimedPacket> = c
+        .into_packets()
+        .into_iter()
+        .filter(|(_, p)| decode(p).unwrap().ip.src.to_string() == "10.0.0.1")
+        .collect();
+    let config = EngineConfig { passive: true, max_stream_buffer: 12, ..EngineConfig::default() };
+    let o = passive_with(&packets, config.clone());
+    assert_eq!(o.lines, [NEW, "up data aaaaaaaa", "up data bbbbbbbb", "up data cccccccc", "end"]);
+    assert_eq!(o.times[0], packets[3].0, "the second segment pushed the first one out");
+    assert_eq!(o.counter("passive_forced_bytes"), 16);
+    // The total buffer too.
+    let config = EngineConfig { passive: true, max_total_buffer: 4, ..EngineConfig::default() };
+    let o = passive_with(&packets, config);
+    assert_eq!(o.times[0], packets[3].0);
 }

@@ -203,7 +203,9 @@ impl<I: Inspector> Engine<I> {
         t: &TcpInfo,
         ctx: &Context,
     ) -> Action {
-        let limit = self.config.max_stream_buffer;
+        // Past the total buffer, the sender's held bytes all go to rules now.
+        let limit =
+            if self.buffered >= self.config.max_total_buffer { 0 } else { self.config.max_stream_buffer };
         let Some(flow) = self.passive.get_mut(key) else { return Action::Accept };
         let before = flow.buffered();
         let sender = &mut flow.streams[dir.index()];
@@ -250,6 +252,10 @@ impl<I: Inspector> Engine<I> {
         self.buffered = (self.buffered + after).saturating_sub(before);
         self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
         let info = flow.info.clone();
+        if ending {
+            // Evictable now: back in the table's eviction queue.
+            self.passive.requeue(*key, info.id);
+        }
         let mut action = Action::Accept;
         for (d, pieces) in deliveries {
             action = action.max(self.deliver(ctx, &info, d, pieces));
@@ -301,6 +307,7 @@ impl<I: Inspector> Engine<I> {
         let i = flow.info.clone();
         let up = flow.streams[Direction::Up.index()].delivered_seq();
         let down = flow.streams[Direction::Down.index()].delivered_seq();
+        self.passive.requeue(*key, i.id);
         let mut forged = Vec::new();
         if matches!(action, Action::Reset | Action::HalfReset) {
             if let Some(seq) = up {
