@@ -61,6 +61,9 @@ counters! {
     /// `--passive`: bytes delivered before any ACK covered them, because the
     /// stream buffer was full (a capture missing the receiver's ACKs).
     PassiveForcedBytes => "passive_forced_bytes",
+    /// `--passive`: packets of a connection after its end (RST, or both FINs
+    /// delivered), not inspected.
+    PassiveAfterEnd => "passive_packets_after_end",
     /// Drop: a rule dropped the packet.
     DropRule => "drop_rule",
     /// Drop: the packet belongs to a flow a rule dropped or reset.

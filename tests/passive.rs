@@ -395,3 +395,15 @@ fn without_acks_the_buffer_limit_delivers_the_oldest_bytes_early() {
     let o = passive_with(&packets, config);
     assert_eq!(o.times[0], packets[3].0);
 }
+
+#[test]
+fn an_rst_delivers_what_was_never_acknowledged_and_ends_the_connection() {
+    let mut c = conversation();
+    c.handshake().send(Up, b"acked ").data(Up, b"never acked").rst(Down).send(Down, b"late");
+    let packets = c.into_packets();
+    let o = passive(&packets);
+    assert_eq!(o.lines, [NEW, "up data acked ", "up data never acked", "end"]);
+    assert_eq!(o.times[1], packets[6].0, "delivered by the RST");
+    assert_eq!(o.drops, 0);
+    assert_eq!(o.counter("passive_packets_after_end"), 2, "the late data and its ACK");
+}

@@ -94,6 +94,14 @@ impl<I: Inspector> Engine<I> {
             self.stats.inc(Counter::DropFlowDropped);
             return Verdict::Drop;
         }
+        if flow.over {
+            // Ended (RST, or both FINs delivered) and rules were told: later
+            // segments are not the connection's any more (a new SYN starts
+            // a new one, above).
+            flow.deadline = ctx.time.saturating_add(self.config.tcp_closing_timeout);
+            self.stats.inc(Counter::PassiveAfterEnd);
+            return Verdict::Accept;
+        }
         let dir = flow.direction(from_lo);
         let info = flow.info.clone();
         if !flow.announced {
