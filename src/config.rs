@@ -1,6 +1,8 @@
 //! Engine limits and policies. Every limit has a default sized for a small
 //! gateway and a stated policy for when it is hit (see `docs/operator-guide.md`).
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// What to do with a packet when a rule raises an error.
@@ -43,8 +45,29 @@ pub struct EngineConfig {
     pub max_frag_bytes: usize,
     /// Fragments of a datagram not completed within this time are dropped.
     pub frag_timeout: Duration,
-    /// Verify TCP/UDP/ICMP checksums (packets the endpoint would discard are dropped).
+    /// Verify TCP/UDP/ICMP and IPv4 header checksums (packets the endpoint
+    /// would discard are dropped). Inline, the kernel has checked the IPv4
+    /// header before queueing, so there this is about the transport.
     pub verify_checksums: bool,
+    /// Hosts whose captured packets carry checksums a NIC was left to fill
+    /// in (`sluice pcap --checksums auto` finds them): those checksums of
+    /// their packets are not verified. Empty inline, where the kernel says
+    /// what it verified.
+    pub checksum_offload: BTreeMap<IpAddr, Offload>,
+    /// `sluice pcap --passive`: TCP is analysed as a tap sees it (data
+    /// delivered when acknowledged, gaps reported, nothing dropped for TCP
+    /// validity checks, connections picked up midstream). Offline only.
+    pub passive: bool,
+}
+
+/// Which checksums a capture's host left to its NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offload {
+    /// TCP and UDP checksums (of unfragmented packets; fragmented datagrams
+    /// are summed by software, so they are still verified).
+    pub transport: bool,
+    /// The IPv4 header checksum.
+    pub ip_header: bool,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +86,8 @@ impl Default for EngineConfig {
             max_frag_bytes: 8 << 20,
             frag_timeout: Duration::from_secs(30),
             verify_checksums: true,
+            checksum_offload: BTreeMap::new(),
+            passive: false,
         }
     }
 }
@@ -82,7 +107,8 @@ pub struct RulesConfig {
     pub max_held_bytes: usize,
     /// A monologue longer than this comes in parts of this size.
     pub monologue_cap: usize,
-    /// `--var NAME=VALUE` settings, readable by rules as `sluice.vars`.
+    /// `--var NAME=VALUE` settings handed to the rules (`sluice.vars`), in
+    /// command-line order (NAME is a Lua identifier; see [`parse_var`]).
     pub vars: Vec<(String, String)>,
 }
 
@@ -96,5 +122,48 @@ impl Default for RulesConfig {
             monologue_cap: 1 << 20,
             vars: Vec::new(),
         }
+    }
+}
+
+/// Lua's reserved words, which cannot name a variable.
+const LUA_KEYWORDS: [&str; 22] = [
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local",
+    "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+];
+
+/// Parses one `--var NAME=VALUE`: NAME must be a Lua identifier (a letter or
+/// `_`, then letters, digits or `_`, not a reserved word); VALUE is any
+/// text, possibly empty, and may itself contain `=`.
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!("'{s}' is not NAME=VALUE"));
+    };
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("'{name}' is not a Lua identifier (a letter or _, then letters, digits or _)"));
+    }
+    if LUA_KEYWORDS.contains(&name) {
+        return Err(format!("'{name}' is a Lua reserved word"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_var;
+
+    #[test]
+    fn vars_need_a_lua_identifier() {
+        let ok = |s: &str| parse_var(s).unwrap();
+        assert_eq!(ok("home_net=10.0.0.0/8"), ("home_net".into(), "10.0.0.0/8".into()));
+        assert_eq!(ok("_x1="), ("_x1".into(), String::new()));
+        assert_eq!(ok("q=a=b"), ("q".into(), "a=b".into()));
+        for bad in ["noequals", "=v", "1x=v", "a-b=v", "a b=v", "end=v", "é=v"] {
+            let e = parse_var(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert!(parse_var("end=1").unwrap_err().contains("reserved"));
+        assert!(parse_var("a.b=1").unwrap_err().contains("Lua identifier"));
     }
 }

@@ -94,6 +94,9 @@ events! {
     /// `tcp_connection.events.monologue(flow, data, dir, part)`: one side's
     /// turn of the conversation (made by the rules layer from `receive_data`).
     TcpMonologue => ("tcp_connection", "monologue", FlowSubjectDir, None),
+    /// `tcp_connection.events.gap(flow, gap, dir)`: bytes missing from a
+    /// capture (`sluice pcap --passive`), `gap.offset` and `gap.length`.
+    TcpGap => ("tcp_connection", "gap", FlowSubjectDir, None),
     /// `udp_connection.events.new_connection(flow, pkt)`.
     UdpNewConnection => ("udp_connection", "new_connection", FlowPacket, Udp),
     /// `udp_connection.events.receive_packet(flow, pkt, dir)`.
@@ -185,6 +188,16 @@ pub trait Inspector {
     /// on the packet that carried the FIN. Nothing by default.
     fn stream_end(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
         let _ = (ctx, flow, dir);
+        Action::Accept
+    }
+
+    /// `sluice pcap --passive`: bytes of direction `dir` that the receiver
+    /// acknowledged (or that came before captured bytes) are missing from
+    /// the capture: `len` bytes from stream offset `offset` (offsets count
+    /// every byte of the direction, gaps included). The stream goes on
+    /// after the gap; nothing fills it. Accepted by default.
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
+        let _ = (ctx, flow, dir, offset, len);
         Action::Accept
     }
 

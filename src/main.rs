@@ -38,12 +38,19 @@ enum Command {
     Check {
         /// The Lua rule file.
         rules: PathBuf,
+        /// A variable for the rules, NAME=VALUE (repeatable; NAME a Lua identifier).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = sluice::config::parse_var)]
+        vars: Vec<(String, String)>,
     },
     /// Filter packets inline through NFQUEUE (root).
     Run(Box<sluice::inline::cli::RunArgs>),
     /// Print the counters of a running `sluice run`.
     Stats(sluice::inline::cli::StatsArgs),
 }
+
+/// `sluice pcap`'s exit status when a rule raised an error (after every
+/// output was written), unless `--allow-rule-errors`.
+const EXIT_RULE_ERRORS: u8 = 4;
 
 /// What to do with a packet when a rule raises an error.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -52,6 +59,17 @@ enum OnRuleError {
     Drop,
     /// Accept the packet (fail open).
     Accept,
+}
+
+/// `--checksums` values.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Checksums {
+    /// Verify, except what hosts left to NIC offload (found by reading the capture first).
+    Auto,
+    /// Verify every checksum.
+    Verify,
+    /// Verify no checksum.
+    Ignore,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +96,21 @@ struct PcapArgs {
     /// What happens to a packet whose rule raised an error.
     #[arg(long, value_enum, default_value = "drop")]
     on_rule_error: OnRuleError,
+    /// Analyse the capture as a tap saw it: TCP data delivered when
+    /// acknowledged, capture loss reported as gaps, nothing dropped for TCP
+    /// validity checks, connections picked up midstream.
+    #[arg(long)]
+    passive: bool,
+    /// Checksums: auto finds the hosts whose NIC was left to fill them in
+    /// (offload) and verifies every other host's; verify checks all; ignore none.
+    #[arg(long, value_enum, value_name = "MODE", conflicts_with = "no_verify_checksums")]
+    checksums: Option<Checksums>,
+    /// Exit with status 0 even if a rule raised an error (default: status 4).
+    #[arg(long)]
+    allow_rule_errors: bool,
+    /// A variable for the rules, NAME=VALUE (repeatable; NAME a Lua identifier).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = sluice::config::parse_var)]
+    vars: Vec<(String, String)>,
     /// Engine and rule limits.
     #[command(flatten)]
     limits: sluice::limits_args::LimitArgs,
@@ -91,19 +124,25 @@ impl PcapArgs {
                 OnRuleError::Drop => ErrorPolicy::Drop,
                 OnRuleError::Accept => ErrorPolicy::Accept,
             },
+            vars: self.vars.clone(),
             ..RulesConfig::default()
         };
         self.limits.apply(&mut engine, &mut rules);
+        engine.passive = self.passive;
         (engine, rules)
     }
 }
+
+/// The offline commands' log filter when none is given: warnings, and the
+/// rules' own `haka.log` lines from info up (sluice's info stays quiet).
+const OFFLINE_LOG_FILTER: &str = "warn,sluice::rules=info";
 
 fn init_logging(level: Option<&str>) {
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).ok(),
         None => EnvFilter::try_from_env("SLUICE_LOG").ok(),
     }
-    .unwrap_or_else(|| EnvFilter::new("warn"));
+    .unwrap_or_else(|| EnvFilter::new(OFFLINE_LOG_FILTER));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
@@ -118,9 +157,16 @@ fn pcap(args: &PcapArgs) -> ExitCode {
         engine,
         rules_config,
         progress: !args.no_progress,
+        // `--no-verify-checksums` (shared with `sluice run`) is `ignore`.
+        checksums: match args.checksums {
+            None | Some(Checksums::Auto) => offline::ChecksumMode::Auto,
+            Some(Checksums::Verify) => offline::ChecksumMode::Verify,
+            Some(Checksums::Ignore) => offline::ChecksumMode::Ignore,
+        },
     };
-    let summary = match offline::run(&opts) {
-        Ok(s) => s,
+    let (summary, damage) = match offline::run(&opts) {
+        Ok(s) => (s, None),
+        Err(offline::OfflineError::Damaged { error, summary }) => (*summary, Some(error)),
         Err(e) => {
             eprintln!("sluice: {e}");
             return ExitCode::from(1);
@@ -134,14 +180,26 @@ fn pcap(args: &PcapArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if let Some(e) = damage {
+        eprintln!("sluice: {e}");
+        return ExitCode::from(1);
+    }
     if summary.has_errors() {
         return ExitCode::from(3);
+    }
+    if summary.rule_errors > 0 && !args.allow_rule_errors {
+        eprintln!(
+            "sluice: {} rule errors (exit status {EXIT_RULE_ERRORS}; --allow-rule-errors for 0)",
+            summary.rule_errors
+        );
+        return ExitCode::from(EXIT_RULE_ERRORS);
     }
     ExitCode::SUCCESS
 }
 
-fn check(rules: &std::path::Path) -> ExitCode {
-    match offline::check_rules(rules) {
+fn check(rules: &std::path::Path, vars: Vec<(String, String)>) -> ExitCode {
+    let cfg = RulesConfig { vars, ..RulesConfig::default() };
+    match offline::check_rules(rules, &cfg) {
         Ok(report) => {
             let hooks = if report.events.is_empty() {
                 "hooking no events".to_string()
@@ -179,9 +237,9 @@ fn main() -> ExitCode {
             init_logging(cli.log_level.as_deref());
             pcap(&args)
         }
-        Command::Check { rules } => {
+        Command::Check { rules, vars } => {
             init_logging(cli.log_level.as_deref());
-            check(&rules)
+            check(&rules, vars)
         }
         // The daemon sets up its own logging (default level info).
         Command::Run(args) => run(*args, cli.log_level),

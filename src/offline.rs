@@ -19,6 +19,7 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::capture::offload::{describe as describe_offload, OffloadScan, OffloadedHost};
 use crate::capture::pcap::{CaptureError, PcapSource, Record};
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::{ChecksumState, Emitted, Engine, Output, Packet, PacketId, Verdict};
@@ -30,6 +31,19 @@ use crate::time::Timestamp;
 
 /// Inputs smaller than this get no progress bar (they finish before it helps).
 const PROGRESS_MIN_BYTES: u64 = 10 << 20;
+
+/// How `sluice pcap` treats checksums (`--checksums`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumMode {
+    /// Find the hosts that left checksums to NIC offload and verify every
+    /// other host's (see [`crate::capture::offload`]).
+    #[default]
+    Auto,
+    /// Verify every checksum (what an endpoint does).
+    Verify,
+    /// Verify none.
+    Ignore,
+}
 
 /// What `sluice pcap` was asked to do.
 #[derive(Debug, Clone)]
@@ -50,6 +64,8 @@ pub struct OfflineOptions {
     pub rules_config: RulesConfig,
     /// Show a progress bar (only if stderr is a terminal and the input is large).
     pub progress: bool,
+    /// How checksums are treated (`engine.verify_checksums == false` is `Ignore`).
+    pub checksums: ChecksumMode,
 }
 
 impl OfflineOptions {
@@ -64,6 +80,7 @@ impl OfflineOptions {
             engine: EngineConfig::default(),
             rules_config: RulesConfig::default(),
             progress: false,
+            checksums: ChecksumMode::Auto,
         }
     }
 }
@@ -102,9 +119,20 @@ pub struct Summary {
     pub dump: Option<DumpSummary>,
     /// Every engine counter at the end of the run.
     pub counters: Vec<(&'static str, u64)>,
+    /// Hosts whose checksums were not verified (`--checksums auto`), with
+    /// what they left to their NIC and their counts.
+    pub checksum_offload: Vec<OffloadedHost>,
+    /// The run was a `--passive` analysis (verdicts are what would have
+    /// happened inline).
+    pub passive: bool,
 }
 
 impl Summary {
+    /// The engine counter `name` at the end of the run (0 if unknown).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+    }
+
     /// True if the driver saw the engine break its contract.
     pub fn has_errors(&self) -> bool {
         self.missing_verdicts > 0 || self.unexpected_verdicts > 0
@@ -128,7 +156,17 @@ impl Summary {
             "unexpected_verdicts": self.unexpected_verdicts,
             "written": self.written,
             "truncated": self.truncated,
+            "passive": self.passive,
             "streams": self.dump.as_ref().map(|d| json!({"connections": d.connections, "bytes": d.bytes})),
+            "checksum_offload": self.checksum_offload.iter().map(|(host, o, c)| json!({
+                "host": host.to_string(),
+                "transport_unverified": o.transport,
+                "ip_header_unverified": o.ip_header,
+                "transport_seen": c.transport_seen,
+                "transport_bad": c.transport_bad,
+                "ipv4_seen": c.ipv4_seen,
+                "ip_header_zero": c.ip_header_zero,
+            })).collect::<Vec<_>>(),
             "counters": counters,
         })
     }
@@ -148,6 +186,26 @@ impl fmt::Display for Summary {
         )?;
         if let Some(d) = &self.dump {
             writeln!(f, "stream dump: {} connections, {} bytes", d.connections, d.bytes)?;
+        }
+        if self.passive {
+            writeln!(
+                f,
+                "passive: {} gaps ({} bytes missing from the capture), {} overlap conflicts; \
+                 drops and forged packets are what would have happened inline",
+                self.counter("passive_gaps"),
+                self.counter("passive_gap_bytes"),
+                self.counter("passive_overlap_conflicts")
+            )?;
+        } else if self.counter("drop_tcp_bad_ack") > 0 {
+            writeln!(
+                f,
+                "hint: {} packets acknowledge data the capture does not contain (capture loss?); \
+                 --passive analyses a capture from a tap or a host",
+                self.counter("drop_tcp_bad_ack")
+            )?;
+        }
+        for (host, o, c) in &self.checksum_offload {
+            writeln!(f, "checksums: {}", describe_offload(*host, *o, c))?;
         }
         if let Some(t) = &self.truncated {
             writeln!(f, "warning: {t}")?;
@@ -177,6 +235,14 @@ impl fmt::Display for Summary {
 pub enum OfflineError {
     /// The input could not be read.
     Capture(CaptureError),
+    /// The input is damaged part-way: every record before the damage was
+    /// processed and every output written; `summary` says what was done.
+    Damaged {
+        /// Where and how the file is damaged.
+        error: CaptureError,
+        /// The run up to the damage.
+        summary: Box<Summary>,
+    },
     /// The rules did not load (message names file and line).
     Rules(String),
     /// A file sluice writes could not be written.
@@ -193,7 +259,7 @@ pub enum OfflineError {
 impl fmt::Display for OfflineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OfflineError::Capture(e) => e.fmt(f),
+            OfflineError::Capture(e) | OfflineError::Damaged { error: e, .. } => e.fmt(f),
             OfflineError::Rules(e) => f.write_str(e),
             OfflineError::Write { what, path, source } => write!(f, "{} ({what}): {source}", path.display()),
         }
@@ -234,13 +300,14 @@ pub fn load_rules(
 pub use crate::rules::CheckReport;
 
 /// Loads a rule file without running traffic through it.
-pub fn check_rules(path: &Path) -> Result<CheckReport, String> {
-    crate::rules::check(path).map_err(|e| e.to_string())
+pub fn check_rules(path: &Path, cfg: &RulesConfig) -> Result<CheckReport, String> {
+    crate::rules::check(path, cfg).map_err(|e| e.to_string())
 }
 
 /// Replays `opts.input` through the rules in `opts.rules`.
 pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     let mut source = PcapSource::open(&opts.input)?;
+    let (engine_config, offloaded) = checksum_config(opts)?;
     let stats = Arc::new(Stats::new());
     let rules = load_rules(&opts.rules, &opts.rules_config, opts.alerts.as_deref(), stats.clone())?;
     let mut output = match &opts.output {
@@ -252,14 +319,14 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     };
     let progress = progress_bar(opts, &opts.input);
     let out_path = opts.output.clone().unwrap_or_default();
-    let (summary, result) = match &opts.dump_streams {
+    let (mut summary, result) = match &opts.dump_streams {
         Some(dir) => {
             let dump = StreamDump::new(rules, dir).map_err(|source| OfflineError::Write {
                 what: "stream dump",
                 path: dir.clone(),
                 source,
             })?;
-            let mut engine = Engine::with_stats(opts.engine.clone(), dump, stats);
+            let mut engine = Engine::with_stats(engine_config, dump, stats);
             let r = replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
             let mut summary = r.0;
             match engine.inspector_mut().finish() {
@@ -271,18 +338,45 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             (summary, r.1)
         }
         None => {
-            let mut engine = Engine::with_stats(opts.engine.clone(), rules, stats);
+            let mut engine = Engine::with_stats(engine_config, rules, stats);
             replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref())
         }
     };
     if let Some(p) = progress {
         p.finish_and_clear();
     }
+    summary.checksum_offload = offloaded;
+    summary.passive = opts.engine.passive;
     if let Some(out) = output {
         out.finish().map_err(|source| OfflineError::Write { what: "output pcap", path: out_path, source })?;
     }
-    result?;
-    Ok(summary)
+    match result {
+        Ok(()) => Ok(summary),
+        Err(OfflineError::Capture(error)) => Err(OfflineError::Damaged { error, summary: Box::new(summary) }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The engine configuration for `opts.checksums`: in `Auto`, the capture is
+/// read once first to find the hosts that left checksums to NIC offload
+/// (the summary names each).
+fn checksum_config(opts: &OfflineOptions) -> Result<(EngineConfig, Vec<OffloadedHost>), OfflineError> {
+    let mut config = opts.engine.clone();
+    match opts.checksums {
+        ChecksumMode::Ignore => config.verify_checksums = false,
+        ChecksumMode::Verify => {}
+        ChecksumMode::Auto if !config.verify_checksums => {}
+        ChecksumMode::Auto => {
+            let offloaded = OffloadScan::of_file(&opts.input)?.offloaded();
+            for (host, offload, counts) in &offloaded {
+                // Said once, in the summary; here only for debugging.
+                tracing::info!("checksums: {}", describe_offload(*host, *offload, counts));
+                config.checksum_offload.insert(*host, *offload);
+            }
+            return Ok((config, offloaded));
+        }
+    }
+    Ok((config, Vec::new()))
 }
 
 fn progress_bar(opts: &OfflineOptions, input: &Path) -> Option<ProgressBar> {

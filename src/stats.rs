@@ -45,6 +45,25 @@ counters! {
     /// Packets whose transport checksum the kernel or NIC had verified
     /// (NFQUEUE), so sluice did not compute it again.
     ChecksumVerifiedByKernel => "checksum_verified_by_kernel",
+    /// Packets whose TCP/UDP or IPv4 header checksum was not verified because
+    /// their host left it to NIC offload (`sluice pcap --checksums auto`).
+    ChecksumOffloadUnverified => "checksum_offload_unverified",
+    /// `--passive`: gaps, acknowledged (or surrounded) bytes missing from
+    /// the capture, reported to rules.
+    PassiveGaps => "passive_gaps",
+    /// `--passive`: bytes in those gaps.
+    PassiveGapBytes => "passive_gap_bytes",
+    /// `--passive`: segments that overlapped recorded bytes with other
+    /// content (the first copy stays, as inline).
+    PassiveOverlapConflicts => "passive_overlap_conflicts",
+    /// `--passive`: ACKs too far past the captured bytes to be evidence, ignored.
+    PassiveAcksIgnored => "passive_acks_ignored",
+    /// `--passive`: bytes delivered before any ACK covered them, because the
+    /// stream buffer was full (a capture missing the receiver's ACKs).
+    PassiveForcedBytes => "passive_forced_bytes",
+    /// `--passive`: packets of a connection after its end (RST, or both FINs
+    /// delivered), not inspected.
+    PassiveAfterEnd => "passive_packets_after_end",
     /// Drop: a rule dropped the packet.
     DropRule => "drop_rule",
     /// Drop: the packet belongs to a flow a rule dropped or reset.

@@ -35,6 +35,8 @@ struct Conn {
     bytes: [u64; 2],
     /// Whether the direction's file exists yet (created on first write).
     created: [bool; 2],
+    /// `--passive` gaps per direction: (stream offset, length, file offset).
+    gaps: [Vec<(u64, u64, u64)>; 2],
 }
 
 /// What a dump wrote.
@@ -70,11 +72,41 @@ pub fn file_name(number: u64, dir: Direction) -> String {
     format!("conn-{number:06}-{}.bin", dir.name())
 }
 
+/// True for a name sluice's dump gives a stream file: `conn-`, six or more
+/// digits, `-up.bin` or `-down.bin`.
+fn is_stream_file_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("conn-") else { return false };
+    let Some(number) = rest.strip_suffix("-up.bin").or_else(|| rest.strip_suffix("-down.bin")) else {
+        return false;
+    };
+    number.len() >= 6 && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Removes the stream files of an earlier dump from `dir`; returns how many.
+fn remove_earlier_dump(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_ours = entry.file_name().to_str().is_some_and(is_stream_file_name);
+        if is_ours && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 impl<I: Inspector> StreamDump<I> {
-    /// Wraps `inner`, writing into `dir` (created if missing; existing
-    /// stream files of the same names are overwritten).
+    /// Wraps `inner`, writing into `dir` (created if missing). An earlier
+    /// dump in `dir` is replaced: its stream files (`conn-*-up.bin`,
+    /// `conn-*-down.bin`) are removed and `index.jsonl` is rewritten; any
+    /// other file is left alone.
     pub fn new(inner: I, dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let removed = remove_earlier_dump(dir)?;
+        if removed > 0 {
+            tracing::info!("{}: replaced an earlier dump ({removed} stream files removed)", dir.display());
+        }
         let index = BufWriter::new(File::create(dir.join("index.jsonl"))?);
         Ok(StreamDump {
             inner,
@@ -138,6 +170,24 @@ impl<I: Inspector> StreamDump<I> {
         }
     }
 
+    /// Numbers a connection on its first byte or gap.
+    fn open_conn(&mut self, flow: &FlowInfo) {
+        if self.conns.contains_key(&flow.id) {
+            return;
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        self.summary.connections += 1;
+        let conn = Conn {
+            number,
+            flow: flow.clone(),
+            bytes: [0, 0],
+            created: [false, false],
+            gaps: [Vec::new(), Vec::new()],
+        };
+        self.conns.insert(flow.id, conn);
+    }
+
     /// Closes a connection's files and queues its index lines.
     fn close_conn(&mut self, flow_id: u64) -> io::Result<()> {
         let Some(conn) = self.conns.remove(&flow_id) else { return Ok(()) };
@@ -152,7 +202,7 @@ impl<I: Inspector> StreamDump<I> {
             if !conn.created[d] {
                 File::create(self.dir.join(&name))?;
             }
-            lines[d] = json!({
+            let mut line = json!({
                 "conn": conn.number,
                 "src": conn.flow.src.to_string(),
                 "sport": conn.flow.src_port,
@@ -161,8 +211,17 @@ impl<I: Inspector> StreamDump<I> {
                 "dir": dir.name(),
                 "file": name,
                 "bytes": conn.bytes[d],
-            })
-            .to_string();
+            });
+            // Only `--passive` has gaps; the key is left out when there are none.
+            if !conn.gaps[d].is_empty() {
+                line["gaps"] = conn.gaps[d]
+                    .iter()
+                    .map(|(offset, len, file_offset)| {
+                        json!({"offset": offset, "len": len, "file_offset": file_offset})
+                    })
+                    .collect();
+            }
+            lines[d] = line.to_string();
         }
         self.pending_index.insert(conn.number, lines);
         while let Some(lines) = self.pending_index.remove(&self.next_index_number) {
@@ -217,13 +276,7 @@ impl<I: Inspector> Inspector for StreamDump<I> {
     }
 
     fn data(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, data: &[u8]) -> Action {
-        if !self.conns.contains_key(&flow.id) {
-            let number = self.next_number;
-            self.next_number += 1;
-            self.summary.connections += 1;
-            self.conns
-                .insert(flow.id, Conn { number, flow: flow.clone(), bytes: [0, 0], created: [false, false] });
-        }
+        self.open_conn(flow);
         let r = self.append(flow.id, dir.index(), data);
         self.note(r);
         if self.inner.subscribed(Event::TcpData) {
@@ -231,6 +284,19 @@ impl<I: Inspector> Inspector for StreamDump<I> {
         } else {
             Action::Accept
         }
+    }
+
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
+        self.open_conn(flow);
+        if let Some(conn) = self.conns.get_mut(&flow.id) {
+            let d = dir.index();
+            conn.gaps[d].push((offset, len, conn.bytes[d]));
+        }
+        self.inner.gap(ctx, flow, dir, offset, len)
+    }
+
+    fn stream_end(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        self.inner.stream_end(ctx, flow, dir)
     }
 
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
@@ -317,6 +383,44 @@ mod tests {
         assert_eq!(lines[3]["conn"], 2);
         assert_eq!(lines[3]["file"], "conn-000002-down.bin");
         assert_eq!(lines[3]["bytes"], 2);
+    }
+
+    #[test]
+    fn an_earlier_dump_is_replaced_and_other_files_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = |n: &str| tmp.path().join(n);
+        for (name, text) in [
+            ("conn-000007-up.bin", "old"),
+            ("conn-000007-down.bin", "old"),
+            ("conn-1234567-up.bin", "old"),
+            ("index.jsonl", "old index\n"),
+            ("notes.txt", "mine"),
+            ("conn-abc-up.bin", "mine"),
+            ("conn-000001-up.bin.orig", "mine"),
+        ] {
+            std::fs::write(p(name), text).unwrap();
+        }
+        let mut d = StreamDump::new(NoRules, tmp.path()).unwrap();
+        d.data(&Context { time: Timestamp(0) }, &flow(1, 1000), Direction::Up, b"new");
+        d.finish().unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "conn-000001-down.bin",
+                "conn-000001-up.bin",
+                "conn-000001-up.bin.orig",
+                "conn-abc-up.bin",
+                "index.jsonl",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(p("index.jsonl")).unwrap().lines().count(), 2);
+        assert_eq!(std::fs::read(p("conn-000001-up.bin")).unwrap(), b"new");
     }
 
     #[test]

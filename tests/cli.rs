@@ -185,3 +185,139 @@ fn check_counts_policies_and_says_when_nothing_is_hooked() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("0 rules, 0 policies, hooking no events"), "{out}");
 }
+
+#[test]
+fn rule_errors_give_status_4_after_every_output_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.pcap");
+    let summary = tmp.path().join("summary.json");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "pcap".to_string(),
+            golden("rule-error", "rules.lua"),
+            golden("rule-error", "input.pcap"),
+            "-o".into(),
+            out.to_str().unwrap().into(),
+            "--alerts".into(),
+            tmp.path().join("alerts.jsonl").to_str().unwrap().into(),
+            "--summary-json".into(),
+            summary.to_str().unwrap().into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |a: Vec<String>| sluice(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, _, err) = run(args(&[]));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("rule errors (exit status 4; --allow-rule-errors for 0)"), "{err}");
+    assert!(err.contains("packets:"), "summary first: {err}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(json["rule_errors"].as_u64().unwrap() > 0);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(golden("rule-error", "expected.pcap")).unwrap());
+
+    let (code, _, err) = run(args(&["--allow-rule-errors"]));
+    assert_eq!(code, 0, "{err}");
+    // A run without rule errors is 0 without the flag.
+    let (code, _, err) = sluice(&[
+        "pcap",
+        &golden("passthrough", "rules.lua"),
+        &golden("passthrough", "input.pcap"),
+        "--alerts",
+        tmp.path().join("a2.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn haka_log_info_shows_by_default_and_sluice_info_does_not() {
+    let (_dir, path) = rule_file(
+        "log.lua",
+        r#"require("protocol/ipv4")
+haka.log.info("loaded %d", 42)
+haka.log.debug("not shown")
+"#,
+    );
+    let input = golden("passthrough", "input.pcap");
+    let (code, _, err) = sluice(&["pcap", &path, &input]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("loaded 42"), "{err}");
+    assert!(!err.contains("not shown"), "{err}");
+    // The flag replaces the default filter.
+    let (code, _, err) = sluice(&["-v", "warn", "pcap", &path, &input]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("loaded 42"), "{err}");
+}
+
+#[test]
+fn var_flags_are_parsed_and_bad_names_refused() {
+    let rules = golden("passthrough", "rules.lua");
+    let input = golden("passthrough", "input.pcap");
+    let (code, _, err) = sluice(&["check", &rules, "--var", "home_net=10.0.0.0/8", "--var", "x="]);
+    assert_eq!(code, 0, "{err}");
+    for bad in ["1net=x", "a-b=1", "novalue", "end=1"] {
+        for cmd in ["check", "pcap"] {
+            let mut a = vec![cmd, rules.as_str()];
+            if cmd == "pcap" {
+                a.push(&input);
+            }
+            a.extend(["--var", bad]);
+            let (code, _, err) = sluice(&a);
+            assert_eq!(code, 2, "{cmd} --var {bad}: {err}");
+            assert!(err.contains("--var") && err.contains(bad.split('=').next().unwrap()), "{err}");
+        }
+    }
+}
+
+#[test]
+fn damaged_capture_prints_the_summary_then_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(golden("passthrough", "input.pcap")).unwrap();
+    // The third record's incl_len: records start at 24, each 16 + incl_len.
+    let mut offset = 24;
+    for _ in 0..2 {
+        let incl = u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().unwrap()) as usize;
+        offset += 16 + incl;
+    }
+    bytes[offset + 8..offset + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let input = tmp.path().join("damaged.pcap");
+    std::fs::write(&input, bytes).unwrap();
+    let (code, _, err) = sluice(&["pcap", &golden("passthrough", "rules.lua"), input.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("2 packets: 2 accepted"), "records before the damage processed: {err}");
+    assert!(err.contains(&format!("malformed record 3 at byte offset {offset}")), "{err}");
+}
+
+#[test]
+fn passive_flag_and_the_hint_towards_it() {
+    use sluice::flow::Direction::{Down, Up};
+    use sluice::pcapgen::{write_pcap_file, Conversation, Framing};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake().send(Up, b"lost in capture").send(Up, b"kept").send(Down, b"reply").close();
+    let lost = sluice::wire::decode(&c.packets()[3].1).unwrap().payload().to_vec();
+    assert_eq!(lost, b"lost in capture");
+    let mut packets = c.into_packets();
+    packets.remove(3);
+    let input = tmp.path().join("loss.pcap");
+    write_pcap_file(&input, &Framing::Ethernet, &packets).unwrap();
+    let rules = golden("passthrough", "rules.lua");
+    let alerts = tmp.path().join("a.jsonl");
+    let args = |passive: bool| {
+        let mut a =
+            vec!["pcap", rules.as_str(), input.to_str().unwrap(), "--alerts", alerts.to_str().unwrap()];
+        if passive {
+            a.push("--passive");
+        }
+        a
+    };
+    let (code, _, err) = sluice(&args(false));
+    assert_eq!(code, 0, "{err}");
+    let hints: Vec<&str> = err.lines().filter(|l| l.starts_with("hint:")).collect();
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(hints[0].contains("--passive"), "{err}");
+    let (code, _, err) = sluice(&args(true));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("passive: 1 gaps (15 bytes missing from the capture)"), "{err}");
+    assert!(err.contains(" 0 dropped"), "{err}");
+    assert!(!err.contains("hint:"), "{err}");
+}

@@ -96,7 +96,8 @@ fn truncated_last_record_keeps_the_records_before_it() {
         let err = err.expect("truncation reported");
         assert!(err.is_truncation());
         let msg = err.to_string();
-        assert!(msg.contains(&format!("record {}", all.len() - 1)) && msg.contains("offset"), "{msg}");
+        // Numbered from 1, as Wireshark numbers records: the cut one is the last.
+        assert!(msg.contains(&format!("record {} ", all.len())) && msg.contains("offset"), "{msg}");
 
         // The driver processes and writes the packets before it, with a warning.
         let mut opts = OfflineOptions::new(f.rules(), &p);
@@ -124,6 +125,44 @@ fn absurd_record_length_is_a_malformed_record_error() {
     opts.alerts = Some(f.dir.path().join("alerts.jsonl"));
     let e = offline::run(&opts).expect_err("garbage record is fatal");
     assert!(e.to_string().contains("bad.pcap"), "{e}");
+}
+
+#[test]
+fn damaged_record_keeps_every_good_record_before_it() {
+    let f = Files::new();
+    let full = pcap_bytes(&Framing::Ethernet);
+    let all = read_all(&f.write("full.pcap", &full)).0;
+    // Damage the header of the second-to-last record (its incl_len), so a
+    // good record follows the damage: reading must stop there, and every
+    // record before it be processed and written.
+    let mut offset = 24;
+    for r in &all[..all.len() - 2] {
+        offset += 16 + r.frame.len();
+    }
+    let mut bytes = full.clone();
+    bytes[offset + 8..offset + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = f.write("damaged.pcap", &bytes);
+    let good = all.len() - 2;
+    let (records, err) = read_all(&p);
+    assert_eq!(records.len(), good);
+    assert_eq!(records.last().unwrap().frame, all[good - 1].frame);
+    let msg = err.expect("damage reported").to_string();
+    assert!(msg.contains(&format!("malformed record {} at byte offset {offset}", good + 1)), "{msg}");
+
+    let mut opts = OfflineOptions::new(f.rules(), &p);
+    opts.output = Some(f.dir.path().join("out.pcap"));
+    opts.alerts = Some(f.dir.path().join("alerts.jsonl"));
+    match offline::run(&opts) {
+        Err(offline::OfflineError::Damaged { error, summary }) => {
+            assert_eq!(error.to_string(), msg);
+            assert_eq!(summary.packets_in, good as u64);
+            assert_eq!(summary.written, good as u64);
+        }
+        other => panic!("expected a damaged-capture error, got {other:?}"),
+    }
+    let written = read_all(&f.dir.path().join("out.pcap")).0;
+    let frames = |v: &[sluice::capture::pcap::Record]| v.iter().map(|r| r.frame.clone()).collect::<Vec<_>>();
+    assert_eq!(frames(&written), frames(&all[..good]), "every good record written");
 }
 
 #[test]

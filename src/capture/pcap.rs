@@ -94,7 +94,8 @@ pub enum CaptureError {
     Truncated {
         /// The file.
         path: PathBuf,
-        /// Number of the record that is cut (0-based; equals the records read).
+        /// Index of the record that is cut (0-based; equals the records
+        /// read). Messages show it 1-based, as Wireshark numbers records.
         record: u64,
         /// Byte offset where that record starts.
         offset: u64,
@@ -103,7 +104,8 @@ pub enum CaptureError {
     Malformed {
         /// The file.
         path: PathBuf,
-        /// Number of the record (0-based) at which reading stopped.
+        /// Index of the record (0-based) at which reading stopped. Messages
+        /// show it 1-based, as Wireshark numbers records.
         record: u64,
         /// Byte offset of that record or block.
         offset: u64,
@@ -132,15 +134,24 @@ impl fmt::Display for CaptureError {
                  113 Linux SLL, 228 IPv4, 229 IPv6, 276 Linux SLL2)",
                 path.display()
             ),
+            CaptureError::Truncated { path, offset: 0, .. } => {
+                write!(f, "{}: file is truncated in its header", path.display())
+            }
             CaptureError::Truncated { path, record, offset } => {
                 write!(
                     f,
-                    "{}: file is truncated in record {record} (at byte offset {offset})",
-                    path.display()
+                    "{}: file is truncated in record {} (at byte offset {offset})",
+                    path.display(),
+                    record.saturating_add(1)
                 )
             }
             CaptureError::Malformed { path, record, offset, reason } => {
-                write!(f, "{}: malformed record {record} at byte offset {offset}: {reason}", path.display())
+                write!(
+                    f,
+                    "{}: malformed record {} at byte offset {offset}: {reason}",
+                    path.display(),
+                    record.saturating_add(1)
+                )
             }
         }
     }

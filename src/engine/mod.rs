@@ -5,6 +5,7 @@
 
 mod flow;
 mod normalize;
+mod passive_path;
 mod reclaim;
 mod tcp_path;
 mod udp_path;
@@ -20,6 +21,7 @@ use crate::ip::defrag::{DefragLimits, DefragOutcome, Defragmenter};
 use crate::stats::{Counter, Stats};
 use crate::tcp::StreamLimits;
 use crate::time::Timestamp;
+use crate::wire::decode::decode_ignoring_ip_checksum;
 use crate::wire::{decode, DecodeError, Decoded, Transport};
 
 /// The driver's handle for a packet (NFQUEUE packet id, pcap record index).
@@ -109,6 +111,9 @@ pub struct Engine<I: Inspector> {
     inspector: I,
     stats: Arc<Stats>,
     flows: FlowTable<Flow>,
+    /// TCP connections of `--passive` analysis (empty otherwise); their ids
+    /// come from `flows`, so ids stay unique across both tables.
+    passive: FlowTable<passive_path::PassiveFlow>,
     defrag: Defragmenter,
     /// Bytes held in all stream buffers.
     buffered: usize,
@@ -146,6 +151,7 @@ impl<I: Inspector> Engine<I> {
         });
         Engine {
             flows: FlowTable::new(config.max_flows),
+            passive: FlowTable::new(config.max_flows),
             config,
             inspector,
             stats,
@@ -194,13 +200,13 @@ impl<I: Inspector> Engine<I> {
         self.stats.inc(Counter::PacketsIn);
         let decoded = match decode(pkt.data) {
             Ok(d) => d,
+            Err(DecodeError::BadIpChecksum) => match self.bad_ip_checksum(pkt, out) {
+                Some(d) => d,
+                None => return,
+            },
             Err(e) => {
                 tracing::debug!(id = pkt.id, error = %e, "undecodable packet dropped");
-                let reason = match e {
-                    DecodeError::BadIpChecksum => Counter::DropBadIpChecksum,
-                    _ => Counter::DropMalformed,
-                };
-                self.drop_one(pkt.id, reason, out);
+                self.drop_one(pkt.id, Counter::DropMalformed, out);
                 return;
             }
         };
@@ -210,13 +216,55 @@ impl<I: Inspector> Engine<I> {
             return;
         }
         self.current = self.coalesce.then_some(pkt.id);
-        let verdict = self.inspect(&decoded, pkt.time, pkt.checksum, out);
+        let checksum = self.offload_checksum(pkt.checksum, &decoded);
+        let verdict = self.inspect(&decoded, pkt.time, checksum, out);
         // The TCP path took `current` if it deferred this packet's verdict.
         let deferred = self.coalesce && self.current.is_none();
         self.current = None;
         if !deferred {
             self.emit(out, pkt.id, verdict);
         }
+    }
+
+    /// A packet whose IPv4 header checksum is wrong. With checksums not
+    /// verified, or from a host found to leave it to NIC offload, it goes on
+    /// as any packet (returned). Else
+    /// the packet rules see it (so a rule can alert on it), then it is
+    /// dropped as the receiving stack would drop it.
+    fn bad_ip_checksum<'a>(&mut self, pkt: Packet<'a>, out: &mut Output) -> Option<Decoded<'a>> {
+        let Ok(d) = decode_ignoring_ip_checksum(pkt.data) else {
+            self.drop_one(pkt.id, Counter::DropBadIpChecksum, out);
+            return None;
+        };
+        if !self.config.verify_checksums {
+            return Some(d);
+        }
+        if self.config.checksum_offload.get(&d.ip.src).is_some_and(|o| o.ip_header) {
+            self.stats.inc(Counter::ChecksumOffloadUnverified);
+            return Some(d);
+        }
+        // A fragment's rules run on its whole datagram, which this one
+        // never joins.
+        if d.ip.fragment.is_some() || self.packet_events(&Context { time: pkt.time }, &d) == Action::Accept {
+            self.stats.inc(Counter::DropBadIpChecksum);
+        }
+        self.emit(out, pkt.id, Verdict::Drop);
+        None
+    }
+
+    /// The checksum state of an unfragmented packet: a TCP/UDP packet from a
+    /// host that leaves those checksums to NIC offload is treated as the
+    /// kernel treats a locally sent one whose sum is not filled in yet.
+    fn offload_checksum(&self, state: ChecksumState, pkt: &Decoded<'_>) -> ChecksumState {
+        if state != ChecksumState::Unchecked || self.config.checksum_offload.is_empty() {
+            return state;
+        }
+        let tcp_or_udp = matches!(pkt.transport, Transport::Tcp(_) | Transport::Udp(_));
+        if tcp_or_udp && self.config.checksum_offload.get(&pkt.ip.src).is_some_and(|o| o.transport) {
+            self.stats.inc(Counter::ChecksumOffloadUnverified);
+            return ChecksumState::Partial;
+        }
+        state
     }
 
     fn fragment(&mut self, pkt: Packet<'_>, decoded: &Decoded<'_>, out: &mut Output) {
@@ -268,43 +316,54 @@ impl<I: Inspector> Engine<I> {
         checksum: ChecksumState,
         out: &mut Output,
     ) -> Verdict {
-        match checksum {
-            ChecksumState::Unchecked if self.config.verify_checksums && !normalize::checksum_ok(pkt) => {
-                self.stats.inc(Counter::DropBadChecksum);
-                return Verdict::Drop;
+        let bad_checksum = match checksum {
+            ChecksumState::Unchecked => self.config.verify_checksums && !normalize::checksum_ok(pkt),
+            ChecksumState::Verified => {
+                self.stats.inc(Counter::ChecksumVerifiedByKernel);
+                false
             }
-            ChecksumState::Verified => self.stats.inc(Counter::ChecksumVerifiedByKernel),
-            _ => {}
-        }
+            ChecksumState::Partial => false,
+        };
         let partial = checksum == ChecksumState::Partial;
         let ctx = Context { time };
-        let ip_event = if pkt.ip.version == 4 { Event::Ipv4Packet } else { Event::Ipv6Packet };
-        if self.packet_event(ip_event, &ctx, pkt) != Action::Accept {
+        // Packet rules see every decodable packet, a bad checksum included
+        // (so a rule can alert on it); such a packet is then dropped, as
+        // the endpoint drops it, and its bytes never reach a stream.
+        if self.packet_events(&ctx, pkt) != Action::Accept {
+            return Verdict::Drop;
+        }
+        if bad_checksum {
+            self.stats.inc(Counter::DropBadChecksum);
             return Verdict::Drop;
         }
         match &pkt.transport {
+            Transport::Tcp(t) if self.config.passive => self.passive_tcp(pkt, t, &ctx, out),
             Transport::Tcp(t) => {
-                if self.packet_event(Event::TcpPacket, &ctx, pkt) != Action::Accept {
-                    return Verdict::Drop;
-                }
                 let verdict = self.tcp(pkt, t, &ctx, partial, out);
                 self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
                 verdict
             }
-            Transport::Udp(u) => {
-                if self.packet_event(Event::UdpPacket, &ctx, pkt) != Action::Accept {
-                    return Verdict::Drop;
-                }
-                self.udp(pkt, u, &ctx)
-            }
-            Transport::Icmp(_) => {
-                if self.packet_event(Event::IcmpPacket, &ctx, pkt) != Action::Accept {
-                    return Verdict::Drop;
-                }
-                Verdict::Accept
-            }
-            Transport::Fragment | Transport::Other => Verdict::Accept,
+            Transport::Udp(u) => self.udp(pkt, u, &ctx),
+            Transport::Icmp(_) | Transport::Fragment | Transport::Other => Verdict::Accept,
         }
+    }
+
+    /// The flow-less packet events of one packet: IP `receive_packet`, then
+    /// the transport's (TCP, UDP, ICMP); the first decision that is not
+    /// accept.
+    fn packet_events(&mut self, ctx: &Context, pkt: &Decoded<'_>) -> Action {
+        let ip_event = if pkt.ip.version == 4 { Event::Ipv4Packet } else { Event::Ipv6Packet };
+        let action = self.packet_event(ip_event, ctx, pkt);
+        if action != Action::Accept {
+            return action;
+        }
+        let transport_event = match &pkt.transport {
+            Transport::Tcp(_) => Event::TcpPacket,
+            Transport::Udp(_) => Event::UdpPacket,
+            Transport::Icmp(_) => Event::IcmpPacket,
+            Transport::Fragment | Transport::Other => return Action::Accept,
+        };
+        self.packet_event(transport_event, ctx, pkt)
     }
 
     /// A flow-less packet event; anything but accept drops the packet.
@@ -330,11 +389,10 @@ impl<I: Inspector> Engine<I> {
         }
         self.last_expiry = Some(now);
         let ctx = Context { time: now };
-        for (_, flow) in self.flows.expire(now) {
-            self.stats.inc(Counter::FlowsTimedOut);
-            self.retire(flow, &ctx);
-        }
-        self.stats.set(Counter::FlowsActive, self.flows.len() as u64);
+        let (flows, passive) = (self.flows.expire(now), self.passive.expire(now));
+        self.stats.add(Counter::FlowsTimedOut, (flows.len() + passive.len()) as u64);
+        self.retire_in_order(flows, passive, &ctx, out);
+        self.stats.set(Counter::FlowsActive, self.flow_count() as u64);
     }
 
     /// End of input or shutdown: drops held fragments (every held packet gets
@@ -345,11 +403,31 @@ impl<I: Inspector> Engine<I> {
             self.drop_one(id, Counter::DropShutdown, out);
         }
         let ctx = Context { time: now };
-        for (_, flow) in self.flows.drain() {
-            self.retire(flow, &ctx);
-        }
+        let (flows, passive) = (self.flows.drain(), self.passive.drain());
+        self.retire_in_order(flows, passive, &ctx, out);
         self.stats.set(Counter::FlowsActive, 0);
         self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
+    }
+
+    /// Retires flows of both tables (each in creation order) in creation
+    /// order, so a run's events come out the same every time.
+    fn retire_in_order(
+        &mut self,
+        flows: Vec<(FlowKey, Flow)>,
+        passive: Vec<(FlowKey, passive_path::PassiveFlow)>,
+        ctx: &Context,
+        out: &mut Output,
+    ) {
+        let mut passive = passive.into_iter().peekable();
+        for (_, flow) in flows {
+            while let Some((_, p)) = passive.next_if(|(_, p)| p.info.id < flow.info.id) {
+                self.retire_passive(p, ctx, out);
+            }
+            self.retire(flow, ctx);
+        }
+        for (_, p) in passive {
+            self.retire_passive(p, ctx, out);
+        }
     }
 
     /// Removes a flow for good: `end_connection` if owed, then `forget`.
@@ -416,7 +494,7 @@ impl<I: Inspector> Engine<I> {
 
     /// Number of flows in the table.
     pub fn flow_count(&self) -> usize {
-        self.flows.len()
+        self.flows.len() + self.passive.len()
     }
 
     /// Bytes held in stream buffers.
@@ -483,6 +561,12 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+/// True if a packet's TCP/UDP/ICMP checksum is right (what the receiving
+/// stack checks), for drivers that look at a capture before replaying it.
+pub fn transport_checksum_ok(pkt: &Decoded<'_>) -> bool {
+    normalize::checksum_ok(pkt)
+}
 
 /// The checksum state of a datagram reassembled from fragments, given the
 /// completing fragment's: a NIC's verdict on one fragment is no verdict on

@@ -132,11 +132,17 @@ impl<F: FlowEntry> FlowTable<F> {
         self.flows.remove(key)
     }
 
-    /// Removes and returns every flow whose deadline is at or before `now`.
+    /// Removes and returns every flow whose deadline is at or before `now`,
+    /// in creation order (by id). The table's hash has a random seed, so
+    /// without the sort flows ending in one tick would end in a different
+    /// order on every run, and offline runs would not be reproducible.
     pub fn expire(&mut self, now: Timestamp) -> Vec<(FlowKey, F)> {
         let keys: Vec<FlowKey> =
             self.flows.iter().filter(|(_, f)| f.deadline() <= now).map(|(k, _)| *k).collect();
-        keys.into_iter().filter_map(|k| self.flows.remove(&k).map(|f| (k, f))).collect()
+        let mut gone: Vec<(FlowKey, F)> =
+            keys.into_iter().filter_map(|k| self.flows.remove(&k).map(|f| (k, f))).collect();
+        gone.sort_by_key(|(_, f)| f.id());
+        gone
     }
 
     /// Removes and returns every flow (shutdown).
@@ -203,5 +209,16 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].0, key(1));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn flows_expiring_together_come_out_in_creation_order() {
+        let mut t = FlowTable::new(100);
+        for p in 1..=64u16 {
+            let id = t.next_id();
+            t.insert(key(p), F { id, est: true, dl: 5 });
+        }
+        let ids: Vec<FlowId> = t.expire(Timestamp(10)).into_iter().map(|(_, f)| f.id).collect();
+        assert_eq!(ids, (1..=64).collect::<Vec<_>>());
     }
 }

@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Engine and rule limits.
     #[command(flatten)]
     pub limits: crate::limits_args::LimitArgs,
+    /// A variable for the rules, NAME=VALUE (repeatable; NAME a Lua identifier).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::config::parse_var)]
+    pub vars: Vec<(String, String)>,
 }
 
 impl From<RunArgs> for InlineOptions {
@@ -68,6 +71,7 @@ impl From<RunArgs> for InlineOptions {
         if a.accept_on_rule_error {
             o.rules_config.on_error = ErrorPolicy::Accept;
         }
+        o.rules_config.vars = a.vars;
         o
     }
 }
@@ -152,9 +156,11 @@ mod tests {
             (o.engine.max_flows, o.engine.max_stream_buffer, o.engine.max_total_buffer),
             (16, 4096, 65536)
         );
-        let t = T::parse_from(["x", "r.lua", "--queue", "7"]);
+        let t = T::parse_from(["x", "r.lua", "--queue", "7", "--var", "a=1", "--var", "b=x=y"]);
         let o: InlineOptions = t.run.into();
         assert_eq!(o.queues, (7, 7));
+        assert_eq!(o.rules_config.vars, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
+        assert!(T::try_parse_from(["x", "r.lua", "--var", "9lives=1"]).is_err());
         assert!(T::try_parse_from(["x", "r.lua", "--queue", "1", "--queues", "1:2"]).is_err());
     }
 }

@@ -243,6 +243,10 @@ impl Inspector for LuaRules {
         self.on_stream_end(ctx, flow, dir)
     }
 
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
+        self.on_gap(ctx, flow, dir, offset, len)
+    }
+
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
         self.on_end(event, ctx, flow);
     }

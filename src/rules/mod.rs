@@ -24,6 +24,7 @@ mod end_event;
 mod error;
 mod flow;
 mod flows;
+mod gap_event;
 mod lent;
 mod loader;
 mod log;
@@ -214,10 +215,10 @@ impl LuaRules {
 
 /// Loads the rule file at `path` with the default configuration and alerts
 /// kept in memory, and reports what it declares (`sluice check`).
-pub fn check(path: &Path) -> Result<CheckReport, RuleError> {
+pub fn check(path: &Path, cfg: &RulesConfig) -> Result<CheckReport, RuleError> {
     let (alerts, _) = AlertSink::memory();
     let sinks = RuleSinks { alerts, stats: Arc::new(Stats::new()) };
-    let rules = LuaRules::load(path, &RulesConfig::default(), sinks)?;
+    let rules = LuaRules::load(path, cfg, sinks)?;
     Ok(CheckReport {
         rules: rules.rule_count(),
         policies: rules.policy_count(),

@@ -33,6 +33,13 @@ pub struct Monologue {
     parts: u32,
 }
 
+impl Monologue {
+    /// The side speaking now, if any.
+    pub fn speaker(&self) -> Option<Direction> {
+        self.speaker
+    }
+}
+
 impl LuaRules {
     /// Adds a chunk of `dir` to the conversation; fires what it completes.
     /// True if a rule failed.

@@ -1,6 +1,7 @@
 //! TCP: the connection tracker and per-direction stream reassembly.
 
 pub mod conn;
+pub mod passive;
 pub mod ranges;
 pub mod stream;
 

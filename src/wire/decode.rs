@@ -277,13 +277,23 @@ impl<'a> Decoded<'a> {
 /// Decodes one IP packet (starting at the IP header).
 pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     match bytes.first().map(|b| b >> 4) {
-        Some(4) => decode_v4(bytes),
+        Some(4) => decode_v4(bytes, true),
         Some(6) => decode_v6(bytes),
         _ => Err(DecodeError::NotIp),
     }
 }
 
-fn decode_v4(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+/// Like [`decode`], without verifying the IPv4 header checksum: for
+/// captures whose sender left it to a NIC (it reads 0), and to show a packet
+/// with a bad one to packet rules before it is dropped.
+pub fn decode_ignoring_ip_checksum(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    match bytes.first().map(|b| b >> 4) {
+        Some(4) => decode_v4(bytes, false),
+        _ => decode(bytes),
+    }
+}
+
+fn decode_v4(bytes: &[u8], verify_header: bool) -> Result<Decoded<'_>, DecodeError> {
     let h = Ipv4HeaderSlice::from_slice(bytes).map_err(|e| DecodeError::BadIpHeader(e.to_string()))?;
     let hlen = usize::from(h.ihl()) * 4;
     let total = usize::from(h.total_len());
@@ -294,7 +304,7 @@ fn decode_v4(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         )));
     }
     let bytes = &bytes[..total];
-    if !super::checksum::ipv4_header_ok(&bytes[..hlen]) {
+    if verify_header && !super::checksum::ipv4_header_ok(&bytes[..hlen]) {
         return Err(DecodeError::BadIpChecksum);
     }
     let frag_offset = u32::from(h.fragments_offset().value()) * 8;

@@ -177,14 +177,14 @@ fn check_reports_rules_and_events() {
         haka.rule{ on = haka.dissectors.ipv4.events.receive_packet, eval = function() end }
         haka.policy{ on = haka.dissectors.tcp_connection.policies.new_connection, action = haka.policy.accept }"#,
     );
-    let r = check(&path).unwrap();
+    let r = check(&path, &Default::default()).unwrap();
     assert_eq!(r.rules, 3);
     assert_eq!(r.policies, 1);
     assert_eq!(
         r.events,
         vec!["ipv4.receive_packet", "tcp_connection.new_connection", "tcp_connection.receive_data"]
     );
-    let missing = check(&dir.path().join("nope.lua")).unwrap_err().to_string();
+    let missing = check(&dir.path().join("nope.lua"), &Default::default()).unwrap_err().to_string();
     assert!(missing.contains("nope.lua"), "{missing}");
 }
 

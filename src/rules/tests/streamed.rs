@@ -346,3 +346,39 @@ fn a_fin_ends_one_direction_and_the_decision_acts_on_its_packet() {
     end_of(&mut h, &f);
     assert_eq!(h.global::<String>("ends"), "up=QUIT down=bye ");
 }
+
+#[test]
+fn a_gap_ends_streams_and_turns_and_is_an_event() {
+    let mut h = Harness::new(
+        r#"local ev = haka.dissectors.tcp_connection.events
+        seen = {}
+        haka.rule { on = ev.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            local all = iter:sub("all")
+            seen[#seen + 1] = "stream " .. dir .. " " .. (all and all:asstring() or "") .. " meter " .. iter.meter
+          end }
+        haka.rule { on = ev.monologue, eval = function (flow, data, dir, part)
+            seen[#seen + 1] = "turn " .. dir .. " " .. data:asstring() .. " at " .. part.offset end }
+        haka.rule { on = ev.gap, eval = function (flow, gap, dir)
+            seen[#seen + 1] = string.format("gap %s %d+%d", dir, gap.offset, gap.length) end }"#,
+    );
+    let f = tcp_flow(55);
+    h.data(&f, Direction::Up, b"atta");
+    assert_eq!(h.rules.gap(&cx(), &f, Direction::Up, 4, 10), Action::Accept);
+    h.data(&f, Direction::Up, b"ck");
+    end_of(&mut h, &f);
+    let seen: Vec<String> = h.global("seen");
+    // "atta" and "ck" are never joined: the pattern cannot match across the hole.
+    assert_eq!(
+        seen,
+        [
+            "stream up atta meter 4",
+            "turn up atta at 0",
+            "gap up 4+10",
+            "stream up ck meter 2",
+            "stream down  meter 0",
+            "turn up ck at 14",
+        ]
+    );
+    assert_eq!(h.errors(), 0);
+}

@@ -1,0 +1,175 @@
+//! Finding the hosts of a capture that left checksums to their NIC
+//! (`sluice pcap --checksums auto`).
+//!
+//! A capture taken on a host whose NIC computes checksums holds that host's
+//! outgoing packets as the kernel handed them to the NIC: the TCP/UDP
+//! checksum field has only the pseudo-header sum, and on some loopback
+//! captures the IPv4 header checksum is 0. Verified as they stand, every
+//! such packet would be dropped as damaged.
+//!
+//! The decision is made before the replay, by reading the whole capture
+//! once, so it is deterministic and no packet is judged before its host's
+//! verdict is known: a host is **offloaded** for TCP/UDP checksums if more
+//! than half of its unfragmented TCP and UDP packets (UDP over IPv4 with a
+//! zero checksum, "no checksum", not counted) carry a wrong checksum, and
+//! for the IPv4 header checksum if more than half of its IPv4 packets have
+//! a header checksum field of 0 that is wrong. ICMP checksums are computed
+//! in software, so they are never left to a NIC and always verified, as are
+//! fragmented datagrams.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::pcap::{CaptureError, PcapSource};
+use crate::config::Offload;
+use crate::engine::transport_checksum_ok;
+use crate::wire::decode::decode_ignoring_ip_checksum;
+use crate::wire::{checksum, Transport};
+
+/// A host that left checksums to its NIC: what it left, and its counts.
+pub type OffloadedHost = (IpAddr, Offload, HostChecksums);
+
+/// What one sending host's packets in the capture carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostChecksums {
+    /// Unfragmented TCP and UDP packets with a checksum.
+    pub transport_seen: u64,
+    /// Of those, with a wrong checksum.
+    pub transport_bad: u64,
+    /// IPv4 packets.
+    pub ipv4_seen: u64,
+    /// Of those, with a wrong header checksum that reads 0.
+    pub ip_header_zero: u64,
+}
+
+impl HostChecksums {
+    /// What this host left to its NIC, by the majority rule.
+    pub fn offload(&self) -> Offload {
+        Offload {
+            transport: self.transport_bad > 0 && self.transport_bad * 2 > self.transport_seen,
+            ip_header: self.ip_header_zero > 0 && self.ip_header_zero * 2 > self.ipv4_seen,
+        }
+    }
+
+    /// Counts one packet sent by this host.
+    pub fn count(&mut self, ip: &[u8]) {
+        let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return };
+        if pkt.ip.version == 4 {
+            self.ipv4_seen += 1;
+            let hlen = usize::from(ip[0] & 0x0f) * 4;
+            let field_zero = ip.get(10..12) == Some(&[0, 0][..]);
+            if field_zero && ip.get(..hlen).is_some_and(|h| !checksum::ipv4_header_ok(h)) {
+                self.ip_header_zero += 1;
+            }
+        }
+        let carries_sum = match &pkt.transport {
+            Transport::Tcp(_) => true,
+            Transport::Udp(u) => !(u.checksum == 0 && pkt.ip.version == 4),
+            _ => false,
+        };
+        if carries_sum && pkt.ip.fragment.is_none() {
+            self.transport_seen += 1;
+            if !transport_checksum_ok(&pkt) {
+                self.transport_bad += 1;
+            }
+        }
+    }
+}
+
+/// The checksums of every sending host of a capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffloadScan {
+    /// By source address.
+    pub hosts: BTreeMap<IpAddr, HostChecksums>,
+}
+
+impl OffloadScan {
+    /// Reads the capture at `path` to its end (or its first damaged record:
+    /// the replay reports that) and counts every host's checksums.
+    pub fn of_file(path: &Path) -> Result<OffloadScan, CaptureError> {
+        let mut scan = OffloadScan::default();
+        for record in PcapSource::open(path)? {
+            let Ok(record) = record else { break };
+            if let Some(ip) = record.ip() {
+                scan.count(ip);
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Counts one IP packet.
+    pub fn count(&mut self, ip: &[u8]) {
+        let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return };
+        self.hosts.entry(pkt.ip.src).or_default().count(ip);
+    }
+
+    /// The hosts that left some checksum to their NIC, with what they left
+    /// and their counts.
+    pub fn offloaded(&self) -> Vec<OffloadedHost> {
+        self.hosts
+            .iter()
+            .map(|(host, c)| (*host, c.offload(), *c))
+            .filter(|(_, o, _)| o.transport || o.ip_header)
+            .collect()
+    }
+}
+
+/// One line about a host whose checksums are not verified.
+pub fn describe(host: IpAddr, offload: Offload, c: &HostChecksums) -> String {
+    let mut parts = Vec::new();
+    if offload.transport {
+        parts.push(format!("TCP/UDP checksums ({} of {} wrong)", c.transport_bad, c.transport_seen));
+    }
+    if offload.ip_header {
+        parts.push(format!("IPv4 header checksums ({} of {} zero)", c.ip_header_zero, c.ipv4_seen));
+    }
+    format!("{host}: {} not verified (left to NIC offload)", parts.join(" and "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::decode::v4;
+    use crate::wire::forge::udp_packet;
+
+    fn corrupt_udp_sum(mut p: Vec<u8>) -> Vec<u8> {
+        p[26] ^= 0x55;
+        p
+    }
+
+    #[test]
+    fn majority_of_bad_sums_makes_a_host_offloaded() {
+        let (a, b) = (v4(10, 0, 0, 1), v4(10, 0, 0, 2));
+        let mut scan = OffloadScan::default();
+        for i in 0..5u16 {
+            let p = udp_packet(a, 1000 + i, b, 53, b"query");
+            // Host a: 3 of 5 wrong. Host b: 2 of 5 wrong.
+            scan.count(&if i < 3 { corrupt_udp_sum(p) } else { p });
+            let q = udp_packet(b, 53, a, 1000 + i, b"answer");
+            scan.count(&if i < 2 { corrupt_udp_sum(q) } else { q });
+        }
+        let off = scan.offloaded();
+        assert_eq!(off.len(), 1, "{off:?}");
+        assert_eq!(off[0].0, a);
+        assert_eq!(off[0].1, Offload { transport: true, ip_header: false });
+        assert_eq!((off[0].2.transport_bad, off[0].2.transport_seen), (3, 5));
+        assert!(describe(off[0].0, off[0].1, &off[0].2).contains("3 of 5 wrong"));
+    }
+
+    #[test]
+    fn zero_header_checksums_count_only_when_wrong() {
+        let (a, b) = (v4(127, 0, 0, 1), v4(127, 0, 0, 1));
+        let mut p = udp_packet(a, 1, b, 2, b"x");
+        p[10] = 0;
+        p[11] = 0;
+        let mut scan = OffloadScan::default();
+        scan.count(&p);
+        scan.count(&udp_packet(a, 1, b, 2, b"y"));
+        let c = scan.hosts[&a];
+        assert_eq!((c.ip_header_zero, c.ipv4_seen), (1, 2));
+        assert!(!c.offload().ip_header, "half is not most");
+        scan.count(&p);
+        assert!(scan.hosts[&a].offload().ip_header);
+    }
+}
