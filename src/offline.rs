@@ -107,6 +107,9 @@ pub struct Summary {
     pub alerts: u64,
     /// Rule errors.
     pub rule_errors: u64,
+    /// Each rule that raised errors (`name (file:line)` or `file:line`)
+    /// with its count, in declaration order.
+    pub rule_errors_by_rule: Vec<(String, u64)>,
     /// Records that never got a verdict (an engine bug; never expected).
     pub missing_verdicts: u64,
     /// Verdicts for packets that were not waiting for one (an engine bug).
@@ -152,6 +155,8 @@ impl Summary {
             "flows": self.flows,
             "alerts": self.alerts,
             "rule_errors": self.rule_errors,
+            "rule_errors_by_rule": self.rule_errors_by_rule.iter()
+                .map(|(rule, n)| json!({"rule": rule, "errors": n})).collect::<Vec<_>>(),
             "missing_verdicts": self.missing_verdicts,
             "unexpected_verdicts": self.unexpected_verdicts,
             "written": self.written,
@@ -184,6 +189,9 @@ impl fmt::Display for Summary {
             "{} flows, {} alerts, {} rule errors, {} records written",
             self.flows, self.alerts, self.rule_errors, self.written
         )?;
+        for (rule, n) in &self.rule_errors_by_rule {
+            writeln!(f, "rule errors: {n} in {rule}")?;
+        }
         if let Some(d) = &self.dump {
             writeln!(f, "stream dump: {} connections, {} bytes", d.connections, d.bytes)?;
         }
@@ -329,6 +337,7 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             let mut engine = Engine::with_stats(engine_config, dump, stats);
             let r = replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
             let mut summary = r.0;
+            summary.rule_errors_by_rule = engine.inspector().inner().rule_errors();
             match engine.inspector_mut().finish() {
                 Ok(d) => summary.dump = Some(d),
                 Err(source) => {
@@ -339,7 +348,9 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         }
         None => {
             let mut engine = Engine::with_stats(engine_config, rules, stats);
-            replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref())
+            let (mut summary, r) = replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
+            summary.rule_errors_by_rule = engine.inspector().rule_errors();
+            (summary, r)
         }
     };
     if let Some(p) = progress {

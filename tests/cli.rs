@@ -212,7 +212,14 @@ fn rule_errors_give_status_4_after_every_output_unless_allowed() {
     assert!(err.contains("rule errors (exit status 4; --allow-rule-errors for 0)"), "{err}");
     assert!(err.contains("packets:"), "summary first: {err}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    assert!(json["rule_errors"].as_u64().unwrap() > 0);
+    let total = json["rule_errors"].as_u64().unwrap();
+    assert!(total > 0);
+    // Per rule, in the summary and its JSON: here one rule made them all.
+    let by_rule = json["rule_errors_by_rule"].as_array().unwrap();
+    assert_eq!(by_rule.len(), 1, "{json}");
+    assert!(by_rule[0]["rule"].as_str().unwrap().contains("rules.lua:"), "{json}");
+    assert_eq!(by_rule[0]["errors"].as_u64(), Some(total));
+    assert!(err.contains(&format!("rule errors: {total} in ")), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(golden("rule-error", "expected.pcap")).unwrap());
 
     let (code, _, err) = run(args(&["--allow-rule-errors"]));
