@@ -1,0 +1,136 @@
+//! The two walks every match takes: forward over the bytes to the end of
+//! the leftmost-first match, then backward from that end to its start.
+//! Both step one DFA transition per byte and never go back over a byte, so
+//! a search costs O(bytes) whatever the pattern.
+
+use regex_automata::dfa::Automaton;
+use regex_automata::util::primitives::StateID;
+
+use super::automaton::Automata;
+
+/// Why a forward scan of a chunk stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The DFA died at this index of the chunk: the match, if one was seen,
+    /// is final.
+    Dead(usize),
+    /// Every byte of the chunk was stepped.
+    End,
+}
+
+/// Steps the forward DFA over `bytes`, which start at stream offset `base`.
+/// Each match end seen is written to `last_end` (leftmost-first keeps
+/// extending the match until the DFA dies). `work` counts bytes stepped.
+pub fn scan(
+    auto: &Automata,
+    state: &mut StateID,
+    bytes: &[u8],
+    base: u64,
+    last_end: &mut Option<u64>,
+    work: &mut u64,
+) -> Stop {
+    let dfa = auto.fwd();
+    let mut s = *state;
+    let mut i = 0;
+    while i < bytes.len() {
+        s = dfa.next_state(s, bytes[i]);
+        *work += 1;
+        if dfa.is_special_state(s) {
+            if dfa.is_dead_state(s) {
+                *state = s;
+                return Stop::Dead(i);
+            }
+            if dfa.is_match_state(s) {
+                // Matches are reported one byte late: entering a match
+                // state on byte i means a match ended just before it.
+                *last_end = Some(base + i as u64);
+            }
+            if dfa.is_accel_state(s) {
+                // The state loops on every byte but a few: skip to the next
+                // of those, as the DFA would have stayed put meanwhile.
+                i = find_any(dfa.accelerator(s), bytes, i + 1).unwrap_or(bytes.len());
+                continue;
+            }
+        }
+        i += 1;
+    }
+    *state = s;
+    Stop::End
+}
+
+/// The first index ≥ `from` of one of the (one to three) `needles`.
+fn find_any(needles: &[u8], bytes: &[u8], from: usize) -> Option<usize> {
+    let hay = bytes.get(from..)?;
+    let at = match *needles {
+        [a] => memchr::memchr(a, hay),
+        [a, b] => memchr::memchr2(a, b, hay),
+        [a, b, c] => memchr::memchr3(a, b, c, hay),
+        _ => hay.iter().position(|x| needles.contains(x)),
+    }?;
+    Some(from + at)
+}
+
+/// What precedes the first byte a backward walk can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// The start of the stream.
+    StreamStart,
+    /// This byte, and earlier bytes that are no longer kept.
+    Byte(u8),
+}
+
+/// Where a backward walk put the start of a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    /// Stream offset of the start.
+    pub offset: u64,
+    /// The walk ran out of kept bytes before the start was certain; `offset`
+    /// is then the first kept byte.
+    pub clipped: bool,
+}
+
+/// Walks the reverse DFA back from `end` over `segments` (in stream order,
+/// ending at `end`, the first at offset `base`); `next` is the byte at `end`
+/// (`None` at the end of the stream), `before` what precedes `base`.
+pub fn match_start(
+    auto: &Automata,
+    segments: &[&[u8]],
+    base: u64,
+    end: u64,
+    next: Option<u8>,
+    before: Before,
+    work: &mut u64,
+) -> Start {
+    let dfa = auto.rev();
+    let mut s = auto.rev_start(next);
+    let mut start = None;
+    let mut pos = end;
+    for seg in segments.iter().rev() {
+        for &b in seg.iter().rev() {
+            s = dfa.next_state(s, b);
+            *work += 1;
+            pos -= 1;
+            if dfa.is_special_state(s) {
+                if dfa.is_match_state(s) {
+                    // Reported one byte late, as forward.
+                    start = Some(pos + 1);
+                } else if dfa.is_dead_state(s) {
+                    return Start { offset: start.unwrap_or(pos + 1), clipped: start.is_none() };
+                }
+            }
+        }
+    }
+    debug_assert_eq!(pos, base);
+    s = match before {
+        Before::StreamStart => dfa.next_eoi_state(s),
+        Before::Byte(b) => dfa.next_state(s, b),
+    };
+    if dfa.is_match_state(s) {
+        start = Some(base);
+    }
+    let certain = before == Before::StreamStart || auto.rev_is_final(s, work);
+    match start {
+        Some(offset) if certain => Start { offset, clipped: false },
+        _ => Start { offset: base, clipped: true },
+    }
+}
