@@ -87,7 +87,8 @@ impl Automata {
         let fwd = build_dfa(hir, false)?;
         let rev = build_dfa(hir, true)?;
         let fwd_start = start_state(&fwd, Anchored::No, None)?;
-        let fwd_idle = (0..=255u8).map(|b| start_state(&fwd, Anchored::No, Some(b))).collect::<Result<_, _>>()?;
+        let fwd_idle =
+            (0..=255u8).map(|b| start_state(&fwd, Anchored::No, Some(b))).collect::<Result<_, _>>()?;
         let mut rev_start = vec![start_state(&rev, Anchored::Yes, None)?];
         for b in 0..=255u8 {
             rev_start.push(start_state(&rev, Anchored::Yes, Some(b))?);

@@ -78,6 +78,13 @@ impl CompileError {
     pub fn reason(&self) -> &str {
         &self.message
     }
+
+    /// The same error showing `pattern` (the rule's spelling, with `%` for
+    /// `\`, which has the same offsets) instead of the compiled one.
+    pub fn shown_as(mut self, pattern: &[u8]) -> CompileError {
+        self.pattern = String::from_utf8_lossy(pattern).into_owned();
+        self
+    }
 }
 
 impl fmt::Display for CompileError {
@@ -122,7 +129,8 @@ impl Regex {
     /// UTF-8; bytes ≥ 0x80 are literal bytes).
     pub fn compile_bytes(pattern: &[u8], flags: Flags) -> Result<Regex, CompileError> {
         let shown = String::from_utf8_lossy(pattern).into_owned();
-        let error = |offset: Option<usize>, message: String| CompileError { pattern: shown.clone(), offset, message };
+        let error =
+            |offset: Option<usize>, message: String| CompileError { pattern: shown.clone(), offset, message };
         let translated =
             translate::translate(pattern, flags.extended).map_err(|e| error(Some(e.offset), e.message))?;
         let hir = regex_syntax::ParserBuilder::new()
@@ -174,7 +182,8 @@ impl Regex {
         }
         let Some(end) = last_end.and_then(|e| usize::try_from(e).ok()) else { return (None, work) };
         let next = haystack.get(end).copied();
-        let start = match_start(auto, &[&haystack[..end]], 0, end as u64, next, Before::StreamStart, &mut work);
+        let start =
+            match_start(auto, &[&haystack[..end]], 0, end as u64, next, Before::StreamStart, &mut work);
         let start = usize::try_from(start.offset).unwrap_or(end).min(end);
         (Some(start..end), work)
     }

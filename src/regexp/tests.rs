@@ -84,7 +84,10 @@ fn too_large_automaton_is_an_error() {
 fn match_spanning_chunks() {
     let r = re("foo");
     let mut m = r.stream();
-    assert_eq!(feed_all(&mut m, &[b"bar f", b"", b"o", b"o bar"]), vec![Feed::NeedMore, Feed::NeedMore, Feed::NeedMore, matched(4, 7)]);
+    assert_eq!(
+        feed_all(&mut m, &[b"bar f", b"", b"o", b"o bar"]),
+        vec![Feed::NeedMore, Feed::NeedMore, Feed::NeedMore, matched(4, 7)]
+    );
 }
 
 #[test]

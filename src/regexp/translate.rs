@@ -76,7 +76,8 @@ pub fn percent_to_backslash(pattern: &[u8]) -> Vec<u8> {
 
 /// Translates the PCRE pattern `src`; `extended` is PCRE's `x` option.
 pub fn translate(src: &[u8], extended: bool) -> Result<Translated, TranslateError> {
-    let mut t = Translator { src, pos: 0, out: String::new(), origin: Vec::new(), x: extended, x_stack: Vec::new() };
+    let mut t =
+        Translator { src, pos: 0, out: String::new(), origin: Vec::new(), x: extended, x_stack: Vec::new() };
     while t.pos < src.len() {
         t.step()?;
     }
@@ -265,7 +266,9 @@ impl Translator<'_> {
             Some(b'P') if c2 == Some(b'=') => unsupported(at, "a backreference `(?P=name)`"),
             Some(b'P') if c2 == Some(b'>') => unsupported(at, "a subroutine call `(?P>name)`"),
             Some(b'&') => unsupported(at, "a subroutine call `(?&name)`"),
-            Some(b'R' | b'0'..=b'9' | b'+') => unsupported(at, "recursion or a subroutine call (`(?R)`, `(?1)`)"),
+            Some(b'R' | b'0'..=b'9' | b'+') => {
+                unsupported(at, "recursion or a subroutine call (`(?R)`, `(?1)`)")
+            }
             Some(b'-') if matches!(c2, Some(b'0'..=b'9')) => {
                 unsupported(at, "recursion or a subroutine call (`(?-1)`)")
             }
@@ -364,7 +367,9 @@ impl Translator<'_> {
             b'K' => return unsupported(at, "`\\K` (resetting the match start)"),
             b'G' => return unsupported(at, "`\\G` (the end of the previous match)"),
             b'Z' => return unsupported(at, "`\\Z` (end or before a final newline; use `\\z` or `$`)"),
-            b'p' | b'P' => return unsupported(at, "a Unicode property `\\p` (patterns match bytes, without UTF mode)"),
+            b'p' | b'P' => {
+                return unsupported(at, "a Unicode property `\\p` (patterns match bytes, without UTF mode)")
+            }
             b'X' => return unsupported(at, "`\\X` (an extended grapheme cluster)"),
             b'd' | b'D' | b'w' | b'W' | b's' | b'S' | b'b' | b'B' | b'A' | b'z' => {
                 class(&format!("\\{}", d as char))?
@@ -457,7 +462,8 @@ impl Translator<'_> {
                 None => break,
             }
         }
-        u8::try_from(v).or_else(|_| err(at, "character value is too large (patterns match bytes: at most 0xFF)"))
+        u8::try_from(v)
+            .or_else(|_| err(at, "character value is too large (patterns match bytes: at most 0xFF)"))
     }
 
     /// `{digits}` in `radix` from `pos`, as a byte.
@@ -489,7 +495,9 @@ impl Translator<'_> {
         let mut items: Vec<ClassItem> = Vec::new();
         let mut first = true;
         loop {
-            let Some(c) = self.peek(0) else { return err(at, "missing terminating `]` for a character class") };
+            let Some(c) = self.peek(0) else {
+                return err(at, "missing terminating `]` for a character class");
+            };
             if c == b']' && !first {
                 self.pos += 1;
                 break;
@@ -517,7 +525,10 @@ impl Translator<'_> {
     /// `a-z`: when the item just read is one byte and `-` follows with a
     /// byte after it, they make a range; otherwise `-` is a literal (PCRE).
     fn class_range(&mut self, items: &mut Vec<ClassItem>, before: usize) -> Result<(), TranslateError> {
-        if items.len() != before + 1 || self.peek(0) != Some(b'-') || matches!(self.peek(1), None | Some(b']')) {
+        if items.len() != before + 1
+            || self.peek(0) != Some(b'-')
+            || matches!(self.peek(1), None | Some(b']'))
+        {
             return Ok(());
         }
         let Some(ClassItem::Byte(lo)) = items.last() else { return Ok(()) };
@@ -553,7 +564,10 @@ impl Translator<'_> {
                 let bare = if neg { &name[1..] } else { name };
                 if !bare.is_empty() && bare.iter().all(u8::is_ascii_alphabetic) {
                     self.pos = at + 2 + len + 2;
-                    items.push(ClassItem::Nested(format!("[{}]", String::from_utf8_lossy(&self.src[at..self.pos]))));
+                    items.push(ClassItem::Nested(format!(
+                        "[{}]",
+                        String::from_utf8_lossy(&self.src[at..self.pos])
+                    )));
                     return Ok(());
                 }
                 return err(at, "unknown POSIX class name");
@@ -571,7 +585,9 @@ impl Translator<'_> {
             Some(b'H') => nested(format!("[^{HSPACE}]")),
             Some(b'v') => nested(format!("[{VSPACE}]")),
             Some(b'V') => nested(format!("[^{VSPACE}]")),
-            Some(b'p' | b'P') => return unsupported(at, "a Unicode property `\\p` (patterns match bytes, without UTF mode)"),
+            Some(b'p' | b'P') => {
+                return unsupported(at, "a Unicode property `\\p` (patterns match bytes, without UTF mode)")
+            }
             Some(b'Q') => {
                 self.pos += 2;
                 self.quoted(|_, b, _| items.push(ClassItem::Byte(b)));

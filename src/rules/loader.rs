@@ -137,6 +137,10 @@ fn require_function(lua: &Lua) -> mlua::Result<Function> {
         if !cached.is_nil() {
             return Ok(cached);
         }
+        if let Some(module) = super::regexp::native_module(lua, &name)? {
+            loaded.raw_set(name.as_str(), module.clone())?;
+            return Ok(module);
+        }
         let (chunk_name, source) = match EMBEDDED.iter().find(|(n, _)| *n == name) {
             Some((n, src)) => (format!("=[sluice]{n}"), src.as_bytes().to_vec()),
             None => {

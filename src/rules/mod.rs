@@ -26,6 +26,7 @@ mod loader;
 mod log;
 mod packet;
 mod policy;
+mod regexp;
 mod rule;
 
 #[cfg(test)]

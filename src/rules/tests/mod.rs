@@ -7,6 +7,7 @@ mod api;
 mod events;
 mod limits;
 mod objects;
+mod regexp;
 mod reload;
 
 use std::net::IpAddr;
