@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::Mutex;
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::nfa::thompson;
+use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
@@ -42,6 +43,9 @@ pub struct Automata {
     representatives: Vec<u8>,
     /// The same for the reverse DFA.
     rev_representatives: Vec<u8>,
+    /// Finds where a match can start (its literal prefixes), to skip the
+    /// bytes between while the forward DFA has nothing in progress.
+    prefilter: Option<Prefilter>,
     /// Remembered answers of `can_match_later`.
     later: Mutex<HashMap<StateID, bool>>,
 }
@@ -54,8 +58,9 @@ fn nfa_config(reverse: bool) -> thompson::Config {
         .nfa_size_limit(Some(DFA_SIZE_LIMIT))
 }
 
-fn dfa_config(reverse: bool) -> dense::Config {
+fn dfa_config(reverse: bool, prefilter: bool) -> dense::Config {
     let c = dense::Config::new()
+        .specialize_start_states(prefilter)
         .dfa_size_limit(Some(DFA_SIZE_LIMIT))
         .determinize_size_limit(Some(DFA_SIZE_LIMIT))
         .unicode_word_boundary(false);
@@ -66,12 +71,12 @@ fn dfa_config(reverse: bool) -> dense::Config {
     }
 }
 
-fn build_dfa(hir: &Hir, reverse: bool) -> Result<Dfa, String> {
+fn build_dfa(hir: &Hir, reverse: bool, prefilter: bool) -> Result<Dfa, String> {
     let nfa = thompson::Compiler::new()
         .configure(nfa_config(reverse))
         .build_from_hir(hir)
         .map_err(|e| format!("cannot build the automaton: {e}"))?;
-    dense::Builder::new().configure(dfa_config(reverse)).build_from_nfa(&nfa).map_err(|e| {
+    dense::Builder::new().configure(dfa_config(reverse, prefilter)).build_from_nfa(&nfa).map_err(|e| {
         format!("the pattern needs a larger automaton than sluice allows ({} MiB): {e}", DFA_SIZE_LIMIT >> 20)
     })
 }
@@ -84,8 +89,9 @@ fn start_state(dfa: &Dfa, anchored: Anchored, look_behind: Option<u8>) -> Result
 impl Automata {
     /// Builds both DFAs of `hir`.
     pub fn build(hir: &Hir) -> Result<Automata, String> {
-        let fwd = build_dfa(hir, false)?;
-        let rev = build_dfa(hir, true)?;
+        let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, hir).filter(Prefilter::is_fast);
+        let fwd = build_dfa(hir, false, prefilter.is_some())?;
+        let rev = build_dfa(hir, true, false)?;
         let fwd_start = start_state(&fwd, Anchored::No, None)?;
         let fwd_idle =
             (0..=255u8).map(|b| start_state(&fwd, Anchored::No, Some(b))).collect::<Result<_, _>>()?;
@@ -103,6 +109,7 @@ impl Automata {
             rev_start,
             representatives,
             rev_representatives,
+            prefilter,
             later: Mutex::new(HashMap::new()),
         })
     }
@@ -110,6 +117,11 @@ impl Automata {
     /// The forward DFA.
     pub fn fwd(&self) -> &Dfa {
         &self.fwd
+    }
+
+    /// The prefilter, when the pattern has literal prefixes worth one.
+    pub fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
     }
 
     /// The reverse DFA.
@@ -142,7 +154,9 @@ impl Automata {
 
     /// Memory used by the automata, in bytes.
     pub fn memory_usage(&self) -> usize {
-        self.fwd.memory_usage() + self.rev.memory_usage()
+        self.fwd.memory_usage()
+            + self.rev.memory_usage()
+            + self.prefilter.as_ref().map_or(0, Prefilter::memory_usage)
     }
 
     /// True if, from `state`, whatever comes next (any byte, or the end of

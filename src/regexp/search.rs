@@ -5,6 +5,7 @@
 
 use regex_automata::dfa::Automaton;
 use regex_automata::util::primitives::StateID;
+use regex_automata::Span;
 
 use super::automaton::Automata;
 
@@ -32,6 +33,11 @@ pub fn scan(
     let dfa = auto.fwd();
     let mut s = *state;
     let mut i = 0;
+    if dfa.is_start_state(s) {
+        if let Some((j, t)) = skip_to_candidate(auto, bytes, 0) {
+            (i, s) = (j, t);
+        }
+    }
     while i < bytes.len() {
         s = dfa.next_state(s, bytes[i]);
         *work += 1;
@@ -44,6 +50,11 @@ pub fn scan(
                 // Matches are reported one byte late: entering a match
                 // state on byte i means a match ended just before it.
                 *last_end = Some(base + i as u64);
+            } else if dfa.is_start_state(s) {
+                if let Some((j, t)) = skip_to_candidate(auto, bytes, i + 1) {
+                    (i, s) = (j, t);
+                    continue;
+                }
             }
             if dfa.is_accel_state(s) {
                 // The state loops on every byte but a few: skip to the next
@@ -56,6 +67,23 @@ pub fn scan(
     }
     *state = s;
     Stop::End
+}
+
+/// With nothing in progress at `from` (the DFA is in a start state), the
+/// next place a match can start, per the prefilter, and the DFA state to
+/// resume there: a start state with the byte before as context. When the
+/// prefilter finds nothing, the resume point is the last bytes of the chunk
+/// that could begin a match completed by the next chunk. `None`: no skip.
+fn skip_to_candidate(auto: &Automata, bytes: &[u8], from: usize) -> Option<(usize, StateID)> {
+    let pre = auto.prefilter()?;
+    let to = match pre.find(bytes, Span::from(from..bytes.len())) {
+        Some(span) => span.start,
+        None => bytes.len().saturating_sub(pre.max_needle_len().saturating_sub(1)),
+    };
+    if to <= from {
+        return None;
+    }
+    Some((to, auto.fwd_idle(Some(bytes[to - 1]))))
 }
 
 /// The first index ≥ `from` of one of the (one to three) `needles`.

@@ -169,6 +169,20 @@ fn window_start_byte_decides_a_word_boundary() {
     assert_eq!(got, Feed::Matched(Match { start: 2, end: 6, start_clipped: true }));
 }
 
+#[test]
+fn prefilter_skips_but_sees_prefixes_split_across_chunks() {
+    let r = re("attack");
+    assert!(r.automata().prefilter().is_some(), "a literal gets a prefilter");
+    let mut m = r.stream();
+    let filler = vec![b'x'; 5000];
+    assert_eq!(m.feed(&filler, false), Feed::NoMatch);
+    assert!(m.work() < 100, "the prefilter skipped the filler: {} transitions", m.work());
+    assert_eq!(m.feed(b"xx at", false), Feed::NeedMore, "a prefix at the end of a chunk is kept");
+    assert_eq!(m.feed(b"tack", false), matched(5003, 5009));
+    let mut m = r.stream();
+    assert_eq!(feed_all(&mut m, &[b"a", b"t", b"t", b"a", b"c", b"k"])[5], matched(0, 6));
+}
+
 /// Work done on a pathological pattern grows with the input, not faster.
 #[test]
 fn pathological_patterns_are_linear() {
@@ -207,6 +221,12 @@ fn pattern() -> impl Strategy<Value = String> {
             inner.prop_map(|a| format!("({a})")),
         ]
     })
+}
+
+/// Patterns with a literal prefix, so the prefilter is used.
+fn prefixed_pattern() -> impl Strategy<Value = String> {
+    (prop::sample::select(vec!["ab", "abc", "ba", "(?:ab|ca)", "a", "cab"]), pattern())
+        .prop_map(|(lit, p)| format!("{lit}{p}"))
 }
 
 fn input() -> impl Strategy<Value = Vec<u8>> {
@@ -291,5 +311,24 @@ proptest! {
                 prop_assert_eq!(x.start, w.0);
             }
         }
+    }
+
+    #[test]
+    fn prefiltered_stream_agrees_with_regex(
+        p in prefixed_pattern(), ci in any::<bool>(), hay in input(), cuts in prop::collection::vec(any::<usize>(), 0..10)
+    ) {
+        let want = reference(&p, ci).find(&hay).map(|m| (m.start() as u64, m.end() as u64));
+        let ours = Regex::compile(&p, Flags { case_insensitive: ci, extended: false }).unwrap();
+        prop_assert_eq!(ours.find(&hay).map(|r| (r.start as u64, r.end as u64)), want);
+        let chunks = chunks_of(&hay, &cuts);
+        let mut m = ours.stream();
+        let mut got = None;
+        for (i, c) in chunks.iter().enumerate() {
+            if let Feed::Matched(x) = m.feed(c, i + 1 == chunks.len()) {
+                got = Some((x.start, x.end));
+                break;
+            }
+        }
+        prop_assert_eq!(got, want);
     }
 }
