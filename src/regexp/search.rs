@@ -33,40 +33,46 @@ pub fn scan(
     let dfa = auto.fwd();
     let mut s = *state;
     let mut i = 0;
+    // Counted locally: a store through `work` on every byte would keep the
+    // loop from holding the count in a register.
+    let mut steps = 0u64;
     if dfa.is_start_state(s) {
         if let Some((j, t)) = skip_to_candidate(auto, bytes, 0) {
             (i, s) = (j, t);
         }
     }
-    while i < bytes.len() {
-        s = dfa.next_state(s, bytes[i]);
-        *work += 1;
-        if dfa.is_special_state(s) {
-            if dfa.is_dead_state(s) {
-                *state = s;
-                return Stop::Dead(i);
-            }
-            if dfa.is_match_state(s) {
-                // Matches are reported one byte late: entering a match
-                // state on byte i means a match ended just before it.
-                *last_end = Some(base + i as u64);
-            } else if dfa.is_start_state(s) {
-                if let Some((j, t)) = skip_to_candidate(auto, bytes, i + 1) {
-                    (i, s) = (j, t);
-                    continue;
-                }
-            }
-            if dfa.is_accel_state(s) {
-                // The state loops on every byte but a few: skip to the next
-                // of those, as the DFA would have stayed put meanwhile.
-                i = find_any(dfa.accelerator(s), bytes, i + 1).unwrap_or(bytes.len());
+    let stop = loop {
+        let Some(&b) = bytes.get(i) else { break Stop::End };
+        s = dfa.next_state(s, b);
+        steps += 1;
+        if !dfa.is_special_state(s) {
+            i += 1;
+            continue;
+        }
+        if dfa.is_dead_state(s) {
+            break Stop::Dead(i);
+        }
+        if dfa.is_match_state(s) {
+            // Matches are reported one byte late: entering a match state
+            // on byte i means a match ended just before it.
+            *last_end = Some(base + i as u64);
+        } else if dfa.is_start_state(s) {
+            if let Some((j, t)) = skip_to_candidate(auto, bytes, i + 1) {
+                (i, s) = (j, t);
                 continue;
             }
         }
+        if dfa.is_accel_state(s) {
+            // The state loops on every byte but a few: skip to the next of
+            // those, as the DFA would have stayed put meanwhile.
+            i = find_any(dfa.accelerator(s), bytes, i + 1).unwrap_or(bytes.len());
+            continue;
+        }
         i += 1;
-    }
+    };
+    *work += steps;
     *state = s;
-    Stop::End
+    stop
 }
 
 /// With nothing in progress at `from` (the DFA is in a start state), the
