@@ -211,3 +211,29 @@ fn stale_data_objects_are_refused() {
     let msg = e.expect_err("stale data").to_string();
     assert!(msg.contains("used after its event ended"), "{msg}");
 }
+
+/// The sink example of docs/rules-api.md: one sink per direction, kept on
+/// the flow.
+#[test]
+fn documented_sink_per_direction() {
+    let mut h = Harness::new(
+        r#"
+        local rem = require("regexp/pcre")
+        local re = rem.re:compile("attack")
+        haka.rule {
+          on = haka.dissectors.tcp_connection.events.receive_data,
+          eval = function (flow, data, dir)
+            local key = "attack_sink_" .. dir
+            local sink = flow[key] or re:create_sink()
+            flow[key] = sink
+            if sink:feed(data, false) then flow:reset() end
+          end
+        }
+        "#,
+    );
+    let f = tcp_flow(7);
+    assert_eq!(h.data(&f, Direction::Up, b"att"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Down, b"ack"), Action::Accept, "the other direction has its own sink");
+    assert_eq!(h.data(&f, Direction::Up, b"ack"), Action::Reset);
+    assert_eq!(h.errors(), 0);
+}
