@@ -163,6 +163,12 @@ fn window_start_byte_decides_a_word_boundary() {
     assert_eq!(feed_all(&mut m, &[b"-ab", b"bb", b"b-"])[2], matched(1, 6));
     let mut m = r.stream_with_window(4);
     assert_eq!(feed_all(&mut m, &[b"xab", b"bb", b"b-"])[2], Feed::NoMatch);
+    // The byte before the window could extend the match back: the start
+    // is not known, and the matcher says so.
+    let r2 = re(r"x?ab+");
+    let mut m = r2.stream_with_window(4);
+    let got = feed_all(&mut m, &[b"xab", b"bb", b"b-"])[2];
+    assert_eq!(got, Feed::Matched(Match { start: 1, end: 6, start_clipped: true }));
     // One byte less kept: the start cannot be confirmed.
     let mut m = r.stream_with_window(3);
     let got = feed_all(&mut m, &[b"-ab", b"bb", b"b-"])[2];
