@@ -20,6 +20,7 @@ mod automaton;
 mod search;
 mod stream;
 mod translate;
+mod window;
 
 use std::fmt;
 use std::ops::Range;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub use automaton::DFA_SIZE_LIMIT;
 pub use stream::{Feed, Match, StreamMatcher, DEFAULT_WINDOW};
 pub use translate::percent_to_backslash;
+pub use window::WindowBudget;
 
 use automaton::Automata;
 use search::{match_start, scan, Before, Stop};
@@ -197,7 +199,13 @@ impl Regex {
     /// A matcher for one stream, keeping up to `window` bytes of earlier
     /// chunks to find match starts.
     pub fn stream_with_window(&self, window: usize) -> StreamMatcher {
-        StreamMatcher::new(self.clone(), window)
+        StreamMatcher::new(self.clone(), window, None)
+    }
+
+    /// A matcher for one stream whose window (at most `window` bytes) draws
+    /// on `budget`, shared with other matchers.
+    pub fn stream_in(&self, window: usize, budget: &WindowBudget) -> StreamMatcher {
+        StreamMatcher::new(self.clone(), window, Some(budget.clone()))
     }
 }
 

@@ -14,15 +14,15 @@
 //! and the current chunk with the reverse DFA. A match whose start lies
 //! further back is reported with `start_clipped` set and `start` at the
 //! first byte still kept. Nothing else is retained: memory is the window
-//! plus a few words, whatever the traffic.
-
-use std::collections::VecDeque;
+//! plus a few words, whatever the traffic, and many matchers can share one
+//! budget for their windows ([`WindowBudget`]).
 
 use regex_automata::dfa::Automaton;
 use regex_automata::util::primitives::StateID;
 
 use super::automaton::Automata;
-use super::search::{match_start, scan, Before, Stop};
+use super::search::{match_start, scan, Stop};
+use super::window::{Window, WindowBudget};
 use super::Regex;
 
 /// Bytes of earlier chunks a matcher keeps by default to find match starts.
@@ -61,50 +61,6 @@ enum Outcome {
     Exhausted,
 }
 
-/// The last bytes of the earlier chunks.
-#[derive(Debug)]
-struct Window {
-    bytes: VecDeque<u8>,
-    limit: usize,
-    /// What precedes the first kept byte.
-    before: Before,
-}
-
-impl Window {
-    fn push(&mut self, chunk: &[u8]) {
-        if chunk.is_empty() {
-            return;
-        }
-        if chunk.len() >= self.limit {
-            let cut = chunk.len() - self.limit;
-            self.before = match cut.checked_sub(1) {
-                Some(i) => Before::Byte(chunk[i]),
-                None => self.bytes.back().map_or(self.before, |&b| Before::Byte(b)),
-            };
-            self.bytes.clear();
-            self.bytes.extend(&chunk[cut..]);
-            return;
-        }
-        let over = (self.bytes.len() + chunk.len()).saturating_sub(self.limit);
-        if over > 0 {
-            self.before = Before::Byte(self.bytes[over - 1]);
-            self.bytes.drain(..over);
-        }
-        self.bytes.extend(chunk);
-    }
-
-    fn last(&self) -> Option<u8> {
-        match (self.bytes.back(), self.before) {
-            (Some(&b), _) | (None, Before::Byte(b)) => Some(b),
-            (None, Before::StreamStart) => None,
-        }
-    }
-
-    fn free(&mut self) {
-        self.bytes = VecDeque::new();
-    }
-}
-
 /// Matches one pattern against one stream fed in chunks (see the module
 /// documentation). Made by [`Regex::stream`].
 #[derive(Debug)]
@@ -122,14 +78,14 @@ pub struct StreamMatcher {
 }
 
 impl StreamMatcher {
-    pub(super) fn new(re: Regex, window: usize) -> StreamMatcher {
+    pub(super) fn new(re: Regex, window: usize, budget: Option<WindowBudget>) -> StreamMatcher {
         let state = re.automata().fwd_start();
         StreamMatcher {
             re,
             state,
             consumed: 0,
             last_end: None,
-            window: Window { bytes: VecDeque::new(), limit: window, before: Before::StreamStart },
+            window: Window::new(window, budget),
             outcome: Outcome::Searching,
             partial: false,
             work: 0,
@@ -195,7 +151,7 @@ impl StreamMatcher {
 
     /// Bytes of earlier chunks kept now to find match starts.
     pub fn retained(&self) -> usize {
-        self.window.bytes.len()
+        self.window.kept()
     }
 
     /// DFA transitions taken so far (forward, backward and the checks at
@@ -232,8 +188,8 @@ impl StreamMatcher {
     /// Finds the start of the match ending at `end`, in the window and
     /// `chunk` (which begins at `consumed`), and records what was consumed.
     fn conclude(&mut self, auto: &Automata, chunk: &[u8], end: u64) -> Match {
-        let (w0, w1) = self.window.bytes.as_slices();
-        let base = self.consumed - self.window.bytes.len() as u64;
+        let (w0, w1) = self.window.as_slices();
+        let base = self.consumed - self.window.kept() as u64;
         if end < base {
             // The DFA went on past the match for longer than the window:
             // none of the match is kept.
@@ -252,7 +208,7 @@ impl StreamMatcher {
             *seg = &seg[..take];
             left -= take as u64;
         }
-        let start = match_start(auto, &segments, base, end, next, self.window.before, &mut self.work);
+        let start = match_start(auto, &segments, base, end, next, self.window.before(), &mut self.work);
         self.consumed = self.consumed.max(end);
         Match { start: start.offset, end, start_clipped: start.clipped }
     }

@@ -28,13 +28,17 @@ use parking_lot::Mutex;
 use super::context::context;
 use super::data::{DataUd, Source};
 use super::error::located;
-use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher};
+use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
 /// The `require` name of the module.
 pub const MODULE_NAME: &str = "regexp/pcre";
 
 /// Total automaton memory the compile cache may hold.
 const CACHE_MEMORY: usize = 64 << 20;
+
+/// Bytes all the sinks of one rule state may keep to find match starts
+/// (each keeps at most [`DEFAULT_WINDOW`]).
+pub const SINK_WINDOW_BUDGET: usize = 64 << 20;
 
 /// Compiled patterns by (pattern, flags), so that `rem.re:match(pattern, ...)`
 /// in a rule compiles once, not per event.
@@ -46,6 +50,9 @@ struct CompileCache {
 
 type SharedCache = Arc<Mutex<CompileCache>>;
 
+/// `rem.re:match(pattern, input[, flags[, createsub]])`'s arguments.
+type ModuleMatchArgs = (Value, mlua::String, Value, Option<i64>, Option<bool>);
+
 /// The module table for `require(name)`, or `None` if `name` is not a
 /// native module.
 pub fn native_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
@@ -53,31 +60,23 @@ pub fn native_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         return Ok(None);
     }
     let cache: SharedCache = Arc::default();
+    let budget = WindowBudget::new(SINK_WINDOW_BUDGET);
     let re = lua.create_table()?;
     re.raw_set("CASE_INSENSITIVE", Flags::CASE_INSENSITIVE)?;
     re.raw_set("EXTENDED", Flags::EXTENDED)?;
-    let c = cache.clone();
+    let (c, b) = (cache.clone(), budget.clone());
     re.raw_set(
         "compile",
         lua.create_function(move |lua, (_, pattern, flags): (Value, mlua::String, Option<i64>)| {
-            Ok(RegexUd(compile(lua, &c, &pattern.as_bytes(), flags)?))
+            Ok(RegexUd(compile(lua, &c, &pattern.as_bytes(), flags)?, b.clone()))
         })?,
     )?;
     re.raw_set(
         "match",
-        lua.create_function(
-            move |lua,
-                  (_, pattern, input, flags, createsub): (
-                Value,
-                mlua::String,
-                Value,
-                Option<i64>,
-                Option<bool>,
-            )| {
-                let regex = compile(lua, &cache, &pattern.as_bytes(), flags)?;
-                match_value(lua, &regex, input, createsub.unwrap_or(false))
-            },
-        )?,
+        lua.create_function(move |lua, (_, pattern, input, flags, createsub): ModuleMatchArgs| {
+            let regex = RegexUd(compile(lua, &cache, &pattern.as_bytes(), flags)?, budget.clone());
+            match_value(lua, &regex, input, createsub.unwrap_or(false))
+        })?,
     )?;
     let module = lua.create_table()?;
     module.raw_set("re", re)?;
@@ -111,15 +110,18 @@ fn compile(lua: &Lua, cache: &SharedCache, pattern: &[u8], flags: Option<i64>) -
     Ok(regex)
 }
 
-/// A compiled pattern (`rem.re:compile`).
-pub struct RegexUd(Regex);
+/// A compiled pattern (`rem.re:compile`), and the window budget its sinks
+/// share with every other sink of the rule state.
+pub struct RegexUd(Regex, WindowBudget);
 
 impl UserData for RegexUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("match", |lua, this, (input, createsub): (Value, Option<bool>)| {
-            match_value(lua, &this.0, input, createsub.unwrap_or(false))
+            match_value(lua, this, input, createsub.unwrap_or(false))
         });
-        methods.add_method("create_sink", |_, this, ()| Ok(SinkUd(this.0.stream())));
+        methods.add_method("create_sink", |_, this, ()| {
+            Ok(SinkUd(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone()))
+        });
         methods
             .add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("regexp: {}", this.0.pattern())));
     }
@@ -133,7 +135,8 @@ impl UserData for RegexUd {
 /// * a data view (`receive_data`'s `data`, `pkt.payload`, `data:sub`): the
 ///   view of the match, or `nil`;
 /// * anything else: [`match_other`].
-fn match_value(lua: &Lua, re: &Regex, input: Value, createsub: bool) -> mlua::Result<MultiValue> {
+fn match_value(lua: &Lua, compiled: &RegexUd, input: Value, createsub: bool) -> mlua::Result<MultiValue> {
+    let re = &compiled.0;
     match input {
         Value::String(s) => {
             let bytes = s.as_bytes();
@@ -150,7 +153,7 @@ fn match_value(lua: &Lua, re: &Regex, input: Value, createsub: bool) -> mlua::Re
                 None => Value::Nil.into_lua_multi(lua),
             }
         }
-        other => match_other(lua, re, other, createsub),
+        other => match_other(lua, compiled, other, createsub),
     }
 }
 
@@ -158,7 +161,8 @@ fn match_value(lua: &Lua, re: &Regex, input: Value, createsub: bool) -> mlua::Re
 ///
 /// `re:match(x)` for an `x` that is neither a Lua string nor a data view.
 /// The lead's streamed iterator goes here: on an iterator, make a matcher
-/// with `re.stream()`, feed it each available chunk (`eof` at the end of
+/// with `compiled.0.stream_in(DEFAULT_WINDOW, &compiled.1)` (the window
+/// budget of the rule state), feed it each available chunk (`eof` at the end of
 /// stream), waiting for more while it answers `Feed::NeedMore`/`NoMatch`;
 /// on `Feed::Matched(m)` move the iterator to stream offset `m.end` and
 /// return `true` (or, with `createsub`, the sub-buffer `m.start..m.end`);
@@ -166,10 +170,10 @@ fn match_value(lua: &Lua, re: &Regex, input: Value, createsub: bool) -> mlua::Re
 ///
 /// Until then, any userdata with an `asstring` method (sub-buffers) is
 /// matched as that string, with the string results.
-fn match_other(lua: &Lua, re: &Regex, input: Value, _createsub: bool) -> mlua::Result<MultiValue> {
+fn match_other(lua: &Lua, compiled: &RegexUd, input: Value, _createsub: bool) -> mlua::Result<MultiValue> {
     if let Value::UserData(ud) = &input {
         if let Some(s) = as_string(ud)? {
-            return match_value(lua, re, Value::String(s), false);
+            return match_value(lua, compiled, Value::String(s), false);
         }
     }
     Err(located(
@@ -205,7 +209,7 @@ fn data_bytes<R>(lua: &Lua, view: &DataUd, f: impl FnOnce(&[u8]) -> mlua::Result
 }
 
 /// A sink (`re:create_sink()`): the pattern matched across the chunks fed.
-pub struct SinkUd(StreamMatcher);
+pub struct SinkUd(StreamMatcher, WindowBudget);
 
 impl SinkUd {
     fn feed(&mut self, lua: &Lua, chunk: &Value, eof: bool) -> mlua::Result<Feed> {
@@ -234,30 +238,36 @@ impl SinkUd {
 
 impl UserData for SinkUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // `sink:feed(chunk, eof[, result])` → `matched[, first, last]`: true
-        // once the stream fed so far holds a match (and from then on). The
-        // offsets count bytes from the first chunk (0-based, `last` just
-        // after the match); a `result` table gets them as `first`/`last`
-        // (-1 without a match), like Haka's `regexp_result`.
-        methods.add_method_mut(
-            "feed",
-            |lua, this, (chunk, eof, result): (Value, Option<bool>, Option<Table>)| {
-                let feed = this.feed(lua, &chunk, eof.unwrap_or(false))?;
-                let found = match feed {
-                    Feed::Matched(m) => Some((m.start, m.end)),
-                    Feed::NeedMore | Feed::NoMatch => None,
-                };
-                if let Some(t) = result {
-                    let (first, last) = found.map_or((-1, -1), |(s, e)| (s as i64, e as i64));
-                    t.set("first", first)?;
-                    t.set("last", last)?;
-                }
-                match found {
-                    Some((s, e)) => (true, s, e).into_lua_multi(lua),
-                    None => false.into_lua_multi(lua),
-                }
-            },
-        );
+        // `sink:feed(chunk, eof[, result])` → `matched[, first, last, clipped]`:
+        // true once the stream fed so far holds a match (and from then on).
+        // The offsets count bytes from the first chunk (0-based, `last` just
+        // after the match); `clipped` says the start lay beyond the bytes
+        // the sink kept. A `result` table gets `first`/`last` (-1 without a
+        // match) like Haka's `regexp_result`, and `clipped`.
+        methods.add_method_mut("feed", |lua, this, (chunk, eof, result): (Value, Option<bool>, Option<Table>)| {
+            let feed = this.feed(lua, &chunk, eof.unwrap_or(false))?;
+            if this.1.newly_exhausted() {
+                tracing::warn!(
+                    "{MODULE_NAME}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
+                     matches starting further back are reported with a clipped start",
+                    this.1.limit() >> 20
+                );
+            }
+            let found = match feed {
+                Feed::Matched(m) => Some(m),
+                Feed::NeedMore | Feed::NoMatch => None,
+            };
+            if let Some(t) = result {
+                let (first, last) = found.map_or((-1, -1), |m| (m.start as i64, m.end as i64));
+                t.set("first", first)?;
+                t.set("last", last)?;
+                t.set("clipped", found.is_some_and(|m| m.start_clipped))?;
+            }
+            match found {
+                Some(m) => (true, m.start, m.end, m.start_clipped).into_lua_multi(lua),
+                None => false.into_lua_multi(lua),
+            }
+        });
         methods.add_method("ispartial", |_, this, ()| Ok(this.0.is_partial()));
     }
 }

@@ -237,3 +237,26 @@ fn documented_sink_per_direction() {
     assert_eq!(h.data(&f, Direction::Up, b"ack"), Action::Reset);
     assert_eq!(h.errors(), 0);
 }
+
+/// A match longer than a sink's window: the end is exact, the start is the
+/// first byte the sink kept, and the sink says it was clipped.
+#[test]
+fn sink_reports_a_clipped_start() {
+    let h = Harness::new(
+        r#"
+        local rem = require("regexp/pcre")
+        local sink = rem.re:compile("xa*y"):create_sink()
+        sink:feed("x", false)
+        sink:feed(string.rep("a", 70000), false)
+        result = {}
+        ok, first, last, clipped = sink:feed("y", false, result)
+        "#,
+    );
+    assert!(h.global::<bool>("ok"));
+    let kept_from = 70_001 - crate::regexp::DEFAULT_WINDOW as i64;
+    assert_eq!(h.global::<i64>("first"), kept_from);
+    assert_eq!(h.global::<i64>("last"), 70_002);
+    assert!(h.global::<bool>("clipped"));
+    let r: mlua::Table = h.global("result");
+    assert!(r.get::<bool>("clipped").unwrap());
+}
