@@ -260,3 +260,24 @@ fn sink_reports_a_clipped_start() {
     let r: mlua::Table = h.global("result");
     assert!(r.get::<bool>("clipped").unwrap());
 }
+
+#[test]
+fn packet_payload_is_a_data_object_too() {
+    let mut h = Harness::new(
+        r#"
+        local rem = require("regexp/pcre")
+        local re = rem.re:compile("q[a-z]+y")
+        haka.rule{ on = haka.dissectors.udp.events.receive_packet, eval = function(pkt)
+          local m = re:match(pkt.payload)
+          got = m and m:asstring()
+          local sink = re:create_sink()
+          fed = sink:feed(pkt.payload, true)
+        end }
+        "#,
+    );
+    let p = crate::wire::forge::udp_packet(client(), 5353, server(), 53, b"a query!");
+    h.packet(Event::UdpPacket, &p, None);
+    assert_eq!(h.global::<String>("got"), "query");
+    assert!(h.global::<bool>("fed"));
+    assert_eq!(h.errors(), 0);
+}
