@@ -281,3 +281,34 @@ fn packet_payload_is_a_data_object_too() {
     assert!(h.global::<bool>("fed"));
     assert_eq!(h.errors(), 0);
 }
+
+/// Patterns in Haka's style: `%` escapes inside and outside classes, POSIX
+/// classes, lazy repetition, NUL bytes.
+#[test]
+fn haka_style_patterns() {
+    let h = Harness::new(
+        r#"
+        local rem = require("regexp/pcre")
+        local function m(p, s) return (rem.re:match(p, s)) end
+        crlf = m("[%r]?%n", "a\r\nb")
+        blank = m("[[:blank:]]+", "a \t b")
+        version = m("[0-9]+%.[0-9]+", "HTTP/1.1 200")
+        token = m('[^()<>@,;:%\\"/%[%]?={}[:blank:]]+', "  Content-Type: x")
+        local probe = rem.re:compile("(?:<%?php|[^%-&]#.*?[%r%n%v]|%-%-[%s%v]|;?%x00)")
+        php = probe:match("x <?php echo")
+        comment = probe:match("1 OR 1=1#tail\n")
+        dashes = probe:match("admin'-- x")
+        nul = probe:match("abc;\0def")
+        clean = probe:match("GET /index.html?a=b&c=d")
+        "#,
+    );
+    assert_eq!(h.global::<String>("crlf"), "\r\n");
+    assert_eq!(h.global::<String>("blank"), " \t ");
+    assert_eq!(h.global::<String>("version"), "1.1");
+    assert_eq!(h.global::<String>("token"), "Content-Type");
+    assert_eq!(h.global::<String>("php"), "<?php");
+    assert_eq!(h.global::<String>("comment"), "1#tail\n");
+    assert_eq!(h.global::<String>("dashes"), "-- ");
+    assert_eq!(h.global::<mlua::String>("nul").as_bytes().as_ref(), b";\0");
+    assert_eq!(h.global::<Option<String>>("clean"), None);
+}
