@@ -46,6 +46,8 @@ pub struct Automata {
     /// Finds where a match can start (its literal prefixes), to skip the
     /// bytes between while the forward DFA has nothing in progress.
     prefilter: Option<Prefilter>,
+    /// See [`start_never_reentered`].
+    fresh_starts: bool,
     /// Remembered answers of `can_match_later`.
     later: Mutex<HashMap<StateID, bool>>,
 }
@@ -71,14 +73,92 @@ fn dfa_config(reverse: bool, prefilter: bool) -> dense::Config {
     }
 }
 
-fn build_dfa(hir: &Hir, reverse: bool, prefilter: bool) -> Result<Dfa, String> {
+fn build_dfa(hir: &Hir, reverse: bool, prefilter: bool) -> Result<(Dfa, thompson::NFA), String> {
     let nfa = thompson::Compiler::new()
         .configure(nfa_config(reverse))
         .build_from_hir(hir)
         .map_err(|e| format!("cannot build the automaton: {e}"))?;
-    dense::Builder::new().configure(dfa_config(reverse, prefilter)).build_from_nfa(&nfa).map_err(|e| {
-        format!("the pattern needs a larger automaton than sluice allows ({} MiB): {e}", DFA_SIZE_LIMIT >> 20)
-    })
+    let dfa = dense::Builder::new().configure(dfa_config(reverse, prefilter)).build_from_nfa(&nfa).map_err(
+        |e| {
+            format!(
+                "the pattern needs a larger automaton than sluice allows ({} MiB): {e}",
+                DFA_SIZE_LIMIT >> 20
+            )
+        },
+    )?;
+    Ok((dfa, nfa))
+}
+
+/// NFA size beyond which [`start_never_reentered`] does not look and
+/// answers `false`.
+const REENTRY_CHECK_LIMIT: usize = 50_000;
+
+/// True if no thread of the pattern that has read a byte can be back in
+/// one of the states a match starts from (the closure of the anchored
+/// start). Then a forward DFA in its start state has no match in progress
+/// that began earlier, and the bytes before can be forgotten. False for
+/// `a*b` (after `aaa` the thread is where it started), true for `attack`.
+fn start_never_reentered(nfa: &thompson::NFA) -> bool {
+    use thompson::State;
+    let n = nfa.states().len();
+    if n > REENTRY_CHECK_LIMIT {
+        return false;
+    }
+    let epsilon = |s: &State| -> Vec<StateID> {
+        match s {
+            State::Look { next, .. } | State::Capture { next, .. } => vec![*next],
+            State::Union { alternates } => alternates.to_vec(),
+            State::BinaryUnion { alt1, alt2 } => vec![*alt1, *alt2],
+            _ => Vec::new(),
+        }
+    };
+    let bytes = |s: &State| -> Vec<StateID> {
+        match s {
+            State::ByteRange { trans } => vec![trans.next],
+            State::Sparse(t) => t.transitions.iter().map(|t| t.next).collect(),
+            State::Dense(t) => t.transitions.to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    // Every state the pattern reaches from its anchored start (this leaves
+    // out the unanchored prefix loop in front of it).
+    let mut pattern = vec![false; n];
+    let mut stack = vec![nfa.start_anchored()];
+    while let Some(s) = stack.pop() {
+        if std::mem::replace(&mut pattern[s.as_usize()], true) {
+            continue;
+        }
+        let st = nfa.state(s);
+        stack.extend(epsilon(st).into_iter().chain(bytes(st)));
+    }
+    // The start closure, then every state with an epsilon path into it.
+    let mut back: Vec<Vec<StateID>> = vec![Vec::new(); n];
+    for (i, st) in nfa.states().iter().enumerate() {
+        for t in epsilon(st) {
+            back[t.as_usize()].push(StateID::new_unchecked(i));
+        }
+    }
+    let mut start = vec![false; n];
+    let mut stack = vec![nfa.start_anchored()];
+    while let Some(s) = stack.pop() {
+        if !std::mem::replace(&mut start[s.as_usize()], true) {
+            stack.extend(epsilon(nfa.state(s)));
+        }
+    }
+    let mut leads_to_start = start.clone();
+    let mut stack: Vec<StateID> = (0..n).filter(|&i| start[i]).map(StateID::new_unchecked).collect();
+    while let Some(s) = stack.pop() {
+        for &p in &back[s.as_usize()] {
+            if !std::mem::replace(&mut leads_to_start[p.as_usize()], true) {
+                stack.push(p);
+            }
+        }
+    }
+    !nfa.states()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| pattern[*i])
+        .any(|(_, st)| bytes(st).into_iter().any(|t| leads_to_start[t.as_usize()]))
 }
 
 fn start_state(dfa: &Dfa, anchored: Anchored, look_behind: Option<u8>) -> Result<StateID, String> {
@@ -90,8 +170,9 @@ impl Automata {
     /// Builds both DFAs of `hir`.
     pub fn build(hir: &Hir) -> Result<Automata, String> {
         let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, hir).filter(Prefilter::is_fast);
-        let fwd = build_dfa(hir, false, prefilter.is_some())?;
-        let rev = build_dfa(hir, true, false)?;
+        let (fwd, fwd_nfa) = build_dfa(hir, false, prefilter.is_some())?;
+        let (rev, _) = build_dfa(hir, true, false)?;
+        let fresh_starts = start_never_reentered(&fwd_nfa);
         let fwd_start = start_state(&fwd, Anchored::No, None)?;
         let fwd_idle =
             (0..=255u8).map(|b| start_state(&fwd, Anchored::No, Some(b))).collect::<Result<_, _>>()?;
@@ -110,6 +191,7 @@ impl Automata {
             representatives,
             rev_representatives,
             prefilter,
+            fresh_starts,
             later: Mutex::new(HashMap::new()),
         })
     }
@@ -117,6 +199,12 @@ impl Automata {
     /// The forward DFA.
     pub fn fwd(&self) -> &Dfa {
         &self.fwd
+    }
+
+    /// True if, with the forward DFA in a start state, no match in progress
+    /// began before (see [`start_never_reentered`]).
+    pub fn idle_means_nothing_started(&self) -> bool {
+        self.fresh_starts
     }
 
     /// The prefilter, when the pattern has literal prefixes worth one.

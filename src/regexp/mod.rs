@@ -2,9 +2,9 @@
 //! linear-time engine.
 //!
 //! Patterns are written in PCRE syntax, as Haka's rules wrote them, and are
-//! translated ([`translate`]) into `regex-syntax`'s dialect with the same
+//! translated (`translate.rs`) into `regex-syntax`'s dialect with the same
 //! meaning on bytes (PCRE without UTF mode, multi-line as Haka forced it).
-//! They compile to a forward and a reverse DFA ([`automaton`]), so a search
+//! They compile to a forward and a reverse DFA (`automaton.rs`), so a search
 //! costs one table lookup per byte: no backtracking, no pattern or input
 //! can make it slower. PCRE features an automaton cannot do (backreferences,
 //! lookaround, atomic groups, ...) are compile errors that name the feature.
@@ -12,7 +12,7 @@
 //! * [`Regex::find`] searches one buffer: the leftmost-first match, as
 //!   `regex::bytes::Regex::find`.
 //! * [`Regex::stream`] gives a [`StreamMatcher`] that is fed a stream chunk
-//!   by chunk and finds the same match without joining the chunks ([`stream`]).
+//!   by chunk and finds the same match without joining the chunks (`stream.rs`).
 //!
 //! Nothing here knows Lua; the bindings are in `rules/regexp.rs`.
 
@@ -185,7 +185,7 @@ impl Regex {
         let Some(end) = last_end.and_then(|e| usize::try_from(e).ok()) else { return (None, work) };
         let next = haystack.get(end).copied();
         let start =
-            match_start(auto, &[&haystack[..end]], 0, end as u64, next, Before::StreamStart, &mut work);
+            match_start(auto, &[&haystack[..end]], 0, end as u64, next, Before::StreamStart, true, &mut work);
         let start = usize::try_from(start.offset).unwrap_or(end).min(end);
         (Some(start..end), work)
     }

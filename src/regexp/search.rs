@@ -125,7 +125,9 @@ pub struct Start {
 
 /// Walks the reverse DFA back from `end` over `segments` (in stream order,
 /// ending at `end`, the first at offset `base`); `next` is the byte at `end`
-/// (`None` at the end of the stream), `before` what precedes `base`.
+/// (`None` at the end of the stream), `before` what precedes `base`;
+/// `nothing_earlier` says no match can start before `base`.
+#[allow(clippy::too_many_arguments)]
 pub fn match_start(
     auto: &Automata,
     segments: &[&[u8]],
@@ -133,6 +135,7 @@ pub fn match_start(
     end: u64,
     next: Option<u8>,
     before: Before,
+    nothing_earlier: bool,
     work: &mut u64,
 ) -> Start {
     let dfa = auto.rev();
@@ -162,7 +165,7 @@ pub fn match_start(
     if dfa.is_match_state(s) {
         start = Some(base);
     }
-    let certain = before == Before::StreamStart || auto.rev_is_final(s, work);
+    let certain = before == Before::StreamStart || nothing_earlier || auto.rev_is_final(s, work);
     match start {
         Some(offset) if certain => Start { offset, clipped: false },
         _ => Start { offset: base, clipped: true },

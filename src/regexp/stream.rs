@@ -117,8 +117,14 @@ impl StreamMatcher {
             Stop::End => match self.settled_end(auto, chunk.len()) {
                 Some(end) => Some(end),
                 None => {
-                    self.partial = self.last_end.is_some() || self.in_progress(auto, chunk);
-                    self.window.push(chunk);
+                    let busy = self.in_progress(auto, chunk);
+                    self.partial = self.last_end.is_some() || busy;
+                    if !self.partial && auto.idle_means_nothing_started() {
+                        // No match can start in the bytes so far: keep none.
+                        self.window.forget_through(chunk);
+                    } else {
+                        self.window.push(chunk);
+                    }
                     self.consumed += chunk.len() as u64;
                     return if self.partial { Feed::NeedMore } else { Feed::NoMatch };
                 }
@@ -208,7 +214,8 @@ impl StreamMatcher {
             *seg = &seg[..take];
             left -= take as u64;
         }
-        let start = match_start(auto, &segments, base, end, next, self.window.before(), &mut self.work);
+        let (before, complete) = (self.window.before(), self.window.complete());
+        let start = match_start(auto, &segments, base, end, next, before, complete, &mut self.work);
         self.consumed = self.consumed.max(end);
         Match { start: start.offset, end, start_clipped: start.clipped }
     }

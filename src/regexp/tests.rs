@@ -122,6 +122,33 @@ fn end_anchor_waits_for_the_next_byte() {
 }
 
 #[test]
+fn idle_streams_keep_no_bytes_unless_a_start_can_repeat() {
+    // After "attack" has not begun, nothing before can be part of a match.
+    let r = re("attack");
+    let mut m = r.stream();
+    assert_eq!(m.feed(b"bar bar", false), Feed::NoMatch);
+    assert_eq!(m.retained(), 0);
+    assert_eq!(m.feed(b"bar at", false), Feed::NeedMore);
+    assert_eq!(m.retained(), 6, "a match may have begun");
+    // After "aaa", `a*b` may be in the middle of a match that began at 0.
+    let r = re("a*b");
+    let mut m = r.stream();
+    m.feed(b"aaa", false);
+    assert_eq!(m.retained(), 3);
+    assert_eq!(m.feed(b"b", false), matched(0, 4));
+}
+
+#[test]
+fn forgotten_bytes_cannot_hold_a_start() {
+    // The walk back from the end could go on through the `.*`, but the
+    // bytes before the first chunk end were forgotten because no match
+    // could start in them: the start found is exact.
+    let r = Regex::compile("(?:ab|ca).*", Flags { case_insensitive: true, extended: false }).unwrap();
+    let mut m = r.stream();
+    assert_eq!(feed_all(&mut m, &[b"baaa", b"abaaaaa"]), vec![Feed::NeedMore, matched(4, 11)]);
+}
+
+#[test]
 fn idle_stream_is_not_partial() {
     let r = re("foo");
     let mut m = r.stream();

@@ -91,6 +91,9 @@ pub struct Window {
     limit: usize,
     /// What precedes the first kept byte.
     before: Before,
+    /// No match can start before the first kept byte (the window has not
+    /// dropped bytes since it last forgot them all).
+    complete: bool,
     budget: Option<WindowBudget>,
     /// Bytes taken from the budget (at least `bytes.len()`).
     reserved: usize,
@@ -99,7 +102,14 @@ pub struct Window {
 impl Window {
     /// A window of `limit` bytes, drawing on `budget` if given.
     pub fn new(limit: usize, budget: Option<WindowBudget>) -> Window {
-        Window { bytes: VecDeque::new(), limit, before: Before::StreamStart, budget, reserved: 0 }
+        Window {
+            bytes: VecDeque::new(),
+            limit,
+            before: Before::StreamStart,
+            complete: true,
+            budget,
+            reserved: 0,
+        }
     }
 
     /// Appends `chunk`, dropping the oldest bytes beyond the limit (or
@@ -112,6 +122,7 @@ impl Window {
         let room = self.reserve(want);
         if chunk.len() >= room {
             let cut = chunk.len() - room;
+            self.complete &= cut == 0 && self.bytes.is_empty();
             self.before = match cut.checked_sub(1) {
                 Some(i) => Before::Byte(chunk[i]),
                 None => self.last().map_or(self.before, Before::Byte),
@@ -122,6 +133,7 @@ impl Window {
         }
         let over = (self.bytes.len() + chunk.len()).saturating_sub(room);
         if over > 0 {
+            self.complete = false;
             self.before = Before::Byte(self.bytes[over - 1]);
             self.bytes.drain(..over);
         }
@@ -161,6 +173,22 @@ impl Window {
     /// What precedes the first kept byte.
     pub fn before(&self) -> Before {
         self.before
+    }
+
+    /// Forgets the kept bytes and `chunk`, the bytes that follow them (no
+    /// match can start among them), remembering only the last byte seen as
+    /// context.
+    pub fn forget_through(&mut self, chunk: &[u8]) {
+        if let Some(b) = chunk.last().copied().or_else(|| self.last()) {
+            self.before = Before::Byte(b);
+        }
+        self.complete = true;
+        self.free();
+    }
+
+    /// True if no match can start before the first kept byte.
+    pub fn complete(&self) -> bool {
+        self.complete
     }
 
     /// Drops the bytes and their memory, and returns them to the budget.
