@@ -40,6 +40,7 @@ bench:
 	$(CARGO) bench --bench offline
 	$(CARGO) bench --bench inline_bulk
 	$(CARGO) bench --bench connections
+	$(CARGO) bench --bench regexp
 
 bench-inline: deps build
 	./scripts/bench-inline.sh

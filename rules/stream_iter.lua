@@ -160,4 +160,64 @@ function Iter:offset()
   return self._c:pos()
 end
 
-return { new = new, is = function(v) return type(v) == "table" and getmetatable(v) == mt end }
+local function is_iter(v)
+  return type(v) == "table" and getmetatable(v) == mt
+end
+
+-- Bytes a regexp match on an iterator keeps behind its scan position, so
+-- the iterator can be moved back to the end of a match reported late (the
+-- regexp sinks keep the same window to find match starts).
+local MATCH_WINDOW = 64 * 1024
+
+-- re:match(iter[, createsub]) (Haka's regexp match on a blocking iterator):
+-- feeds the stream to a sink, waiting for bytes as needed, until a match or
+-- the end of the stream. On a match the iterator is left just after it and
+-- the result is true (with createsub, the matched sub-buffer); at the end of
+-- the stream it is false (nil), with the iterator at the end.
+local function match_iter(re, iter, createsub)
+  local c = iter._c
+  local sink = re:create_sink()
+  local start = c:pos()
+  local scan = start
+  while true do
+    while c:pos() + c:available() <= scan and not c:finished() do
+      yield()
+    end
+    local stop = c:pos() + c:available()
+    local eof = c:finished()
+    local matched, first, last = sink:feed(c:peek(scan, stop), eof)
+    scan = stop
+    if matched then
+      local at = start + last
+      if at < c:pos() then at = c:pos() end
+      c:seek(at)
+      if createsub then return c:peek(start + first, start + last) end
+      return true
+    end
+    if eof then
+      c:seek(stop)
+      if createsub then return nil end
+      return false
+    end
+    if scan - MATCH_WINDOW > c:pos() then c:seek(scan - MATCH_WINDOW) end
+  end
+end
+
+-- Gives regexp/pcre's module and compiled patterns their iterator case
+-- (Lua code: matching on an iterator may wait, and only Lua code can).
+local function re_match(re, input, createsub)
+  if is_iter(input) then return match_iter(re, input, createsub) end
+  return re:_match(input, createsub)
+end
+
+local function wrap_regexp(module)
+  local re_mod = module.re
+  local raw_match = re_mod.match
+  re_mod.match = function(self, pattern, input, flags, createsub)
+    if is_iter(input) then return match_iter(self:compile(pattern, flags), input, createsub) end
+    return raw_match(self, pattern, input, flags, createsub)
+  end
+  return module
+end
+
+return { new = new, is = is_iter, re_match = re_match, wrap_regexp = wrap_regexp }

@@ -26,6 +26,7 @@ pub mod ip;
 pub mod limits_args;
 pub mod offline;
 pub mod pcapgen;
+pub mod regexp;
 pub mod rules;
 pub mod stats;
 pub mod stream_dump;

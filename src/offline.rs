@@ -348,7 +348,8 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         }
         None => {
             let mut engine = Engine::with_stats(engine_config, rules, stats);
-            let (mut summary, r) = replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
+            let (mut summary, r) =
+                replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
             summary.rule_errors_by_rule = engine.inspector().rule_errors();
             (summary, r)
         }

@@ -34,7 +34,11 @@ impl DataUd {
     /// Runs `f` on the bytes of the view, after checking it is still live.
     /// The borrows held meanwhile are shared ones; only the dispatcher writes
     /// the buffers, and never while Lua code runs.
-    fn with_bytes<R>(&self, lua: &Lua, f: impl FnOnce(&[u8]) -> mlua::Result<R>) -> mlua::Result<R> {
+    pub(super) fn with_bytes<R>(
+        &self,
+        lua: &Lua,
+        f: impl FnOnce(&[u8]) -> mlua::Result<R>,
+    ) -> mlua::Result<R> {
         let ctx = context(lua)?;
         ctx.check_live(lua, self.epoch, "data")?;
         let range = self.start..self.start + self.len;

@@ -23,6 +23,10 @@ use crate::stats::Stats;
 const PRELUDE: &str = include_str!("../../rules/haka.lua");
 const STREAM_ITER: &str = include_str!("../../rules/stream_iter.lua");
 
+/// Named registry slot of the function that adds the iterator case to the
+/// `regexp/pcre` module table.
+const WRAP_REGEXP: &str = "sluice.regexp.wrap";
+
 /// The Lua modules shipped with sluice, by `require` name.
 const EMBEDDED: &[(&str, &str)] = &[
     ("protocol/ipv4", include_str!("../../rules/protocol/ipv4.lua")),
@@ -139,6 +143,8 @@ fn new_state(
     // Before the prelude runs: the iterator captures the real coroutine.yield.
     let iter_module: Table = lua.load(STREAM_ITER).set_name("=[sluice]stream_iter").call(())?;
     let new_iter: Function = iter_module.get("new")?;
+    lua.set_named_registry_value(WRAP_REGEXP, iter_module.get::<Function>("wrap_regexp")?)?;
+    lua.set_named_registry_value(super::regexp::RE_MATCH, iter_module.get::<Function>("re_match")?)?;
     lua.load(PRELUDE).set_name("=[sluice]haka").call::<()>(raw)?;
 
     let dirs = [lua.create_string("up")?, lua.create_string("down")?];
@@ -168,6 +174,13 @@ fn require_function(lua: &Lua) -> mlua::Result<Function> {
         }
         if !cached.is_nil() {
             return Ok(cached);
+        }
+        if let Some(module) = super::regexp::native_module(lua, &name)? {
+            // Its iterator case is Lua code (rules/stream_iter.lua).
+            let wrap: Function = lua.named_registry_value(WRAP_REGEXP)?;
+            let module: Value = wrap.call(module)?;
+            loaded.raw_set(name.as_str(), module.clone())?;
+            return Ok(module);
         }
         let (chunk_name, source) = match EMBEDDED.iter().find(|(n, _)| *n == name) {
             Some((n, src)) => (format!("=[sluice]{n}"), src.as_bytes().to_vec()),

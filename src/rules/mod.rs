@@ -32,6 +32,7 @@ mod monologue;
 mod packet;
 mod per_direction;
 mod policy;
+mod regexp;
 mod rule;
 mod stream_buf;
 mod stream_objects;

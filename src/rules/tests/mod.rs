@@ -10,6 +10,7 @@ mod flow_identity;
 mod limits;
 mod objects;
 mod policy;
+mod regexp;
 mod reload;
 mod rule_spec;
 mod streamed;

@@ -382,3 +382,49 @@ fn a_gap_ends_streams_and_turns_and_is_an_event() {
     );
     assert_eq!(h.errors(), 0);
 }
+
+/// Haka's streamed regexp idiom: `re:match(iter)` across chunks.
+const STREAMED_REGEXP: &str = r#"
+    local rem = require("regexp/pcre")
+    local re = rem.re:compile("a%d+b", rem.re.CASE_INSENSITIVE)
+    results = {}
+    haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+      eval = function (flow, iter, dir)
+        if dir ~= "up" then return end
+        while true do
+          local sub = re:match(iter, true)
+          if not sub then results[#results + 1] = "eof at " .. iter.meter break end
+          results[#results + 1] = sub:asstring() .. " ends at " .. iter.meter
+          if #results == 2 then flow:reset() end
+        end
+      end }
+"#;
+
+#[test]
+fn regexp_match_on_an_iterator_spans_chunks_and_leaves_the_iterator_after_the_match() {
+    let mut h = Harness::new(STREAMED_REGEXP);
+    let f = tcp_flow(56);
+    // "A12" + "3" + "4B" completes the first match in the third chunk.
+    assert_eq!(h.data(&f, Direction::Up, b"xxA12"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"3"), Action::Accept);
+    assert_eq!(h.data(&f, Direction::Up, b"4Byya"), Action::Accept);
+    // The second match completes here: the rule resets on this chunk.
+    assert_eq!(h.data(&f, Direction::Up, b"9b"), Action::Reset);
+    let results: Vec<String> = h.global("results");
+    assert_eq!(results, ["A1234B ends at 8", "a9b ends at 13"]);
+    assert_eq!(h.errors(), 0);
+}
+
+#[test]
+fn regexp_match_on_an_iterator_without_a_match_ends_at_eof() {
+    let mut h = Harness::new(STREAMED_REGEXP);
+    let f = tcp_flow(57);
+    h.data(&f, Direction::Up, b"no match here, a12 without its b");
+    end_of(&mut h, &f);
+    let results: Vec<String> = h.global("results");
+    assert_eq!(results, ["eof at 32"]);
+    // The module-level form and plain values still work.
+    let r: (String, i64, i64) =
+        h.eval(r#"local rem = require("regexp/pcre") return rem.re:match("a%d+", "xa42")"#).unwrap();
+    assert_eq!(r, ("a42".to_owned(), 1, 4));
+}
