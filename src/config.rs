@@ -45,6 +45,8 @@ pub struct EngineConfig {
     pub frag_timeout: Duration,
     /// Verify TCP/UDP/ICMP checksums (packets the endpoint would discard are dropped).
     pub verify_checksums: bool,
+    /// Receiver model per destination network (`--target-policy`, `--urgent`).
+    pub receiver: crate::tcp::receiver_policy::ReceiverTable,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             max_frag_bytes: 8 << 20,
             frag_timeout: Duration::from_secs(30),
             verify_checksums: true,
+            receiver: Default::default(),
         }
     }
 }

@@ -81,6 +81,9 @@ struct PcapArgs {
     /// Engine and rule limits.
     #[command(flatten)]
     limits: sluice::limits_args::LimitArgs,
+    /// Receiver model per destination network.
+    #[command(flatten)]
+    receiver: sluice::tcp::receiver_policy::ReceiverArgs,
 }
 
 impl PcapArgs {
@@ -94,6 +97,7 @@ impl PcapArgs {
             ..RulesConfig::default()
         };
         self.limits.apply(&mut engine, &mut rules);
+        engine.receiver = self.receiver.table();
         (engine, rules)
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::tests::{Conv, Harness, Script};
+use super::tests::{strict_config, Conv, Harness, Script};
 use super::Verdict;
 use crate::wire::tcp_flags::ACK;
 use crate::wire::SeqNumber;
@@ -116,7 +116,7 @@ fn payload(data: &[u8], s: &Seg) -> Vec<u8> {
 }
 
 fn run(isn: u32, data: &[u8], segs: &[Seg], policy: Overlap) -> Result<(), TestCaseError> {
-    let mut h = Harness::new(Script::default());
+    let mut h = Harness::with_config(strict_config(), Script::default());
     let mut c = Conv::new(isn, 7);
     for p in c.handshake() {
         prop_assert_eq!(h.send(&p).0, Verdict::Accept);
@@ -157,7 +157,7 @@ fn run_batched(
     batch: usize,
     policy: Overlap,
 ) -> Result<(), TestCaseError> {
-    let mut h = Harness::new(Script { stream_only: true, ..Script::default() });
+    let mut h = Harness::with_config(strict_config(), Script { stream_only: true, ..Script::default() });
     let mut c = Conv::new(isn, 7);
     for p in c.handshake() {
         prop_assert_eq!(h.send(&p).0, Verdict::Accept);

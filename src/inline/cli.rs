@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Engine and rule limits.
     #[command(flatten)]
     pub limits: crate::limits_args::LimitArgs,
+    /// Receiver model per destination network.
+    #[command(flatten)]
+    pub receiver: crate::tcp::receiver_policy::ReceiverArgs,
 }
 
 impl From<RunArgs> for InlineOptions {
@@ -65,6 +68,7 @@ impl From<RunArgs> for InlineOptions {
         o.alerts = a.alerts;
         o.stats_socket = a.stats_socket;
         a.limits.apply(&mut o.engine, &mut o.rules_config);
+        o.engine.receiver = a.receiver.table();
         if a.accept_on_rule_error {
             o.rules_config.on_error = ErrorPolicy::Accept;
         }

@@ -1,7 +1,10 @@
 //! TCP: the connection tracker and per-direction stream reassembly.
 
+pub mod auth_option;
 pub mod conn;
+pub mod ofo;
 pub mod ranges;
+pub mod receiver_policy;
 pub mod stream;
 
 pub use conn::{Checked, Committed, SegmentKind, TcpConn, TcpState};
