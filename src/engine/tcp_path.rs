@@ -11,7 +11,7 @@ use crate::flow::{Direction, FlowKey, L4Proto};
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
 use crate::stats::Counter;
 use crate::tcp::conn::Urgent;
-use crate::tcp::{auth_option, Fit, SegmentKind, TcpConn, TcpState};
+use crate::tcp::{auth_option, Arrival, Fit, SegmentKind, TcpConn, TcpState};
 use crate::wire::tcp_flags::{ACK, SYN};
 use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
 
@@ -211,6 +211,7 @@ impl<I: Inspector> Engine<I> {
         let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
         let dir = flow.direction(from_lo);
         let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
+        let arrival = Arrival { time: ctx.time, ttl: pkt.ip.ttl };
         let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).is_some_and(auth_option::carries_auth);
         if auth && conn.drops_auth_option(dir, t) {
             self.stats.inc(Counter::DropAuthOption);
@@ -219,7 +220,7 @@ impl<I: Inspector> Engine<I> {
         if auth && t.has(SYN) && !t.has(ACK) {
             conn.set_signed();
         }
-        let checked = match conn.check(dir, t, payload, limits, ctx.time) {
+        let checked = match conn.check(dir, t, payload, limits, arrival) {
             Ok(c) => c,
             Err(reason) => {
                 self.stats.inc(reason);
@@ -273,7 +274,7 @@ impl<I: Inspector> Engine<I> {
         // packet but cannot touch the table, and the branches that change it
         // (`flow_action`) return.
         let was_established = conn.state() == TcpState::Established;
-        let done = conn.commit(dir, t, payload, &checked, ctx.time);
+        let done = conn.commit(dir, t, payload, &checked, arrival);
         let clear_urgent = match done.urgent {
             Urgent::Clear => true,
             Urgent::Hidden(_) => {
@@ -458,6 +459,10 @@ fn final_verdict(
     }
     Verdict::Accept
 }
+
+#[cfg(test)]
+#[path = "receiver_tests.rs"]
+mod receiver_tests;
 
 /// An RST travelling in `dir` (Up: to the server, from the client's address).
 fn rst_to(info: &FlowInfo, dir: Direction, seq: SeqNumber, ack: Option<SeqNumber>) -> Vec<u8> {

@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use super::receiver_policy::ReceiverModel;
-use super::stream::{Fit, Stream, StreamLimits};
+use super::stream::{Fit, Reach, Stream, StreamLimits};
 use crate::flow::Direction;
 use crate::stats::Counter;
 use crate::time::Timestamp;
@@ -23,6 +23,15 @@ const PAWS_24DAYS_MICROS: u64 = 60 * 60 * 24 * 24 * 1_000_000;
 /// Linux's `TCP_PAWS_WINDOW`: how far back a timestamp may be and still pass
 /// `tcp_paws_discard`.
 const PAWS_WINDOW: i32 = 1;
+
+/// What sluice knows of a packet's arrival besides its TCP header.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// Packet time.
+    pub time: Timestamp,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+}
 
 /// A receiver's most recent timestamp from this side (Linux
 /// `rx_opt.ts_recent` and `ts_recent_stamp`).
@@ -67,6 +76,9 @@ struct Half {
     syn_ts: bool,
     /// The receiver's PAWS state for this side's segments.
     ts_recent: Option<TsRecent>,
+    /// TTL (hop limit) of this side's first packet: a later packet arriving
+    /// with less may be meant to expire before the receiver.
+    ttl: Option<u8>,
 }
 
 /// What the verdict must do about a segment's urgent pointer.
@@ -110,6 +122,8 @@ pub struct Checked {
     ack: Option<u64>,
     /// Bytes committing would add to the stream buffer.
     pub growth: usize,
+    /// Whether the segment is sure to reach the receiver.
+    reach: Reach,
 }
 
 /// The result of [`TcpConn::commit`].
@@ -301,8 +315,9 @@ impl TcpConn {
         t: &TcpInfo,
         payload: &[u8],
         lim: StreamLimits,
-        now: Timestamp,
+        arrival: Arrival,
     ) -> Result<Checked, Counter> {
+        let now = arrival.time;
         let syn = t.has(SYN);
         let rst = t.has(RST);
         let ack = t.has(ACK);
@@ -314,6 +329,10 @@ impl TcpConn {
         if syn {
             return self.check_syn(dir, t, payload, lim, ack);
         }
+        let reach = match me.ttl {
+            Some(first) if arrival.ttl < first => Reach::Doubtful,
+            _ => Reach::Sure,
+        };
         if rst {
             return self.check_rst(dir, t);
         }
@@ -346,6 +365,7 @@ impl TcpConn {
                 fit: Fit::New,
                 ack: ack_off,
                 growth: payload.len(),
+                reach,
             });
         };
         let start = stream.offset_of(t.seq);
@@ -370,13 +390,14 @@ impl TcpConn {
                 return Err(Counter::DropOutOfWindow);
             }
         }
-        let fit = stream.check(start, payload, fin, lim)?;
+        let fit = stream.check_reaching(start, payload, fin, lim, reach)?;
         Ok(Checked {
             kind: SegmentKind::Segment,
             start,
             fit,
             ack: ack_off,
             growth: stream.growth(start, payload.len()),
+            reach,
         })
     }
 
@@ -400,7 +421,14 @@ impl TcpConn {
                     (Some(s), true) => s.check(0, payload, false, lim)?,
                     _ => Fit::New,
                 };
-                Ok(Checked { kind: SegmentKind::Syn, start: 0, fit, ack: None, growth: payload.len() })
+                Ok(Checked {
+                    kind: SegmentKind::Syn,
+                    start: 0,
+                    fit,
+                    ack: None,
+                    growth: payload.len(),
+                    reach: Reach::Sure,
+                })
             }
             (Direction::Down, true) => {
                 let client = &self.halves[Direction::Up.index()];
@@ -420,7 +448,14 @@ impl TcpConn {
                     _ => Fit::New,
                 };
                 let ack_off = client.stream.as_ref().map(|s| s.offset_of(t.ack).max(0) as u64);
-                Ok(Checked { kind: SegmentKind::SynAck, start: 0, fit, ack: ack_off, growth: payload.len() })
+                Ok(Checked {
+                    kind: SegmentKind::SynAck,
+                    start: 0,
+                    fit,
+                    ack: ack_off,
+                    growth: payload.len(),
+                    reach: Reach::Sure,
+                })
             }
             _ => Err(Counter::DropBadFlags),
         }
@@ -442,7 +477,7 @@ impl TcpConn {
             },
         };
         if ok {
-            Ok(Checked { kind: SegmentKind::Rst, start: 0, fit: Fit::New, ack: None, growth: 0 })
+            Ok(Checked { kind: SegmentKind::Rst, start: 0, fit: Fit::New, ack: None, growth: 0, reach: Reach::Sure })
         } else {
             Err(Counter::DropBadRst)
         }
@@ -469,7 +504,8 @@ impl TcpConn {
     }
 
     /// Applies a checked segment.
-    pub fn commit(&mut self, dir: Direction, t: &TcpInfo, payload: &[u8], c: &Checked, now: Timestamp) -> Committed {
+    pub fn commit(&mut self, dir: Direction, t: &TcpInfo, payload: &[u8], c: &Checked, arrival: Arrival) -> Committed {
+        let now = arrival.time;
         let mut out = Committed::default();
         let i = dir.index();
         let stamp = t.options.timestamp.map(|(v, _)| TsRecent { value: v, stamp: now });
@@ -490,6 +526,7 @@ impl TcpConn {
                         syn_ts: stamp.is_some(),
                         ts_recent: stamp,
                         stream: Some(stream),
+                        ttl: Some(arrival.ttl),
                         ..Half::default()
                     };
                     self.state = TcpState::SynSent;
@@ -506,6 +543,7 @@ impl TcpConn {
                         syn_ts: stamp.is_some(),
                         ts_recent: stamp,
                         stream: Some(stream),
+                        ttl: Some(arrival.ttl),
                         ..Half::default()
                     };
                 }
@@ -518,6 +556,7 @@ impl TcpConn {
             SegmentKind::Segment => {
                 if self.halves[i].stream.is_none() {
                     self.halves[i].stream = Some(self.new_stream(dir, t.seq));
+                    self.halves[i].ttl = Some(arrival.ttl);
                 }
                 if self.state == TcpState::SynReceived && dir == Direction::Up {
                     self.state = TcpState::Established;
@@ -558,7 +597,7 @@ impl TcpConn {
             // queue's segments, which later overlaps are resolved by.
             if c.fit != Fit::Duplicate || s.covers_delivery_point(c.start, payload.len()) || s.linux() {
                 let before = s.buffered();
-                out.deliver = s.commit(c.start, payload, fin);
+                out.deliver = s.commit_reaching(c.start, payload, fin, c.reach);
                 out.grown = s.buffered().saturating_sub(before);
             }
         }
@@ -635,6 +674,7 @@ mod tests {
     use crate::wire::tcp_flags::PSH;
 
     const LIM: StreamLimits = StreamLimits { max_buffer: 1 << 20, max_islands: 8 };
+    const ARRIVAL: Arrival = Arrival { time: Timestamp(0), ttl: 64 };
     const CISN: u32 = 1000;
     const SISN: u32 = 5000;
     const UP: Direction = Direction::Up;
@@ -664,13 +704,13 @@ mod tests {
         payload: &[u8],
     ) -> Result<SegmentKind, Counter> {
         let (t, p) = seg(dir, seq, ack, flags, payload);
-        conn.check(dir, &t, &p, LIM, Timestamp(0)).map(|c| c.kind)
+        conn.check(dir, &t, &p, LIM, ARRIVAL).map(|c| c.kind)
     }
 
     fn step(conn: &mut TcpConn, dir: Direction, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Committed {
         let (t, p) = seg(dir, seq, ack, flags, payload);
-        let c = conn.check(dir, &t, &p, LIM, Timestamp(0)).expect("a valid segment");
-        conn.commit(dir, &t, &p, &c, Timestamp(0))
+        let c = conn.check(dir, &t, &p, LIM, ARRIVAL).expect("a valid segment");
+        conn.commit(dir, &t, &p, &c, ARRIVAL)
     }
 
     fn syn_sent() -> TcpConn {

@@ -7,5 +7,5 @@ pub mod ranges;
 pub mod receiver_policy;
 pub mod stream;
 
-pub use conn::{Checked, Committed, SegmentKind, TcpConn, TcpState};
-pub use stream::{Fit, Stream, StreamLimits};
+pub use conn::{Arrival, Checked, Committed, SegmentKind, TcpConn, TcpState};
+pub use stream::{Fit, Reach, Stream, StreamLimits};

@@ -87,6 +87,20 @@ pub struct Stream {
     urgent: Option<u64>,
 }
 
+/// Whether a segment is sure to reach the receiver, as far as sluice can
+/// tell. A conflicting overlap is only resolved as Linux would resolve it
+/// when every copy involved reaches the receiver: a copy sent so that it
+/// expires past sluice (a lower TTL than the connection's handshake, the
+/// classic insertion) would leave the receiver with the other one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Nothing suggests it may not arrive.
+    Sure,
+    /// It may expire before the receiver: it never wins a conflict, and no
+    /// conflict is predicted against its bytes.
+    Doubtful,
+}
+
 /// How a segment's bytes meet bytes already held (see [`Stream::check`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Meet {
@@ -185,6 +199,18 @@ impl Stream {
     /// Checks a segment carrying `data` at `start` (and a FIN after it if
     /// `fin`) without changing anything. `Err` names the drop reason.
     pub fn check(&self, start: u64, data: &[u8], fin: bool, limits: StreamLimits) -> Result<Fit, Counter> {
+        self.check_reaching(start, data, fin, limits, Reach::Sure)
+    }
+
+    /// [`Stream::check`] for a segment that may not reach the receiver.
+    pub fn check_reaching(
+        &self,
+        start: u64,
+        data: &[u8],
+        fin: bool,
+        limits: StreamLimits,
+        reach: Reach,
+    ) -> Result<Fit, Counter> {
         if data.is_empty() && !fin {
             // A pure ACK carries nothing for this stream (its sequence number
             // may sit one past the FIN).
@@ -222,6 +248,9 @@ impl Stream {
         let mut changes = false;
         match &self.ofo {
             None if after == Meet::Conflict => return Err(Counter::DropOverlapConflict),
+            Some(_) if after == Meet::Conflict && reach == Reach::Doubtful => {
+                return Err(Counter::DropOverlapConflict);
+            }
             None => {}
             // In order: these bytes win over queued ones (tcp_data_queue
             // queues them before tcp_ofo_queue runs).
@@ -290,6 +319,11 @@ impl Stream {
     /// Records a segment that passed [`Stream::check`]. Returns the range that
     /// became deliverable (the delivery point moves past it).
     pub fn commit(&mut self, start: u64, data: &[u8], fin: bool) -> Option<Range<u64>> {
+        self.commit_reaching(start, data, fin, Reach::Sure)
+    }
+
+    /// [`Stream::commit`] for a segment checked with [`Stream::check_reaching`].
+    pub fn commit_reaching(&mut self, start: u64, data: &[u8], fin: bool, reach: Reach) -> Option<Range<u64>> {
         let end = start + data.len() as u64;
         let lo = start.max(self.acked);
         if lo < end {
@@ -299,7 +333,7 @@ impl Stream {
                 Some(q) if start > self.delivered => {
                     let after = self.last_end == Some(start);
                     let plan = q.plan(start..end, after);
-                    q.apply(start..end, &plan, after);
+                    q.apply(start..end, &plan, after || reach == Reach::Doubtful);
                     match plan {
                         OfoPlan::Discard => end,
                         OfoPlan::Queue { wins, .. } => wins.start,
