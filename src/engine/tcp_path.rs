@@ -11,7 +11,8 @@ use crate::flow::{Direction, FlowKey, L4Proto};
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
 use crate::stats::Counter;
 use crate::tcp::conn::Urgent;
-use crate::tcp::{auth_option, Arrival, Fit, SegmentKind, TcpConn, TcpState};
+use crate::tcp::auth_option::{self, AuthOption};
+use crate::tcp::{Arrival, Fit, SegmentKind, TcpConn, TcpState};
 use crate::wire::tcp_flags::{ACK, SYN};
 use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
 
@@ -211,15 +212,15 @@ impl<I: Inspector> Engine<I> {
         let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
         let dir = flow.direction(from_lo);
         let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
-        let arrival = Arrival { time: ctx.time, ttl: pkt.ip.ttl };
-        let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).is_some_and(auth_option::carries_auth);
-        if auth && conn.drops_auth_option(dir, t) {
+        let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).and_then(auth_option::find);
+        if auth == Some(AuthOption::Md5) && conn.drops_auth_option(dir, t) {
             self.stats.inc(Counter::DropAuthOption);
             return Verdict::Drop;
         }
-        if auth && t.has(SYN) && !t.has(ACK) {
+        if auth.is_some() && t.has(SYN) && !t.has(ACK) {
             conn.set_signed();
         }
+        let arrival = Arrival { time: ctx.time, ttl: pkt.ip.ttl, uncertain: auth == Some(AuthOption::Ao) };
         let checked = match conn.check(dir, t, payload, limits, arrival) {
             Ok(c) => c,
             Err(reason) => {

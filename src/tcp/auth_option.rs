@@ -2,12 +2,16 @@
 //! (RFC 5925, kind 29).
 //!
 //! Linux checks them in `tcp_inbound_hash` (net/ipv4/tcp.c) before the
-//! segment reaches the connection: a segment carrying either option when no
-//! key is configured for the peer is dropped (`TCPMD5UNEXPECTED`,
-//! `TCPAOKEYNOTFOUND`). A connection whose SYN carried no such option has no
-//! key on either end (a host with a key for its peer signs its SYN, and
-//! drops an unsigned one), so under the Linux receiver model sluice drops
-//! every later segment of it that carries one, exactly as the endpoint does.
+//! segment reaches the connection: a segment carrying TCP-MD5 when no key is
+//! configured for the peer is dropped (`TCPMD5UNEXPECTED`). A connection
+//! whose SYN carried no such option has no key on either end (a host with a
+//! key for its peer signs its SYN, and drops an unsigned one), so under the
+//! Linux receiver model sluice drops every later segment of it that carries
+//! TCP-MD5, exactly as the endpoint does. TCP-AO depends on the kernel's
+//! build: with `CONFIG_TCP_AO` Linux drops the segment like TCP-MD5, without
+//! it the option is unknown and ignored. sluice cannot tell which, so a
+//! TCP-AO segment is passed but treated as one that may not arrive: it never
+//! wins a conflicting overlap, and no overlap is predicted against it.
 //! A connection opened with a signature has keys sluice cannot know: it is
 //! handled strictly (conflicting overlaps refused), so whichever segments
 //! the endpoint's signature check drops, it reads bytes rules saw.
@@ -17,29 +21,44 @@ pub const KIND_MD5: u8 = 19;
 /// Option kind of TCP-AO.
 pub const KIND_AO: u8 = 29;
 
-/// True if the TCP header `header` (from its first byte, options included)
-/// carries a TCP-MD5 or TCP-AO option. A malformed option list ends the
-/// walk, as Linux's `tcp_parse_md5sig_option` stops at it.
-pub fn carries_auth(header: &[u8]) -> bool {
-    let Some(options) = header.get(20..) else { return false };
+/// An authentication option a segment carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOption {
+    /// TCP-MD5.
+    Md5,
+    /// TCP-AO.
+    Ao,
+}
+
+/// The first TCP-MD5 or TCP-AO option of the TCP header `header` (from its
+/// first byte, options included). A malformed option list ends the walk, as
+/// Linux's option parsers stop at it.
+pub fn find(header: &[u8]) -> Option<AuthOption> {
+    let options = header.get(20..)?;
     let mut i = 0;
     while let Some(&kind) = options.get(i) {
         match kind {
-            0 => return false,
+            0 => return None,
             1 => i += 1,
             _ => {
-                let Some(&len) = options.get(i + 1) else { return false };
-                if len < 2 || i + usize::from(len) > options.len() {
-                    return false;
+                let len = usize::from(*options.get(i + 1)?);
+                if len < 2 || i + len > options.len() {
+                    return None;
                 }
-                if kind == KIND_MD5 || kind == KIND_AO {
-                    return true;
+                match kind {
+                    KIND_MD5 => return Some(AuthOption::Md5),
+                    KIND_AO => return Some(AuthOption::Ao),
+                    _ => i += len,
                 }
-                i += usize::from(len);
             }
         }
     }
-    false
+    None
+}
+
+/// True if the header carries TCP-MD5 or TCP-AO (see [`find`]).
+pub fn carries_auth(header: &[u8]) -> bool {
+    find(header).is_some()
 }
 
 #[cfg(test)]
@@ -57,8 +76,9 @@ mod tests {
         let mut md5 = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, KIND_MD5, 18];
         md5.extend_from_slice(&[0xab; 16]);
         assert!(carries_auth(&header(&md5)));
+        assert_eq!(find(&header(&md5)), Some(AuthOption::Md5));
         let ao = [1, 1, KIND_AO, 6, 1, 2, 0, 0];
-        assert!(carries_auth(&header(&ao)));
+        assert_eq!(find(&header(&ao)), Some(AuthOption::Ao));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Arrival {
     pub time: Timestamp,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
+    /// Something else makes its arrival uncertain (a TCP-AO option, see
+    /// [`super::auth_option`]).
+    pub uncertain: bool,
 }
 
 /// A receiver's most recent timestamp from this side (Linux
@@ -186,9 +189,9 @@ impl TcpConn {
     }
 
     /// True if the receiver of `dir`'s data, modelled as Linux, drops a
-    /// segment carrying a TCP-MD5 or TCP-AO option (`tcp_inbound_hash`: no
-    /// key). The client's SYN is never dropped for it: it tells whether the
-    /// ends have keys.
+    /// segment carrying a TCP-MD5 option (`tcp_inbound_hash`: no key). The
+    /// client's SYN is never dropped for it: it tells whether the ends have
+    /// keys.
     pub fn drops_auth_option(&self, dir: Direction, t: &TcpInfo) -> bool {
         let opening = t.has(SYN) && !t.has(ACK);
         self.model(dir).linux() && !self.signed && !opening
@@ -330,6 +333,7 @@ impl TcpConn {
             return self.check_syn(dir, t, payload, lim, ack);
         }
         let reach = match me.ttl {
+            _ if arrival.uncertain => Reach::Doubtful,
             Some(first) if arrival.ttl < first => Reach::Doubtful,
             _ => Reach::Sure,
         };
@@ -674,7 +678,7 @@ mod tests {
     use crate::wire::tcp_flags::PSH;
 
     const LIM: StreamLimits = StreamLimits { max_buffer: 1 << 20, max_islands: 8 };
-    const ARRIVAL: Arrival = Arrival { time: Timestamp(0), ttl: 64 };
+    const ARRIVAL: Arrival = Arrival { time: Timestamp(0), ttl: 64, uncertain: false };
     const CISN: u32 = 1000;
     const SISN: u32 = 5000;
     const UP: Direction = Direction::Up;
