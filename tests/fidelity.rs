@@ -22,7 +22,6 @@
 //! is its own test, named after it (`-` becomes `_`), so a known sluice bug
 //! can be marked `#[ignore = "..."]` while the rest runs.
 
-
 #[path = "fidelity/harness.rs"]
 mod harness;
 
@@ -391,7 +390,9 @@ fn cases() -> Vec<Case> {
     let bad = fragment(&evil, &[24, 16], 7);
     c.push(bad[0].clone()).push(good[1].clone()).push(bad[1].clone()).push(bad[2].clone());
     out.push(
-        case("fragments-overlap-conflict", c, Expect::Attack(b"")).strict().counters(&["drop_fragment_overlap"]),
+        case("fragments-overlap-conflict", c, Expect::Attack(b""))
+            .strict()
+            .counters(&["drop_fragment_overlap"]),
     );
     // Exact duplicates of fragment 1 with other bytes, either copy valid,
     // then the benign segment resent whole. Evil first: Linux (first copy

@@ -62,7 +62,13 @@ fn benign(name: &'static str, open: Open, script: Script, reads: &'static [u8]) 
     Case { name, open, script, plain: (reads, ReadEnd::Eof), filtered: None, counters: &[] }
 }
 
-fn attack(name: &'static str, open: Open, script: Script, plain: &'static [u8], filtered: &'static [u8]) -> Case {
+fn attack(
+    name: &'static str,
+    open: Open,
+    script: Script,
+    plain: &'static [u8],
+    filtered: &'static [u8],
+) -> Case {
     let end = ReadEnd::Reset;
     Case { name, open, script, plain: (plain, ReadEnd::Eof), filtered: Some((filtered, end)), counters: &[] }
 }
@@ -158,18 +164,40 @@ fn duplicate_fragments(c: &mut Conversation, first: &[u8], second: &[u8]) {
 // ---------------------------------------------------------------- cases
 
 fn ooo_replace_benign() -> Case {
-    benign("ooo-replace-benign", Open::Plain, |c| arranged(c, &[(3, b"Xmm"), (3, b"mless!"), (0, b"har")], 9), b"harmless!")
-        .counters(&["tcp_overlaps_resolved"])
+    benign(
+        "ooo-replace-benign",
+        Open::Plain,
+        |c| arranged(c, &[(3, b"Xmm"), (3, b"mless!"), (0, b"har")], 9),
+        b"harmless!",
+    )
+    .counters(&["tcp_overlaps_resolved"])
 }
 fn ooo_replace() -> Case {
-    attack("ooo-replace", Open::Plain, |c| arranged(c, &[(3, b"ume"), (3, b"ack!!"), (0, b"att")], 8), b"attack!!", b"")
+    attack(
+        "ooo-replace",
+        Open::Plain,
+        |c| arranged(c, &[(3, b"ume"), (3, b"ack!!"), (0, b"att")], 8),
+        b"attack!!",
+        b"",
+    )
 }
 fn ooo_cover_benign() -> Case {
-    benign("ooo-cover-benign", Open::Plain, |c| arranged(c, &[(4, b"X"), (2, b"rmless"), (0, b"ha")], 8), b"harmless")
-        .counters(&["tcp_overlaps_resolved"])
+    benign(
+        "ooo-cover-benign",
+        Open::Plain,
+        |c| arranged(c, &[(4, b"X"), (2, b"rmless"), (0, b"ha")], 8),
+        b"harmless",
+    )
+    .counters(&["tcp_overlaps_resolved"])
 }
 fn ooo_cover() -> Case {
-    attack("ooo-cover", Open::Plain, |c| arranged(c, &[(4, b"Z"), (3, b"ack"), (0, b"att")], 6), b"attack", b"")
+    attack(
+        "ooo-cover",
+        Open::Plain,
+        |c| arranged(c, &[(4, b"Z"), (3, b"ack"), (0, b"att")], 6),
+        b"attack",
+        b"",
+    )
 }
 fn ooo_partial_lower_first_benign() -> Case {
     let s: Script = |c| arranged(c, &[(2, b"rmle"), (4, b"XXss"), (0, b"ha")], 8);
@@ -181,7 +209,8 @@ fn ooo_partial_lower_first() -> Case {
 }
 fn ooo_partial_lower_second_benign() -> Case {
     let s: Script = |c| arranged(c, &[(4, b"XXss"), (2, b"rmle"), (0, b"ha")], 8);
-    benign("ooo-partial-lower-second-benign", Open::Plain, s, b"harmless").counters(&["tcp_overlaps_resolved"])
+    benign("ooo-partial-lower-second-benign", Open::Plain, s, b"harmless")
+        .counters(&["tcp_overlaps_resolved"])
 }
 fn ooo_partial_lower_second() -> Case {
     let s: Script = |c| arranged(c, &[(4, b"Xk"), (1, b"ttac"), (0, b"a")], 6);
@@ -192,7 +221,13 @@ fn in_order_over_queue_benign() -> Case {
     benign("in-order-over-queue-benign", Open::Plain, s, b"harmless").counters(&["tcp_overlaps_resolved"])
 }
 fn in_order_over_queue() -> Case {
-    attack("in-order-over-queue", Open::Plain, |c| arranged(c, &[(4, b"Zk"), (0, b"attac")], 6), b"attack", b"")
+    attack(
+        "in-order-over-queue",
+        Open::Plain,
+        |c| arranged(c, &[(4, b"Zk"), (0, b"attac")], 6),
+        b"attack",
+        b"",
+    )
 }
 fn paws_benign() -> Case {
     let s: Script = |c| discarded_first(c, &ts(SYN_TSVAL - 100), b"XXXXXXXX", b"harmless");
@@ -212,17 +247,20 @@ fn md5_attack() -> Case {
 }
 fn syn_data_benign() -> Case {
     let s: Script = |c| arranged(c, &[(0, b"harmless")], 8);
-    benign("syn-data-benign", Open::SynData(b"XXXXXXXX"), s, b"harmless").counters(&["tcp_syn_data_forgotten"])
+    benign("syn-data-benign", Open::SynData(b"XXXXXXXX"), s, b"harmless")
+        .counters(&["tcp_syn_data_forgotten"])
 }
 fn syn_data() -> Case {
     let s: Script = |c| arranged(c, &[(0, b"attack!!")], 8);
     attack("syn-data", Open::SynData(b"harmless"), s, b"attack!!", b"").counters(&["tcp_syn_data_forgotten"])
 }
 fn urgent_benign() -> Case {
-    benign("urgent-benign", Open::Plain, |c| urgent(c, b"har", b"Xmless"), b"harmless").counters(&["tcp_urgent_hidden"])
+    benign("urgent-benign", Open::Plain, |c| urgent(c, b"har", b"Xmless"), b"harmless")
+        .counters(&["tcp_urgent_hidden"])
 }
 fn urgent_attack() -> Case {
-    attack("urgent", Open::Plain, |c| urgent(c, b"att", b"Xack"), b"attack", b"att").counters(&["tcp_urgent_hidden"])
+    attack("urgent", Open::Plain, |c| urgent(c, b"att", b"Xack"), b"attack", b"att")
+        .counters(&["tcp_urgent_hidden"])
 }
 fn fragment_duplicate_benign() -> Case {
     let s: Script = |c| duplicate_fragments(c, FRAG_GOOD, FRAG_OTHER);
@@ -236,7 +274,12 @@ fn fragment_duplicate() -> Case {
 // ---------------------------------------------------------------- running
 
 /// Plays the case once; what the server application read.
-fn run(tb: &Testbed, case: &Case, client_port: u16, server_port: u16) -> (Result<(Vec<u8>, ReadEnd), String>, String) {
+fn run(
+    tb: &Testbed,
+    case: &Case,
+    client_port: u16,
+    server_port: u16,
+) -> (Result<(Vec<u8>, ReadEnd), String>, String) {
     let client = SocketAddr::new(CLIENT4, client_port);
     let server = SocketAddr::new(SERVER4, server_port);
     let srv = apps::tcp_server_within(tb, server.ip(), server.port(), 1, Duration::from_secs(6), |mut s| {
@@ -287,8 +330,19 @@ fn check(case: Case) {
     assert!(!tb.gw_rules().contains("NFQUEUE"), "the plain run must not be filtered");
     let (plain, trace) = run(&tb, &case, 40001, 8001);
     let want = Ok((case.plain.0.to_vec(), case.plain.1.clone()));
-    assert!(plain == want, "{} without sluice: read {}, expected {}\n{trace}", case.name, show(&plain), show(&want));
-    assert_eq!(case.filtered.is_some(), contains_attack(case.plain.0), "{}: attack cases name the filtered read", case.name);
+    assert!(
+        plain == want,
+        "{} without sluice: read {}, expected {}\n{trace}",
+        case.name,
+        show(&plain),
+        show(&want)
+    );
+    assert_eq!(
+        case.filtered.is_some(),
+        contains_attack(case.plain.0),
+        "{}: attack cases name the filtered read",
+        case.name
+    );
 
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/rules.lua");
     tb.start_sluice(&rules, &[]);

@@ -397,8 +397,14 @@ fn the_linux_model_follows_tcp_data_queue_ofo() {
 #[test]
 fn the_models_discard_paws_md5_and_keep_the_first_fragment_copy() {
     for p in [LINUX, POLICIES[1]] {
-        assert_eq!(endpoint_reads(&raw(discarded_first(&old_ts(), b"harmless", b"attack!!")), p, &[]), b"attack!!");
-        assert_eq!(endpoint_reads(&raw(discarded_first(&md5(), b"harmless", b"attack!!")), p, &[]), b"attack!!");
+        assert_eq!(
+            endpoint_reads(&raw(discarded_first(&old_ts(), b"harmless", b"attack!!")), p, &[]),
+            b"attack!!"
+        );
+        assert_eq!(
+            endpoint_reads(&raw(discarded_first(&md5(), b"harmless", b"attack!!")), p, &[]),
+            b"attack!!"
+        );
     }
     let frags = raw(duplicate_fragments(OVERLAP_EVIL, OVERLAP_GOOD));
     let mut want = OVERLAP_EVIL.to_vec();

@@ -209,7 +209,10 @@ fn paws_follows_tsval_wrap_and_forgets_after_24_days() {
     h.drop(&seg_with(&c, b, &ts(u32::MAX - 100), 64, b"old"));
     h.accept(&seg_with(&c, b, &ts(5), 64, b"new"));
     // 24 days later the old timestamp no longer rejects anything.
-    let long = EngineConfig { tcp_established_timeout: std::time::Duration::from_secs(30 * 86_400), ..Default::default() };
+    let long = EngineConfig {
+        tcp_established_timeout: std::time::Duration::from_secs(30 * 86_400),
+        ..Default::default()
+    };
     let (mut h, c) = with_timestamps(long, 5000);
     h.time = Timestamp(h.time.0 + 24 * 24 * 3600 * 1_000_000);
     h.accept(&seg_with(&c, c.cseq, &ts(10), 64, b"late"));

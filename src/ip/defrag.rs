@@ -72,9 +72,9 @@ use std::time::Duration;
 
 use super::datagram::{PendingDatagram, Piece, Refusal};
 use crate::config::EngineConfig;
-use crate::tcp::receiver_policy::ReceiverTable;
 use crate::engine::PacketId;
 use crate::stats::Counter;
+use crate::tcp::receiver_policy::ReceiverTable;
 use crate::time::Timestamp;
 use crate::wire::Decoded;
 
@@ -215,7 +215,9 @@ impl Defragmenter {
 
         match entry.datagram.plan(&piece) {
             Err(Refusal::Malformed) => refuse(id),
-            Err(Refusal::Duplicate) => DefragOutcome::Rejected { drop: vec![id], reason: Counter::DropFragmentDuplicate },
+            Err(Refusal::Duplicate) => {
+                DefragOutcome::Rejected { drop: vec![id], reason: Counter::DropFragmentDuplicate }
+            }
             Err(Refusal::Overlap) => {
                 let mut drop = self.remove(&key).map(PendingDatagram::into_ids).unwrap_or_default();
                 drop.push(id);
@@ -571,8 +573,8 @@ mod tests {
         let original = tcp_packet(false, &bytes(200, 5));
         let a = fragment(&original, &[64, 64], 8); // [0,64) [64,128) [128,..)
         let half = fragment(&original, &[32, 64], 8); // [0,32) [32,96) [96,..)
-        // Arrival 0, 2: two runs. [32,96) reaches out of run [0,64): an
-        // overlap (Linux discards the datagram) though every byte agrees.
+                                                      // Arrival 0, 2: two runs. [32,96) reaches out of run [0,64): an
+                                                      // overlap (Linux discards the datagram) though every byte agrees.
         let mut d = Defragmenter::new(limits());
         assert_eq!(push(&mut d, 1, &a[0], T0), DefragOutcome::Held);
         assert_eq!(push(&mut d, 2, &a[2], T0), DefragOutcome::Held);

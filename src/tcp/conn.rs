@@ -481,7 +481,14 @@ impl TcpConn {
             },
         };
         if ok {
-            Ok(Checked { kind: SegmentKind::Rst, start: 0, fit: Fit::New, ack: None, growth: 0, reach: Reach::Sure })
+            Ok(Checked {
+                kind: SegmentKind::Rst,
+                start: 0,
+                fit: Fit::New,
+                ack: None,
+                growth: 0,
+                reach: Reach::Sure,
+            })
         } else {
             Err(Counter::DropBadRst)
         }
@@ -508,7 +515,14 @@ impl TcpConn {
     }
 
     /// Applies a checked segment.
-    pub fn commit(&mut self, dir: Direction, t: &TcpInfo, payload: &[u8], c: &Checked, arrival: Arrival) -> Committed {
+    pub fn commit(
+        &mut self,
+        dir: Direction,
+        t: &TcpInfo,
+        payload: &[u8],
+        c: &Checked,
+        arrival: Arrival,
+    ) -> Committed {
         let now = arrival.time;
         let mut out = Committed::default();
         let i = dir.index();

@@ -323,7 +323,13 @@ impl Stream {
     }
 
     /// [`Stream::commit`] for a segment checked with [`Stream::check_reaching`].
-    pub fn commit_reaching(&mut self, start: u64, data: &[u8], fin: bool, reach: Reach) -> Option<Range<u64>> {
+    pub fn commit_reaching(
+        &mut self,
+        start: u64,
+        data: &[u8],
+        fin: bool,
+        reach: Reach,
+    ) -> Option<Range<u64>> {
         let end = start + data.len() as u64;
         let lo = start.max(self.acked);
         if lo < end {

@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use sluice::capture::pcap::PcapSource;
 use sluice::config::EngineConfig;
-use sluice::tcp::auth_option;
-use sluice::tcp::receiver_policy::TargetPolicy;
 use sluice::flow::Direction::{Down, Up};
 use sluice::ip::fragment::fragment;
 use sluice::offline::{self, OfflineOptions};
 use sluice::pcapgen::{write_pcap_file, Conversation, Framing, TimedPacket};
+use sluice::tcp::auth_option;
+use sluice::tcp::receiver_policy::TargetPolicy;
 use sluice::wire::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use sluice::wire::{checksum, decode, proto, SeqNumber, Transport};
 
@@ -759,4 +759,3 @@ pub fn run_case(case: &Case) {
         assert!(a == w, "{}: output packet {i} differs from expected.pcap", case.name);
     }
 }
-
