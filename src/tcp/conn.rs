@@ -611,9 +611,10 @@ impl TcpConn {
             // A duplicate adds nothing, but if an earlier copy's delivery was
             // undone (its packet dropped), the copy carrying the byte at the
             // delivery point makes the bytes deliverable again. Under the
-            // Linux policy even a duplicate may change the out-of-order
+            // Linux policy even an out-of-order duplicate may change the
             // queue's segments, which later overlaps are resolved by.
-            if c.fit != Fit::Duplicate || s.covers_delivery_point(c.start, payload.len()) || s.linux() {
+            let queue_changes = s.linux() && !payload.is_empty() && c.start > s.delivered();
+            if c.fit != Fit::Duplicate || s.covers_delivery_point(c.start, payload.len()) || queue_changes {
                 let before = s.buffered();
                 out.deliver = s.commit_reaching(c.start, payload, fin, c.reach);
                 out.grown = s.buffered().saturating_sub(before);
