@@ -358,6 +358,24 @@ fn an_urgent_byte_arriving_out_of_order_is_hidden_when_delivered() {
 }
 
 #[test]
+fn an_urgent_pointer_in_a_packet_rules_dropped_is_forgotten() {
+    // A rule error drops the packet carrying the pointer: the receiver never
+    // sees it, so its byte stays in the stream rules see.
+    let script = Script {
+        reset_on: Some(b"boom".to_vec()),
+        action_on_match: Some(crate::inspect::Action::DropPacket),
+        ..Script::default()
+    };
+    let (mut h, c) = established_with(EngineConfig::default(), script);
+    let b = c.cseq;
+    h.drop(&urgent_seg(&c, b, 6, b"boom"));
+    assert_eq!(h.engine.stats().get(Counter::UrgentHidden), 1);
+    h.engine.inspector_mut().reset_on = None;
+    h.accept(&c.seg(true, b, ACK, b"boomXy"));
+    assert_eq!(up(&h), b"boomboomXy");
+}
+
+#[test]
 fn inline_and_strict_clear_urg() {
     let mut cfg = EngineConfig::default();
     cfg.receiver.set_urgent(None, UrgentMode::Inline);

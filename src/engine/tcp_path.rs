@@ -60,6 +60,9 @@ pub(super) struct PendingData {
     packets: Vec<(PacketId, Verdict)>,
     /// Reset point before the chunk's first packet.
     before: ResetPoint,
+    /// The direction's urgent byte before the chunk's first packet (put
+    /// back if rules drop the chunk: the receiver never sees its pointers).
+    urgent_before: Option<u64>,
     ctx: Context,
 }
 
@@ -82,6 +85,7 @@ impl<I: Inspector> Engine<I> {
                 self.flow_action(&p.key, action, p.before, &p.ctx, out);
             } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
                 conn.undeliver(p.dir, p.range.start);
+                conn.restore_urgent(p.dir, p.urgent_before);
             }
         }
         for (id, v) in p.packets.drain(..) {
@@ -275,6 +279,7 @@ impl<I: Inspector> Engine<I> {
         // packet but cannot touch the table, and the branches that change it
         // (`flow_action`) return.
         let was_established = conn.state() == TcpState::Established;
+        let urgent_before = conn.urgent_of(dir);
         let done = conn.commit(dir, t, payload, &checked, arrival);
         let clear_urgent = match done.urgent {
             Urgent::Clear => true,
@@ -351,6 +356,7 @@ impl<I: Inspector> Engine<I> {
                             next_seq,
                             packets,
                             before,
+                            urgent_before,
                             ctx: *ctx,
                         });
                     }
@@ -382,6 +388,7 @@ impl<I: Inspector> Engine<I> {
                         // drop policy): the receiver never gets these bytes,
                         // so their retransmission must face the rules again.
                         conn.undeliver(dir, start);
+                        conn.restore_urgent(dir, urgent_before);
                     }
                     return Verdict::Drop;
                 }

@@ -274,6 +274,19 @@ impl TcpConn {
         }
     }
 
+    /// The urgent byte `dir`'s receiver skips, if any (see [`Stream::urgent`]).
+    pub fn urgent_of(&self, dir: Direction) -> Option<u64> {
+        self.stream(dir).and_then(Stream::urgent)
+    }
+
+    /// Undoes the urgent pointers of packets rules dropped after they were
+    /// committed: `dir`'s urgent byte is `urgent` again.
+    pub fn restore_urgent(&mut self, dir: Direction, urgent: Option<u64>) {
+        if let Some(s) = self.halves[dir.index()].stream.as_mut() {
+            s.restore_urgent(urgent);
+        }
+    }
+
     /// The stream of one direction, once known.
     pub fn stream(&self, dir: Direction) -> Option<&Stream> {
         self.halves[dir.index()].stream.as_ref()

@@ -404,6 +404,12 @@ impl Stream {
         self.urgent
     }
 
+    /// Puts back the urgent byte as it was before a packet that rules then
+    /// dropped (the receiver never saw its urgent pointer).
+    pub fn restore_urgent(&mut self, urgent: Option<u64>) {
+        self.urgent = urgent;
+    }
+
     /// The bytes in `r` as the application reads them: [`Stream::bytes_in`]
     /// without the urgent byte (see [`Stream::set_urgent`]).
     pub fn read_bytes<'a>(&'a self, r: Range<u64>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
