@@ -252,6 +252,41 @@ mod tests {
         assert_eq!(parse_target_policy("fd00::1=strict").unwrap().0, "fd00::1/128".parse::<IpNet>().unwrap());
     }
 
+    /// The flags as `sluice run` and `sluice pcap` flatten them.
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        receiver: ReceiverArgs,
+    }
+
+    #[test]
+    fn flags_parse_repeated_and_reject_bad_values_clearly() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "--target-policy",
+            "10.0.0.0/8=strict",
+            "--target-policy",
+            "2001:db8::/32=strict",
+            "--urgent",
+            "inline",
+            "--urgent",
+            "10.1.0.0/16=oob",
+        ])
+        .unwrap();
+        let t = cli.receiver.table();
+        assert_eq!(t.lookup(ip("10.2.0.1")).policy, TargetPolicy::Strict);
+        assert_eq!(t.lookup(ip("2001:db8::1")).policy, TargetPolicy::Strict);
+        assert_eq!(
+            t.lookup(ip("192.0.2.1")),
+            ReceiverModel { policy: TargetPolicy::Linux, urgent: UrgentMode::Inline }
+        );
+        let e = Cli::try_parse_from(["sluice", "--target-policy", "10.0.0.0/8=bsd"]).unwrap_err().to_string();
+        assert!(e.contains("unknown target policy \"bsd\" (expected linux or strict)"), "{e}");
+        let e = Cli::try_parse_from(["sluice", "--urgent", "sometimes"]).unwrap_err().to_string();
+        assert!(e.contains("unknown urgent mode"), "{e}");
+    }
+
     #[test]
     fn a_later_entry_for_the_same_prefix_replaces_the_earlier() {
         let mut t = ReceiverTable::default();
