@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use netns::apps::{self, ReadEnd};
 use netns::crafted::{self, CraftedClient, SYN_OPTIONS};
-use netns::{join_bounded, Testbed, CLIENT4, SERVER4};
+use netns::{join_bounded, Testbed, CLIENT4, CLIENT6, SERVER4, SERVER6};
 use sluice::flow::Direction::Up;
 use sluice::ip::fragment::fragment;
 use sluice::pcapgen::Conversation;
@@ -56,10 +56,12 @@ struct Case {
     filtered: Option<(&'static [u8], ReadEnd)>,
     /// Counters that must be at least 1 after the filtered run.
     counters: &'static [&'static str],
+    /// Over IPv6.
+    v6: bool,
 }
 
 fn benign(name: &'static str, open: Open, script: Script, reads: &'static [u8]) -> Case {
-    Case { name, open, script, plain: (reads, ReadEnd::Eof), filtered: None, counters: &[] }
+    Case { name, open, script, plain: (reads, ReadEnd::Eof), filtered: None, counters: &[], v6: false }
 }
 
 fn attack(
@@ -70,12 +72,25 @@ fn attack(
     filtered: &'static [u8],
 ) -> Case {
     let end = ReadEnd::Reset;
-    Case { name, open, script, plain: (plain, ReadEnd::Eof), filtered: Some((filtered, end)), counters: &[] }
+    Case {
+        name,
+        open,
+        script,
+        plain: (plain, ReadEnd::Eof),
+        filtered: Some((filtered, end)),
+        counters: &[],
+        v6: false,
+    }
 }
 
 impl Case {
     fn counters(mut self, c: &'static [&'static str]) -> Self {
         self.counters = c;
+        self
+    }
+    fn v6(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self.v6 = true;
         self
     }
 }
@@ -271,6 +286,20 @@ fn fragment_duplicate() -> Case {
     attack("fragment-duplicate", Open::Plain, s, FRAG_EVIL, b"").counters(&["drop_fragment_duplicate"])
 }
 
+fn ipv6_ooo_replace_benign() -> Case {
+    ooo_replace_benign().v6("ipv6-ooo-replace-benign")
+}
+fn ipv6_ooo_partial_lower_second() -> Case {
+    ooo_partial_lower_second().v6("ipv6-ooo-partial-lower-second")
+}
+fn ipv6_fragment_duplicate_benign() -> Case {
+    // The first fragment (24 bytes) holds the whole TCP header, as IPv6 requires.
+    fragment_duplicate_benign().v6("ipv6-fragment-duplicate-benign")
+}
+fn ipv6_fragment_duplicate() -> Case {
+    fragment_duplicate().v6("ipv6-fragment-duplicate")
+}
+
 // ---------------------------------------------------------------- running
 
 /// Plays the case once; what the server application read.
@@ -280,8 +309,9 @@ fn run(
     client_port: u16,
     server_port: u16,
 ) -> (Result<(Vec<u8>, ReadEnd), String>, String) {
-    let client = SocketAddr::new(CLIENT4, client_port);
-    let server = SocketAddr::new(SERVER4, server_port);
+    let (c, s) = if case.v6 { (CLIENT6, SERVER6) } else { (CLIENT4, SERVER4) };
+    let client = SocketAddr::new(c, client_port);
+    let server = SocketAddr::new(s, server_port);
     let srv = apps::tcp_server_within(tb, server.ip(), server.port(), 1, Duration::from_secs(6), |mut s| {
         s.set_read_timeout(Some(SERVER_IDLE)).unwrap();
         apps::read_all(&mut s)
@@ -408,4 +438,8 @@ cases!(
     urgent_attack,
     fragment_duplicate_benign,
     fragment_duplicate,
+    ipv6_ooo_replace_benign,
+    ipv6_ooo_partial_lower_second,
+    ipv6_fragment_duplicate_benign,
+    ipv6_fragment_duplicate,
 );
