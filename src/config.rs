@@ -58,6 +58,8 @@ pub struct EngineConfig {
     /// delivered when acknowledged, gaps reported, nothing dropped for TCP
     /// validity checks, connections picked up midstream). Offline only.
     pub passive: bool,
+    /// Receiver model per destination network (`--target-policy`, `--urgent`).
+    pub receiver: crate::tcp::receiver_policy::ReceiverTable,
 }
 
 /// Which checksums a capture's host left to its NIC.
@@ -88,6 +90,7 @@ impl Default for EngineConfig {
             verify_checksums: true,
             checksum_offload: BTreeMap::new(),
             passive: false,
+            receiver: Default::default(),
         }
     }
 }

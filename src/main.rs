@@ -114,6 +114,9 @@ struct PcapArgs {
     /// Engine and rule limits.
     #[command(flatten)]
     limits: sluice::limits_args::LimitArgs,
+    /// Receiver model per destination network.
+    #[command(flatten)]
+    receiver: sluice::tcp::receiver_policy::ReceiverArgs,
 }
 
 impl PcapArgs {
@@ -129,6 +132,7 @@ impl PcapArgs {
         };
         self.limits.apply(&mut engine, &mut rules);
         engine.passive = self.passive;
+        engine.receiver = self.receiver.table();
         (engine, rules)
     }
 }

@@ -83,6 +83,11 @@ counters! {
     DropOverlapConflict => "drop_tcp_overlap_conflict",
     /// Drop: TCP data after the sender's FIN.
     DropAfterFin => "drop_tcp_data_after_fin",
+    /// Drop: TCP timestamp older than the receiver's (PAWS, Linux receivers).
+    DropPaws => "drop_tcp_paws",
+    /// Drop: TCP-MD5 or TCP-AO option on a connection opened without one
+    /// (Linux receivers drop it: no key).
+    DropAuthOption => "drop_tcp_auth_option",
     /// Drop: RST the receiver would ignore (sequence number not exact).
     DropBadRst => "drop_tcp_bad_rst",
     /// Drop: packet of a connection already closed by RST or FIN exchange.
@@ -98,12 +103,22 @@ counters! {
     DropFlowLimit => "drop_flow_table_full",
     /// Drop: fragment overlaps another with different bytes.
     DropFragmentOverlap => "drop_fragment_overlap",
+    /// Drop: fragment inside a run already held, ignored as a duplicate as
+    /// Linux ignores it (the first copy is kept; Linux receivers).
+    DropFragmentDuplicate => "drop_fragment_duplicate",
     /// Drop: fragment of a datagram that timed out or exceeded limits.
     DropFragment => "drop_fragment",
     /// Drop: the filter shut down with the packet still held.
     DropShutdown => "drop_shutdown",
     /// TCP urgent flag and pointer cleared so the endpoint reads urgent bytes inline.
     UrgentCleared => "tcp_urgent_cleared",
+    /// Urgent bytes left out of the stream rules see, as the receiving
+    /// application's read() skips them (`--urgent oob`, Linux receivers).
+    UrgentHidden => "tcp_urgent_hidden",
+    /// SYN data the SYN-ACK did not acknowledge, forgotten (Linux receivers).
+    SynDataForgotten => "tcp_syn_data_forgotten",
+    /// Conflicting out-of-order overlaps resolved as Linux resolves them.
+    OverlapsResolved => "tcp_overlaps_resolved",
     /// IP datagrams reassembled from fragments.
     FragmentsReassembled => "ip_datagrams_reassembled",
     /// TCP connections created.

@@ -50,6 +50,8 @@ const SERVER_IDLE: Duration = Duration::from_millis(1500);
 /// Default gap between crafted packets, so they reach the gateway in order.
 const STEP: Duration = Duration::from_millis(20);
 const PLAIN_PORT: u16 = 8001;
+/// `sluice run` flags modelling every receiver strictly.
+const STRICT: &[&str] = &["--target-policy", "0.0.0.0/0=strict", "--target-policy", "::/0=strict"];
 const FILTERED_PORT: u16 = 8002;
 
 /// Builds a connection's packets after the handshake.
@@ -108,6 +110,8 @@ struct Case {
     /// with the filler the live script sent ([`Session::fill`]): its length
     /// depends on the window the server advertised.
     filled: (bool, bool),
+    /// Extra `sluice run` flags (the receiver policy).
+    sluice_args: &'static [&'static str],
 }
 
 impl Case {
@@ -125,7 +129,14 @@ impl Case {
             rcvbuf: None,
             hold_reads: false,
             filled: (false, false),
+            sluice_args: &[],
         }
+    }
+    /// Every receiver modelled strictly: the cases whose expectations are
+    /// the strict policy's (their Linux twins are in tests/netns_receiver.rs).
+    fn strict(mut self) -> Self {
+        self.sluice_args = STRICT;
+        self
     }
     fn v6(mut self) -> Self {
         self.v6 = true;
@@ -470,6 +481,7 @@ fn ooo_overlap_later_copy() -> Case {
         // after the never-filled byte 5 never ends the stream.
         (b"attum", ReadEnd::Timeout),
     )
+    .strict()
     .counters(&["drop_tcp_overlap_conflict"])
 }
 
@@ -608,6 +620,7 @@ fn urgent() -> Case {
         (b"attack", ReadEnd::Eof),
         (b"attXack", ReadEnd::Eof),
     )
+    .strict()
     .counters(&["tcp_urgent_cleared", "packets_modified"])
     .zero(&["drop_rule"])
 }
@@ -643,6 +656,7 @@ fn fragments_overlap_evil_first() -> Case {
         // sluice drops the datagram; the benign retransmission is read.
         (OVERLAP_GOOD, ReadEnd::Eof),
     )
+    .strict()
     .counters(&["drop_fragment_overlap"])
 }
 
@@ -650,6 +664,7 @@ fn fragments_overlap_good_first() -> Case {
     // The other order: Linux keeps the benign first copy, sluice still drops
     // the datagram (it never guesses the endpoint's policy).
     benign("fragments-overlap-good-first", |c| overlapping_fragments(c, false), (OVERLAP_GOOD, ReadEnd::Eof))
+        .strict()
         .counters(&["drop_fragment_overlap"])
 }
 
@@ -967,6 +982,7 @@ fn syn_with_data() -> Case {
         // matching retransmission passes.
         (b"harmless", ReadEnd::Eof),
     )
+    .strict()
     .counters(&["drop_tcp_overlap_conflict"]);
     c.conns[0].syn_payload = b"harmless";
     c
@@ -1224,7 +1240,7 @@ fn check(case: Case) {
 
     // 2. Through sluice.
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/rules.lua");
-    tb.start_sluice(&rules, &[]);
+    tb.start_sluice(&rules, case.sluice_args);
     let filtered = run(&tb, &case, 40002, FILTERED_PORT);
     for r in filtered.reads.iter().flatten() {
         assert!(

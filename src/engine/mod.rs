@@ -148,7 +148,8 @@ impl<I: Inspector> Engine<I> {
             max_datagrams: config.max_frag_datagrams,
             max_bytes: config.max_frag_bytes,
             timeout: config.frag_timeout,
-        });
+        })
+        .with_receivers(config.receiver.clone());
         Engine {
             flows: FlowTable::new(config.max_flows),
             passive: FlowTable::new(config.max_flows),

@@ -2,13 +2,18 @@
 //! endpoint: whatever segmentation, reordering, duplication, conflicting
 //! overlap, loss after sluice and sequence wrap the generator picks, the bytes
 //! the endpoint's application reads are always a prefix of the bytes rules
-//! saw, for receivers that resolve out-of-order overlaps either way.
+//! saw, for receivers that resolve out-of-order overlaps either way (strict
+//! receiver policy). Under the Linux policy, a model of Linux's receive queue
+//! (written apart from sluice's, segment by segment as
+//! `tcp_data_queue_ofo` / `tcp_ofo_queue` handle them) reads exactly the
+//! bytes rules saw, conflicting overlaps included, as long as every packet
+//! sluice lets through arrives.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::tests::{Conv, Harness, Script};
+use super::tests::{strict_config, Conv, Harness, Script};
 use super::Verdict;
 use crate::wire::tcp_flags::ACK;
 use crate::wire::SeqNumber;
@@ -64,6 +69,117 @@ impl Receiver {
     }
 }
 
+/// Linux's receive path, segment by segment: the out-of-order queue keeps
+/// whole segments (no coalescing), in-order data is taken from the segment
+/// and then the queue is drained in sequence order.
+#[derive(Default)]
+struct LinuxReceiver {
+    app: Vec<u8>,
+    /// Queued segments: (start, bytes), sorted by start.
+    ofo: Vec<(u64, Vec<u8>)>,
+}
+
+impl LinuxReceiver {
+    fn rcv_nxt(&self) -> u64 {
+        self.app.len() as u64
+    }
+
+    fn segment(&mut self, start: u64, data: &[u8]) {
+        let end = start + data.len() as u64;
+        if end <= self.rcv_nxt() {
+            return;
+        }
+        if start <= self.rcv_nxt() {
+            // tcp_data_queue: in order; bytes below rcv_nxt are skipped by
+            // tcp_recvmsg.
+            let skip = (self.rcv_nxt() - start) as usize;
+            self.app.extend_from_slice(&data[skip..]);
+            self.drain();
+            return;
+        }
+        // tcp_data_queue_ofo.
+        let floor = self.ofo.iter().rposition(|(s, _)| *s <= start);
+        let mut at = floor.map_or(0, |i| i + 1);
+        if let Some(i) = floor {
+            let (fs, fb) = &self.ofo[i];
+            let fend = fs + fb.len() as u64;
+            if start < fend && end <= fend {
+                return; // all the bits are present
+            }
+            if *fs == start {
+                self.ofo.remove(i); // replaced
+                at = i;
+            }
+        }
+        self.ofo.insert(at, (start, data.to_vec()));
+        // merge_right: remove later segments the new one covers.
+        while at + 1 < self.ofo.len() {
+            let (s1, b1) = &self.ofo[at + 1];
+            if s1 + b1.len() as u64 > end {
+                break;
+            }
+            self.ofo.remove(at + 1);
+        }
+    }
+
+    /// tcp_ofo_queue.
+    fn drain(&mut self) {
+        while let Some((s, b)) = self.ofo.first() {
+            if *s > self.rcv_nxt() {
+                break;
+            }
+            let (s, b) = (*s, b.clone());
+            self.ofo.remove(0);
+            let end = s + b.len() as u64;
+            if end > self.rcv_nxt() {
+                let skip = (self.rcv_nxt() - s) as usize;
+                self.app.extend_from_slice(&b[skip..]);
+            }
+        }
+    }
+}
+
+/// Linux policy: the model reads exactly what rules saw, after every packet.
+fn run_linux(isn: u32, data: &[u8], segs: &[Seg], batch: usize) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(Script { stream_only: batch > 1, ..Script::default() });
+    let mut c = Conv::new(isn, 7);
+    for p in c.handshake() {
+        prop_assert_eq!(h.send(&p).0, Verdict::Accept);
+    }
+    let base = c.cseq;
+    let mut rx = LinuxReceiver::default();
+    let all = with_complete_tail(data, segs);
+    for chunk in all.chunks(batch.max(1)) {
+        let mut packets = Vec::new();
+        let mut meta = Vec::new();
+        for s in chunk {
+            let bytes = payload(data, s);
+            packets.push(c.seg(true, base + s.start as u32, ACK, &bytes));
+            meta.push(Some((s.start, bytes)));
+            if s.ack_after {
+                let ack = c.seg(false, c.sseq, ACK, b"");
+                packets.push(with_ack(&ack, base + rx.rcv_nxt() as u32));
+                meta.push(None);
+            }
+        }
+        let (verdicts, _) = h.send_batch(&packets);
+        for (v, m) in verdicts.iter().zip(&meta) {
+            if let (Verdict::Accept, Some((start, bytes))) = (v, m) {
+                rx.segment(*start as u64, bytes);
+            }
+        }
+        let rules = &h.engine.inspector().up;
+        prop_assert!(
+            *rules == rx.app,
+            "linux: the application read {} bytes, rules saw {}; first difference at {:?}",
+            rx.app.len(),
+            rules.len(),
+            rules.iter().zip(&rx.app).position(|(a, b)| a != b)
+        );
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 struct Seg {
     start: usize,
@@ -116,7 +232,7 @@ fn payload(data: &[u8], s: &Seg) -> Vec<u8> {
 }
 
 fn run(isn: u32, data: &[u8], segs: &[Seg], policy: Overlap) -> Result<(), TestCaseError> {
-    let mut h = Harness::new(Script::default());
+    let mut h = Harness::with_config(strict_config(), Script::default());
     let mut c = Conv::new(isn, 7);
     for p in c.handshake() {
         prop_assert_eq!(h.send(&p).0, Verdict::Accept);
@@ -157,7 +273,7 @@ fn run_batched(
     batch: usize,
     policy: Overlap,
 ) -> Result<(), TestCaseError> {
-    let mut h = Harness::new(Script { stream_only: true, ..Script::default() });
+    let mut h = Harness::with_config(strict_config(), Script { stream_only: true, ..Script::default() });
     let mut c = Conv::new(isn, 7);
     for p in c.handshake() {
         prop_assert_eq!(h.send(&p).0, Verdict::Accept);
@@ -223,6 +339,11 @@ proptest! {
     fn batched_endpoint_reads_only_inspected_bytes((isn, data, segs) in scenario(), batch in 1..12usize, last in any::<bool>()) {
         let policy = if last { Overlap::LastWins } else { Overlap::FirstWins };
         run_batched(isn, &data, &segs, batch, policy)?;
+    }
+
+    #[test]
+    fn linux_endpoint_reads_exactly_the_inspected_bytes((isn, data, segs) in scenario(), batch in 1..6usize) {
+        run_linux(isn, &data, &segs, batch)?;
     }
 
     #[test]

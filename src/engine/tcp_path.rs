@@ -10,7 +10,9 @@ use super::{flow_key, Engine, Output, PacketId, Verdict};
 use crate::flow::{Direction, FlowKey, L4Proto};
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
 use crate::stats::Counter;
-use crate::tcp::{Fit, SegmentKind, TcpConn, TcpState};
+use crate::tcp::auth_option::{self, AuthOption};
+use crate::tcp::conn::Urgent;
+use crate::tcp::{Arrival, Fit, SegmentKind, TcpConn, TcpState};
 use crate::wire::tcp_flags::{ACK, SYN};
 use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
 
@@ -58,6 +60,9 @@ pub(super) struct PendingData {
     packets: Vec<(PacketId, Verdict)>,
     /// Reset point before the chunk's first packet.
     before: ResetPoint,
+    /// The direction's urgent byte before the chunk's first packet (put
+    /// back if rules drop the chunk: the receiver never sees its pointers).
+    urgent_before: Option<u64>,
     ctx: Context,
 }
 
@@ -68,7 +73,7 @@ impl<I: Inspector> Engine<I> {
         let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.info.id == p.info.id);
         let action = match self.flows.get_mut(&p.key).and_then(|f| f.tcp()).and_then(|c| c.stream(p.dir)) {
             Some(s) if exists => {
-                self.inspector.data(&p.ctx, &p.info, p.dir, s.bytes_in(p.range.clone(), &mut self.joined))
+                self.inspector.data(&p.ctx, &p.info, p.dir, s.read_bytes(p.range.clone(), &mut self.joined))
             }
             // The flow went away meanwhile: nobody saw these bytes.
             _ => Action::DropPacket,
@@ -80,6 +85,7 @@ impl<I: Inspector> Engine<I> {
                 self.flow_action(&p.key, action, p.before, &p.ctx, out);
             } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
                 conn.undeliver(p.dir, p.range.start);
+                conn.restore_urgent(p.dir, p.urgent_before);
             }
         }
         for (id, v) in p.packets.drain(..) {
@@ -167,15 +173,24 @@ impl<I: Inspector> Engine<I> {
             return false;
         }
         let opening = t.has(SYN) && !t.has(ACK);
-        let (conn, client_is_sender) = if opening {
-            (TcpConn::new(), true)
+        let client_is_sender = if opening {
+            true
         } else {
             // Midstream: guess the client as the side with the higher,
             // non-well-known port; rules can still tell from the ports.
             let sender_is_server = t.src_port < 1024 && t.dst_port >= 1024;
-            (TcpConn::midstream(), !sender_is_server)
+            !sender_is_server
         };
         let client_is_lo = if client_is_sender { from_lo } else { !from_lo };
+        // Each direction's receiver model, resolved once for the flow: the
+        // server receives the client's data (Up), the client the server's.
+        let (client, server) = if client_is_lo { (key.lo, key.hi) } else { (key.hi, key.lo) };
+        let models = [self.config.receiver.lookup(server.addr), self.config.receiver.lookup(client.addr)];
+        let conn = if opening {
+            TcpConn::with_models(TcpState::SynSent, false, models)
+        } else {
+            TcpConn::with_models(TcpState::Established, true, models)
+        };
         let id = self.flows.next_id();
         let mut flow = Flow::new(id, key, client_is_lo, FlowKind::Tcp(Box::new(conn)), ctx.time);
         flow.deadline = ctx.time.saturating_add(self.config.tcp_handshake_timeout);
@@ -201,7 +216,16 @@ impl<I: Inspector> Engine<I> {
         let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
         let dir = flow.direction(from_lo);
         let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
-        let checked = match conn.check(dir, t, payload, limits) {
+        let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).and_then(auth_option::find);
+        if auth == Some(AuthOption::Md5) && conn.drops_auth_option(dir, t) {
+            self.stats.inc(Counter::DropAuthOption);
+            return Verdict::Drop;
+        }
+        if auth.is_some() && t.has(SYN) && !t.has(ACK) {
+            conn.set_signed();
+        }
+        let arrival = Arrival { time: ctx.time, ttl: pkt.ip.ttl, uncertain: auth == Some(AuthOption::Ao) };
+        let checked = match conn.check(dir, t, payload, limits, arrival) {
             Ok(c) => c,
             Err(reason) => {
                 self.stats.inc(reason);
@@ -255,7 +279,19 @@ impl<I: Inspector> Engine<I> {
         // packet but cannot touch the table, and the branches that change it
         // (`flow_action`) return.
         let was_established = conn.state() == TcpState::Established;
-        let done = conn.commit(dir, t, payload, &checked);
+        let urgent_before = conn.urgent_of(dir);
+        let done = conn.commit(dir, t, payload, &checked, arrival);
+        let clear_urgent = match done.urgent {
+            Urgent::Clear => true,
+            Urgent::Hidden(_) => {
+                self.stats.inc(Counter::UrgentHidden);
+                false
+            }
+            Urgent::None => false,
+        };
+        if done.syn_data_forgotten > 0 {
+            self.stats.inc(Counter::SynDataForgotten);
+        }
         // Where the delivered bytes sit in sequence space (for joining them
         // to a pending chunk), read while the connection is at hand.
         let seqs = done
@@ -269,9 +305,12 @@ impl<I: Inspector> Engine<I> {
             }
         }
         if !payload.is_empty() {
+            if checked.fit == Fit::Resolved {
+                self.stats.inc(Counter::OverlapsResolved);
+            }
             match (checked.fit, &done.deliver) {
                 (Fit::Duplicate, _) => self.stats.inc(Counter::Retransmissions),
-                (Fit::New, None) if checked.kind == SegmentKind::Segment => {
+                (Fit::New | Fit::Resolved, None) if checked.kind == SegmentKind::Segment => {
                     self.stats.inc(Counter::OutOfOrder)
                 }
                 _ => {}
@@ -296,7 +335,7 @@ impl<I: Inspector> Engine<I> {
                 let Some((start_seq, next_seq)) = seqs else { return Verdict::Drop };
                 // Taking `current` tells the caller the verdict is deferred.
                 let Some(id) = self.current.take() else { return Verdict::Drop };
-                let verdict = final_verdict(&self.stats, pkt, checksum_partial);
+                let verdict = final_verdict(&self.stats, pkt, checksum_partial, clear_urgent);
                 match &mut self.pending {
                     Some(p) if p.key == *key && p.dir == dir && p.range.end == range.start => {
                         p.range.end = range.end;
@@ -317,6 +356,7 @@ impl<I: Inspector> Engine<I> {
                             next_seq,
                             packets,
                             before,
+                            urgent_before,
                             ctx: *ctx,
                         });
                     }
@@ -334,7 +374,7 @@ impl<I: Inspector> Engine<I> {
                 let start = range.start;
                 let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
                 let Some(bytes) =
-                    flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.bytes_in(range, &mut self.joined))
+                    flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.read_bytes(range, &mut self.joined))
                 else {
                     return Verdict::Drop;
                 };
@@ -348,6 +388,7 @@ impl<I: Inspector> Engine<I> {
                         // drop policy): the receiver never gets these bytes,
                         // so their retransmission must face the rules again.
                         conn.undeliver(dir, start);
+                        conn.restore_urgent(dir, urgent_before);
                     }
                     return Verdict::Drop;
                 }
@@ -358,7 +399,7 @@ impl<I: Inspector> Engine<I> {
             self.end_connection_at(key, ctx);
         }
 
-        final_verdict(&self.stats, pkt, checksum_partial)
+        final_verdict(&self.stats, pkt, checksum_partial, clear_urgent)
     }
 
     /// Applies a flow-level decision: drop, reset or half-reset.
@@ -410,9 +451,14 @@ impl<I: Inspector> Engine<I> {
 }
 
 /// The verdict of a segment that passed every check: accept, with urgent
-/// data normalised away.
-fn final_verdict(stats: &crate::stats::Stats, pkt: &Decoded<'_>, checksum_partial: bool) -> Verdict {
-    if normalize::has_urgent(pkt) {
+/// data normalised away where the receiver model says so (`clear_urgent`).
+fn final_verdict(
+    stats: &crate::stats::Stats,
+    pkt: &Decoded<'_>,
+    checksum_partial: bool,
+    clear_urgent: bool,
+) -> Verdict {
+    if clear_urgent && normalize::has_urgent(pkt) {
         if let Some(bytes) = normalize::clear_urgent(pkt, checksum_partial) {
             stats.inc(Counter::UrgentCleared);
             return Verdict::AcceptModified(bytes);
@@ -421,6 +467,10 @@ fn final_verdict(stats: &crate::stats::Stats, pkt: &Decoded<'_>, checksum_partia
     }
     Verdict::Accept
 }
+
+#[cfg(test)]
+#[path = "receiver_tests.rs"]
+mod receiver_tests;
 
 /// An RST travelling in `dir` (Up: to the server, from the client's address).
 fn rst_to(info: &FlowInfo, dir: Direction, seq: SeqNumber, ack: Option<SeqNumber>) -> Vec<u8> {

@@ -253,7 +253,22 @@ impl Harness {
 }
 
 fn established(script: Script) -> (Harness, Conv) {
-    let mut h = Harness::new(script);
+    established_with(EngineConfig::default(), script)
+}
+
+/// Every receiver modelled strictly (`--target-policy 0.0.0.0/0=strict
+/// --target-policy ::/0=strict`).
+pub(super) fn strict_config() -> EngineConfig {
+    use crate::tcp::receiver_policy::TargetPolicy;
+    let mut cfg = EngineConfig::default();
+    for net in ["0.0.0.0/0", "::/0"] {
+        cfg.receiver.set_policy(net.parse().unwrap(), TargetPolicy::Strict);
+    }
+    cfg
+}
+
+pub(super) fn established_with(cfg: EngineConfig, script: Script) -> (Harness, Conv) {
+    let mut h = Harness::with_config(cfg, script);
     let mut c = Conv::new(1000, 5000);
     for p in c.handshake() {
         h.accept(&p);
@@ -381,7 +396,8 @@ fn overlap_with_other_bytes_refused_until_acknowledged() {
 
 #[test]
 fn out_of_order_overlap_conflict_refused() {
-    let (mut h, c) = established(Script::default());
+    // Strict receivers; the Linux twin is in tcp_path/receiver_tests.rs.
+    let (mut h, c) = established_with(strict_config(), Script::default());
     let base = c.cseq;
     let later = c.seg(true, base + 4, ACK, b"5678");
     h.accept(&later);
@@ -482,7 +498,8 @@ fn segments_endpoint_discards_are_dropped() {
 
 #[test]
 fn urgent_pointer_cleared() {
-    let (mut h, c) = established(Script::default());
+    // Strict receivers; the Linux twin is in tcp_path/receiver_tests.rs.
+    let (mut h, c) = established_with(strict_config(), Script::default());
     let mut t = TcpSegment::new(client(), C, server(), S);
     t.seq = c.cseq;
     t.ack = c.sseq;
@@ -551,7 +568,8 @@ fn window_scaling_respected() {
 
 #[test]
 fn syn_with_data_delivered_after_new_connection() {
-    let mut h = Harness::new(Script::default());
+    // Strict receivers; the Linux twin is in tcp_path/receiver_tests.rs.
+    let mut h = Harness::with_config(strict_config(), Script::default());
     let mut t = TcpSegment::new(client(), C, server(), S);
     t.seq = SeqNumber(100);
     t.flags = SYN;
@@ -751,7 +769,9 @@ mod fragments {
 
     #[test]
     fn conflicting_overlap_drops_the_datagram() {
-        let (mut h, mut c) = established(Script::default());
+        // Strict receivers; towards Linux the second copy is a duplicate
+        // inside a run, dropped alone (ip/defrag.rs tests).
+        let (mut h, mut c) = established_with(strict_config(), Script::default());
         let p = c.data(true, &[b'x'; 64]);
         let frags = fragment(&p, &[32, 32], 9);
         let last = frags[frags.len() - 1].clone();

@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// A variable for the rules, NAME=VALUE (repeatable; NAME a Lua identifier).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::config::parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Receiver model per destination network.
+    #[command(flatten)]
+    pub receiver: crate::tcp::receiver_policy::ReceiverArgs,
 }
 
 impl From<RunArgs> for InlineOptions {
@@ -68,6 +71,7 @@ impl From<RunArgs> for InlineOptions {
         o.alerts = a.alerts;
         o.stats_socket = a.stats_socket;
         a.limits.apply(&mut o.engine, &mut o.rules_config);
+        o.engine.receiver = a.receiver.table();
         if a.accept_on_rule_error {
             o.rules_config.on_error = ErrorPolicy::Accept;
         }

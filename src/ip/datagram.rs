@@ -78,9 +78,77 @@ pub enum Refusal {
     /// The fragment is malformed or contradicts the datagram's length: refuse
     /// it alone, the datagram stays.
     Malformed,
-    /// The fragment overlaps held bytes with different content: the datagram
+    /// The fragment overlaps held bytes with different content (or, for a
+    /// Linux receiver, overlaps them other than as a duplicate): the datagram
     /// is abandoned.
     Overlap,
+    /// Linux receiver: the fragment lies inside a run already held, which
+    /// Linux ignores whatever its bytes (`IPFRAG_DUP`): refuse it alone,
+    /// the first copy stays.
+    Duplicate,
+}
+
+/// Linux's fragment runs (`inet_frag_queue_insert`, net/ipv4/inet_fragment.c):
+/// a fragment starting where the last one (the highest so far) ends joins its
+/// run; any other fragment starts a run of its own, never merged with its
+/// neighbours. A fragment inside one run is a duplicate; one ending past the
+/// last fragment but starting before its end, or straddling runs, overlaps.
+#[derive(Debug, Default)]
+struct Runs {
+    /// (start, end) of each run.
+    runs: Vec<(u32, u32)>,
+    /// End of the last fragment (`fragments_tail`) and the run holding it.
+    tail: Option<(u32, usize)>,
+}
+
+/// Where a fragment goes among the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fits {
+    /// Inserted (`IPFRAG_OK`).
+    Fresh,
+    /// Inside a run (`IPFRAG_DUP`).
+    Duplicate,
+    /// Any other overlap (`IPFRAG_OVERLAP`).
+    Overlap,
+}
+
+impl Runs {
+    fn fits(&self, start: u32, end: u32) -> Fits {
+        match self.tail {
+            None => Fits::Fresh,
+            // The common case: the fragment goes to the end.
+            Some((last_end, _)) if last_end < end => {
+                if start < last_end {
+                    Fits::Overlap
+                } else {
+                    Fits::Fresh
+                }
+            }
+            Some(_) => {
+                let mut hits = self.runs.iter().filter(|(a, b)| start < *b && *a < end);
+                match hits.next() {
+                    None => Fits::Fresh,
+                    Some((a, b)) if *a <= start && end <= *b => Fits::Duplicate,
+                    Some(_) => Fits::Overlap,
+                }
+            }
+        }
+    }
+
+    /// Records a fragment that [`Runs::fits`] found fresh.
+    fn insert(&mut self, start: u32, end: u32) {
+        match self.tail {
+            Some((last_end, run)) if last_end == start => {
+                self.runs[run].1 = end;
+                self.tail = Some((end, run));
+            }
+            Some((last_end, _)) if last_end >= end => self.runs.push((start, end)),
+            _ => {
+                self.runs.push((start, end));
+                self.tail = Some((end, self.runs.len() - 1));
+            }
+        }
+    }
 }
 
 /// What accepting a fragment would do, computed before anything changes so
@@ -131,6 +199,8 @@ pub struct PendingDatagram {
     next_header: Option<u8>,
     /// The first fragment's header (offset 0), once it arrived.
     head: Option<Head>,
+    /// Linux's runs, when the receiver is modelled as Linux.
+    runs: Option<Runs>,
 }
 
 impl PendingDatagram {
@@ -147,7 +217,15 @@ impl PendingDatagram {
             total_len: None,
             next_header: None,
             head: None,
+            runs: None,
         }
+    }
+
+    /// An empty datagram towards a receiver modelled as Linux (`linux`) or
+    /// strictly (overlaps of identical bytes accepted, of other bytes abandon
+    /// the datagram).
+    pub fn with_policy(version: u8, linux: bool) -> Self {
+        PendingDatagram { runs: linux.then(Runs::default), ..PendingDatagram::new(version) }
     }
 
     /// Consumes the datagram, returning its fragment ids.
@@ -199,6 +277,11 @@ impl PendingDatagram {
             _ => {}
         }
 
+        match self.runs.as_ref().map(|r| r.fits(p.offset, end)) {
+            Some(Fits::Duplicate) => return Err(Refusal::Duplicate),
+            Some(Fits::Overlap) => return Err(Refusal::Overlap),
+            _ => {}
+        }
         let mut new_ranges = Vec::new();
         let mut cursor = p.offset;
         for (start, seg) in self.overlapping(p.offset, end) {
@@ -236,6 +319,9 @@ impl PendingDatagram {
             self.covered += end - start;
         }
         let end = p.offset + u32::try_from(p.data.len()).unwrap_or(0);
+        if let Some(r) = self.runs.as_mut() {
+            r.insert(p.offset, end);
+        }
         self.max_end = self.max_end.max(end);
         if !p.more {
             self.total_len = Some(end);

@@ -19,7 +19,16 @@
 //!
 //! # Policy
 //!
-//! * **Overlaps.** A fragment whose bytes overlap bytes already held is fine if
+//! * **Receiver model.** Each datagram follows the policy of its destination
+//!   (`--target-policy`, [`crate::tcp::receiver_policy`]). Towards a Linux
+//!   receiver, overlaps are judged as Linux's `inet_frag_queue_insert` judges
+//!   them, by fragment runs: a fragment inside a run already held is a
+//!   duplicate, ignored whatever its bytes, so sluice drops it alone
+//!   ([`Counter::DropFragmentDuplicate`]) and the first copy stays; any other
+//!   overlap makes Linux discard the datagram, and sluice abandons it
+//!   ([`Counter::DropFragmentOverlap`]), identical bytes or not. Towards a
+//!   strict receiver, the rule below applies.
+//! * **Overlaps (strict).** A fragment whose bytes overlap bytes already held is fine if
 //!   the overlapping bytes are identical (exact duplicates are ordinary
 //!   retransmissions; every copy's id is listed and gets the verdict). If they
 //!   differ, the endpoint could keep either version, so the whole datagram is
@@ -65,6 +74,7 @@ use super::datagram::{PendingDatagram, Piece, Refusal};
 use crate::config::EngineConfig;
 use crate::engine::PacketId;
 use crate::stats::Counter;
+use crate::tcp::receiver_policy::ReceiverTable;
 use crate::time::Timestamp;
 use crate::wire::Decoded;
 
@@ -145,9 +155,17 @@ pub struct Defragmenter {
     by_age: BTreeMap<AgeKey, DatagramKey>,
     next_seq: u64,
     held_bytes: usize,
+    /// Receiver model per destination (Linux everywhere by default).
+    receivers: ReceiverTable,
 }
 
 impl Defragmenter {
+    /// The same, with datagrams judged by their destination's receiver model.
+    pub fn with_receivers(mut self, receivers: ReceiverTable) -> Self {
+        self.receivers = receivers;
+        self
+    }
+
     /// An empty defragmenter.
     pub fn new(limits: DefragLimits) -> Self {
         Defragmenter {
@@ -156,6 +174,7 @@ impl Defragmenter {
             by_age: BTreeMap::new(),
             next_seq: 0,
             held_bytes: 0,
+            receivers: ReceiverTable::default(),
         }
     }
 
@@ -177,7 +196,8 @@ impl Defragmenter {
             if self.datagrams.len() >= self.limits.max_datagrams || over_bytes {
                 return refuse(id);
             }
-            let mut datagram = PendingDatagram::new(pkt.ip.version);
+            let linux = self.receivers.lookup(pkt.ip.dst).linux();
+            let mut datagram = PendingDatagram::with_policy(pkt.ip.version, linux);
             let Ok(plan) = datagram.plan(&piece) else { return refuse(id) };
             let completes = plan.completes;
             datagram.commit(id, &piece, plan, counted);
@@ -195,6 +215,9 @@ impl Defragmenter {
 
         match entry.datagram.plan(&piece) {
             Err(Refusal::Malformed) => refuse(id),
+            Err(Refusal::Duplicate) => {
+                DefragOutcome::Rejected { drop: vec![id], reason: Counter::DropFragmentDuplicate }
+            }
             Err(Refusal::Overlap) => {
                 let mut drop = self.remove(&key).map(PendingDatagram::into_ids).unwrap_or_default();
                 drop.push(id);
@@ -299,6 +322,15 @@ mod tests {
 
     const T0: Timestamp = Timestamp(1_000_000_000);
 
+    /// A defragmenter judging every datagram strictly (today's overlap rule).
+    fn strict(limits: DefragLimits) -> Defragmenter {
+        let mut t = ReceiverTable::default();
+        for net in ["0.0.0.0/0", "::/0"] {
+            t.set_policy(net.parse().unwrap(), crate::tcp::receiver_policy::TargetPolicy::Strict);
+        }
+        Defragmenter::new(limits).with_receivers(t)
+    }
+
     fn limits() -> DefragLimits {
         DefragLimits { max_datagrams: 16, max_bytes: 1 << 20, timeout: Duration::from_secs(30) }
     }
@@ -396,7 +428,7 @@ mod tests {
             let whole = expected(&original, 77);
             assert_eq!(frags.len(), 4);
             for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]] {
-                let mut d = Defragmenter::new(limits());
+                let mut d = strict(limits());
                 let out = push_order(&mut d, &frags, &order);
                 let want_ids: Vec<PacketId> = order.iter().map(|&i| 100 + i as u64).collect();
                 assert_eq!(
@@ -416,7 +448,7 @@ mod tests {
         let options = [1u8, 7, 7, 4, 0, 0, 0, 0, 0x88, 4, 0xbe, 0xef];
         let original = with_v4_options(&tcp_packet(false, &bytes(600, 9)), &options);
         let frags = fragment(&original, &[200, 200], 5);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         let DefragOutcome::Complete { datagram, .. } = push_order(&mut d, &frags, &[2, 1, 0]) else {
             panic!("not complete")
         };
@@ -443,7 +475,7 @@ mod tests {
     fn v6_reassembly_with_extension_header_equals_the_original() {
         let original = with_v6_hop_by_hop(&tcp_packet(true, &bytes(3000, 4)));
         let frags = fragment(&original, &[1232, 1232], 0x0102_0304);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         let out = push_order(&mut d, &frags, &[1, 2, 0]);
         let DefragOutcome::Complete { datagram, fragments } = out else { panic!("not complete: {out:?}") };
         assert_eq!(datagram, original);
@@ -462,7 +494,7 @@ mod tests {
         let c = checksum::ipv4_header(&other_ttl[..20]);
         other_ttl[10..12].copy_from_slice(&c.to_be_bytes());
 
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &frags[0], T0), DefragOutcome::Held);
         assert_eq!(push(&mut d, 2, &frags[0], T0), DefragOutcome::Held);
         assert_eq!(push(&mut d, 3, &other_ttl, T0), DefragOutcome::Held);
@@ -480,7 +512,7 @@ mod tests {
             let original = tcp_packet(v6, &bytes(200, 5));
             let a = fragment(&original, &[64, 64], 8); // [0,64) [64,128) [128,..)
             let b = fragment(&original, &[32, 64], 8); // [0,32) [32,96) [96,..)
-            let mut d = Defragmenter::new(limits());
+            let mut d = strict(limits());
             assert_eq!(push(&mut d, 1, &a[0], T0), DefragOutcome::Held);
             assert_eq!(push(&mut d, 2, &b[1], T0), DefragOutcome::Held, "overlaps [32,64) of id 1");
             assert_eq!(push(&mut d, 3, &a[2], T0), DefragOutcome::Held);
@@ -501,7 +533,7 @@ mod tests {
             altered[at] ^= 0xff;
             let a = fragment(&original, &[64, 64], 8);
             let b = fragment(&altered, &[32, 64], 8);
-            let mut d = Defragmenter::new(limits());
+            let mut d = strict(limits());
             assert_eq!(push(&mut d, 1, &a[0], T0), DefragOutcome::Held);
             assert_eq!(push(&mut d, 2, &a[2], T0), DefragOutcome::Held);
             assert_eq!(
@@ -517,10 +549,53 @@ mod tests {
     }
 
     #[test]
+    fn linux_a_duplicate_inside_a_run_is_dropped_alone_and_the_first_copy_kept() {
+        for v6 in [false, true] {
+            let original = tcp_packet(v6, &bytes(200, 5));
+            let mut altered = original.clone();
+            let at = if v6 { 40 } else { 20 } + 70;
+            altered[at] ^= 0xff;
+            let a = fragment(&original, &[64, 64], 8); // [0,64) [64,128) [128,..)
+            let b = fragment(&altered, &[64, 64], 8);
+            let mut d = Defragmenter::new(limits());
+            assert_eq!(push(&mut d, 1, &a[0], T0), DefragOutcome::Held);
+            assert_eq!(push(&mut d, 2, &a[1], T0), DefragOutcome::Held);
+            // [64,128) again with other bytes: inside the run [0,128).
+            assert_eq!(push(&mut d, 3, &b[1], T0), dropped(&[3], Counter::DropFragmentDuplicate), "v6={v6}");
+            let out = push(&mut d, 4, &a[2], T0);
+            let want = DefragOutcome::Complete { datagram: expected(&original, 8), fragments: vec![1, 2, 4] };
+            assert_eq!(out, want, "v6={v6}: the first copy is kept");
+        }
+    }
+
+    #[test]
+    fn linux_runs_are_formed_in_arrival_order() {
+        let original = tcp_packet(false, &bytes(200, 5));
+        let a = fragment(&original, &[64, 64], 8); // [0,64) [64,128) [128,..)
+        let half = fragment(&original, &[32, 64], 8); // [0,32) [32,96) [96,..)
+                                                      // Arrival 0, 2: two runs. [32,96) reaches out of run [0,64): an
+                                                      // overlap (Linux discards the datagram) though every byte agrees.
+        let mut d = Defragmenter::new(limits());
+        assert_eq!(push(&mut d, 1, &a[0], T0), DefragOutcome::Held);
+        assert_eq!(push(&mut d, 2, &a[2], T0), DefragOutcome::Held);
+        assert_eq!(push(&mut d, 3, &half[1], T0), dropped(&[1, 2, 3], Counter::DropFragmentOverlap));
+        // Arrival 0, 1: one run [0,128); [32,96) is inside it: a duplicate.
+        let mut d = Defragmenter::new(limits());
+        assert_eq!(push(&mut d, 1, &a[0], T0), DefragOutcome::Held);
+        assert_eq!(push(&mut d, 2, &a[1], T0), DefragOutcome::Held);
+        assert_eq!(push(&mut d, 3, &half[1], T0), dropped(&[3], Counter::DropFragmentDuplicate));
+        // Past the last fragment's end but starting before it: an overlap.
+        let mut d = Defragmenter::new(limits());
+        assert_eq!(push(&mut d, 1, &half[0], T0), DefragOutcome::Held);
+        assert_eq!(push(&mut d, 2, &a[1], T0), DefragOutcome::Held);
+        assert_eq!(push(&mut d, 3, &half[2], T0), dropped(&[1, 2, 3], Counter::DropFragmentOverlap));
+    }
+
+    #[test]
     fn datagrams_time_out_from_their_first_fragment() {
         let frags_a = fragment(&tcp_packet(false, &bytes(100, 1)), &[32], 1);
         let frags_b = fragment(&tcp_packet(true, &bytes(100, 1)), &[32], 2);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &frags_a[0], T0), DefragOutcome::Held);
         let later = T0.saturating_add(Duration::from_secs(10));
         assert_eq!(push(&mut d, 2, &frags_b[1], later), DefragOutcome::Held);
@@ -541,7 +616,7 @@ mod tests {
     fn drain_abandons_everything() {
         let frags = fragment(&tcp_packet(false, &bytes(100, 1)), &[32, 32], 1);
         let other = fragment(&tcp_packet(true, &bytes(100, 1)), &[32], 1);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         push(&mut d, 1, &frags[0], T0);
         push(&mut d, 2, &other[0], T0);
         push(&mut d, 3, &frags[2], T0);
@@ -554,7 +629,7 @@ mod tests {
 
     #[test]
     fn the_datagram_limit_refuses_new_datagrams_and_keeps_held_ones() {
-        let mut d = Defragmenter::new(DefragLimits { max_datagrams: 2, ..limits() });
+        let mut d = strict(DefragLimits { max_datagrams: 2, ..limits() });
         let sets: Vec<Vec<Vec<u8>>> =
             (0..3).map(|i| fragment(&tcp_packet(false, &bytes(100, i)), &[64], u32::from(i))).collect();
         assert_eq!(push(&mut d, 1, &sets[0][0], T0), DefragOutcome::Held);
@@ -573,7 +648,7 @@ mod tests {
         let other = fragment(&tcp_packet(false, &bytes(300, 8)), &[96], 2);
         // Room for the first two fragments only.
         let max_bytes = frags[0].len() + frags[2].len();
-        let mut d = Defragmenter::new(DefragLimits { max_bytes, ..limits() });
+        let mut d = strict(DefragLimits { max_bytes, ..limits() });
         assert_eq!(push(&mut d, 1, &frags[0], T0), DefragOutcome::Held);
         assert_eq!(push(&mut d, 2, &frags[2], T0), DefragOutcome::Held);
         assert_eq!(d.held_bytes(), max_bytes);
@@ -593,7 +668,7 @@ mod tests {
     fn malformed_fragments_are_refused_alone() {
         let data = bytes(64, 3);
         let refused = |id| dropped(&[id], Counter::DropFragment);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &v4_fragment(9, 0, true, &data[..32]), T0), DefragOutcome::Held);
         assert_eq!(push(&mut d, 2, &v4_fragment(9, 64, false, &data[..20]), T0), DefragOutcome::Held);
         // Non-last fragment whose length is not a multiple of 8.
@@ -619,7 +694,7 @@ mod tests {
     #[test]
     fn a_last_fragment_must_not_end_before_held_data() {
         let data = bytes(64, 3);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &v4_fragment(9, 48, true, &data[..16]), T0), DefragOutcome::Held);
         assert_eq!(
             push(&mut d, 2, &v4_fragment(9, 8, false, &data[..16]), T0),
@@ -632,7 +707,7 @@ mod tests {
     fn the_first_fragments_header_counts_toward_the_length_limit() {
         // Data up to 65,512 fits a 20-byte header but not a 24-byte one.
         let data = bytes(8, 1);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &v4_fragment(9, 65_504, false, &data), T0), DefragOutcome::Held);
         let with_option = with_v4_options(&v4_fragment(9, 0, true, &data), &[0x88, 4, 0, 1]);
         assert_eq!(push(&mut d, 2, &with_option, T0), dropped(&[2], Counter::DropFragment));
@@ -642,7 +717,7 @@ mod tests {
     #[test]
     fn v6_fragments_must_agree_on_the_next_header() {
         let data = bytes(32, 1);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &v6_fragment(5, 0, true, 17, &data[..16]), T0), DefragOutcome::Held);
         assert_eq!(
             push(&mut d, 2, &v6_fragment(5, 16, false, 6, &data[16..]), T0),
@@ -658,7 +733,7 @@ mod tests {
     #[test]
     fn v6_fragments_beyond_the_payload_length_limit_are_refused() {
         let data = bytes(16, 1);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &v6_fragment(5, 65_512, true, 17, &data), T0), DefragOutcome::Held);
         assert_eq!(
             push(&mut d, 2, &v6_fragment(5, 65_528, false, 17, &data), T0),
@@ -676,7 +751,7 @@ mod tests {
     fn ipv4_keys_include_the_protocol() {
         let data = bytes(16, 1);
         let mut udp_first = v4_fragment(9, 0, true, &data[..8]);
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &udp_first, T0), DefragOutcome::Held);
         udp_first[9] = 6;
         udp_first[10..12].copy_from_slice(&[0, 0]);
@@ -690,7 +765,7 @@ mod tests {
     fn a_whole_packet_is_refused() {
         let p = tcp_packet(false, b"x");
         let pkt = decode(&p).unwrap();
-        let mut d = Defragmenter::new(limits());
+        let mut d = strict(limits());
         assert_eq!(d.push(7, &pkt, T0), dropped(&[7], Counter::DropFragment));
     }
 
@@ -744,7 +819,7 @@ mod tests {
                 let copy = arrival[which.index(arrival.len() - 1)];
                 arrival.insert(at, copy);
             }
-            let mut d = Defragmenter::new(limits());
+            let mut d = strict(limits());
             let (last, rest) = arrival.split_last().unwrap();
             for (n, &i) in rest.iter().enumerate() {
                 prop_assert_eq!(push(&mut d, n as u64, &frags[i], T0), DefragOutcome::Held);
@@ -765,6 +840,7 @@ mod tests {
             mutations in prop::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u16>()), 0..12),
             seed in 1u64..,
             expire_every in 2usize..20,
+            linux in any::<bool>(),
         ) {
             let mut frags = Vec::new();
             for (n, (v6, len, units)) in packets.iter().enumerate() {
@@ -783,7 +859,8 @@ mod tests {
             shuffle(&mut frags, seed);
 
             let limits = DefragLimits { max_datagrams: 2, max_bytes: 3000, timeout: Duration::from_secs(1) };
-            let mut d = Defragmenter::new(limits);
+            // Under either receiver policy (Linux: fragment runs, duplicates dropped alone).
+            let mut d = if linux { Defragmenter::new(limits) } else { strict(limits) };
             let mut fate: HashMap<PacketId, usize> = HashMap::new();
             let mut pushed = 0usize;
             let mut now = T0;

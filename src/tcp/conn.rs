@@ -9,11 +9,40 @@
 
 use std::ops::Range;
 
-use super::stream::{Fit, Stream, StreamLimits};
+use super::receiver_policy::ReceiverModel;
+use super::stream::{Fit, Reach, Stream, StreamLimits};
 use crate::flow::Direction;
 use crate::stats::Counter;
-use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::time::Timestamp;
+use crate::wire::tcp_flags::{ACK, FIN, RST, SYN, URG};
 use crate::wire::{SeqNumber, TcpInfo};
+
+/// Linux's `TCP_PAWS_24DAYS`: a receiver's timestamp older than this no
+/// longer rejects anything (RFC 7323 5.5), in microseconds of packet time.
+const PAWS_24DAYS_MICROS: u64 = 60 * 60 * 24 * 24 * 1_000_000;
+/// Linux's `TCP_PAWS_WINDOW`: how far back a timestamp may be and still pass
+/// `tcp_paws_discard`.
+const PAWS_WINDOW: i32 = 1;
+
+/// What sluice knows of a packet's arrival besides its TCP header.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// Packet time.
+    pub time: Timestamp,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// Something else makes its arrival uncertain (a TCP-AO option, see
+    /// [`super::auth_option`]).
+    pub uncertain: bool,
+}
+
+/// A receiver's most recent timestamp from this side (Linux
+/// `rx_opt.ts_recent` and `ts_recent_stamp`).
+#[derive(Debug, Clone, Copy)]
+struct TsRecent {
+    value: u32,
+    stamp: Timestamp,
+}
 
 /// Connection state as sluice tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +73,30 @@ struct Half {
     max_window: u64,
     /// The receiver acknowledged this side's FIN.
     fin_acked: bool,
+    /// How the receiver of this side's data is modelled.
+    model: ReceiverModel,
+    /// This side's SYN carried the timestamp option.
+    syn_ts: bool,
+    /// The receiver's PAWS state for this side's segments.
+    ts_recent: Option<TsRecent>,
+    /// TTL (hop limit) of this side's first packet: a later packet arriving
+    /// with less may be meant to expire before the receiver.
+    ttl: Option<u8>,
+}
+
+/// What the verdict must do about a segment's urgent pointer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Urgent {
+    /// Nothing (no URG, or the receiver ignores this pointer).
+    #[default]
+    None,
+    /// The urgent byte at this stream offset is left out of the stream
+    /// rules see, as the receiving application's `read()` skips it.
+    Hidden(u64),
+    /// Clear URG and the urgent pointer: the receiver reads every byte
+    /// inline (strict policy, `--urgent inline`, or a pointer whose effect
+    /// would depend on when the application reads).
+    Clear,
 }
 
 /// What kind of segment passed the checks.
@@ -72,6 +125,8 @@ pub struct Checked {
     ack: Option<u64>,
     /// Bytes committing would add to the stream buffer.
     pub growth: usize,
+    /// Whether the segment is sure to reach the receiver.
+    reach: Reach,
 }
 
 /// The result of [`TcpConn::commit`].
@@ -87,6 +142,10 @@ pub struct Committed {
     pub freed: usize,
     /// Bytes added to buffers.
     pub grown: usize,
+    /// What to do about the urgent pointer.
+    pub urgent: Urgent,
+    /// Bytes of SYN data forgotten: the SYN-ACK did not acknowledge them.
+    pub syn_data_forgotten: usize,
 }
 
 /// A tracked TCP connection. Index 0 ([`Direction::Up`]) is the client's half.
@@ -98,17 +157,103 @@ pub struct TcpConn {
     scaling: bool,
     /// Picked up midstream: windows and ISNs unknown, so fewer checks apply.
     midstream: bool,
+    /// The client's SYN carried TCP-MD5 or TCP-AO: the ends have keys sluice
+    /// does not know (see [`super::auth_option`]).
+    signed: bool,
 }
 
 impl TcpConn {
     /// A connection starting with the client's SYN (not yet committed).
     pub fn new() -> Self {
-        TcpConn { state: TcpState::SynSent, halves: Default::default(), scaling: false, midstream: false }
+        Self::with_models(TcpState::SynSent, false, [ReceiverModel::default(); 2])
     }
 
     /// A connection picked up midstream, the first packet sent by `Up`.
     pub fn midstream() -> Self {
-        TcpConn { state: TcpState::Established, halves: Default::default(), scaling: false, midstream: true }
+        Self::with_models(TcpState::Established, true, [ReceiverModel::default(); 2])
+    }
+
+    /// A connection (`midstream` or from a SYN) whose receivers are modelled
+    /// by `models`, indexed by the direction of the data they receive
+    /// ([`Direction::Up`]: the server).
+    pub fn with_models(state: TcpState, midstream: bool, models: [ReceiverModel; 2]) -> Self {
+        let mut halves: [Half; 2] = Default::default();
+        halves[0].model = models[0];
+        halves[1].model = models[1];
+        TcpConn { state, halves, scaling: false, midstream, signed: false }
+    }
+
+    /// How the receiver of `dir`'s data is modelled.
+    pub fn model(&self, dir: Direction) -> ReceiverModel {
+        self.halves[dir.index()].model
+    }
+
+    /// True if the receiver of `dir`'s data, modelled as Linux, drops a
+    /// segment carrying a TCP-MD5 option (`tcp_inbound_hash`: no key). The
+    /// client's SYN is never dropped for it: it tells whether the ends have
+    /// keys.
+    pub fn drops_auth_option(&self, dir: Direction, t: &TcpInfo) -> bool {
+        let opening = t.has(SYN) && !t.has(ACK);
+        self.model(dir).linux() && !self.signed && !opening
+    }
+
+    /// The client's SYN carried an authentication option: sluice cannot
+    /// check signatures, so both streams are handled strictly.
+    pub fn set_signed(&mut self) {
+        self.signed = true;
+        for s in self.halves.iter_mut().filter_map(|h| h.stream.as_mut()) {
+            s.make_strict();
+        }
+    }
+
+    /// A fresh stream for `dir` starting at `first`, under its receiver's policy.
+    fn new_stream(&self, dir: Direction, first: SeqNumber) -> Stream {
+        Stream::with_policy(first, self.model(dir).linux() && !self.signed)
+    }
+
+    /// Linux's `tcp_paws_discard` for a segment from `dir`: its timestamp is
+    /// older than the receiver's `ts_recent` (by more than `TCP_PAWS_WINDOW`,
+    /// in wrap-around arithmetic), which is not 0 and not older than 24
+    /// days. RSTs are exempt (Linux accepts them despite PAWS), SYNs are
+    /// checked elsewhere, and so are pure ACKs (`tcp_disordered_ack` lets
+    /// some through; they carry nothing for the stream).
+    fn paws_rejects(&self, dir: Direction, t: &TcpInfo, payload_len: usize, now: Timestamp) -> bool {
+        let me = &self.halves[dir.index()];
+        let other = &self.halves[dir.reverse().index()];
+        let (Some((tsval, _)), Some(recent)) = (t.options.timestamp, me.ts_recent) else { return false };
+        let negotiated = me.syn_ts && other.syn_ts;
+        if !me.model.linux() || !negotiated || t.has(RST) || t.has(SYN) {
+            return false;
+        }
+        if payload_len == 0 && !t.has(FIN) {
+            return false;
+        }
+        let older = recent.value.wrapping_sub(tsval) as i32 > PAWS_WINDOW;
+        let expired = now.0 >= recent.stamp.0.saturating_add(PAWS_24DAYS_MICROS);
+        older && !expired && recent.value != 0
+    }
+
+    /// Linux's `tcp_replace_ts_recent` after an accepted segment from `dir`
+    /// starting at stream offset `start`: the receiver takes its timestamp
+    /// if the segment starts at or before what it last acknowledged
+    /// (`rcv_wup`) and the timestamp is not older (or the old one expired).
+    fn replace_ts_recent(&mut self, dir: Direction, t: &TcpInfo, start: u64, now: Timestamp) {
+        let Some((tsval, _)) = t.options.timestamp else { return };
+        let h = &mut self.halves[dir.index()];
+        let Some(s) = h.stream.as_ref() else { return };
+        if start > s.acked() {
+            return;
+        }
+        let newer = match h.ts_recent {
+            None => true,
+            Some(r) => {
+                tsval.wrapping_sub(r.value) as i32 >= 0
+                    || now.0 >= r.stamp.0.saturating_add(PAWS_24DAYS_MICROS)
+            }
+        };
+        if newer {
+            h.ts_recent = Some(TsRecent { value: tsval, stamp: now });
+        }
     }
 
     /// Current state.
@@ -126,6 +271,19 @@ impl TcpConn {
     pub fn undeliver(&mut self, dir: Direction, offset: u64) {
         if let Some(s) = self.halves[dir.index()].stream.as_mut() {
             s.undeliver(offset);
+        }
+    }
+
+    /// The urgent byte `dir`'s receiver skips, if any (see [`Stream::urgent`]).
+    pub fn urgent_of(&self, dir: Direction) -> Option<u64> {
+        self.stream(dir).and_then(Stream::urgent)
+    }
+
+    /// Undoes the urgent pointers of packets rules dropped after they were
+    /// committed: `dir`'s urgent byte is `urgent` again.
+    pub fn restore_urgent(&mut self, dir: Direction, urgent: Option<u64>) {
+        if let Some(s) = self.halves[dir.index()].stream.as_mut() {
+            s.restore_urgent(urgent);
         }
     }
 
@@ -173,7 +331,9 @@ impl TcpConn {
         t: &TcpInfo,
         payload: &[u8],
         lim: StreamLimits,
+        arrival: Arrival,
     ) -> Result<Checked, Counter> {
+        let now = arrival.time;
         let syn = t.has(SYN);
         let rst = t.has(RST);
         let ack = t.has(ACK);
@@ -185,8 +345,17 @@ impl TcpConn {
         if syn {
             return self.check_syn(dir, t, payload, lim, ack);
         }
+        let reach = match me.ttl {
+            _ if arrival.uncertain => Reach::Doubtful,
+            Some(first) if arrival.ttl < first => Reach::Doubtful,
+            _ => Reach::Sure,
+        };
         if rst {
             return self.check_rst(dir, t);
+        }
+        if self.paws_rejects(dir, t, payload.len(), now) {
+            // tcp_validate_incoming: the segment is discarded whole.
+            return Err(Counter::DropPaws);
         }
         if !ack {
             // Linux discards segments without ACK in every synchronised state.
@@ -213,6 +382,7 @@ impl TcpConn {
                 fit: Fit::New,
                 ack: ack_off,
                 growth: payload.len(),
+                reach,
             });
         };
         let start = stream.offset_of(t.seq);
@@ -237,13 +407,14 @@ impl TcpConn {
                 return Err(Counter::DropOutOfWindow);
             }
         }
-        let fit = stream.check(start, payload, fin, lim)?;
+        let fit = stream.check_reaching(start, payload, fin, lim, reach)?;
         Ok(Checked {
             kind: SegmentKind::Segment,
             start,
             fit,
             ack: ack_off,
             growth: stream.growth(start, payload.len()),
+            reach,
         })
     }
 
@@ -267,7 +438,14 @@ impl TcpConn {
                     (Some(s), true) => s.check(0, payload, false, lim)?,
                     _ => Fit::New,
                 };
-                Ok(Checked { kind: SegmentKind::Syn, start: 0, fit, ack: None, growth: payload.len() })
+                Ok(Checked {
+                    kind: SegmentKind::Syn,
+                    start: 0,
+                    fit,
+                    ack: None,
+                    growth: payload.len(),
+                    reach: Reach::Sure,
+                })
             }
             (Direction::Down, true) => {
                 let client = &self.halves[Direction::Up.index()];
@@ -287,7 +465,14 @@ impl TcpConn {
                     _ => Fit::New,
                 };
                 let ack_off = client.stream.as_ref().map(|s| s.offset_of(t.ack).max(0) as u64);
-                Ok(Checked { kind: SegmentKind::SynAck, start: 0, fit, ack: ack_off, growth: payload.len() })
+                Ok(Checked {
+                    kind: SegmentKind::SynAck,
+                    start: 0,
+                    fit,
+                    ack: ack_off,
+                    growth: payload.len(),
+                    reach: Reach::Sure,
+                })
             }
             _ => Err(Counter::DropBadFlags),
         }
@@ -309,7 +494,14 @@ impl TcpConn {
             },
         };
         if ok {
-            Ok(Checked { kind: SegmentKind::Rst, start: 0, fit: Fit::New, ack: None, growth: 0 })
+            Ok(Checked {
+                kind: SegmentKind::Rst,
+                start: 0,
+                fit: Fit::New,
+                ack: None,
+                growth: 0,
+                reach: Reach::Sure,
+            })
         } else {
             Err(Counter::DropBadRst)
         }
@@ -336,9 +528,18 @@ impl TcpConn {
     }
 
     /// Applies a checked segment.
-    pub fn commit(&mut self, dir: Direction, t: &TcpInfo, payload: &[u8], c: &Checked) -> Committed {
+    pub fn commit(
+        &mut self,
+        dir: Direction,
+        t: &TcpInfo,
+        payload: &[u8],
+        c: &Checked,
+        arrival: Arrival,
+    ) -> Committed {
+        let now = arrival.time;
         let mut out = Committed::default();
         let i = dir.index();
+        let stamp = t.options.timestamp.map(|(v, _)| TsRecent { value: v, stamp: now });
         match c.kind {
             SegmentKind::Rst => {
                 self.state = TcpState::Reset;
@@ -346,19 +547,38 @@ impl TcpConn {
                 return out;
             }
             SegmentKind::Syn => {
-                let h = &mut self.halves[i];
-                if h.isn != Some(t.seq) {
-                    *h = Half { isn: Some(t.seq), wscale: t.options.window_scale, ..Half::default() };
-                    h.stream = Some(Stream::new(t.seq + 1));
+                if self.halves[i].isn != Some(t.seq) {
+                    let stream = self.new_stream(dir, t.seq + 1);
+                    let h = &mut self.halves[i];
+                    *h = Half {
+                        isn: Some(t.seq),
+                        wscale: t.options.window_scale,
+                        model: h.model,
+                        syn_ts: stamp.is_some(),
+                        ts_recent: stamp,
+                        stream: Some(stream),
+                        ttl: Some(arrival.ttl),
+                        ..Half::default()
+                    };
                     self.state = TcpState::SynSent;
                 }
             }
             SegmentKind::SynAck => {
-                let h = &mut self.halves[i];
-                if h.isn != Some(t.seq) {
-                    *h = Half { isn: Some(t.seq), wscale: t.options.window_scale, ..Half::default() };
-                    h.stream = Some(Stream::new(t.seq + 1));
+                if self.halves[i].isn != Some(t.seq) {
+                    let stream = self.new_stream(dir, t.seq + 1);
+                    let h = &mut self.halves[i];
+                    *h = Half {
+                        isn: Some(t.seq),
+                        wscale: t.options.window_scale,
+                        model: h.model,
+                        syn_ts: stamp.is_some(),
+                        ts_recent: stamp,
+                        stream: Some(stream),
+                        ttl: Some(arrival.ttl),
+                        ..Half::default()
+                    };
                 }
+                out.syn_data_forgotten = self.forget_unacked_syn_data(t);
                 self.scaling = self.halves[0].wscale.is_some() && self.halves[1].wscale.is_some();
                 if self.state == TcpState::SynSent {
                     self.state = TcpState::SynReceived;
@@ -366,7 +586,8 @@ impl TcpConn {
             }
             SegmentKind::Segment => {
                 if self.halves[i].stream.is_none() {
-                    self.halves[i].stream = Some(Stream::new(t.seq));
+                    self.halves[i].stream = Some(self.new_stream(dir, t.seq));
+                    self.halves[i].ttl = Some(arrival.ttl);
                 }
                 if self.state == TcpState::SynReceived && dir == Direction::Up {
                     self.state = TcpState::Established;
@@ -393,13 +614,22 @@ impl TcpConn {
             }
         }
         let fin = t.has(FIN);
+        if c.kind == SegmentKind::Segment {
+            out.urgent = self.urgent(dir, t, c.start);
+            self.replace_ts_recent(dir, t, c.start, now);
+        } else if t.has(URG) {
+            out.urgent = Urgent::Clear;
+        }
         if let Some(s) = self.halves[i].stream.as_mut() {
             // A duplicate adds nothing, but if an earlier copy's delivery was
             // undone (its packet dropped), the copy carrying the byte at the
-            // delivery point makes the bytes deliverable again.
-            if c.fit == Fit::New || s.covers_delivery_point(c.start, payload.len()) {
+            // delivery point makes the bytes deliverable again. Under the
+            // Linux policy even an out-of-order duplicate may change the
+            // queue's segments, which later overlaps are resolved by.
+            let queue_changes = s.linux() && !payload.is_empty() && c.start > s.delivered();
+            if c.fit != Fit::Duplicate || s.covers_delivery_point(c.start, payload.len()) || queue_changes {
                 let before = s.buffered();
-                out.deliver = s.commit(c.start, payload, fin);
+                out.deliver = s.commit_reaching(c.start, payload, fin, c.reach);
                 out.grown = s.buffered().saturating_sub(before);
             }
         }
@@ -408,6 +638,55 @@ impl TcpConn {
             out.ended = true;
         }
         out
+    }
+}
+
+impl TcpConn {
+    /// Linux receiver: SYN data the SYN-ACK does not acknowledge was not
+    /// taken (no Fast Open); the client's stream restarts empty at the same
+    /// first sequence number, so data later sent there is its real start,
+    /// not a conflict. Returns the bytes forgotten.
+    fn forget_unacked_syn_data(&mut self, t: &TcpInfo) -> usize {
+        let up = Direction::Up;
+        let linux = self.model(up).linux() && !self.signed;
+        let client = &self.halves[up.index()];
+        let (Some(isn), Some(s)) = (client.isn, client.stream.as_ref()) else { return 0 };
+        let held = s.highest() as usize;
+        if !linux || held == 0 || t.ack != isn + 1 || s.fin().is_some() {
+            return 0;
+        }
+        let fresh = self.new_stream(up, isn + 1);
+        self.halves[up.index()].stream = Some(fresh);
+        held
+    }
+
+    /// Linux's `tcp_check_urg` for a segment from `dir` starting at stream
+    /// offset `start`, as seen by an application reading with default
+    /// socket options (`--urgent oob`): the urgent byte is the one before
+    /// the pointer (`ptr--` unless `tcp_stdurg`); a pointer before
+    /// `rcv_nxt`, or not past the current one, is ignored. A pointer
+    /// replacing an earlier urgent byte is cleared instead: whether Linux
+    /// then reads the old byte inline depends on whether the application
+    /// had read up to it (`tcp_check_urg`'s `copied_seq` case), which sluice
+    /// cannot know.
+    fn urgent(&mut self, dir: Direction, t: &TcpInfo, start: u64) -> Urgent {
+        if !t.has(URG) {
+            return Urgent::None;
+        }
+        let oob = self.model(dir).urgent_oob() && !self.signed;
+        let Some(s) = self.halves[dir.index()].stream.as_mut().filter(|_| oob) else { return Urgent::Clear };
+        let at = start + u64::from(t.urgent.saturating_sub(1));
+        if at < s.delivered() {
+            return Urgent::None;
+        }
+        match s.urgent() {
+            Some(old) if at <= old => Urgent::None,
+            Some(_) => Urgent::Clear,
+            None => {
+                s.set_urgent(at);
+                Urgent::Hidden(at)
+            }
+        }
     }
 }
 
@@ -427,6 +706,7 @@ mod tests {
     use crate::wire::tcp_flags::PSH;
 
     const LIM: StreamLimits = StreamLimits { max_buffer: 1 << 20, max_islands: 8 };
+    const ARRIVAL: Arrival = Arrival { time: Timestamp(0), ttl: 64, uncertain: false };
     const CISN: u32 = 1000;
     const SISN: u32 = 5000;
     const UP: Direction = Direction::Up;
@@ -456,13 +736,13 @@ mod tests {
         payload: &[u8],
     ) -> Result<SegmentKind, Counter> {
         let (t, p) = seg(dir, seq, ack, flags, payload);
-        conn.check(dir, &t, &p, LIM).map(|c| c.kind)
+        conn.check(dir, &t, &p, LIM, ARRIVAL).map(|c| c.kind)
     }
 
     fn step(conn: &mut TcpConn, dir: Direction, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Committed {
         let (t, p) = seg(dir, seq, ack, flags, payload);
-        let c = conn.check(dir, &t, &p, LIM).expect("a valid segment");
-        conn.commit(dir, &t, &p, &c)
+        let c = conn.check(dir, &t, &p, LIM, ARRIVAL).expect("a valid segment");
+        conn.commit(dir, &t, &p, &c, ARRIVAL)
     }
 
     fn syn_sent() -> TcpConn {

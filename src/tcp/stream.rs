@@ -8,14 +8,20 @@
 //! The buffer holds bytes from the receiver's last acknowledgment up to the
 //! highest byte accepted. Bytes below [`Stream::delivered`] were delivered to
 //! rules; above it sit out-of-order islands, delivered when the gap closes.
-//! Any later segment overlapping buffered bytes must carry the same bytes, or
-//! it is refused: the receiver holds (or may hold) the first copy, and only
-//! the bytes rules saw may ever reach the application. Bytes the receiver has
-//! acknowledged are released; retransmissions of them are harmless, since the
-//! receiver discards data it has acknowledged.
+//! Under the strict policy any later segment overlapping buffered bytes must
+//! carry the same bytes, or it is refused: the receiver holds (or may hold)
+//! the first copy, and only the bytes rules saw may ever reach the
+//! application. Under the Linux policy the out-of-order region follows
+//! Linux's queue instead ([`super::ofo`]): a conflicting copy is taken where
+//! Linux would take it and the record holds the bytes Linux will deliver;
+//! bytes already delivered are still never replaced (if their packet was
+//! lost past sluice, the receiver would take the other copy). Bytes the
+//! receiver has acknowledged are released; retransmissions of them are
+//! harmless, since the receiver discards data it has acknowledged.
 
 use std::ops::Range;
 
+use super::ofo::{OfoPlan, OfoQueue};
 use super::ranges::RangeSet;
 use crate::stats::Counter;
 use crate::wire::SeqNumber;
@@ -37,6 +43,9 @@ pub enum Fit {
     Duplicate,
     /// The segment adds bytes (or a FIN).
     New,
+    /// Linux receiver: the segment overlaps held bytes with other bytes, and
+    /// sluice predicts which copy Linux delivers (the record holds it).
+    Resolved,
 }
 
 /// Smallest ring allocated: most streams are short, and doubling from here
@@ -67,6 +76,38 @@ pub struct Stream {
     filled: RangeSet,
     /// Offset of the FIN, once seen.
     fin: Option<u64>,
+    /// Linux's out-of-order queue above `delivered`, when the receiver is
+    /// modelled as Linux (`None`: strict, conflicting overlaps refused).
+    ofo: Option<OfoQueue>,
+    /// End of the last segment with data committed (GRO may join the next
+    /// one starting there to it).
+    last_end: Option<u64>,
+    /// Offset of the urgent byte the receiving application's `read()` skips
+    /// (Linux `tp->urg_seq` without `SO_OOBINLINE`).
+    urgent: Option<u64>,
+}
+
+/// Whether a segment is sure to reach the receiver, as far as sluice can
+/// tell. A conflicting overlap is only resolved as Linux would resolve it
+/// when every copy involved reaches the receiver: a copy sent so that it
+/// expires past sluice (a lower TTL than the connection's handshake, the
+/// classic insertion) would leave the receiver with the other one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Nothing suggests it may not arrive.
+    Sure,
+    /// It may expire before the receiver: it never wins a conflict, and no
+    /// conflict is predicted against its bytes.
+    Doubtful,
+}
+
+/// How a segment's bytes meet bytes already held (see [`Stream::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meet {
+    /// Every overlapping byte is the same.
+    Agree,
+    /// Some byte differs.
+    Conflict,
 }
 
 impl Stream {
@@ -80,7 +121,30 @@ impl Stream {
             ring: Vec::new(),
             filled: RangeSet::new(),
             fin: None,
+            ofo: None,
+            last_end: None,
+            urgent: None,
         }
+    }
+
+    /// A stream towards a receiver modelled as Linux (`linux`) or strictly.
+    pub fn with_policy(first: SeqNumber, linux: bool) -> Self {
+        Stream { ofo: linux.then(OfoQueue::new), ..Stream::new(first) }
+    }
+
+    /// From now on, conflicting overlaps are refused (strict policy).
+    pub fn make_strict(&mut self) {
+        self.ofo = None;
+    }
+
+    /// True if overlaps follow Linux's out-of-order queue.
+    pub fn linux(&self) -> bool {
+        self.ofo.is_some()
+    }
+
+    /// Linux's out-of-order queue as sluice predicts it (Linux policy).
+    pub fn ofo(&self) -> Option<&OfoQueue> {
+        self.ofo.as_ref()
     }
 
     /// The stream offset of `seq`, wrap-aware relative to the delivery point
@@ -135,6 +199,18 @@ impl Stream {
     /// Checks a segment carrying `data` at `start` (and a FIN after it if
     /// `fin`) without changing anything. `Err` names the drop reason.
     pub fn check(&self, start: u64, data: &[u8], fin: bool, limits: StreamLimits) -> Result<Fit, Counter> {
+        self.check_reaching(start, data, fin, limits, Reach::Sure)
+    }
+
+    /// [`Stream::check`] for a segment that may not reach the receiver.
+    pub fn check_reaching(
+        &self,
+        start: u64,
+        data: &[u8],
+        fin: bool,
+        limits: StreamLimits,
+        reach: Reach,
+    ) -> Result<Fit, Counter> {
         if data.is_empty() && !fin {
             // A pure ACK carries nothing for this stream (its sequence number
             // may sit one past the FIN).
@@ -159,16 +235,46 @@ impl Stream {
             let new_fin = fin && self.fin.is_none();
             return Ok(if new_fin { Fit::New } else { Fit::Duplicate });
         }
-        let mut covered = 0u64;
-        for r in self.filled.intersections(lo..end) {
-            let (a, b) = self.slices(r.clone());
-            let got = &data[(r.start - start) as usize..(r.end - start) as usize];
-            if got.get(..a.len()) != Some(a) || got.get(a.len()..) != Some(b) {
+        // Bytes already delivered to rules: another copy is always refused
+        // (under either policy: if the packet that carried them was lost
+        // past sluice, the receiver would take the other copy).
+        let split = self.delivered.clamp(lo, end);
+        let (before, mut covered) = self.meet(lo..split, start, data);
+        if before == Meet::Conflict {
+            return Err(Counter::DropOverlapConflict);
+        }
+        let (after, ahead) = self.meet(split..end, start, data);
+        covered += ahead;
+        let mut changes = false;
+        match &self.ofo {
+            None if after == Meet::Conflict => return Err(Counter::DropOverlapConflict),
+            Some(_) if after == Meet::Conflict && reach == Reach::Doubtful => {
                 return Err(Counter::DropOverlapConflict);
             }
-            covered += r.end - r.start;
+            None => {}
+            // In order: these bytes win over queued ones (tcp_data_queue
+            // queues them before tcp_ofo_queue runs).
+            Some(_) if start <= self.delivered => changes = after == Meet::Conflict,
+            Some(q) => match q.plan(start..end, self.last_end == Some(start)) {
+                OfoPlan::Discard if after == Meet::Conflict => return Err(Counter::DropOverlapConflict),
+                OfoPlan::Discard => return Ok(Fit::Duplicate),
+                OfoPlan::Queue { certain: false, .. } if after == Meet::Conflict => {
+                    // Linux's choice depends on coalescing sluice cannot see.
+                    return Err(Counter::DropOverlapConflict);
+                }
+                OfoPlan::Queue { wins, joins, .. } => {
+                    changes = self.meet(wins, start, data).0 == Meet::Conflict;
+                    if joins.is_none() && q.len() >= 2 * limits.max_islands {
+                        return Err(Counter::DropStreamLimit);
+                    }
+                }
+            },
         }
-        if covered == end - lo {
+        if after == Meet::Conflict && !changes && covered == end - lo {
+            // Queued, but every byte of it loses to a lower queued copy.
+            return Ok(Fit::Resolved);
+        }
+        if covered == end - lo && !changes {
             let new_fin = fin && self.fin.is_none();
             return Ok(if new_fin { Fit::New } else { Fit::Duplicate });
         }
@@ -183,7 +289,25 @@ impl Stream {
                 return Err(Counter::DropStreamLimit);
             }
         }
-        Ok(Fit::New)
+        Ok(if after == Meet::Conflict { Fit::Resolved } else { Fit::New })
+    }
+
+    /// Compares `data` (which starts at `start`) with the bytes held in `r`:
+    /// whether they agree, and how many bytes of `r` are held.
+    fn meet(&self, r: Range<u64>, start: u64, data: &[u8]) -> (Meet, u64) {
+        let mut covered = 0;
+        if r.start >= r.end {
+            return (Meet::Agree, 0);
+        }
+        for h in self.filled.intersections(r) {
+            let (a, b) = self.slices(h.clone());
+            let got = &data[(h.start - start) as usize..(h.end - start) as usize];
+            if got.get(..a.len()) != Some(a) || got.get(a.len()..) != Some(b) {
+                return (Meet::Conflict, covered);
+            }
+            covered += h.end - h.start;
+        }
+        (Meet::Agree, covered)
     }
 
     /// How many bytes committing this segment would add to memory.
@@ -195,21 +319,54 @@ impl Stream {
     /// Records a segment that passed [`Stream::check`]. Returns the range that
     /// became deliverable (the delivery point moves past it).
     pub fn commit(&mut self, start: u64, data: &[u8], fin: bool) -> Option<Range<u64>> {
+        self.commit_reaching(start, data, fin, Reach::Sure)
+    }
+
+    /// [`Stream::commit`] for a segment checked with [`Stream::check_reaching`].
+    pub fn commit_reaching(
+        &mut self,
+        start: u64,
+        data: &[u8],
+        fin: bool,
+        reach: Reach,
+    ) -> Option<Range<u64>> {
         let end = start + data.len() as u64;
         let lo = start.max(self.acked);
         if lo < end {
+            // Where this segment's bytes are the ones the receiver reads.
+            let from = match self.ofo.as_mut() {
+                None => lo,
+                Some(q) if start > self.delivered => {
+                    let after = self.last_end == Some(start);
+                    let plan = q.plan(start..end, after);
+                    q.apply(start..end, &plan, after || reach == Reach::Doubtful);
+                    match plan {
+                        OfoPlan::Discard => end,
+                        OfoPlan::Queue { wins, .. } => wins.start,
+                    }
+                }
+                Some(q) => {
+                    q.in_order(end);
+                    lo
+                }
+            };
             self.reserve(end);
-            // Buffered bytes in this range are equal (checked), so a plain
-            // copy is right for them too.
-            self.write_at(lo, &data[(lo - start) as usize..]);
+            // Bytes that were compared and agree are rewritten unchanged.
+            if from < end {
+                self.write_at(from, &data[(from - start) as usize..]);
+            }
             self.end = self.end.max(end);
             self.filled.insert(lo..end);
+            self.last_end = Some(end);
         }
         if fin {
             self.fin = Some(end);
         }
         let new_end = self.filled.contiguous_end(self.delivered);
         if new_end > self.delivered {
+            if let Some(q) = self.ofo.as_mut() {
+                q.consume_to(new_end);
+            }
             let r = self.delivered..new_end;
             self.delivered = new_end;
             Some(r)
@@ -224,7 +381,48 @@ impl Stream {
     /// rules again. The bytes stay recorded: out-of-order parts may already sit
     /// at the receiver, and any new copy must still match them.
     pub fn undeliver(&mut self, offset: u64) {
+        let was = self.delivered;
         self.delivered = offset.clamp(self.acked, self.delivered);
+        if was != self.delivered {
+            // The receiver's out-of-order queue still holds what sluice had
+            // moved past; its exact segments are no longer known.
+            let held: Vec<Range<u64>> = self.filled.intersections(self.delivered..u64::MAX).collect();
+            if let Some(q) = self.ofo.as_mut() {
+                q.rebuild(held.into_iter());
+            }
+        }
+    }
+
+    /// Records an urgent byte at `offset`, which the application's `read()`
+    /// skips (it replaces an earlier one, as Linux's single `urg_seq` does).
+    pub fn set_urgent(&mut self, offset: u64) {
+        self.urgent = Some(offset);
+    }
+
+    /// The offset of the urgent byte `read()` skips, if any.
+    pub fn urgent(&self) -> Option<u64> {
+        self.urgent
+    }
+
+    /// Puts back the urgent byte as it was before a packet that rules then
+    /// dropped (the receiver never saw its urgent pointer).
+    pub fn restore_urgent(&mut self, urgent: Option<u64>) {
+        self.urgent = urgent;
+    }
+
+    /// The bytes in `r` as the application reads them: [`Stream::bytes_in`]
+    /// without the urgent byte (see [`Stream::set_urgent`]).
+    pub fn read_bytes<'a>(&'a self, r: Range<u64>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        match self.urgent {
+            Some(u) if r.contains(&u) => {
+                let (a, b) = self.slices(r.clone());
+                let cut = (u - r.start) as usize;
+                scratch.clear();
+                scratch.extend(a.iter().chain(b).enumerate().filter(|(i, _)| *i != cut).map(|(_, x)| *x));
+                scratch
+            }
+            _ => self.bytes_in(r, scratch),
+        }
     }
 
     /// True if data at `start..start+len` carries the byte at the delivery
@@ -302,6 +500,9 @@ impl Stream {
     /// number of bytes freed.
     pub fn release(&mut self) -> usize {
         let n = self.buffered();
+        if let Some(q) = self.ofo.as_mut() {
+            q.clear();
+        }
         self.ring = Vec::new();
         self.acked = self.delivered;
         self.end = self.acked;

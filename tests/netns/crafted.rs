@@ -245,10 +245,22 @@ impl CraftedClient {
     /// number `isn + 1`, acknowledging the server's SYN), packets `step`
     /// apart for [`CraftedClient::play`].
     pub fn handshake(&mut self, isn: u32, syn_payload: &[u8], step: Duration) -> io::Result<Conversation> {
+        self.handshake_with(isn, SYN_OPTIONS, syn_payload, step)
+    }
+
+    /// [`CraftedClient::handshake`] with other SYN options (timestamps, a
+    /// signature).
+    pub fn handshake_with(
+        &mut self,
+        isn: u32,
+        options: &[u8],
+        syn_payload: &[u8],
+        step: Duration,
+    ) -> io::Result<Conversation> {
         let isn = SeqNumber(isn);
         self.conn_from = self.answers.len();
         let mut c = Conversation::new(self.client, self.server).isn(isn.0, 0);
-        let syn = c.build(Up, isn, tcp_flags::SYN, SYN_OPTIONS, syn_payload);
+        let syn = c.build(Up, isn, tcp_flags::SYN, options, syn_payload);
         let mut synack = None;
         for _ in 0..3 {
             let from = self.answers.len();
