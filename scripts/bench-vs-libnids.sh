@@ -18,16 +18,19 @@
 # the served files, every sluice rule's alerts equal libnids' matches, sluice
 # drops nothing (no bad checksum, nothing invalid) and delivers the bytes
 # libnids reassembled; any difference is an error (exit 1).
-# Environment: BENCH_ROUNDS (5), CAPTURE_MB (300), BENCH_MODES (a subset).
+# Environment: BENCH_ROUNDS (5), CAPTURE_MB (300), BENCH_MODES (a subset),
+# SLUICE (the binary; default $CARGO_TARGET_DIR/release/sluice),
+# BENCH_RUN_TIMEOUT (seconds one run may take, 300).
 # Build first: `make bench-libnids` does it (cargo build --release and the C program).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${BENCH_ROUNDS:-5}
 MB=${CAPTURE_MB:-300}
+RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-300}
 PATTERN=SLUICE-BENCH-NEEDLE
 TARGET=${CARGO_TARGET_DIR:-target}
-SLUICE=$TARGET/release/sluice
+SLUICE=${SLUICE:-$TARGET/release/sluice}
 SEARCH=$TARGET/libnids/search
 fail() { echo "bench-vs-libnids: $*" >&2; exit 1; }
 [ -x "$SLUICE" ] || fail "missing $SLUICE (cargo build --release, or make bench-libnids)"
@@ -128,14 +131,26 @@ print(v)' "$WORK/summary.json" "$1"
 
 NIDS_MATCHES=
 NIDS_BYTES=
-# Runs one mode once, checks what it found; prints its wall seconds.
+# CPU seconds (user + system) of this shell's finished children, from the
+# `times` builtin (run in this shell, not in a subshell, to see them).
+children_cpu() {
+    times >"$WORK/times"
+    awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); n += p[1] * 60 + p[2] } printf "%.3f\n", n }' "$WORK/times"
+}
+
+# Runs one mode once, checks what it found; prints its wall seconds and CPU
+# seconds (user + system, all threads).
 run_mode() {
-    local mode=$1 t0 t1 out alerts
+    local mode=$1 t0 t1 c0 c1 out alerts rules
     rm -f "$WORK/alerts" "$WORK/summary.json"
+    [ "$mode" = libnids ] || rules=$(rule_file "$mode")
+    children_cpu >"$WORK/c0"
     if [ "$mode" = libnids ]; then
         t0=$EPOCHREALTIME
-        out=$("$SEARCH" "$CAPTURE" "$PATTERN") || fail "libnids search failed"
+        timeout "$RUN_TIMEOUT" "$SEARCH" "$CAPTURE" "$PATTERN" >"$WORK/search.out" || fail "libnids search failed (or took over ${RUN_TIMEOUT}s)"
         t1=$EPOCHREALTIME
+        children_cpu >"$WORK/c1"
+        out=$(cat "$WORK/search.out")
         read -r _ bytes _ _ _ matches _ _ _ unusual <<<"$out"
         [ "$matches" = "$EXPECTED" ] || fail "libnids found $matches matches, the served files hold $EXPECTED ($out)"
         [ "$unusual" = 0 ] || echo "warning: libnids reported $unusual unusual packets ($out)" >&2
@@ -143,23 +158,26 @@ run_mode() {
         NIDS_BYTES=$bytes
     else
         t0=$EPOCHREALTIME
-        "$SLUICE" pcap "$(rule_file "$mode")" "$CAPTURE" --no-progress --alerts "$WORK/alerts" \
+        timeout "$RUN_TIMEOUT" "$SLUICE" pcap "$rules" "$CAPTURE" --no-progress --alerts "$WORK/alerts" \
             --summary-json "$WORK/summary.json" >"$WORK/sluice.out" 2>"$WORK/sluice.err" \
-            || { cat "$WORK/sluice.err" >&2; fail "$mode: sluice pcap failed"; }
+            || { tail -5 "$WORK/sluice.err" >&2; fail "$mode: sluice pcap failed (or took over ${RUN_TIMEOUT}s)"; }
         t1=$EPOCHREALTIME
+        children_cpu >"$WORK/c1"
+        [ "$(summary rule_errors)" = 0 ] || { tail -5 "$WORK/sluice.err" >&2; fail "$mode: rule errors"; }
         alerts=$(wc -l <"$WORK/alerts")
         local want=$EXPECTED
         [ "$mode" = sluice ] && want=0
         [ "$alerts" = "$want" ] || fail "$mode: $alerts alerts, libnids found ${NIDS_MATCHES:-?} matches (the files hold $EXPECTED)"
         [ "$(summary counters.drop_bad_checksum)" = 0 ] || fail "$mode: drop_bad_checksum $(summary counters.drop_bad_checksum)"
         [ "$(summary dropped)" = 0 ] || fail "$mode: sluice dropped $(summary dropped) packets ($(cat "$WORK/sluice.out"))"
-        [ "$(summary rule_errors)" = 0 ] || { cat "$WORK/sluice.err" >&2; fail "$mode: rule errors"; }
         local delivered
         delivered=$(summary counters.stream_bytes_delivered)
         [ -z "$NIDS_BYTES" ] || [ "$delivered" = "$NIDS_BYTES" ] \
             || fail "$mode: sluice delivered $delivered stream bytes, libnids $NIDS_BYTES"
     fi
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+    read -r c0 <"$WORK/c0"
+    read -r c1 <"$WORK/c1"
+    awk -v a="$t0" -v b="$t1" -v c="$c0" -v d="$c1" 'BEGIN { printf "%.4f %.3f\n", b - a, d - c }'
 }
 
 "$SLUICE" pcap "$WORK/none.lua" "$CAPTURE" --no-progress --summary-json "$WORK/summary.json" >/dev/null 2>"$WORK/sluice.err" \
@@ -169,32 +187,42 @@ echo "capture: $CAPTURE, $(du -m "$CAPTURE" | cut -f1) MB, $packets packets, $(g
 # Warm-up (page cache, and libnids' counts for the checks of the sluice runs).
 run_mode libnids >/dev/null
 
-declare -A WALL
+declare -A WALL CPU
 for round in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((${#MODES[@]} - 1))); do
         mode=${MODES[$(( (i + round - 1) % ${#MODES[@]} ))]}
-        WALL[$mode.$round]=$(run_mode "$mode")
-        echo "round $round/$ROUNDS: $mode ${WALL[$mode.$round]} s" >&2
+        figures=$(run_mode "$mode")
+        read -r WALL[$mode.$round] CPU[$mode.$round] <<<"$figures"
+        echo "round $round/$ROUNDS: $mode wall ${WALL[$mode.$round]} s, cpu ${CPU[$mode.$round]} s" >&2
     done
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-mb=$(du -m "$CAPTURE" | cut -f1)
-printf '\n%-14s %9s %8s  %-20s\n' mode "wall s" "MB/s" "vs libnids"
-for mode in "${MODES[@]}"; do
-    walls= ratios=
+# "median (lowest-highest)" of MODE's per-round ratios to libnids in the
+# associative array named by $2 (WALL or CPU).
+ratio() {
+    local mode=$1 r rs=
+    local -n fig=$2
     for r in $(seq "$ROUNDS"); do
-        walls+="${WALL[$mode.$r]} "
-        [ -n "${WALL[libnids.$r]:-}" ] && ratios+=$(awk -v a="${WALL[$mode.$r]}" -v b="${WALL[libnids.$r]}" 'BEGIN { printf "%.3f ", a / b }')
+        [ -n "${fig[libnids.$r]:-}" ] && rs+=$(awk -v a="${fig[$mode.$r]}" -v b="${fig[libnids.$r]}" 'BEGIN { if (b > 0) printf "%.3f ", a / b }')
     done
-    wall=$(echo "$walls" | median)
-    if [ -n "$ratios" ]; then
-        ratio=$(printf '%.2f (%.2f-%.2f)' "$(echo "$ratios" | median)" \
-            "$(echo "$ratios" | tr ' ' '\n' | grep . | sort -g | head -1)" "$(echo "$ratios" | tr ' ' '\n' | grep . | sort -g | tail -1)")
-    else
-        ratio=-
-    fi
-    printf '%-14s %9.3f %8.0f  %-20s\n' "$mode" "$wall" "$(awk -v m="$mb" -v w="$wall" 'BEGIN { print m / w }')" "$ratio"
+    [ -n "$rs" ] || { echo -; return; }
+    printf '%.2f (%.2f-%.2f)' "$(echo "$rs" | median)" \
+        "$(echo "$rs" | tr ' ' '\n' | grep . | sort -g | head -1)" "$(echo "$rs" | tr ' ' '\n' | grep . | sort -g | tail -1)"
+}
+figure() {
+    local mode=$1 r v=
+    local -n fig=$2
+    for r in $(seq "$ROUNDS"); do v+="${fig[$mode.$r]} "; done
+    echo "$v" | median
+}
+mb=$(du -m "$CAPTURE" | cut -f1)
+printf '\n%-14s %8s %8s  %-18s %8s  %-18s\n' mode "wall s" "MB/s" "wall vs libnids" "cpu s" "cpu vs libnids"
+for mode in "${MODES[@]}"; do
+    wall=$(figure "$mode" WALL)
+    printf '%-14s %8.3f %8.0f  %-18s %8.3f  %-18s\n' "$mode" "$wall" "$(awk -v m="$mb" -v w="$wall" 'BEGIN { print m / w }')" \
+        "$(ratio "$mode" WALL)" "$(figure "$mode" CPU)" "$(ratio "$mode" CPU)"
 done
-echo "(wall: median of $ROUNDS rounds; vs libnids: the median of the per-round ratios to libnids' wall in the same"
-echo " round, lowest-highest in brackets; matches checked in every run: $EXPECTED, equal in libnids and every sluice rule)"
+echo "(medians of $ROUNDS rounds; cpu: user + system seconds, all threads; vs libnids: the median of the per-round"
+echo " ratios to libnids in the same round, lowest-highest in brackets; matches checked in every run: $EXPECTED,"
+echo " equal in libnids and every sluice rule)"
