@@ -104,10 +104,15 @@ haka.rule {
 EOF
 
 DEFAULT_MODES="libnids sluice sluice+find sluice+stream"
-if "$SLUICE" check "$WORK/regexp.lua" >/dev/null 2>&1; then
-    DEFAULT_MODES+=" sluice+regexp"
-else
+# The regexp mode needs require("regexp/pcre") and re:match on a streamed
+# iterator: the rule must load, and run without error on the sample capture.
+if ! "$SLUICE" check "$WORK/regexp.lua" >/dev/null 2>&1; then
     echo "(no regexp/pcre in this build: sluice+regexp skipped)" >&2
+elif ! "$SLUICE" pcap "$WORK/regexp.lua" sample/demo.pcap --no-progress --alerts /dev/null >/dev/null 2>"$WORK/probe.err"; then
+    echo "(regexp/pcre loads but re:match(iter) failed in a streamed rule on sample/demo.pcap: sluice+regexp skipped)" >&2
+    grep -m1 -i error "$WORK/probe.err" >&2 || true
+else
+    DEFAULT_MODES+=" sluice+regexp"
 fi
 read -ra MODES <<<"${BENCH_MODES:-$DEFAULT_MODES}"
 
