@@ -6,8 +6,9 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 export CARGO_TERM_COLOR ?= never
+LIBNIDS_SEARCH := $(or $(CARGO_TARGET_DIR),target)/libnids/search
 
-.PHONY: build test demo lint bench bench-inline deps
+.PHONY: build test demo lint bench bench-inline bench-libnids deps deps-libnids
 
 # System packages the netns tests, the demo and the inline benchmark need.
 deps:
@@ -36,11 +37,30 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-bench:
+bench: bench-libnids
 	$(CARGO) bench --bench offline
 	$(CARGO) bench --bench inline_bulk
 	$(CARGO) bench --bench connections
 	$(CARGO) bench --bench regexp
+
+# sluice pcap beside libnids (C) on a capture of real HTTP traffic made in
+# netns (root; cached in target/bench-capture/). CAPTURE_MB=300, BENCH_ROUNDS=5.
+bench-libnids: deps-libnids build $(LIBNIDS_SEARCH)
+	./scripts/bench-vs-libnids.sh
+
+# What the libnids baseline and its capture need (Debian packages).
+deps-libnids:
+	@missing=""; \
+	for c in cc tcpdump python3 ip ethtool timeout; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	[ -f /usr/include/nids.h ] && [ -f /usr/include/pcap.h ] && [ -f /usr/include/libnet.h ] || missing=1; \
+	if [ -n "$$missing" ]; then \
+		echo "installing libnids-dev libpcap-dev libnet1-dev gcc tcpdump python3 iproute2 ethtool"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnids-dev libpcap-dev libnet1-dev gcc tcpdump python3 iproute2 ethtool >/dev/null; \
+	fi
+
+$(LIBNIDS_SEARCH): benches/libnids/search.c | deps-libnids
+	@mkdir -p $(dir $@)
+	cc -O2 -Wall -Wextra -o $@ $< -lnids
 
 bench-inline: deps build
 	./scripts/bench-inline.sh
