@@ -184,3 +184,39 @@ fn the_monologue_sample_sees_pipelined_requests_as_one_turn() {
     assert_eq!(summary.rule_errors, 0);
     assert_eq!(summary.dropped, 0);
 }
+
+#[test]
+fn each_direction_ends_at_its_own_fin_in_haka_order() {
+    // As Haka's stream-rule test: the server closes first (Connection:
+    // close), so its stream ends before the client's.
+    let rules = r#"
+    haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+      eval = function (flow, iter, dir)
+        local all = iter:sub("all")
+        haka.alert{ description = dir .. " ended with " .. (all and #all or 0) .. " bytes" }
+      end }"#;
+    let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake()
+        .send(Up, b"GET / HTTP/1.0\r\n\r\n")
+        .send(Down, b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nbye")
+        .fin(Down)
+        .ack(Up)
+        .fin(Up)
+        .ack(Down);
+    let (dir, summary) = run(&c.into_packets(), rules);
+    let alerts = fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    let order: Vec<&str> = alerts
+        .lines()
+        .map(|l| {
+            if l.contains("\"down ended with 41 bytes\"") {
+                "down"
+            } else if l.contains("\"up ended with 18 bytes\"") {
+                "up"
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert_eq!(order, ["down", "up"], "{alerts}");
+    assert_eq!(summary.rule_errors, 0);
+}

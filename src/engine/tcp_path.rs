@@ -280,7 +280,10 @@ impl<I: Inspector> Engine<I> {
         // (`flow_action`) return.
         let was_established = conn.state() == TcpState::Established;
         let urgent_before = conn.urgent_of(dir);
+        let fin_before = conn.stream(dir).is_some_and(|s| s.fin_delivered());
         let done = conn.commit(dir, t, payload, &checked, arrival);
+        // This segment completed the direction's stream (its FIN is now in order).
+        let stream_ended = !fin_before && conn.stream(dir).is_some_and(|s| s.fin_delivered());
         let clear_urgent = match done.urgent {
             Urgent::Clear => true,
             Urgent::Hidden(_) => {
@@ -329,7 +332,11 @@ impl<I: Inspector> Engine<I> {
         if let Some(range) = done.deliver {
             let n = range.end - range.start;
             self.stats.add(Counter::StreamBytes, n);
-            if self.inspector.subscribed(Event::TcpData) && self.current.is_some() && !done.ended {
+            if self.inspector.subscribed(Event::TcpData)
+                && self.current.is_some()
+                && !done.ended
+                && !stream_ended
+            {
                 // Batch mode: the rules see this segment's bytes together
                 // with the next in-order ones waiting in the same batch.
                 let Some((start_seq, next_seq)) = seqs else { return Verdict::Drop };
@@ -395,11 +402,47 @@ impl<I: Inspector> Engine<I> {
             }
         }
 
+        if stream_ended && self.inspector.subscribed(Event::TcpData) {
+            if let Some(v) = self.end_of_stream(key, &info, dir, before, ctx, out) {
+                return v;
+            }
+        }
+
         if done.ended {
             self.end_connection_at(key, ctx);
         }
 
         final_verdict(&self.stats, pkt, checksum_partial, clear_urgent)
+    }
+
+    /// The FIN of `dir` was delivered: rules waiting for more bytes of that
+    /// stream get its end, and their decision acts on the FIN's packet.
+    /// `Some(verdict)` if they refused it.
+    fn end_of_stream(
+        &mut self,
+        key: &FlowKey,
+        info: &FlowInfo,
+        dir: Direction,
+        before: ResetPoint,
+        ctx: &Context,
+        out: &mut Output,
+    ) -> Option<Verdict> {
+        if self.pending.as_ref().is_some_and(|p| p.key == *key) {
+            // Earlier bytes of this flow come first.
+            self.flush_pending(out);
+            if self.flows.get(key).is_none_or(|f| f.fate != Fate::Inspect) {
+                return Some(Verdict::Drop);
+            }
+        }
+        let action = self.inspector.stream_end(ctx, info, dir);
+        if action == Action::Accept {
+            return None;
+        }
+        self.stats.inc(Counter::DropRule);
+        if action >= Action::DropFlow {
+            self.flow_action(key, action, before, ctx, out);
+        }
+        Some(Verdict::Drop)
     }
 
     /// Applies a flow-level decision: drop, reset or half-reset.
@@ -426,17 +469,18 @@ impl<I: Inspector> Engine<I> {
             }
             Action::HalfReset if at.state == TcpState::SynSent => {}
             Action::Reset | Action::HalfReset => {
+                // Haka's order: the client's RST first (tcp_connection.lua, reset()).
+                if action == Action::Reset {
+                    if let Some(seq) = at.client_next {
+                        forged.push(rst_to(&info, Direction::Down, seq, at.server_next));
+                    }
+                }
                 if let Some(seq) = at.server_next {
                     forged.push(rst_to(&info, Direction::Up, seq, at.client_next));
                     // If the server did not get everything sluice let through
                     // (loss after sluice), its rcv_nxt is its last ACK.
                     if let Some(acked) = at.server_acked.filter(|a| *a != seq) {
                         forged.push(rst_to(&info, Direction::Up, acked, at.client_next));
-                    }
-                }
-                if action == Action::Reset {
-                    if let Some(seq) = at.client_next {
-                        forged.push(rst_to(&info, Direction::Down, seq, at.server_next));
                     }
                 }
             }

@@ -305,20 +305,21 @@ fn pattern_split_across_segments_resets_both_ends() {
     let p2 = c.data(true, b"ackyy");
     let (v, forged) = h.send(&p2);
     assert_eq!(v, Verdict::Drop);
-    // The server has not acknowledged "xxatt" yet, so a second RST covers
-    // the case where it never got it; the exact one comes first.
-    assert_eq!(forged.len(), 3, "two RSTs to the server, one to the client");
-    let to_server = decode(&forged[0]).unwrap();
+    // Haka's order: the client's RST first. The server has not acknowledged
+    // "xxatt" yet, so a second RST to it covers the case where it never got
+    // it; the exact one comes first.
+    assert_eq!(forged.len(), 3, "one RST to the client, two to the server");
+    let to_client = decode(&forged[0]).unwrap();
+    let t = to_client.tcp().unwrap();
+    assert_eq!((to_client.ip.dst, t.dst_port), (client(), C));
+    assert_eq!(t.seq, c.sseq);
+    let to_server = decode(&forged[1]).unwrap();
     let t = to_server.tcp().unwrap();
     assert_eq!((to_server.ip.dst, t.dst_port), (server(), S));
     assert!(t.has(RST));
     assert_eq!(t.seq, server_next);
-    let second = decode(&forged[1]).unwrap();
+    let second = decode(&forged[2]).unwrap();
     assert_eq!(second.tcp().unwrap().seq, server_next - 5);
-    let to_client = decode(&forged[2]).unwrap();
-    let t = to_client.tcp().unwrap();
-    assert_eq!((to_client.ip.dst, t.dst_port), (client(), C));
-    assert_eq!(t.seq, c.sseq);
     // Everything after is dropped, and the rule saw the connection end.
     let p3 = c.data(true, b"more");
     h.drop(&p3);
@@ -862,8 +863,8 @@ mod batches {
         let ps = vec![c.data(true, b"att"), c.data(true, b"ack"), c.data(true, b"!")];
         let (v, forged) = h.send_batch(&ps);
         assert_eq!(v, vec![Verdict::Drop; 3]);
-        let to_server = decode(&forged[0]).unwrap();
-        assert_eq!(to_server.ip.dst, server());
+        let to_server = decode(&forged[1]).unwrap();
+        assert_eq!(to_server.ip.dst, server(), "after the client's");
         assert_eq!(to_server.tcp().unwrap().seq, server_next, "RST at the server's rcv_nxt before the chunk");
     }
 
