@@ -6,9 +6,13 @@
 //! did. Captured bytes are held by stream offset until the receiver's ACK
 //! covers them; acknowledged bytes that are missing from the capture are a
 //! [`Piece::Gap`] (never filled with invented bytes) and the stream goes on
-//! after it. Overlaps are resolved as the inline receiver model resolves
-//! them: the copy recorded first stays, a later copy with other bytes is
-//! counted as a conflict and not delivered.
+//! after it. Overlaps are resolved as the inline receiver model (Linux)
+//! resolves them: bytes that reached the receiver in order stay; a segment
+//! arriving in order wins over out-of-order bytes it covers; out-of-order
+//! segments follow Linux's out-of-order queue ([`OfoQueue`]: a segment
+//! inside a queued one is dropped, one starting at the same offset and
+//! ending later replaces it, the lower-starting copy wins a partial
+//! overlap). Each byte whose losing copy differs counts as a conflict.
 //!
 //! Offsets count from the first byte after the SYN (or, picked up
 //! midstream, from the first sequence number seen for the direction);
@@ -16,7 +20,9 @@
 //! than 4 GiB and sequence wrap are handled.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
+use super::ofo::{OfoPlan, OfoQueue};
 use crate::wire::SeqNumber;
 
 /// How far past the last captured byte an ACK may reach and still be taken
@@ -71,6 +77,11 @@ pub struct PassiveStream {
     captured_end: u64,
     /// Offset of the sender's FIN, once seen.
     fin_at: Option<u64>,
+    /// Offset up to which bytes reached the receiver in order, as far as
+    /// the capture shows (its `rcv_nxt`).
+    edge: u64,
+    /// The receiver's out-of-order queue above `edge`.
+    ofo: OfoQueue,
 }
 
 impl PassiveStream {
@@ -138,17 +149,57 @@ impl PassiveStream {
         fit
     }
 
-    /// Inserts `bytes` at `start`, keeping recorded bytes where they overlap.
+    /// Records `bytes` at `start` as the receiver would keep them.
     fn insert(&mut self, start: u64, bytes: &[u8], fit: &mut SegmentFit) {
         let end = start + bytes.len() as u64;
-        // Recorded pieces that overlap [start, end), in order.
-        let first = self.held.range(..start).next_back().filter(|(o, b)| *o + b.len() as u64 > start);
-        let mut overlapping: Vec<u64> = first.map(|(o, _)| *o).into_iter().collect();
-        overlapping.extend(self.held.range(start..end).map(|(o, _)| *o));
+        let part = |r: Range<u64>| &bytes[(r.start - start) as usize..(r.end - start) as usize];
+        if start <= self.edge {
+            // In order (tcp_data_queue): bytes already in order stay; from
+            // the edge on, this copy wins over queued ones (tcp_ofo_queue
+            // skips what it covers).
+            let split = self.edge.min(end);
+            self.keep(start, part(start..split), fit);
+            if end > split {
+                self.replace(split, part(split..end), fit);
+                self.ofo.in_order(end);
+                self.advance_edge(end);
+            }
+            return;
+        }
+        match self.ofo.plan(start..end, false) {
+            OfoPlan::Discard => self.keep(start, bytes, fit),
+            plan @ OfoPlan::Queue { .. } => {
+                let OfoPlan::Queue { wins, .. } = &plan else { return };
+                let wins = wins.clone();
+                self.keep(start, part(start..wins.start), fit);
+                if !wins.is_empty() {
+                    self.replace(wins.start, part(wins.clone()), fit);
+                }
+                self.ofo.apply(start..end, &plan, false);
+            }
+        }
+    }
+
+    /// Bytes in order reached `end`: the edge moves on over the held bytes
+    /// now contiguous, which leave the out-of-order queue.
+    fn advance_edge(&mut self, end: u64) {
+        self.edge = self.edge.max(end);
+        while let Some((&o, b)) = self.held.range(..=self.edge).next_back() {
+            let b_end = o + b.len() as u64;
+            if b_end <= self.edge {
+                break;
+            }
+            self.edge = b_end;
+        }
+        self.ofo.consume_to(self.edge);
+    }
+
+    /// Inserts `bytes` at `start`, keeping recorded bytes where they overlap.
+    fn keep(&mut self, start: u64, bytes: &[u8], fit: &mut SegmentFit) {
+        let end = start + bytes.len() as u64;
         let mut cursor = start;
         let mut new_parts: Vec<(u64, Vec<u8>)> = Vec::new();
-        for o in overlapping {
-            let Some(rec) = self.held.get(&o) else { continue };
+        for (o, rec) in self.overlapping(start..end) {
             let rec_end = o + rec.len() as u64;
             if o > cursor {
                 new_parts.push((cursor, bytes[(cursor - start) as usize..(o - start) as usize].to_vec()));
@@ -157,9 +208,7 @@ impl PassiveStream {
             let to = rec_end.min(end);
             let mine = &bytes[(from - start) as usize..(to - start) as usize];
             let theirs = &rec[(from - o) as usize..(to - o) as usize];
-            let same = mine.iter().zip(theirs).filter(|(a, b)| a == b).count() as u64;
-            fit.repeated += same;
-            fit.conflicting += mine.len() as u64 - same;
+            count_overlap(mine, theirs, fit);
             cursor = cursor.max(to);
         }
         if cursor < end {
@@ -170,6 +219,42 @@ impl PassiveStream {
             self.held_bytes += b.len();
             self.held.insert(o, b);
         }
+    }
+
+    /// Inserts `bytes` at `start`, replacing recorded bytes where they
+    /// overlap (the parts of recorded pieces outside stay).
+    fn replace(&mut self, start: u64, bytes: &[u8], fit: &mut SegmentFit) {
+        let end = start + bytes.len() as u64;
+        let mut covered = 0u64;
+        for (o, rec) in self.overlapping(start..end) {
+            let Some(rec) = self.held.remove(&o).filter(|r| r.len() == rec.len()) else { continue };
+            self.held_bytes -= rec.len();
+            let rec_end = o + rec.len() as u64;
+            let (from, to) = (o.max(start), rec_end.min(end));
+            count_overlap(
+                &bytes[(from - start) as usize..(to - start) as usize],
+                &rec[(from - o) as usize..(to - o) as usize],
+                fit,
+            );
+            covered += to - from;
+            if o < start {
+                self.held_bytes += (start - o) as usize;
+                self.held.insert(o, rec[..(start - o) as usize].to_vec());
+            }
+            if rec_end > end {
+                self.held_bytes += (rec_end - end) as usize;
+                self.held.insert(end, rec[(end - o) as usize..].to_vec());
+            }
+        }
+        fit.new += bytes.len() as u64 - covered;
+        self.held_bytes += bytes.len();
+        self.held.insert(start, bytes.to_vec());
+    }
+
+    /// The recorded pieces that overlap `r`, in order (copied out).
+    fn overlapping(&self, r: Range<u64>) -> Vec<(u64, Vec<u8>)> {
+        let first = self.held.range(..r.start).next_back().filter(|(o, b)| *o + b.len() as u64 > r.start);
+        first.into_iter().chain(self.held.range(r.start..r.end)).map(|(o, b)| (*o, b.clone())).collect()
     }
 
     /// The receiver acknowledged everything before `ack`: the pieces now
@@ -220,6 +305,15 @@ impl PassiveStream {
     /// Delivers [delivered, upto).
     fn take(&mut self, upto: u64) -> Vec<Piece> {
         let mut pieces: Vec<Piece> = Vec::new();
+        self.take_pieces(upto, &mut pieces);
+        if self.delivered > self.edge {
+            // Acknowledged bytes the capture lacks: the receiver has them in order.
+            self.advance_edge(self.delivered);
+        }
+        pieces
+    }
+
+    fn take_pieces(&mut self, upto: u64, pieces: &mut Vec<Piece>) {
         while self.delivered < upto {
             let next = self.held.first_key_value().map(|(o, _)| *o).filter(|o| *o < upto);
             match next {
@@ -249,8 +343,14 @@ impl PassiveStream {
                 }
             }
         }
-        pieces
     }
+}
+
+/// Counts the bytes of an overlap: the same (a repeat) or not (a conflict).
+fn count_overlap(mine: &[u8], theirs: &[u8], fit: &mut SegmentFit) {
+    let same = mine.iter().zip(theirs).filter(|(a, b)| a == b).count() as u64;
+    fit.repeated += same;
+    fit.conflicting += mine.len() as u64 - same;
 }
 
 #[cfg(test)]
@@ -279,13 +379,53 @@ mod tests {
         assert_eq!(s.held_bytes(), 0);
     }
 
-    #[test]
-    fn first_copy_wins_and_conflicts_are_counted() {
+    /// The stream as the receiver reads it after `segments` (seq, bytes)
+    /// and an ACK of everything, with the fits of the segments.
+    fn read(segments: &[(u32, &[u8])]) -> (Vec<u8>, Vec<(u64, u64, u64)>) {
         let mut s = PassiveStream::default();
         s.syn(SeqNumber(0));
-        assert_eq!(s.segment(SeqNumber(3), b"cde", false).new, 3);
-        let fit = s.segment(SeqNumber(1), b"abXdefg", false);
-        assert_eq!((fit.new, fit.repeated, fit.conflicting), (4, 2, 1));
+        let fits = segments
+            .iter()
+            .map(|(seq, b)| {
+                let f = s.segment(SeqNumber(*seq), b, false);
+                (f.new, f.repeated, f.conflicting)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for p in s.acknowledge(SeqNumber(100)).unwrap_or_default() {
+            if let Piece::Data { bytes, .. } = p {
+                out.extend(bytes);
+            }
+        }
+        (out, fits)
+    }
+
+    #[test]
+    fn overlaps_resolve_as_linux_reads_them() {
+        // In-order data wins over the out-of-order bytes it covers.
+        let (got, fits) = read(&[(3, b"cde"), (1, b"abXdefg")]);
+        assert_eq!(got, b"abXdefg");
+        assert_eq!(fits[1], (4, 2, 1));
+        // Bytes already in order stay.
+        let (got, fits) = read(&[(1, b"abc"), (1, b"aXc")]);
+        assert_eq!(got, b"abc");
+        assert_eq!(fits[1], (0, 2, 1));
+        // Out of order, same start and longer: the later copy replaces.
+        assert_eq!(read(&[(3, b"cd"), (3, b"XYZ"), (1, b"ab")]).0, b"abXYZ");
+        // Out of order, inside a queued segment: dropped, the old bytes stay.
+        assert_eq!(read(&[(3, b"cdef"), (4, b"X"), (1, b"ab")]).0, b"abcdef");
+        // Partial overlaps: the lower-starting copy wins, whichever came first.
+        assert_eq!(read(&[(3, b"cde"), (5, b"XYZ"), (1, b"ab")]).0, b"abcdeYZ");
+        assert_eq!(read(&[(5, b"efg"), (3, b"cdXY"), (1, b"ab")]).0, b"abcdXYg");
+        // A segment covering queued ones removes them.
+        assert_eq!(read(&[(4, b"d"), (6, b"f"), (3, b"CDEFG"), (1, b"ab")]).0, b"abCDEFG");
+    }
+
+    #[test]
+    fn bytes_before_the_delivery_point_are_old() {
+        let mut s = PassiveStream::default();
+        s.syn(SeqNumber(0));
+        s.segment(SeqNumber(1), b"abcdefg", false);
         assert_eq!(s.acknowledge(SeqNumber(8)), Some(vec![data(0, b"abcdefg")]));
         let fit = s.segment(SeqNumber(5), b"zz", false);
         assert_eq!(fit.old, 2);
