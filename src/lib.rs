@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod ip;
 pub mod limits_args;
 pub mod offline;
+pub mod packet_id;
 pub mod pcapgen;
 pub mod regexp;
 pub mod rules;

@@ -6,7 +6,7 @@ use crate::inspect::FlowInfo;
 use crate::tcp::{TcpConn, TcpState};
 use crate::time::Timestamp;
 
-use super::reclaim::Progress;
+use crate::tcp::Progress;
 
 /// Protocol state.
 #[derive(Debug)]

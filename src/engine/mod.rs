@@ -24,8 +24,7 @@ use crate::time::Timestamp;
 use crate::wire::decode::decode_ignoring_ip_checksum;
 use crate::wire::{decode, DecodeError, Decoded, Transport};
 
-/// The driver's handle for a packet (NFQUEUE packet id, pcap record index).
-pub type PacketId = u64;
+pub use crate::packet_id::PacketId;
 
 /// A packet handed to the engine.
 #[derive(Debug, Clone, Copy)]

@@ -12,36 +12,9 @@ use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
 use crate::stats::Counter;
 use crate::tcp::auth_option::{self, AuthOption};
 use crate::tcp::conn::Urgent;
-use crate::tcp::{Arrival, Fit, SegmentKind, TcpConn, TcpState};
+use crate::tcp::{Arrival, Fit, ResetPoint, SegmentKind, TcpConn, TcpState};
 use crate::wire::tcp_flags::{ACK, SYN};
 use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
-
-/// Where each end's receiver stands, captured before a segment is committed:
-/// the sequence numbers a forged RST must carry to be accepted.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ResetPoint {
-    state: TcpState,
-    /// What the server expects next from the client, and what it last acknowledged.
-    server_next: Option<SeqNumber>,
-    server_acked: Option<SeqNumber>,
-    /// What the client expects next from the server.
-    client_next: Option<SeqNumber>,
-    /// Everything the client sent (its snd_nxt): a client in SYN-SENT only
-    /// accepts an RST that acknowledges exactly this.
-    client_sent: Option<SeqNumber>,
-}
-
-impl ResetPoint {
-    pub(super) fn of(conn: &TcpConn) -> Self {
-        ResetPoint {
-            state: conn.state(),
-            server_next: conn.next_seq(Direction::Up),
-            server_acked: conn.acked_seq(Direction::Up),
-            client_next: conn.next_seq(Direction::Down),
-            client_sent: conn.sent_seq(Direction::Up),
-        }
-    }
-}
 
 /// Stream bytes delivered but not yet shown to rules (see
 /// [`Engine::process_batch`]): consecutive in-order segments of one direction,

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::PacketId;
+use crate::packet_id::PacketId;
 use crate::wire::{checksum, Decoded, FragmentInfo};
 
 /// The largest value of the 16-bit IP length fields.

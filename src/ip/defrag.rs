@@ -72,7 +72,7 @@ use std::time::Duration;
 
 use super::datagram::{PendingDatagram, Piece, Refusal};
 use crate::config::EngineConfig;
-use crate::engine::PacketId;
+use crate::packet_id::PacketId;
 use crate::stats::Counter;
 use crate::tcp::receiver_policy::ReceiverTable;
 use crate::time::Timestamp;

@@ -4,9 +4,13 @@ pub mod auth_option;
 pub mod conn;
 pub mod ofo;
 pub mod passive;
+pub mod progress;
 pub mod ranges;
 pub mod receiver_policy;
+pub mod reset_point;
 pub mod stream;
 
 pub use conn::{Arrival, Checked, Committed, SegmentKind, TcpConn, TcpState};
+pub use progress::Progress;
+pub use reset_point::ResetPoint;
 pub use stream::{Fit, Reach, Stream, StreamLimits};
