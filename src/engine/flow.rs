@@ -91,6 +91,14 @@ impl Flow {
         }
     }
 
+    /// The TCP connection, mutably, if this is one.
+    pub fn tcp_mut(&mut self) -> Option<&mut TcpConn> {
+        match &mut self.kind {
+            FlowKind::Tcp(c) => Some(c),
+            FlowKind::Udp => None,
+        }
+    }
+
     /// Bytes this flow holds in reassembly buffers.
     pub fn buffered(&self) -> usize {
         self.tcp().map_or(0, TcpConn::buffered)

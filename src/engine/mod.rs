@@ -3,6 +3,7 @@
 //! packets it forged. [`Engine::tick`] runs timeouts on packet time. Nothing
 //! here touches a socket or a clock: NFQUEUE and pcap are drivers around it.
 
+mod batch;
 mod flow;
 mod normalize;
 mod passive_path;
@@ -65,6 +66,15 @@ pub enum Verdict {
     AcceptModified(Vec<u8>),
 }
 
+/// When a packet gets its verdict.
+#[derive(Debug)]
+enum Outcome {
+    /// Now: this one.
+    Now(Verdict),
+    /// Later, with the rest of its batch chunk (see [`Engine::process_batch`]).
+    Deferred,
+}
+
 /// Something the engine produced, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Emitted {
@@ -124,11 +134,8 @@ pub struct Engine<I: Inspector> {
     /// Within [`Engine::process_batch`]: whether consecutive in-order data of
     /// one stream may be handed to rules as one chunk.
     coalesce: bool,
-    /// The packet being processed, while its verdict may still be deferred;
-    /// the TCP path takes it when it joins the packet to `pending`.
-    current: Option<PacketId>,
     /// Data delivered but not yet shown to rules, and its packets' verdicts.
-    pending: Option<tcp_path::PendingData>,
+    pending: Option<batch::PendingData>,
     /// The packet list of the last flushed chunk, kept for the next one.
     spare_packets: Vec<(PacketId, Verdict)>,
     /// Stream bytes that wrap around the end of their ring, joined for rules.
@@ -160,7 +167,6 @@ impl<I: Inspector> Engine<I> {
             last_expiry: None,
             last_reclaim_search: None,
             coalesce: false,
-            current: None,
             pending: None,
             spare_packets: Vec::new(),
             joined: Vec::new(),
@@ -215,14 +221,12 @@ impl<I: Inspector> Engine<I> {
             self.fragment(pkt, &decoded, out);
             return;
         }
-        self.current = self.coalesce.then_some(pkt.id);
         let checksum = self.offload_checksum(pkt.checksum, &decoded);
-        let verdict = self.inspect(&decoded, pkt.time, checksum, out);
-        // The TCP path took `current` if it deferred this packet's verdict.
-        let deferred = self.coalesce && self.current.is_none();
-        self.current = None;
-        if !deferred {
-            self.emit(out, pkt.id, verdict);
+        // In a batch, the TCP path may hold the verdict for the rest of the chunk.
+        let batch = self.coalesce.then_some(pkt.id);
+        match self.inspect(&decoded, pkt.time, checksum, batch, out) {
+            Outcome::Now(verdict) => self.emit(out, pkt.id, verdict),
+            Outcome::Deferred => {}
         }
     }
 
@@ -287,7 +291,15 @@ impl<I: Inspector> Engine<I> {
                     // A fragment's checksum state says nothing of the whole
                     // datagram's (no NIC verifies a fragmented one).
                     Ok(whole) => {
-                        match self.inspect(&whole, pkt.time, reassembled_checksum(pkt.checksum), out) {
+                        // No batch id: a reassembled datagram's verdict is never deferred.
+                        let outcome =
+                            self.inspect(&whole, pkt.time, reassembled_checksum(pkt.checksum), None, out);
+                        let verdict = match outcome {
+                            Outcome::Now(v) => v,
+                            // Cannot happen without a batch id; refuse rather than lose a verdict.
+                            Outcome::Deferred => Verdict::Drop,
+                        };
+                        match verdict {
                             // Fragments cannot carry a rewritten datagram; refuse
                             // rather than let the unnormalised bytes through.
                             Verdict::AcceptModified(_) => Verdict::Drop,
@@ -314,8 +326,9 @@ impl<I: Inspector> Engine<I> {
         pkt: &Decoded<'_>,
         time: Timestamp,
         checksum: ChecksumState,
+        batch: Option<PacketId>,
         out: &mut Output,
-    ) -> Verdict {
+    ) -> Outcome {
         let bad_checksum = match checksum {
             ChecksumState::Unchecked => self.config.verify_checksums && !normalize::checksum_ok(pkt),
             ChecksumState::Verified => {
@@ -330,21 +343,21 @@ impl<I: Inspector> Engine<I> {
         // (so a rule can alert on it); such a packet is then dropped, as
         // the endpoint drops it, and its bytes never reach a stream.
         if self.packet_events(&ctx, pkt) != Action::Accept {
-            return Verdict::Drop;
+            return Outcome::Now(Verdict::Drop);
         }
         if bad_checksum {
             self.stats.inc(Counter::DropBadChecksum);
-            return Verdict::Drop;
+            return Outcome::Now(Verdict::Drop);
         }
         match &pkt.transport {
-            Transport::Tcp(t) if self.config.passive => self.passive_tcp(pkt, t, &ctx, out),
+            Transport::Tcp(t) if self.config.passive => Outcome::Now(self.passive_tcp(pkt, t, &ctx, out)),
             Transport::Tcp(t) => {
-                let verdict = self.tcp(pkt, t, &ctx, partial, out);
+                let outcome = self.tcp(pkt, t, &ctx, partial, batch, out);
                 self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
-                verdict
+                outcome
             }
-            Transport::Udp(u) => self.udp(pkt, u, &ctx),
-            Transport::Icmp(_) | Transport::Fragment | Transport::Other => Verdict::Accept,
+            Transport::Udp(u) => Outcome::Now(self.udp(pkt, u, &ctx)),
+            Transport::Icmp(_) | Transport::Fragment | Transport::Other => Outcome::Now(Verdict::Accept),
         }
     }
 

@@ -4,98 +4,32 @@
 
 use std::ops::Range;
 
+use super::batch::Delivery;
 use super::flow::{Fate, Flow, FlowKind};
 use super::normalize;
-use super::{flow_key, Engine, Output, PacketId, Verdict};
+use super::{flow_key, Engine, Outcome, Output, PacketId, Verdict};
 use crate::flow::{Direction, FlowKey, L4Proto};
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
-use crate::stats::Counter;
+use crate::stats::{Counter, Stats};
 use crate::tcp::auth_option::{self, AuthOption};
 use crate::tcp::conn::Urgent;
-use crate::tcp::{Arrival, Fit, ResetPoint, SegmentKind, TcpConn, TcpState};
+use crate::tcp::{Arrival, Checked, Fit, ResetPoint, SegmentKind, StreamLimits, TcpConn, TcpState};
 use crate::wire::tcp_flags::{ACK, SYN};
 use crate::wire::{forge, Decoded, SeqNumber, TcpInfo};
 
-/// Stream bytes delivered but not yet shown to rules (see
-/// [`Engine::process_batch`]): consecutive in-order segments of one direction,
-/// whose packets wait for the rules' decision on the whole chunk.
-#[derive(Debug)]
-pub(super) struct PendingData {
-    pub(super) key: FlowKey,
-    dir: Direction,
-    info: FlowInfo,
-    range: Range<u64>,
-    /// Sequence number of the chunk's first byte.
-    start_seq: SeqNumber,
-    /// Sequence number right after the chunk: where a joining segment starts.
-    next_seq: SeqNumber,
-    /// Each packet and the verdict it gets if rules accept the chunk.
-    packets: Vec<(PacketId, Verdict)>,
-    /// Reset point before the chunk's first packet.
-    before: ResetPoint,
-    /// The direction's urgent byte before the chunk's first packet (put
-    /// back if rules drop the chunk: the receiver never sees its pointers).
-    urgent_before: Option<u64>,
-    ctx: Context,
-}
-
 impl<I: Inspector> Engine<I> {
-    /// Shows pending stream data to rules and gives its packets their verdicts.
-    pub(super) fn flush_pending(&mut self, out: &mut Output) {
-        let Some(mut p) = self.pending.take() else { return };
-        let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.info.id == p.info.id);
-        let action = match self.flows.get_mut(&p.key).and_then(|f| f.tcp()).and_then(|c| c.stream(p.dir)) {
-            Some(s) if exists => {
-                self.inspector.data(&p.ctx, &p.info, p.dir, s.read_bytes(p.range.clone(), &mut self.joined))
-            }
-            // The flow went away meanwhile: nobody saw these bytes.
-            _ => Action::DropPacket,
-        };
-        let accepted = action == Action::Accept;
-        if !accepted {
-            self.stats.add(Counter::DropRule, p.packets.len() as u64);
-            if exists && action >= Action::DropFlow {
-                self.flow_action(&p.key, action, p.before, &p.ctx, out);
-            } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(&p.key).map(|f| &mut f.kind) {
-                conn.undeliver(p.dir, p.range.start);
-                conn.restore_urgent(p.dir, p.urgent_before);
-            }
-        }
-        for (id, v) in p.packets.drain(..) {
-            self.emit(out, id, if accepted { v } else { Verdict::Drop });
-        }
-        // The emptied list, with its capacity, serves the next chunk.
-        self.spare_packets = p.packets;
-    }
-
-    /// True if a segment of the pending flow can be handled without first
-    /// showing the pending data to rules: the next in-order segment of the
-    /// same direction, or a pure ACK from the other side (it changes nothing
-    /// a forged RST would need).
-    fn joins_pending(&self, key: &FlowKey, from_lo: bool, t: &TcpInfo, payload_len: usize) -> bool {
-        let Some(p) = &self.pending else { return true };
-        if p.key != *key {
-            return true;
-        }
-        let Some(flow) = self.flows.get(key) else { return false };
-        let dir = flow.direction(from_lo);
-        if dir == p.dir {
-            payload_len > 0 && t.seq == p.next_seq && !t.has(SYN) && !t.has(crate::wire::tcp_flags::RST)
-        } else {
-            // The receiver cannot have these bytes yet; an ACK claiming it
-            // does would release them before rules saw them.
-            payload_len == 0 && t.flags == ACK && t.ack <= p.start_seq
-        }
-    }
-
+    /// A TCP segment: its flow found or made, then [`Engine::tcp_segment`].
+    /// `batch`: the packet's id when its verdict may wait for the rest of
+    /// its batch chunk.
     pub(super) fn tcp(
         &mut self,
         pkt: &Decoded<'_>,
         t: &TcpInfo,
         ctx: &Context,
         checksum_partial: bool,
+        batch: Option<PacketId>,
         out: &mut Output,
-    ) -> Verdict {
+    ) -> Outcome {
         let (key, from_lo) = flow_key(pkt, L4Proto::Tcp, t.src_port, t.dst_port);
         if !self.joins_pending(&key, from_lo, t, pkt.payload().len()) {
             self.flush_pending(out);
@@ -112,7 +46,7 @@ impl<I: Inspector> Engine<I> {
                     Fate::Dropped { .. } => {
                         flow.deadline = ctx.time.saturating_add(self.config.tcp_closing_timeout);
                         self.stats.inc(Counter::DropFlowDropped);
-                        return Verdict::Drop;
+                        return Outcome::Now(Verdict::Drop);
                     }
                     Fate::Inspect if opening && over => reuse = true,
                     Fate::Inspect => {}
@@ -122,7 +56,7 @@ impl<I: Inspector> Engine<I> {
             None if self.config.tcp_midstream => {}
             None => {
                 self.stats.inc(Counter::DropNoHandshake);
-                return Verdict::Drop;
+                return Outcome::Now(Verdict::Drop);
             }
         }
         if reuse {
@@ -134,9 +68,10 @@ impl<I: Inspector> Engine<I> {
             exists = false;
         }
         if !exists && !self.new_tcp_flow(&key, from_lo, t, ctx) {
-            return Verdict::Drop;
+            return Outcome::Now(Verdict::Drop);
         }
-        self.tcp_segment(&key, from_lo, pkt, t, ctx, checksum_partial, out)
+        let seg = Segment { key, from_lo, pkt, t, ctx, checksum_partial };
+        self.tcp_segment(&seg, batch, out)
     }
 
     /// Creates the flow for a SYN (or, midstream, any first packet).
@@ -173,88 +108,43 @@ impl<I: Inspector> Engine<I> {
         true
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn tcp_segment(
-        &mut self,
-        key: &FlowKey,
-        from_lo: bool,
-        pkt: &Decoded<'_>,
-        t: &TcpInfo,
-        ctx: &Context,
-        checksum_partial: bool,
-        out: &mut Output,
-    ) -> Verdict {
-        let payload = pkt.payload();
+    /// One segment of a tracked connection: admit (the tracker's checks),
+    /// announce (the connection events), commit (the tracker takes it),
+    /// deliver (`receive_data`, the end of a stream or of the connection).
+    fn tcp_segment(&mut self, seg: &Segment<'_, '_>, batch: Option<PacketId>, out: &mut Output) -> Outcome {
         let limits = self.stream_limits();
-        let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
-        let dir = flow.direction(from_lo);
-        let FlowKind::Tcp(conn) = &mut flow.kind else { return Verdict::Drop };
-        let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).and_then(auth_option::find);
-        if auth == Some(AuthOption::Md5) && conn.drops_auth_option(dir, t) {
-            self.stats.inc(Counter::DropAuthOption);
-            return Verdict::Drop;
-        }
-        if auth.is_some() && t.has(SYN) && !t.has(ACK) {
-            conn.set_signed();
-        }
-        let arrival = Arrival { time: ctx.time, ttl: pkt.ip.ttl, uncertain: auth == Some(AuthOption::Ao) };
-        let checked = match conn.check(dir, t, payload, limits, arrival) {
-            Ok(c) => c,
-            Err(reason) => {
-                self.stats.inc(reason);
-                return Verdict::Drop;
-            }
+        let Some(flow) = self.flows.get_mut(&seg.key) else { return Outcome::Now(Verdict::Drop) };
+        let admitted = match admit(flow, seg, limits, &self.stats) {
+            Ok(a) => a,
+            Err(v) => return Outcome::Now(v),
         };
-        let info = flow.info.clone();
-        let first = !flow.announced;
-        flow.announced = true;
-        let mut before = ResetPoint::of(conn);
-        if checked.kind == SegmentKind::Syn && before.client_sent.is_none() {
-            // Not committed yet: the client's snd_nxt is after this SYN.
-            before.client_sent = Some(t.seq + t.seq_len());
-        }
-
-        if first {
-            // new_connection, once per connection, on its first accepted packet.
-            let mut action = Action::Accept;
-            if self.inspector.subscribed(Event::TcpNewConnection) {
-                action = self.inspector.packet(Event::TcpNewConnection, ctx, pkt, Some((&info, dir)));
+        if let Some(action) = announce(&mut self.inspector, &self.stats, flow, seg, &admitted) {
+            if action >= Action::DropFlow {
+                self.flow_action(&seg.key, action, admitted.before, seg.ctx, out);
             }
-            if action != Action::Accept {
-                // Refusing the first packet refuses the connection.
-                let action = action.max(Action::DropFlow);
-                self.stats.inc(Counter::DropRule);
-                self.flow_action(key, action, before, ctx, out);
-                return Verdict::Drop;
-            }
-            flow.began = true;
+            return Outcome::Now(Verdict::Drop);
         }
-
-        if self.inspector.subscribed(Event::TcpConnectionPacket) {
-            let action = self.inspector.packet(Event::TcpConnectionPacket, ctx, pkt, Some((&info, dir)));
-            if action != Action::Accept {
-                self.stats.inc(Counter::DropRule);
-                if action >= Action::DropFlow {
-                    self.flow_action(key, action, before, ctx, out);
-                }
-                return Verdict::Drop;
-            }
-        }
-
-        if checked.growth > 0 && self.buffered + checked.growth > self.config.max_total_buffer {
+        if admitted.checked.growth > 0
+            && self.buffered + admitted.checked.growth > self.config.max_total_buffer
+        {
             self.stats.inc(Counter::DropMemoryLimit);
             // The sender retransmits; make room for that if a stuck holder can go.
-            self.reclaim_memory(key, ctx, out);
-            return Verdict::Drop;
+            self.reclaim_memory(&seg.key, seg.ctx, out);
+            return Outcome::Now(Verdict::Drop);
         }
+        let done = self.commit(seg, &admitted);
+        self.deliver_segment(seg, &admitted, done, batch, out)
+    }
 
-        // `flow` and `conn` are still the ones looked up above: rules see the
-        // packet but cannot touch the table, and the branches that change it
-        // (`flow_action`) return.
+    /// The tracker takes the segment; the connection's bookkeeping follows.
+    fn commit(&mut self, seg: &Segment<'_, '_>, a: &Admitted) -> Done {
+        let Some(flow) = self.flows.get_mut(&seg.key) else { return Done::default() };
+        let FlowKind::Tcp(conn) = &mut flow.kind else { return Done::default() };
+        let (dir, t, payload) = (a.dir, seg.t, seg.pkt.payload());
         let was_established = conn.state() == TcpState::Established;
         let urgent_before = conn.urgent_of(dir);
         let fin_before = conn.stream(dir).is_some_and(|s| s.fin_delivered());
-        let done = conn.commit(dir, t, payload, &checked, arrival);
+        let done = conn.commit(dir, t, payload, &a.checked, a.arrival);
         // This segment completed the direction's stream (its FIN is now in order).
         let stream_ended = !fin_before && conn.stream(dir).is_some_and(|s| s.fin_delivered());
         let clear_urgent = match done.urgent {
@@ -277,115 +167,116 @@ impl<I: Inspector> Engine<I> {
         self.buffered = (self.buffered + done.grown).saturating_sub(done.freed);
         for d in [Direction::Up, Direction::Down] {
             if let Some(s) = conn.stream(d) {
-                flow.progress[d.index()].update(s, ctx.time);
+                flow.progress[d.index()].update(s, seg.ctx.time);
             }
         }
         if !payload.is_empty() {
-            if checked.fit == Fit::Resolved {
-                self.stats.inc(Counter::OverlapsResolved);
-            }
-            match (checked.fit, &done.deliver) {
-                (Fit::Duplicate, _) => self.stats.inc(Counter::Retransmissions),
-                (Fit::New | Fit::Resolved, None) if checked.kind == SegmentKind::Segment => {
-                    self.stats.inc(Counter::OutOfOrder)
-                }
-                _ => {}
-            }
+            count_fit(&self.stats, &a.checked, done.deliver.is_some());
         }
         let state = conn.state();
-        flow.deadline = ctx.time.saturating_add(match state {
+        flow.deadline = seg.ctx.time.saturating_add(match state {
             TcpState::SynSent | TcpState::SynReceived => self.config.tcp_handshake_timeout,
             TcpState::Established => self.config.tcp_established_timeout,
             TcpState::Closed | TcpState::Reset => self.config.tcp_closing_timeout,
         });
         if was_established && state != TcpState::Established {
-            self.flows.requeue(*key, info.id);
+            self.flows.requeue(seg.key, a.info.id);
         }
+        Done { deliver: done.deliver, seqs, ended: done.ended, stream_ended, clear_urgent, urgent_before }
+    }
 
-        if let Some(range) = done.deliver {
-            let n = range.end - range.start;
-            self.stats.add(Counter::StreamBytes, n);
-            if self.inspector.subscribed(Event::TcpData)
-                && self.current.is_some()
-                && !done.ended
-                && !stream_ended
-            {
-                // Batch mode: the rules see this segment's bytes together
-                // with the next in-order ones waiting in the same batch.
-                let Some((start_seq, next_seq)) = seqs else { return Verdict::Drop };
-                // Taking `current` tells the caller the verdict is deferred.
-                let Some(id) = self.current.take() else { return Verdict::Drop };
-                let verdict = final_verdict(&self.stats, pkt, checksum_partial, clear_urgent);
-                match &mut self.pending {
-                    Some(p) if p.key == *key && p.dir == dir && p.range.end == range.start => {
-                        p.range.end = range.end;
-                        p.next_seq = next_seq;
-                        p.packets.push((id, verdict));
-                        p.ctx = *ctx;
-                    }
-                    _ => {
-                        self.flush_pending(out);
-                        let mut packets = std::mem::take(&mut self.spare_packets);
-                        packets.push((id, verdict));
-                        self.pending = Some(PendingData {
-                            key: *key,
-                            dir,
-                            info,
-                            start_seq,
-                            range,
-                            next_seq,
-                            packets,
-                            before,
-                            urgent_before,
-                            ctx: *ctx,
-                        });
+    /// Shows what the segment made deliverable to rules, now or with the
+    /// rest of its batch chunk, then ends the stream or the connection if
+    /// the segment did.
+    fn deliver_segment(
+        &mut self,
+        seg: &Segment<'_, '_>,
+        a: &Admitted,
+        done: Done,
+        batch: Option<PacketId>,
+        out: &mut Output,
+    ) -> Outcome {
+        let hooked = self.inspector.subscribed(Event::TcpData);
+        if let Some(range) = done.deliver.clone() {
+            self.stats.add(Counter::StreamBytes, range.end - range.start);
+            match (hooked, batch, done.seqs) {
+                (true, Some(id), Some((start_seq, next_seq))) if !done.ended && !done.stream_ended => {
+                    // Batch mode: the rules see this segment's bytes together
+                    // with the next in-order ones waiting in the same batch.
+                    let d = Delivery {
+                        key: seg.key,
+                        dir: a.dir,
+                        info: a.info.clone(),
+                        range,
+                        start_seq,
+                        next_seq,
+                        before: a.before,
+                        urgent_before: done.urgent_before,
+                        ctx: *seg.ctx,
+                    };
+                    let v = final_verdict(&self.stats, seg.pkt, seg.checksum_partial, done.clear_urgent);
+                    self.defer(id, v, d, out);
+                    return Outcome::Deferred;
+                }
+                (true, _, _) => {
+                    if let Some(v) = self.data_now(seg, a, range, done.urgent_before, out) {
+                        return Outcome::Now(v);
                     }
                 }
-                return Verdict::Accept;
-            }
-            if self.inspector.subscribed(Event::TcpData) {
-                if self.pending.as_ref().is_some_and(|p| p.key == *key) {
-                    // Earlier bytes of this flow come first.
-                    self.flush_pending(out);
-                    if self.flows.get(key).is_none_or(|f| f.fate != Fate::Inspect) {
-                        return Verdict::Drop;
-                    }
-                }
-                let start = range.start;
-                let Some(flow) = self.flows.get_mut(key) else { return Verdict::Drop };
-                let Some(bytes) =
-                    flow.tcp().and_then(|c| c.stream(dir)).map(|s| s.read_bytes(range, &mut self.joined))
-                else {
-                    return Verdict::Drop;
-                };
-                let action = self.inspector.data(ctx, &info, dir, bytes);
-                if action != Action::Accept {
-                    self.stats.inc(Counter::DropRule);
-                    if action >= Action::DropFlow {
-                        self.flow_action(key, action, before, ctx, out);
-                    } else if let Some(FlowKind::Tcp(conn)) = self.flows.get_mut(key).map(|f| &mut f.kind) {
-                        // Only this packet is dropped (a rule error under the
-                        // drop policy): the receiver never gets these bytes,
-                        // so their retransmission must face the rules again.
-                        conn.undeliver(dir, start);
-                        conn.restore_urgent(dir, urgent_before);
-                    }
-                    return Verdict::Drop;
-                }
+                (false, _, _) => {}
             }
         }
-
-        if stream_ended && self.inspector.subscribed(Event::TcpData) {
-            if let Some(v) = self.end_of_stream(key, &info, dir, before, ctx, out) {
-                return v;
+        if done.stream_ended && hooked {
+            if let Some(v) = self.end_of_stream(&seg.key, &a.info, a.dir, a.before, seg.ctx, out) {
+                return Outcome::Now(v);
             }
         }
-
         if done.ended {
-            self.end_connection_at(key, ctx);
+            self.end_connection_at(&seg.key, seg.ctx);
         }
+        Outcome::Now(final_verdict(&self.stats, seg.pkt, seg.checksum_partial, done.clear_urgent))
+    }
 
-        final_verdict(&self.stats, pkt, checksum_partial, clear_urgent)
+    /// `receive_data` for `range` of the segment's direction, now. `Some`
+    /// verdict if the rules refused the bytes.
+    fn data_now(
+        &mut self,
+        seg: &Segment<'_, '_>,
+        a: &Admitted,
+        range: Range<u64>,
+        urgent_before: Option<u64>,
+        out: &mut Output,
+    ) -> Option<Verdict> {
+        let key = &seg.key;
+        if self.pending.as_ref().is_some_and(|p| p.key == *key) {
+            // Earlier bytes of this flow come first.
+            self.flush_pending(out);
+            if self.flows.get(key).is_none_or(|f| f.fate != Fate::Inspect) {
+                return Some(Verdict::Drop);
+            }
+        }
+        let start = range.start;
+        let flow = self.flows.get_mut(key)?;
+        let Some(bytes) =
+            flow.tcp().and_then(|c| c.stream(a.dir)).map(|s| s.read_bytes(range, &mut self.joined))
+        else {
+            return Some(Verdict::Drop);
+        };
+        let action = self.inspector.data(seg.ctx, &a.info, a.dir, bytes);
+        if action == Action::Accept {
+            return None;
+        }
+        self.stats.inc(Counter::DropRule);
+        if action >= Action::DropFlow {
+            self.flow_action(key, action, a.before, seg.ctx, out);
+        } else if let Some(conn) = self.flows.get_mut(key).and_then(|f| f.tcp_mut()) {
+            // Only this packet is dropped (a rule error under the drop
+            // policy): the receiver never gets these bytes, so their
+            // retransmission must face the rules again.
+            conn.undeliver(a.dir, start);
+            conn.restore_urgent(a.dir, urgent_before);
+        }
+        Some(Verdict::Drop)
     }
 
     /// The FIN of `dir` was delivered: rules waiting for more bytes of that
@@ -467,14 +358,126 @@ impl<I: Inspector> Engine<I> {
     }
 }
 
+/// A segment on its way through the TCP path.
+struct Segment<'a, 'p> {
+    key: FlowKey,
+    from_lo: bool,
+    pkt: &'a Decoded<'p>,
+    t: &'a TcpInfo,
+    ctx: &'a Context,
+    checksum_partial: bool,
+}
+
+/// A segment the tracker accepted (not committed yet).
+struct Admitted {
+    dir: Direction,
+    checked: Checked,
+    arrival: Arrival,
+    info: FlowInfo,
+    /// Where the ends stood before it: where a forged RST must go.
+    before: ResetPoint,
+    /// It is the connection's first accepted packet.
+    first: bool,
+}
+
+/// What committing a segment did, as delivery needs it.
+#[derive(Default)]
+struct Done {
+    deliver: Option<Range<u64>>,
+    /// Sequence numbers of the delivered range's start and end.
+    seqs: Option<(SeqNumber, SeqNumber)>,
+    ended: bool,
+    stream_ended: bool,
+    clear_urgent: bool,
+    urgent_before: Option<u64>,
+}
+
+/// The tracker's checks, those a receiver applies: `Err(verdict)` if it
+/// would discard the segment.
+fn admit(
+    flow: &mut Flow,
+    seg: &Segment<'_, '_>,
+    limits: StreamLimits,
+    stats: &Stats,
+) -> Result<Admitted, Verdict> {
+    let (pkt, t) = (seg.pkt, seg.t);
+    let dir = flow.direction(seg.from_lo);
+    let info = flow.info.clone();
+    let first = !flow.announced;
+    let Some(conn) = flow.tcp_mut() else { return Err(Verdict::Drop) };
+    let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).and_then(auth_option::find);
+    if auth == Some(AuthOption::Md5) && conn.drops_auth_option(dir, t) {
+        stats.inc(Counter::DropAuthOption);
+        return Err(Verdict::Drop);
+    }
+    if auth.is_some() && t.has(SYN) && !t.has(ACK) {
+        conn.set_signed();
+    }
+    let arrival = Arrival { time: seg.ctx.time, ttl: pkt.ip.ttl, uncertain: auth == Some(AuthOption::Ao) };
+    let checked = conn.check(dir, t, pkt.payload(), limits, arrival).map_err(|reason| {
+        stats.inc(reason);
+        Verdict::Drop
+    })?;
+    let mut before = ResetPoint::of(conn);
+    if checked.kind == SegmentKind::Syn && before.client_sent.is_none() {
+        // Not committed yet: the client's snd_nxt is after this SYN.
+        before.client_sent = Some(t.seq + t.seq_len());
+    }
+    flow.announced = true;
+    Ok(Admitted { dir, checked, arrival, info, before, first })
+}
+
+/// The connection events of an admitted segment: `new_connection` on the
+/// connection's first packet, then `receive_packet`. `Some(action)` if the
+/// rules refused it (at `new_connection`, refusing the packet refuses the
+/// connection).
+fn announce<I: Inspector>(
+    inspector: &mut I,
+    stats: &Stats,
+    flow: &mut Flow,
+    seg: &Segment<'_, '_>,
+    a: &Admitted,
+) -> Option<Action> {
+    let flow_arg = Some((&a.info, a.dir));
+    if a.first {
+        let mut action = Action::Accept;
+        if inspector.subscribed(Event::TcpNewConnection) {
+            action = inspector.packet(Event::TcpNewConnection, seg.ctx, seg.pkt, flow_arg);
+        }
+        if action != Action::Accept {
+            stats.inc(Counter::DropRule);
+            return Some(action.max(Action::DropFlow));
+        }
+        flow.began = true;
+    }
+    if inspector.subscribed(Event::TcpConnectionPacket) {
+        let action = inspector.packet(Event::TcpConnectionPacket, seg.ctx, seg.pkt, flow_arg);
+        if action != Action::Accept {
+            stats.inc(Counter::DropRule);
+            return Some(action);
+        }
+    }
+    None
+}
+
+/// Counts what a segment with payload was: a retransmission, out of order,
+/// an overlap the receiver model resolved.
+fn count_fit(stats: &Stats, checked: &Checked, delivered: bool) {
+    if checked.fit == Fit::Resolved {
+        stats.inc(Counter::OverlapsResolved);
+    }
+    match (checked.fit, delivered) {
+        (Fit::Duplicate, _) => stats.inc(Counter::Retransmissions),
+        (Fit::New | Fit::Resolved, false) if checked.kind == SegmentKind::Segment => {
+            stats.inc(Counter::OutOfOrder)
+        }
+        _ => {}
+    }
+}
+
 /// The verdict of a segment that passed every check: accept, with urgent
 /// data normalised away where the receiver model says so (`clear_urgent`).
-fn final_verdict(
-    stats: &crate::stats::Stats,
-    pkt: &Decoded<'_>,
-    checksum_partial: bool,
-    clear_urgent: bool,
-) -> Verdict {
+fn final_verdict(stats: &Stats, pkt: &Decoded<'_>, checksum_partial: bool, clear_urgent: bool) -> Verdict {
     if clear_urgent && normalize::has_urgent(pkt) {
         if let Some(bytes) = normalize::clear_urgent(pkt, checksum_partial) {
             stats.inc(Counter::UrgentCleared);
