@@ -14,7 +14,8 @@
 //! 3. the engine with a Lua `receive_data` rule searching every chunk
 //!    (`data:asstring():find(...)`);
 //! 4. the engine with a streamed rule (`options = { streamed = true }`)
-//!    searching the stream through Haka's blocking iterator.
+//!    searching the stream through Haka's blocking iterator;
+//! 5. the engine with a streamed `regexp/pcre` rule (`re:match(iter)`).
 //!
 //! Beside each rule mode it prints the rule's cost per MB of stream: its
 //! time over the no-rules engine's, per MB of TCP payload.
@@ -88,6 +89,22 @@ haka.rule {
         haka.alert{ description = "attack string", severity = "high" }
       end
       tail = text:sub(-5)
+    end
+  end
+}
+"#;
+
+/// The rule of mode 5: the same search as a streamed `regexp/pcre` rule.
+const LUA_STREAMED_REGEXP_RULE: &str = r#"
+require("protocol/tcp_connection")
+local rem = require("regexp/pcre")
+local re = rem.re:compile("attack")
+haka.rule {
+  on = haka.dissectors.tcp_connection.events.receive_data,
+  options = { streamed = true },
+  eval = function (flow, iter, dir)
+    while re:match(iter) do
+      haka.alert{ description = "attack string", severity = "high" }
     end
   end
 }
@@ -350,6 +367,7 @@ fn modes() -> Vec<Mode> {
         ("engine, no rules", |p| through_engine(p, Engine::new(EngineConfig::default(), NoRules))),
         ("engine, asstring+find rule", |p| through_engine(p, lua_engine(LUA_SEARCH_RULE)?)),
         ("engine, streamed find rule", |p| through_engine(p, lua_engine(LUA_STREAMED_RULE)?)),
+        ("engine, streamed regexp rule", |p| through_engine(p, lua_engine(LUA_STREAMED_REGEXP_RULE)?)),
     ]
 }
 

@@ -220,3 +220,28 @@ fn each_direction_ends_at_its_own_fin_in_haka_order() {
     assert_eq!(order, ["down", "up"], "{alerts}");
     assert_eq!(summary.rule_errors, 0);
 }
+
+#[test]
+fn the_streamed_regexp_sample_catches_split_patterns_and_passes_clean_traffic() {
+    let rules =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sample/streamed-regexp.lua")).unwrap();
+    // A SQL comment split over three segments of the request.
+    let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake().send(Up, b"GET /item?id=1' ").send(Up, b"-").send(Up, b"- HTTP/1.1\r\n\r\n").close();
+    let (dir, summary) = run(&c.into_packets(), &rules);
+    let alerts = fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap();
+    assert!(
+        alerts.contains("SQL comment sequence in a request (up stream, 3 bytes ending at offset 19)"),
+        "{alerts}"
+    );
+    assert!(summary.forged >= 2, "{summary:?}");
+    // Clean traffic: no alert, nothing dropped.
+    let mut c = Conversation::new("10.0.0.1:40001".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake()
+        .send(Up, b"GET /item?id=12 HTTP/1.1\r\n\r\n")
+        .send(Down, b"HTTP/1.1 200 OK\r\n\r\n")
+        .close();
+    let (dir, summary) = run(&c.into_packets(), &rules);
+    assert_eq!(fs::read_to_string(dir.path().join("alerts.jsonl")).unwrap(), "");
+    assert_eq!((summary.dropped, summary.rule_errors), (0, 0));
+}
