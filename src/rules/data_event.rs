@@ -43,15 +43,11 @@ impl LuaRules {
         if self.flows.has_ended(info.id) {
             return Action::Accept;
         }
-        let Some(epoch) = self.start_event(cx, Some(info)) else { return self.finish(true) };
-        let mut failed = false;
-        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
-            Ok(s) => s,
-            Err(e) => {
-                self.report_setup(&e);
-                return self.finish(true);
-            }
+        let (epoch, mut slot) = match self.open_connection_event(cx, info) {
+            Ok(opened) => opened,
+            Err(action) => return action,
         };
+        let mut failed = false;
         let chunk_start = slot.dirs[dir.index()].delivered;
         slot.dirs[dir.index()].delivered += bytes.len() as u64;
         if !self.rules[Event::TcpMonologue.index()].is_empty() {

@@ -134,6 +134,25 @@ impl LuaRules {
         report(&self.stats, "(event setup)", 1, e);
     }
 
+    /// Starts an event of `info`'s connection and takes its slot out of
+    /// the registry (the caller puts it back with `self.flows.put_back`).
+    /// `Err(action)`: the event could not be set up; it is reported and
+    /// finished, and `action` is its decision.
+    pub(super) fn open_connection_event(
+        &mut self,
+        cx: &Context,
+        info: &FlowInfo,
+    ) -> Result<(u64, super::flows::Slot), Action> {
+        let Some(epoch) = self.start_event(cx, Some(info)) else { return Err(self.finish(true)) };
+        match self.flows.take(&self.lua, info, cx.time) {
+            Ok(slot) => Ok((epoch, slot)),
+            Err(e) => {
+                self.report_setup(&e);
+                Err(self.finish(true))
+            }
+        }
+    }
+
     /// Starts an event: fresh serial, nothing decided, budget reset.
     pub(super) fn start_event(&self, cx: &Context, flow: Option<&FlowInfo>) -> Option<u64> {
         match context(&self.lua) {

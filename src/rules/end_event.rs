@@ -16,13 +16,9 @@ impl LuaRules {
         if self.flows.has_ended(info.id) || !self.subscribed[Event::TcpData.index()] {
             return Action::Accept;
         }
-        let Some(epoch) = self.start_event(cx, Some(info)) else { return self.finish(true) };
-        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
-            Ok(s) => s,
-            Err(e) => {
-                self.report_setup(&e);
-                return self.finish(true);
-            }
+        let (epoch, mut slot) = match self.open_connection_event(cx, info) {
+            Ok(opened) => opened,
+            Err(action) => return action,
         };
         let failed = self.finish_direction(epoch, &mut slot, dir);
         self.flows.put_back(slot);
@@ -34,15 +30,9 @@ impl LuaRules {
         if self.flows.has_ended(info.id) {
             return;
         }
-        let Some(epoch) = self.start_event(cx, Some(info)) else {
-            let _ = self.finish(true);
-            return;
-        };
-        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
-            Ok(s) => s,
-            Err(e) => {
-                self.report_setup(&e);
-                let _ = self.finish(true);
+        let (epoch, mut slot) = match self.open_connection_event(cx, info) {
+            Ok(opened) => opened,
+            Err(_) => {
                 self.flows.end(info.id);
                 return;
             }

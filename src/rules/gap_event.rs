@@ -29,13 +29,9 @@ impl LuaRules {
         if self.flows.has_ended(info.id) {
             return Action::Accept;
         }
-        let Some(epoch) = self.start_event(cx, Some(info)) else { return self.finish(true) };
-        let mut slot = match self.flows.take(&self.lua, info, cx.time) {
-            Ok(s) => s,
-            Err(e) => {
-                self.report_setup(&e);
-                return self.finish(true);
-            }
+        let (epoch, mut slot) = match self.open_connection_event(cx, info) {
+            Ok(opened) => opened,
+            Err(action) => return action,
         };
         let mut failed = self.finish_direction(epoch, &mut slot, dir);
         slot.dirs[dir.index()] =
