@@ -128,11 +128,6 @@ impl<I: Inspector> StreamDump<I> {
         &self.inner
     }
 
-    /// The wrapped inspector, mutably.
-    pub fn inner_mut(&mut self) -> &mut I {
-        &mut self.inner
-    }
-
     fn note(&mut self, r: io::Result<()>) {
         if let Err(e) = r {
             if self.error.is_none() {

@@ -150,12 +150,7 @@ impl<I: Inspector> Engine<I> {
 
     /// An engine counting into `stats`.
     pub fn with_stats(config: EngineConfig, inspector: I, stats: Arc<Stats>) -> Self {
-        let defrag = Defragmenter::new(DefragLimits {
-            max_datagrams: config.max_frag_datagrams,
-            max_bytes: config.max_frag_bytes,
-            timeout: config.frag_timeout,
-        })
-        .with_receivers(config.receiver.clone());
+        let defrag = Defragmenter::new(DefragLimits::from(&config)).with_receivers(config.receiver.clone());
         Engine {
             flows: FlowTable::new(config.max_flows),
             passive: FlowTable::new(config.max_flows),
