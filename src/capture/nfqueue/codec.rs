@@ -47,12 +47,13 @@ pub enum QueueVerdict<'a> {
 }
 
 /// A netlink message builder: header, nfgenmsg, then attributes.
-struct MsgBuilder {
+pub(crate) struct MsgBuilder {
     buf: Vec<u8>,
 }
 
 impl MsgBuilder {
-    fn new(msg_type: u16, flags: u16, seq: u32, res_id: u16) -> Self {
+    /// A message of `msg_type` for resource `res_id` (the queue number).
+    pub(crate) fn new(msg_type: u16, flags: u16, seq: u32, res_id: u16) -> Self {
         let mut buf = Vec::with_capacity(128);
         buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched in finish()
         buf.extend_from_slice(&msg_type.to_ne_bytes());
@@ -65,7 +66,8 @@ impl MsgBuilder {
         MsgBuilder { buf }
     }
 
-    fn attr(&mut self, typ: u16, payload: &[u8]) {
+    /// Appends one attribute, padded to 4 bytes.
+    pub(crate) fn attr(&mut self, typ: u16, payload: &[u8]) {
         let len = (NLA_HDRLEN + payload.len()) as u16;
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&typ.to_ne_bytes());
@@ -75,14 +77,16 @@ impl MsgBuilder {
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    /// The message with its length filled in.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         let len = self.buf.len() as u32;
         self.buf[..4].copy_from_slice(&len.to_ne_bytes());
         self.buf
     }
 }
 
-fn queue_msg_type(t: libc::c_int) -> u16 {
+/// The netlink message type of nfnetlink_queue message `t`.
+pub(crate) fn queue_msg_type(t: libc::c_int) -> u16 {
     ((libc::NFNL_SUBSYS_QUEUE as u16) << 8) | t as u16
 }
 
