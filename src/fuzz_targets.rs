@@ -22,8 +22,11 @@ mod pcap;
 mod recorder;
 mod wire;
 
+/// A harness: takes one fuzz input, panics when an invariant breaks.
+pub type Harness = fn(&[u8]);
+
 /// Every target, by the name `cargo fuzz` and `make fuzz TARGET=` use.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("wire_decode", wire_decode),
     ("ip_defrag", ip_defrag),
     ("tcp_engine", tcp_engine),
