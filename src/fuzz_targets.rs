@@ -83,6 +83,16 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// The structured input a target reads from `data` (for reading a crash
+/// found by the fuzzer); `None` for targets that take plain bytes.
+pub fn describe(target: &str, data: &[u8]) -> Option<String> {
+    match target {
+        "ip_defrag" => Some(defrag::describe(data)),
+        "tcp_engine" | "tcp_engine_lua" => Some(engine::describe(data)),
+        _ => None,
+    }
+}
+
 /// Asserts that `part` lies inside `whole` (same allocation, in bounds).
 fn assert_within(whole: &[u8], part: &[u8], what: &str) {
     let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);

@@ -6,7 +6,7 @@
 //!
 //! `SLUICE_WRITE_SEEDS=1 cargo test --test fuzz_corpus write_seeds -- --ignored`
 //! writes the harnesses' seed inputs to `fuzz/seeds/<target>/` (the starting
-//! point of `make fuzz`).
+//! point of `make fuzz`); `describe_input` prints what a crash input means.
 
 use std::path::{Path, PathBuf};
 
@@ -111,4 +111,23 @@ fn write_seeds() {
             std::fs::write(dir.join(format!("seed-{i:02}")), s).unwrap();
         }
     }
+}
+
+/// Reads a crash: `FUZZ_TARGET=tcp_engine FUZZ_INPUT=fuzz/artifacts/... cargo
+/// test --test fuzz_corpus describe_input -- --ignored --nocapture` prints the
+/// structured input the harness read, then runs it.
+#[test]
+#[ignore = "reads one input named by FUZZ_TARGET and FUZZ_INPUT; run by hand"]
+fn describe_input() {
+    let (Some(target), Some(input)) = (std::env::var_os("FUZZ_TARGET"), std::env::var_os("FUZZ_INPUT"))
+    else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let data = std::fs::read(input).unwrap();
+    if let Some(s) = sluice::fuzz_targets::describe(&target, &data) {
+        println!("{s}");
+    }
+    let Some((_, run)) = TARGETS.iter().find(|(t, _)| *t == target) else { panic!("no target {target}") };
+    run(&data);
 }

@@ -152,6 +152,11 @@ impl Offset {
     }
 }
 
+/// The structured input, for reading a crash.
+pub(super) fn describe(data: &[u8]) -> String {
+    format!("{:#?}", Input::arbitrary_take_rest(Unstructured::new(data)))
+}
+
 pub(super) fn run(data: &[u8], rules: Rules) {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else { return };
     let config = engine_config(input.small_limits);

@@ -20,8 +20,13 @@ use crate::wire::Decoded;
 pub(super) struct FlowRecord {
     /// The flow as rules saw it at `new_connection`.
     pub(super) info: Option<FlowInfo>,
-    /// Stream bytes shown to rules, per direction (index: `Direction::index`).
+    /// Stream bytes shown to rules, per direction (index: `Direction::index`),
+    /// by stream offset.
     pub(super) data: [Vec<u8>; 2],
+    /// Stream offset of the next byte to show, per direction. A chunk whose
+    /// packets were dropped (`DropPacket`) is shown again from its start
+    /// when its bytes next become deliverable (`TcpStream::undeliver`).
+    next: [usize; 2],
     pub(super) ended: bool,
     pub(super) forgotten: bool,
 }
@@ -110,10 +115,26 @@ impl<I: Inspector> Inspector for Recorder<I> {
         let rec = self.flow(flow.id);
         assert!(!rec.ended, "receive_data for flow {} after its end_connection", flow.id);
         assert!(rec.info.is_some(), "receive_data for flow {} before new_connection", flow.id);
-        rec.data[dir.index()].extend_from_slice(data);
+        let d = dir.index();
+        let start = rec.next[d];
+        for (i, &b) in data.iter().enumerate() {
+            match rec.data[d].get(start + i) {
+                // Shown again after a dropped chunk: the bytes stay recorded.
+                Some(&old) => {
+                    assert_eq!(old, b, "flow {} {dir:?} byte {} shown again differs", flow.id, start + i)
+                }
+                None => rec.data[d].push(b),
+            }
+        }
+        rec.next[d] = start + data.len();
         let mut action = self.scripted();
         if self.inner.subscribed(Event::TcpData) {
             action = action.combine(self.inner.data(ctx, flow, dir, data));
+        }
+        if action == Action::DropPacket {
+            if let Some(rec) = self.flows.get_mut(&flow.id) {
+                rec.next[d] = start;
+            }
         }
         action
     }
