@@ -12,8 +12,13 @@ use std::path::{Path, PathBuf};
 
 use sluice::fuzz_targets::{seeds, TARGETS};
 
+/// `fuzz/`, or `$SLUICE_FUZZ_DIR` to replay another corpus (e.g. one a long
+/// `make fuzz` run grew) under stable Rust.
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+    match std::env::var_os("SLUICE_FUZZ_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz"),
+    }
 }
 
 /// The files of `dir`, sorted; none if it does not exist.
