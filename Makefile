@@ -70,10 +70,17 @@ fuzz:
 		$(wildcard fuzz/seeds/$(TARGET)) -- -max_total_time=$(SECONDS) -timeout=10 -rss_limit_mb=2048 \
 		-max_len=4096 -print_final_stats=1
 
-# Minimizes fuzz/corpus/<target> together with what `make fuzz` found.
+# Minimizes fuzz/corpus/<target> together with what `make fuzz` found, to the
+# few dozen inputs that cover the same edges (libFuzzer's set-cover merge on
+# edges, without hit counts: `cargo fuzz cmin` keeps one input per counter
+# bucket, hundreds of files per target).
+FUZZ_BIN = fuzz/target/$$(rustc +nightly -vV | sed -n 's/^host: //p')/release/$(TARGET)
 fuzz-cmin:
 	$(check-fuzz-target)
-	$(FUZZ_CARGO) cmin $(TARGET) fuzz/corpus/$(TARGET) -- fuzz/corpus-work/$(TARGET)
+	$(FUZZ_CARGO) build $(TARGET)
+	rm -rf fuzz/cmin-tmp && mkdir -p fuzz/cmin-tmp fuzz/corpus-work/$(TARGET)
+	$(FUZZ_BIN) -merge=1 -set_cover_merge=1 -use_counters=0 fuzz/cmin-tmp fuzz/corpus/$(TARGET) fuzz/corpus-work/$(TARGET)
+	rm -rf fuzz/corpus/$(TARGET) && mv fuzz/cmin-tmp fuzz/corpus/$(TARGET)
 
 # Writes the harnesses' hand-made seed inputs to fuzz/seeds/<target>/.
 fuzz-seeds:

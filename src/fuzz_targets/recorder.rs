@@ -31,6 +31,7 @@ pub(super) struct FlowRecord {
     pub(super) forgotten: bool,
 }
 
+/// The wrapper: `inner` decides with the script, the records are kept.
 pub(super) struct Recorder<I> {
     inner: I,
     /// Scripted decisions, one consumed per connection event.
@@ -43,6 +44,8 @@ pub(super) struct Recorder<I> {
 }
 
 impl<I: Inspector> Recorder<I> {
+    /// Wraps `inner`; `script` holds one decision byte per connection event
+    /// (0 drop packet, 1 drop flow, 2 half reset, 3 reset, else accept).
     pub(super) fn new(inner: I, script: Vec<u8>) -> Self {
         Recorder {
             inner,
