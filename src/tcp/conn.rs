@@ -348,6 +348,9 @@ impl TcpConn {
             SegmentKind::Syn => {
                 let h = &mut self.halves[i];
                 if h.isn != Some(t.seq) {
+                    // A SYN with a new ISN starts the half afresh: the bytes
+                    // its old stream held are freed (the engine counts them).
+                    out.freed += h.stream.as_ref().map_or(0, Stream::buffered);
                     *h = Half { isn: Some(t.seq), wscale: t.options.window_scale, ..Half::default() };
                     h.stream = Some(Stream::new(t.seq + 1));
                     self.state = TcpState::SynSent;
@@ -356,6 +359,7 @@ impl TcpConn {
             SegmentKind::SynAck => {
                 let h = &mut self.halves[i];
                 if h.isn != Some(t.seq) {
+                    out.freed += h.stream.as_ref().map_or(0, Stream::buffered);
                     *h = Half { isn: Some(t.seq), wscale: t.options.window_scale, ..Half::default() };
                     h.stream = Some(Stream::new(t.seq + 1));
                 }
@@ -385,7 +389,7 @@ impl TcpConn {
                 if s.fin().is_some_and(|f| ack_off > f) {
                     other.fin_acked = true;
                 }
-                out.freed = s.ack(ack_off);
+                out.freed += s.ack(ack_off);
                 let edge = ack_off + win;
                 if !self.midstream {
                     other.window_edge = Some(other.window_edge.map_or(edge, |e| e.max(edge)));
@@ -463,6 +467,21 @@ mod tests {
         let (t, p) = seg(dir, seq, ack, flags, payload);
         let c = conn.check(dir, &t, &p, LIM).expect("a valid segment");
         conn.commit(dir, &t, &p, &c)
+    }
+
+    /// Found by the tcp_engine fuzz target: a SYN with data, then a SYN with
+    /// another ISN (and data) restarts the client's half; the old stream's
+    /// bytes must be reported freed, or the engine's total buffer count
+    /// keeps them forever (and its total-buffer limit shrinks).
+    #[test]
+    fn syn_with_a_new_isn_reports_the_old_stream_freed() {
+        let mut c = TcpConn::new();
+        let mut held = 0i64;
+        for (seq, payload) in [(CISN, &b"abcd"[..]), (CISN + 5, b"xyz"), (CISN + 5, b"xyz")] {
+            let d = step(&mut c, UP, seq, 0, SYN | PSH, payload);
+            held += d.grown as i64 - d.freed as i64;
+            assert_eq!(held, c.buffered() as i64, "grown - freed after the SYN at {seq}");
+        }
     }
 
     fn syn_sent() -> TcpConn {
