@@ -131,6 +131,9 @@ fn describe_input() {
     };
     let target = target.to_string_lossy().into_owned();
     let data = std::fs::read(input).unwrap();
+    // SLUICE_LOG=debug shows what the engine and the rules logged.
+    let filter = tracing_subscriber::EnvFilter::from_env("SLUICE_LOG");
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     if let Some(s) = sluice::fuzz_targets::describe(&target, &data) {
         println!("{s}");
     }
