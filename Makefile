@@ -8,7 +8,7 @@ SHELL := /bin/bash
 export CARGO_TERM_COLOR ?= never
 LIBNIDS_SEARCH := $(or $(CARGO_TARGET_DIR),target)/libnids/search
 
-.PHONY: build test demo lint bench bench-inline bench-libnids deps deps-libnids
+.PHONY: build test demo lint bench bench-inline bench-libnids deps deps-libnids fuzz fuzz-list fuzz-cmin fuzz-seeds
 
 # System packages the netns tests, the demo and the inline benchmark need.
 deps:
@@ -64,3 +64,46 @@ $(LIBNIDS_SEARCH): benches/libnids/search.c | deps-libnids
 
 bench-inline: deps build
 	./scripts/bench-inline.sh
+
+# Coverage-guided fuzzing (cargo-fuzz, nightly toolchain; libFuzzer with
+# AddressSanitizer, debug assertions and overflow checks on):
+#   make fuzz TARGET=tcp_engine SECONDS=600
+# New inputs go to fuzz/corpus-work/<target> (not committed); the committed,
+# minimized corpus fuzz/corpus/<target> is read as a starting point.
+# A crash leaves its input in fuzz/artifacts/<target>/: fix it, copy the input
+# to fuzz/regressions/<target>/ (tests/fuzz_corpus.rs replays it in `make test`).
+FUZZ_TARGETS := wire_decode ip_defrag tcp_engine tcp_engine_lua pcap_reader nfqueue_codec lua_api
+SECONDS ?= 60
+FUZZ_CARGO := env -u CARGO_TARGET_DIR $(CARGO) +nightly fuzz
+
+fuzz-list:
+	@for t in $(FUZZ_TARGETS); do echo $$t; done
+
+define check-fuzz-target
+	@if [ -z "$(TARGET)" ] || ! echo " $(FUZZ_TARGETS) " | grep -q " $(TARGET) "; then \
+		echo "usage: make $@ TARGET=<name> [SECONDS=<n>]; targets: $(FUZZ_TARGETS)"; exit 2; fi
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+endef
+
+fuzz:
+	$(check-fuzz-target)
+	@mkdir -p fuzz/corpus-work/$(TARGET) fuzz/corpus/$(TARGET)
+	$(FUZZ_CARGO) run $(TARGET) fuzz/corpus-work/$(TARGET) fuzz/corpus/$(TARGET) \
+		$(wildcard fuzz/seeds/$(TARGET)) -- -max_total_time=$(SECONDS) -timeout=10 -rss_limit_mb=2048 \
+		-max_len=4096 -print_final_stats=1
+
+# Minimizes fuzz/corpus/<target> together with what `make fuzz` found, to the
+# few dozen inputs that cover the same edges (libFuzzer's set-cover merge on
+# edges, without hit counts: `cargo fuzz cmin` keeps one input per counter
+# bucket, hundreds of files per target).
+FUZZ_BIN = fuzz/target/$$(rustc +nightly -vV | sed -n 's/^host: //p')/release/$(TARGET)
+fuzz-cmin:
+	$(check-fuzz-target)
+	$(FUZZ_CARGO) build $(TARGET)
+	rm -rf fuzz/cmin-tmp && mkdir -p fuzz/cmin-tmp fuzz/corpus-work/$(TARGET)
+	$(FUZZ_BIN) -merge=1 -set_cover_merge=1 -use_counters=0 fuzz/cmin-tmp fuzz/corpus/$(TARGET) fuzz/corpus-work/$(TARGET)
+	rm -rf fuzz/corpus/$(TARGET) && mv fuzz/cmin-tmp fuzz/corpus/$(TARGET)
+
+# Writes the harnesses' hand-made seed inputs to fuzz/seeds/<target>/.
+fuzz-seeds:
+	SLUICE_WRITE_SEEDS=1 $(CARGO) test --test fuzz_corpus write_seeds -- --ignored

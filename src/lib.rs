@@ -19,6 +19,8 @@ pub mod capture;
 pub mod config;
 pub mod engine;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod inject;
 pub mod inline;
 pub mod inspect;

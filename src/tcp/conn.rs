@@ -527,6 +527,31 @@ impl TcpConn {
         Ok(Some(off.max(0) as u64))
     }
 
+    /// A SYN or SYN-ACK with a new ISN starts `dir`'s half afresh; returns
+    /// the bytes its old stream held, now freed (the engine counts them).
+    fn restart_half(
+        &mut self,
+        dir: Direction,
+        t: &TcpInfo,
+        stamp: Option<TsRecent>,
+        arrival: Arrival,
+    ) -> usize {
+        let stream = self.new_stream(dir, t.seq + 1);
+        let h = &mut self.halves[dir.index()];
+        let freed = h.stream.as_ref().map_or(0, Stream::buffered);
+        *h = Half {
+            isn: Some(t.seq),
+            wscale: t.options.window_scale,
+            model: h.model,
+            syn_ts: stamp.is_some(),
+            ts_recent: stamp,
+            stream: Some(stream),
+            ttl: Some(arrival.ttl),
+            ..Half::default()
+        };
+        freed
+    }
+
     /// Applies a checked segment.
     pub fn commit(
         &mut self,
@@ -548,35 +573,13 @@ impl TcpConn {
             }
             SegmentKind::Syn => {
                 if self.halves[i].isn != Some(t.seq) {
-                    let stream = self.new_stream(dir, t.seq + 1);
-                    let h = &mut self.halves[i];
-                    *h = Half {
-                        isn: Some(t.seq),
-                        wscale: t.options.window_scale,
-                        model: h.model,
-                        syn_ts: stamp.is_some(),
-                        ts_recent: stamp,
-                        stream: Some(stream),
-                        ttl: Some(arrival.ttl),
-                        ..Half::default()
-                    };
+                    out.freed += self.restart_half(dir, t, stamp, arrival);
                     self.state = TcpState::SynSent;
                 }
             }
             SegmentKind::SynAck => {
                 if self.halves[i].isn != Some(t.seq) {
-                    let stream = self.new_stream(dir, t.seq + 1);
-                    let h = &mut self.halves[i];
-                    *h = Half {
-                        isn: Some(t.seq),
-                        wscale: t.options.window_scale,
-                        model: h.model,
-                        syn_ts: stamp.is_some(),
-                        ts_recent: stamp,
-                        stream: Some(stream),
-                        ttl: Some(arrival.ttl),
-                        ..Half::default()
-                    };
+                    out.freed += self.restart_half(dir, t, stamp, arrival);
                 }
                 out.syn_data_forgotten = self.forget_unacked_syn_data(t);
                 self.scaling = self.halves[0].wscale.is_some() && self.halves[1].wscale.is_some();
@@ -606,7 +609,7 @@ impl TcpConn {
                 if s.fin().is_some_and(|f| ack_off > f) {
                     other.fin_acked = true;
                 }
-                out.freed = s.ack(ack_off);
+                out.freed += s.ack(ack_off);
                 let edge = ack_off + win;
                 if !self.midstream {
                     other.window_edge = Some(other.window_edge.map_or(edge, |e| e.max(edge)));
@@ -743,6 +746,21 @@ mod tests {
         let (t, p) = seg(dir, seq, ack, flags, payload);
         let c = conn.check(dir, &t, &p, LIM, ARRIVAL).expect("a valid segment");
         conn.commit(dir, &t, &p, &c, ARRIVAL)
+    }
+
+    /// Found by the tcp_engine fuzz target: a SYN with data, then a SYN with
+    /// another ISN (and data) restarts the client's half; the old stream's
+    /// bytes must be reported freed, or the engine's total buffer count
+    /// keeps them forever (and its total-buffer limit shrinks).
+    #[test]
+    fn syn_with_a_new_isn_reports_the_old_stream_freed() {
+        let mut c = TcpConn::new();
+        let mut held = 0i64;
+        for (seq, payload) in [(CISN, &b"abcd"[..]), (CISN + 5, b"xyz"), (CISN + 5, b"xyz")] {
+            let d = step(&mut c, UP, seq, 0, SYN | PSH, payload);
+            held += d.grown as i64 - d.freed as i64;
+            assert_eq!(held, c.buffered() as i64, "grown - freed after the SYN at {seq}");
+        }
     }
 
     fn syn_sent() -> TcpConn {
