@@ -1,3 +1,4 @@
+#![warn(missing_docs, unreachable_pub)]
 //! sluice: an inline Linux packet filter with Haka-compatible Lua rules.
 //!
 //! The crate is layered as described in `docs/architecture.md`:

@@ -10,7 +10,7 @@ use crate::tcp::Progress;
 
 /// Protocol state.
 #[derive(Debug)]
-pub enum FlowKind {
+pub(super) enum FlowKind {
     /// A TCP connection.
     Tcp(Box<TcpConn>),
     /// A UDP flow (no state beyond the entry itself).
@@ -19,7 +19,7 @@ pub enum FlowKind {
 
 /// What rules decided about the flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
+pub(super) enum Fate {
     /// Inspected normally.
     Inspect,
     /// Every later packet is dropped. `reusable`: a new SYN may start a fresh
@@ -32,7 +32,7 @@ pub enum Fate {
 
 /// One flow.
 #[derive(Debug)]
-pub struct Flow {
+pub(super) struct Flow {
     /// Who is who, as rules see it.
     pub info: FlowInfo,
     /// True if the key's `lo` endpoint is the client.
@@ -53,7 +53,7 @@ pub struct Flow {
 
 impl Flow {
     /// A new flow whose first packet goes from `from_lo`'s side; that side is the client.
-    pub fn new(id: FlowId, key: &FlowKey, from_lo: bool, kind: FlowKind, now: Timestamp) -> Self {
+    pub(super) fn new(id: FlowId, key: &FlowKey, from_lo: bool, kind: FlowKind, now: Timestamp) -> Self {
         let (client, server) = if from_lo { (key.lo, key.hi) } else { (key.hi, key.lo) };
         Flow {
             info: FlowInfo {
@@ -75,7 +75,7 @@ impl Flow {
     }
 
     /// Direction of a packet sent by the key's `lo` side (`from_lo`) or `hi` side.
-    pub fn direction(&self, from_lo: bool) -> Direction {
+    pub(super) fn direction(&self, from_lo: bool) -> Direction {
         if from_lo == self.client_is_lo {
             Direction::Up
         } else {
@@ -84,7 +84,7 @@ impl Flow {
     }
 
     /// The TCP connection, if TCP.
-    pub fn tcp(&self) -> Option<&TcpConn> {
+    pub(super) fn tcp(&self) -> Option<&TcpConn> {
         match &self.kind {
             FlowKind::Tcp(c) => Some(c),
             FlowKind::Udp => None,
@@ -92,7 +92,7 @@ impl Flow {
     }
 
     /// The TCP connection, mutably, if this is one.
-    pub fn tcp_mut(&mut self) -> Option<&mut TcpConn> {
+    pub(super) fn tcp_mut(&mut self) -> Option<&mut TcpConn> {
         match &mut self.kind {
             FlowKind::Tcp(c) => Some(c),
             FlowKind::Udp => None,
@@ -100,12 +100,12 @@ impl Flow {
     }
 
     /// Bytes this flow holds in reassembly buffers.
-    pub fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         self.tcp().map_or(0, TcpConn::buffered)
     }
 
     /// Frees the reassembly buffers; returns the number of bytes freed.
-    pub fn release_buffers(&mut self) -> usize {
+    pub(super) fn release_buffers(&mut self) -> usize {
         match &mut self.kind {
             FlowKind::Tcp(c) => c.release_buffers(),
             FlowKind::Udp => 0,

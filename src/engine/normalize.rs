@@ -5,7 +5,7 @@
 use crate::wire::{checksum, proto, Decoded, Transport};
 
 /// True if the transport checksum is one the endpoint accepts.
-pub fn checksum_ok(pkt: &Decoded<'_>) -> bool {
+pub(super) fn checksum_ok(pkt: &Decoded<'_>) -> bool {
     let l4 = pkt.l4_bytes();
     match &pkt.transport {
         Transport::Tcp(_) => checksum::transport_ok(pkt.ip.src, pkt.ip.dst, proto::TCP, l4),
@@ -25,7 +25,7 @@ pub fn checksum_ok(pkt: &Decoded<'_>) -> bool {
 }
 
 /// True if the segment asks for urgent-mode processing.
-pub fn has_urgent(pkt: &Decoded<'_>) -> bool {
+pub(super) fn has_urgent(pkt: &Decoded<'_>) -> bool {
     pkt.tcp().is_some_and(|t| t.has(crate::wire::tcp_flags::URG))
 }
 
@@ -38,7 +38,7 @@ pub fn has_urgent(pkt: &Decoded<'_>) -> bool {
 /// checksum is recomputed, unless the kernel has not computed it yet
 /// (`checksum_partial`: the field holds only the pseudo-header sum, and the
 /// kernel sums the modified header later).
-pub fn clear_urgent(pkt: &Decoded<'_>, checksum_partial: bool) -> Option<Vec<u8>> {
+pub(super) fn clear_urgent(pkt: &Decoded<'_>, checksum_partial: bool) -> Option<Vec<u8>> {
     let t = pkt.tcp()?;
     let mut b = pkt.bytes.to_vec();
     let off = t.offset;

@@ -32,7 +32,7 @@ use crate::time::Timestamp;
 /// How often, at most, the flow table is searched for a connection to reset
 /// (the search visits every flow; while nothing is stuck, segments that do not
 /// fit are dropped without searching again).
-pub const SEARCH_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const SEARCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bytes one search sets out to free: a sixteenth of the total (16 MiB at
 /// the default), so that a swarm of small stuck holders gives back as much
@@ -43,7 +43,7 @@ fn reclaim_target(max_total_buffer: usize) -> usize {
 
 /// Connections reset by one search at most: each costs forged RSTs, and the
 /// search comes back 100 ms later if memory is still short.
-pub const MAX_RESETS_PER_SEARCH: usize = 256;
+pub(super) const MAX_RESETS_PER_SEARCH: usize = 256;
 
 impl<I: Inspector> Engine<I> {
     /// A segment of the flow `except` did not fit in the total buffer: resets

@@ -94,11 +94,11 @@ pub(super) struct Conv {
 }
 
 impl Conv {
-    pub fn new(cisn: u32, sisn: u32) -> Self {
+    pub(super) fn new(cisn: u32, sisn: u32) -> Self {
         Conv { cseq: SeqNumber(cisn), sseq: SeqNumber(sisn), v6: false, port: C }
     }
     /// A conversation from another client port (several connections at once).
-    pub fn on_port(port: u16, cisn: u32, sisn: u32) -> Self {
+    pub(super) fn on_port(port: u16, cisn: u32, sisn: u32) -> Self {
         Conv { port, ..Conv::new(cisn, sisn) }
     }
     fn addrs(&self) -> (IpAddr, IpAddr) {
@@ -109,7 +109,7 @@ impl Conv {
         }
     }
     /// A segment from the client (`up`) or the server, at an explicit seq.
-    pub fn seg(&self, up: bool, seq: SeqNumber, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn seg(&self, up: bool, seq: SeqNumber, flags: u8, payload: &[u8]) -> Vec<u8> {
         let (c, s) = self.addrs();
         let mut t =
             if up { TcpSegment::new(c, self.port, s, S) } else { TcpSegment::new(s, S, c, self.port) };
@@ -119,14 +119,14 @@ impl Conv {
         t.payload = payload;
         t.build()
     }
-    pub fn syn(&self) -> Vec<u8> {
+    pub(super) fn syn(&self) -> Vec<u8> {
         let (c, s) = self.addrs();
         let mut t = TcpSegment::new(c, self.port, s, S);
         t.seq = self.cseq;
         t.flags = SYN;
         t.build()
     }
-    pub fn handshake(&mut self) -> Vec<Vec<u8>> {
+    pub(super) fn handshake(&mut self) -> Vec<Vec<u8>> {
         let syn = self.syn();
         self.cseq = self.cseq + 1;
         let synack = self.seg(false, self.sseq, SYN | ACK, b"");
@@ -135,7 +135,7 @@ impl Conv {
         vec![syn, synack, ack]
     }
     /// Data from one side, advancing its sequence number.
-    pub fn data(&mut self, up: bool, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn data(&mut self, up: bool, payload: &[u8]) -> Vec<u8> {
         let seq = if up { self.cseq } else { self.sseq };
         let p = self.seg(up, seq, ACK | PSH, payload);
         if up {
@@ -145,7 +145,7 @@ impl Conv {
         }
         p
     }
-    pub fn fin(&mut self, up: bool) -> Vec<u8> {
+    pub(super) fn fin(&mut self, up: bool) -> Vec<u8> {
         let seq = if up { self.cseq } else { self.sseq };
         let p = self.seg(up, seq, ACK | FIN, b"");
         if up {
@@ -167,10 +167,10 @@ pub(super) struct Harness {
 }
 
 impl Harness {
-    pub fn new(script: Script) -> Self {
+    pub(super) fn new(script: Script) -> Self {
         Self::with_config(EngineConfig::default(), script)
     }
-    pub fn with_config(cfg: EngineConfig, script: Script) -> Self {
+    pub(super) fn with_config(cfg: EngineConfig, script: Script) -> Self {
         Harness {
             engine: Engine::new(cfg, script),
             out: Output::new(),
@@ -180,7 +180,7 @@ impl Harness {
         }
     }
     /// Sends a packet; returns its verdict and the packets forged meanwhile.
-    pub fn send(&mut self, p: &[u8]) -> (Verdict, Vec<Vec<u8>>) {
+    pub(super) fn send(&mut self, p: &[u8]) -> (Verdict, Vec<Vec<u8>>) {
         self.out.clear();
         let id = self.next_id;
         self.next_id += 1;
@@ -199,7 +199,7 @@ impl Harness {
     }
     /// Sends packets as one batch; returns each packet's verdict and the
     /// packets forged meanwhile.
-    pub fn send_batch(&mut self, ps: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<u8>>) {
+    pub(super) fn send_batch(&mut self, ps: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<u8>>) {
         self.out.clear();
         let first = self.next_id;
         let pkts: Vec<Packet<'_>> = ps
@@ -230,7 +230,7 @@ impl Harness {
         (verdicts.into_iter().map(|v| v.expect("every packet of the batch gets a verdict")).collect(), forged)
     }
 
-    pub fn accept(&mut self, p: &[u8]) {
+    pub(super) fn accept(&mut self, p: &[u8]) {
         let (v, _) = self.send(p);
         assert_eq!(
             v,
@@ -240,14 +240,14 @@ impl Harness {
             self.engine.stats().snapshot().into_iter().filter(|(_, v)| *v > 0).collect::<Vec<_>>()
         );
     }
-    pub fn drop(&mut self, p: &[u8]) {
+    pub(super) fn drop(&mut self, p: &[u8]) {
         let (v, _) = self.send(p);
         assert_eq!(v, Verdict::Drop, "expected drop");
     }
-    pub fn count(&self, c: Counter) -> u64 {
+    pub(super) fn count(&self, c: Counter) -> u64 {
         self.engine.stats().get(c)
     }
-    pub fn events(&self) -> &[String] {
+    pub(super) fn events(&self) -> &[String] {
         &self.engine.inspector().events
     }
 }

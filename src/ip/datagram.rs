@@ -26,7 +26,7 @@ const V6_FRAGMENT_HEADER: usize = 8;
 
 /// A fragment as reassembly sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Piece<'a> {
+pub(super) struct Piece<'a> {
     /// Offset of the data in the datagram, in bytes.
     pub offset: u32,
     /// More fragments follow.
@@ -46,7 +46,7 @@ pub struct Piece<'a> {
 impl<'a> Piece<'a> {
     /// Splits a decoded fragment into head and data; `None` if its offsets do
     /// not fit the packet (decode guarantees they do; checked all the same).
-    pub fn from_decoded(pkt: &Decoded<'a>, frag: &FragmentInfo) -> Option<Self> {
+    pub(super) fn from_decoded(pkt: &Decoded<'a>, frag: &FragmentInfo) -> Option<Self> {
         let (head, data) = if pkt.ip.version == 4 {
             let head = pkt.bytes.get(..pkt.ip.header_len)?;
             if head.len() < V4_MIN_HEADER {
@@ -74,7 +74,7 @@ impl<'a> Piece<'a> {
 
 /// Why a fragment cannot join its datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// The fragment is malformed or contradicts the datagram's length: refuse
     /// it alone, the datagram stays.
     Malformed,
@@ -154,7 +154,7 @@ impl Runs {
 /// What accepting a fragment would do, computed before anything changes so
 /// the caller can still apply its limits.
 #[derive(Debug)]
-pub struct Plan {
+pub(super) struct Plan {
     /// Datagram ranges (start, end) this fragment brings for the first time.
     new_ranges: Vec<(u32, u32)>,
     /// The datagram is whole once they are added.
@@ -179,7 +179,7 @@ struct Head {
 
 /// A datagram whose fragments are still arriving.
 #[derive(Debug)]
-pub struct PendingDatagram {
+pub(super) struct PendingDatagram {
     version: u8,
     /// Every fragment accepted, in arrival order.
     ids: Vec<PacketId>,
@@ -205,7 +205,7 @@ pub struct PendingDatagram {
 
 impl PendingDatagram {
     /// An empty datagram of IP version `version`.
-    pub fn new(version: u8) -> Self {
+    pub(super) fn new(version: u8) -> Self {
         PendingDatagram {
             version,
             ids: Vec::new(),
@@ -224,17 +224,17 @@ impl PendingDatagram {
     /// An empty datagram towards a receiver modelled as Linux (`linux`) or
     /// strictly (overlaps of identical bytes accepted, of other bytes abandon
     /// the datagram).
-    pub fn with_policy(version: u8, linux: bool) -> Self {
+    pub(super) fn with_policy(version: u8, linux: bool) -> Self {
         PendingDatagram { runs: linux.then(Runs::default), ..PendingDatagram::new(version) }
     }
 
     /// Consumes the datagram, returning its fragment ids.
-    pub fn into_ids(self) -> Vec<PacketId> {
+    pub(super) fn into_ids(self) -> Vec<PacketId> {
         self.ids
     }
 
     /// Bytes counted against the memory limit.
-    pub fn counted_bytes(&self) -> usize {
+    pub(super) fn counted_bytes(&self) -> usize {
         self.counted_bytes
     }
 
@@ -253,7 +253,7 @@ impl PendingDatagram {
     }
 
     /// Checks `p` against the datagram and works out what it would add.
-    pub fn plan(&self, p: &Piece<'_>) -> Result<Plan, Refusal> {
+    pub(super) fn plan(&self, p: &Piece<'_>) -> Result<Plan, Refusal> {
         let len = u32::try_from(p.data.len()).map_err(|_| Refusal::Malformed)?;
         // An empty fragment carries nothing and Linux discards its datagram;
         // a non-last fragment must end on an 8-byte boundary (the next one's
@@ -308,7 +308,7 @@ impl PendingDatagram {
 
     /// Adds a fragment that [`PendingDatagram::plan`] accepted. `counted` is
     /// what it costs against the memory limit.
-    pub fn commit(&mut self, id: PacketId, p: &Piece<'_>, plan: Plan, counted: usize) {
+    pub(super) fn commit(&mut self, id: PacketId, p: &Piece<'_>, plan: Plan, counted: usize) {
         self.ids.push(id);
         self.counted_bytes += counted;
         for (start, end) in plan.new_ranges {
@@ -336,7 +336,7 @@ impl PendingDatagram {
 
     /// The whole packet, once every byte arrived: the first fragment's header
     /// with the fragmentation undone, followed by the data in order.
-    pub fn reassemble(&self) -> Option<Vec<u8>> {
+    pub(super) fn reassemble(&self) -> Option<Vec<u8>> {
         let head = self.head.as_ref()?;
         let total = self.total_len?;
         if self.covered != total {

@@ -29,7 +29,7 @@ type Dfa = dense::DFA<Vec<u32>>;
 
 /// The compiled automata of one pattern.
 #[derive(Debug)]
-pub struct Automata {
+pub(super) struct Automata {
     fwd: Dfa,
     rev: Dfa,
     /// Forward start state at the beginning of a stream.
@@ -168,7 +168,7 @@ fn start_state(dfa: &Dfa, anchored: Anchored, look_behind: Option<u8>) -> Result
 
 impl Automata {
     /// Builds both DFAs of `hir`.
-    pub fn build(hir: &Hir) -> Result<Automata, String> {
+    pub(super) fn build(hir: &Hir) -> Result<Automata, String> {
         let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, hir).filter(Prefilter::is_fast);
         let (fwd, fwd_nfa) = build_dfa(hir, false, prefilter.is_some())?;
         let (rev, _) = build_dfa(hir, true, false)?;
@@ -197,34 +197,34 @@ impl Automata {
     }
 
     /// The forward DFA.
-    pub fn fwd(&self) -> &Dfa {
+    pub(super) fn fwd(&self) -> &Dfa {
         &self.fwd
     }
 
     /// True if, with the forward DFA in a start state, no match in progress
     /// began before (see [`start_never_reentered`]).
-    pub fn idle_means_nothing_started(&self) -> bool {
+    pub(super) fn idle_means_nothing_started(&self) -> bool {
         self.fresh_starts
     }
 
     /// The prefilter, when the pattern has literal prefixes worth one.
-    pub fn prefilter(&self) -> Option<&Prefilter> {
+    pub(super) fn prefilter(&self) -> Option<&Prefilter> {
         self.prefilter.as_ref()
     }
 
     /// The reverse DFA.
-    pub fn rev(&self) -> &Dfa {
+    pub(super) fn rev(&self) -> &Dfa {
         &self.rev
     }
 
     /// The forward state at the start of a stream.
-    pub fn fwd_start(&self) -> StateID {
+    pub(super) fn fwd_start(&self) -> StateID {
         self.fwd_start
     }
 
     /// The forward state of a search with nothing in progress after `byte`
     /// (`None`: at the start of the stream).
-    pub fn fwd_idle(&self, byte: Option<u8>) -> StateID {
+    pub(super) fn fwd_idle(&self, byte: Option<u8>) -> StateID {
         match byte {
             Some(b) => self.fwd_idle[usize::from(b)],
             None => self.fwd_start,
@@ -233,7 +233,7 @@ impl Automata {
 
     /// The reverse start state for a match ending before `next` (`None`: at
     /// the end of the stream).
-    pub fn rev_start(&self, next: Option<u8>) -> StateID {
+    pub(super) fn rev_start(&self, next: Option<u8>) -> StateID {
         match next {
             Some(b) => self.rev_start[usize::from(b) + 1],
             None => self.rev_start[0],
@@ -241,7 +241,7 @@ impl Automata {
     }
 
     /// Memory used by the automata, in bytes.
-    pub fn memory_usage(&self) -> usize {
+    pub(super) fn memory_usage(&self) -> usize {
         self.fwd.memory_usage()
             + self.rev.memory_usage()
             + self.prefilter.as_ref().map_or(0, Prefilter::memory_usage)
@@ -249,7 +249,7 @@ impl Automata {
 
     /// True if, from `state`, whatever comes next (any byte, or the end of
     /// the stream), a match ends right here. `work` counts transitions.
-    pub fn match_ends_here(&self, state: StateID, work: &mut u64) -> bool {
+    pub(super) fn match_ends_here(&self, state: StateID, work: &mut u64) -> bool {
         *work += 1;
         if !self.fwd.is_match_state(self.fwd.next_eoi_state(state)) {
             return false;
@@ -262,7 +262,7 @@ impl Automata {
 
     /// True if the backward walk, in `state`, cannot find an earlier start
     /// whatever bytes precede: every next state is dead.
-    pub fn rev_is_final(&self, state: StateID, work: &mut u64) -> bool {
+    pub(super) fn rev_is_final(&self, state: StateID, work: &mut u64) -> bool {
         if self.rev.is_dead_state(state) {
             return true;
         }
@@ -272,14 +272,14 @@ impl Automata {
     }
 
     /// The forward state after `byte` from `state`, for each class.
-    pub fn successors(&self, state: StateID) -> impl Iterator<Item = StateID> + '_ {
+    pub(super) fn successors(&self, state: StateID) -> impl Iterator<Item = StateID> + '_ {
         self.representatives.iter().map(move |&b| self.fwd.next_state(state, b))
     }
 
     /// True if a match state can be reached from `state` in one or more
     /// steps (bytes, or the end of the stream). When false, the search from
     /// `state` can only die: the match it has found is final.
-    pub fn can_match_later(&self, state: StateID, work: &mut u64) -> bool {
+    pub(super) fn can_match_later(&self, state: StateID, work: &mut u64) -> bool {
         if let Some(&known) = self.later.lock().get(&state) {
             return known;
         }

@@ -11,7 +11,7 @@ use super::automaton::Automata;
 
 /// Why a forward scan of a chunk stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(super) enum Stop {
     /// The DFA died at this index of the chunk: the match, if one was seen,
     /// is final.
     Dead(usize),
@@ -22,7 +22,7 @@ pub enum Stop {
 /// Steps the forward DFA over `bytes`, which start at stream offset `base`.
 /// Each match end seen is written to `last_end` (leftmost-first keeps
 /// extending the match until the DFA dies). `work` counts bytes stepped.
-pub fn scan(
+pub(super) fn scan(
     auto: &Automata,
     state: &mut StateID,
     bytes: &[u8],
@@ -106,7 +106,7 @@ fn find_any(needles: &[u8], bytes: &[u8], from: usize) -> Option<usize> {
 
 /// What precedes the first byte a backward walk can see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Before {
+pub(super) enum Before {
     /// The start of the stream.
     StreamStart,
     /// This byte, and earlier bytes that are no longer kept.
@@ -115,7 +115,7 @@ pub enum Before {
 
 /// Where a backward walk put the start of a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Start {
+pub(super) struct Start {
     /// Stream offset of the start.
     pub offset: u64,
     /// The walk ran out of kept bytes before the start was certain; `offset`
@@ -128,7 +128,7 @@ pub struct Start {
 /// (`None` at the end of the stream), `before` what precedes `base`;
 /// `nothing_earlier` says no match can start before `base`.
 #[allow(clippy::too_many_arguments)]
-pub fn match_start(
+pub(super) fn match_start(
     auto: &Automata,
     segments: &[&[u8]],
     base: u64,

@@ -32,7 +32,7 @@ const CLOSE_BRACE: u8 = 0x7d;
 
 /// A translated pattern.
 #[derive(Debug, Clone)]
-pub struct Translated {
+pub(super) struct Translated {
     /// The pattern in `regex-syntax`'s dialect.
     pub pattern: String,
     /// For each byte of `pattern`, the offset in the PCRE pattern it came from.
@@ -43,14 +43,14 @@ pub struct Translated {
 
 impl Translated {
     /// The PCRE pattern offset of byte `offset` of the translation.
-    pub fn source_offset(&self, offset: usize) -> usize {
+    pub(super) fn source_offset(&self, offset: usize) -> usize {
         self.origin.get(offset).copied().unwrap_or(self.source_len)
     }
 }
 
 /// A pattern PCRE or sluice refuses, at a byte offset of the pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TranslateError {
+pub(super) struct TranslateError {
     /// Offset of the offending construct in the pattern.
     pub offset: usize,
     /// What is wrong.
@@ -79,7 +79,7 @@ pub fn percent_to_backslash(pattern: &[u8]) -> Vec<u8> {
 }
 
 /// Translates the PCRE pattern `src`; `extended` is PCRE's `x` option.
-pub fn translate(src: &[u8], extended: bool) -> Result<Translated, TranslateError> {
+pub(super) fn translate(src: &[u8], extended: bool) -> Result<Translated, TranslateError> {
     let mut t =
         Translator { src, pos: 0, out: String::new(), origin: Vec::new(), x: extended, x_stack: Vec::new() };
     while t.pos < src.len() {

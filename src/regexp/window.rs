@@ -85,7 +85,7 @@ impl WindowBudget {
 
 /// The last bytes of the earlier chunks of one stream.
 #[derive(Debug)]
-pub struct Window {
+pub(super) struct Window {
     bytes: VecDeque<u8>,
     /// Most bytes this window keeps.
     limit: usize,
@@ -101,7 +101,7 @@ pub struct Window {
 
 impl Window {
     /// A window of `limit` bytes, drawing on `budget` if given.
-    pub fn new(limit: usize, budget: Option<WindowBudget>) -> Window {
+    pub(super) fn new(limit: usize, budget: Option<WindowBudget>) -> Window {
         Window {
             bytes: VecDeque::new(),
             limit,
@@ -114,7 +114,7 @@ impl Window {
 
     /// Appends `chunk`, dropping the oldest bytes beyond the limit (or
     /// beyond what the budget grants).
-    pub fn push(&mut self, chunk: &[u8]) {
+    pub(super) fn push(&mut self, chunk: &[u8]) {
         if chunk.is_empty() {
             return;
         }
@@ -153,7 +153,7 @@ impl Window {
     }
 
     /// The last byte seen (kept or not), `None` at the start of the stream.
-    pub fn last(&self) -> Option<u8> {
+    pub(super) fn last(&self) -> Option<u8> {
         match (self.bytes.back(), self.before) {
             (Some(&b), _) | (None, Before::Byte(b)) => Some(b),
             (None, Before::StreamStart) => None,
@@ -161,24 +161,24 @@ impl Window {
     }
 
     /// The kept bytes, oldest first, in two slices.
-    pub fn as_slices(&self) -> (&[u8], &[u8]) {
+    pub(super) fn as_slices(&self) -> (&[u8], &[u8]) {
         self.bytes.as_slices()
     }
 
     /// Number of bytes kept.
-    pub fn kept(&self) -> usize {
+    pub(super) fn kept(&self) -> usize {
         self.bytes.len()
     }
 
     /// What precedes the first kept byte.
-    pub fn before(&self) -> Before {
+    pub(super) fn before(&self) -> Before {
         self.before
     }
 
     /// Forgets the kept bytes and `chunk`, the bytes that follow them (no
     /// match can start among them), remembering only the last byte seen as
     /// context.
-    pub fn forget_through(&mut self, chunk: &[u8]) {
+    pub(super) fn forget_through(&mut self, chunk: &[u8]) {
         if let Some(b) = chunk.last().copied().or_else(|| self.last()) {
             self.before = Before::Byte(b);
         }
@@ -187,12 +187,12 @@ impl Window {
     }
 
     /// True if no match can start before the first kept byte.
-    pub fn complete(&self) -> bool {
+    pub(super) fn complete(&self) -> bool {
         self.complete
     }
 
     /// Drops the bytes and their memory, and returns them to the budget.
-    pub fn free(&mut self) {
+    pub(super) fn free(&mut self) {
         self.bytes = VecDeque::new();
         if let Some(b) = &self.budget {
             b.give_back(self.reserved);

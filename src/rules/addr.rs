@@ -12,11 +12,11 @@ use super::error::located;
 
 /// An address object (`pkt.src`, `flow.srcip`, `ipv4.addr("...")`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AddrUd(pub IpAddr);
+pub(super) struct AddrUd(pub IpAddr);
 
 /// A network object (`ipv4.network("10.0.0.0/8")`); host bits are cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NetworkUd(pub IpNet);
+pub(super) struct NetworkUd(pub IpNet);
 
 impl UserData for AddrUd {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
@@ -88,7 +88,7 @@ fn both(lua: &Lua, a: &Value, b: &Value) -> mlua::Result<(IpAddr, IpAddr)> {
 }
 
 /// An address from an address object or its text form.
-pub fn addr_from_value(v: &Value) -> Option<IpAddr> {
+pub(super) fn addr_from_value(v: &Value) -> Option<IpAddr> {
     match v {
         Value::String(s) => IpAddr::from_str(s.to_str().ok()?.trim()).ok(),
         _ => addr_of(v),
@@ -97,7 +97,7 @@ pub fn addr_from_value(v: &Value) -> Option<IpAddr> {
 
 /// A network from a network object or text (`"10.0.0.0/8"`; a bare address
 /// is a host network).
-pub fn network_from_value(v: &Value) -> Option<IpNet> {
+pub(super) fn network_from_value(v: &Value) -> Option<IpNet> {
     match v {
         Value::String(s) => parse_network(s.to_str().ok()?.trim()),
         Value::UserData(ud) => ud.borrow::<NetworkUd>().ok().map(|n| n.0),
@@ -142,12 +142,12 @@ fn v4_from_args(lua: &Lua, args: &MultiValue) -> mlua::Result<Ipv4Addr> {
 }
 
 /// `ipv4.addr(...)`.
-pub fn ipv4_addr(lua: &Lua, args: MultiValue) -> mlua::Result<AddrUd> {
+pub(super) fn ipv4_addr(lua: &Lua, args: MultiValue) -> mlua::Result<AddrUd> {
     v4_from_args(lua, &args).map(|a| AddrUd(IpAddr::V4(a)))
 }
 
 /// `ipv6.addr("...")`.
-pub fn ipv6_addr(lua: &Lua, v: Value) -> mlua::Result<AddrUd> {
+pub(super) fn ipv6_addr(lua: &Lua, v: Value) -> mlua::Result<AddrUd> {
     match addr_from_value(&v) {
         Some(IpAddr::V6(a)) => Ok(AddrUd(IpAddr::V6(a))),
         _ => Err(located(lua, "ipv6.addr expects an IPv6 address such as \"2001:db8::1\"")),
@@ -176,11 +176,11 @@ fn network_args(lua: &Lua, args: &MultiValue, want_v4: bool) -> mlua::Result<Net
 }
 
 /// `ipv4.network("a.b.c.d/n")` or `ipv4.network(addr, n)`.
-pub fn ipv4_network(lua: &Lua, args: MultiValue) -> mlua::Result<NetworkUd> {
+pub(super) fn ipv4_network(lua: &Lua, args: MultiValue) -> mlua::Result<NetworkUd> {
     network_args(lua, &args, true)
 }
 
 /// `ipv6.network("x::/n")` or `ipv6.network(addr, n)`.
-pub fn ipv6_network(lua: &Lua, args: MultiValue) -> mlua::Result<NetworkUd> {
+pub(super) fn ipv6_network(lua: &Lua, args: MultiValue) -> mlua::Result<NetworkUd> {
     network_args(lua, &args, false)
 }

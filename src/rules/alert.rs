@@ -18,7 +18,7 @@ const MAX_VALUES: usize = 10_000;
 
 /// The `haka.alert` table: callable, plus Haka's `address` and `service`
 /// helpers for `sources` and `targets`.
-pub fn install(lua: &Lua) -> mlua::Result<Table> {
+pub(super) fn install(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     // haka.alert.address(a, ...): an address entry for sources/targets.
     t.raw_set(
@@ -57,7 +57,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
 
 /// Emits the alert described by `spec`; returns its id. `policy` names the
 /// policy that raised it, if any.
-pub fn raise(lua: &Lua, ctx: &RuleContext, spec: &Table, policy: Option<&str>) -> mlua::Result<u64> {
+pub(super) fn raise(lua: &Lua, ctx: &RuleContext, spec: &Table, policy: Option<&str>) -> mlua::Result<u64> {
     let mut budget = MAX_VALUES;
     let mut fields = Vec::new();
     for pair in spec.pairs::<Value, Value>() {
@@ -117,7 +117,7 @@ fn key_string(k: &Value) -> Option<String> {
 }
 
 /// Converts a Lua value to JSON.
-pub fn to_json(v: &Value, depth: usize, budget: &mut usize) -> Json {
+pub(super) fn to_json(v: &Value, depth: usize, budget: &mut usize) -> Json {
     if *budget == 0 {
         return Json::Null;
     }

@@ -12,14 +12,14 @@ use mlua::{HookTriggers, Lua, VmState};
 
 /// A per-event instruction budget.
 #[derive(Debug, Clone)]
-pub struct Budget {
+pub(super) struct Budget {
     used: Arc<AtomicU64>,
     limit: u64,
 }
 
 impl Budget {
     /// Installs the hook on `lua`, counting `limit` instructions per event.
-    pub fn install(lua: &Lua, limit: u64) -> mlua::Result<Budget> {
+    pub(super) fn install(lua: &Lua, limit: u64) -> mlua::Result<Budget> {
         let limit = limit.max(1);
         // The hook runs every `step` instructions: small enough to stop a
         // runaway loop close to the limit, large enough to cost nothing.
@@ -42,12 +42,12 @@ impl Budget {
     }
 
     /// A new event starts with the whole budget.
-    pub fn reset(&self) {
+    pub(super) fn reset(&self) {
         self.used.store(0, Ordering::Relaxed);
     }
 
     /// True once the event ran past the limit.
-    pub fn exhausted(&self) -> bool {
+    pub(super) fn exhausted(&self) -> bool {
         self.used.load(Ordering::Relaxed) > self.limit
     }
 }

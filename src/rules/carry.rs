@@ -14,11 +14,11 @@ use std::ffi::c_void;
 use mlua::{Lua, Table, Value};
 
 /// Deepest table nesting that is carried.
-pub const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// What a carry-over did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Carried {
+pub(super) struct Carried {
     /// Flows whose state table was carried.
     pub flows: usize,
     /// Values (or metatables) left out because they were not plain data.
@@ -26,12 +26,12 @@ pub struct Carried {
 }
 
 /// The copies, in the new state, of each flow's state table, by flow id.
-pub type CarriedStates = HashMap<u64, Table, ahash::RandomState>;
+pub(super) type CarriedStates = HashMap<u64, Table, ahash::RandomState>;
 
 /// Copies every flow's state table of `from` (tables of the old state) into
 /// the new state `to_lua`. Fails only when the new state cannot allocate
 /// (its memory limit).
-pub fn carry_flow_states(
+pub(super) fn carry_flow_states(
     from: impl Iterator<Item = (u64, Table)>,
     to_lua: &Lua,
 ) -> mlua::Result<(CarriedStates, Carried)> {

@@ -24,7 +24,7 @@ use crate::wire::{Decoded, IpInfo, Transport};
 /// A copy of the packet of the current event. The buffer is reused from
 /// event to event, so filling it does not allocate once it has grown.
 #[derive(Debug)]
-pub struct PacketCopy {
+pub(super) struct PacketCopy {
     /// The IP packet.
     pub bytes: Vec<u8>,
     /// Network layer fields (`None` when the event has no packet).
@@ -39,7 +39,7 @@ impl PacketCopy {
     }
 
     /// Copies `pkt` in.
-    pub fn fill(&mut self, pkt: &Decoded<'_>) {
+    pub(super) fn fill(&mut self, pkt: &Decoded<'_>) {
         self.bytes.clear();
         self.bytes.extend_from_slice(pkt.bytes);
         self.ip = Some(pkt.ip.clone());
@@ -48,7 +48,7 @@ impl PacketCopy {
 }
 
 /// The state shared between the rule dispatcher and the Lua API functions.
-pub struct RuleContext {
+pub(super) struct RuleContext {
     /// Serial of the event running now; 0 between events. Every packet, flow
     /// and data object carries the serial it was made for and refuses to
     /// work under another one, so a rule that keeps one never reads freed
@@ -80,7 +80,7 @@ pub struct RuleContext {
 
 impl RuleContext {
     /// A context with no event running.
-    pub fn new(base_dir: Option<PathBuf>, alerts: AlertSink, stats: Arc<Stats>) -> Self {
+    pub(super) fn new(base_dir: Option<PathBuf>, alerts: AlertSink, stats: Arc<Stats>) -> Self {
         RuleContext {
             epoch: Cell::new(0),
             last_epoch: Cell::new(0),
@@ -98,7 +98,7 @@ impl RuleContext {
     }
 
     /// Starts an event: a fresh serial, nothing decided yet.
-    pub fn begin(&self, time: Timestamp, flow: Option<&FlowInfo>) -> u64 {
+    pub(super) fn begin(&self, time: Timestamp, flow: Option<&FlowInfo>) -> u64 {
         let e = self.last_epoch.get().wrapping_add(1).max(1);
         self.last_epoch.set(e);
         self.epoch.set(e);
@@ -109,19 +109,19 @@ impl RuleContext {
     }
 
     /// Ends the event: every object made for it goes stale.
-    pub fn end(&self) -> Action {
+    pub(super) fn end(&self) -> Action {
         self.epoch.set(0);
         *self.flow.borrow_mut() = None;
         self.action.get()
     }
 
     /// Records a decision of a rule.
-    pub fn decide(&self, a: Action) {
+    pub(super) fn decide(&self, a: Action) {
         self.action.set(self.action.get().combine(a));
     }
 
     /// Errors unless `epoch` is the running event's.
-    pub fn check_live(&self, lua: &Lua, epoch: u64, what: &str) -> mlua::Result<()> {
+    pub(super) fn check_live(&self, lua: &Lua, epoch: u64, what: &str) -> mlua::Result<()> {
         if epoch != 0 && epoch == self.epoch.get() {
             Ok(())
         } else {
@@ -131,7 +131,7 @@ impl RuleContext {
 }
 
 /// The rule context of `lua`.
-pub fn context(lua: &Lua) -> mlua::Result<AppDataRef<'_, RuleContext>> {
+pub(super) fn context(lua: &Lua) -> mlua::Result<AppDataRef<'_, RuleContext>> {
     match lua.try_app_data_ref::<RuleContext>() {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(mlua::Error::runtime("sluice rule context missing")),

@@ -10,7 +10,7 @@ use super::error::located;
 
 /// Which buffer a view reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(super) enum Source {
     /// The TCP stream bytes of `receive_data`.
     Stream,
     /// The packet of the event.
@@ -19,7 +19,7 @@ pub enum Source {
 
 /// A byte view (`data`, `pkt.payload`, `data:sub(...)`).
 #[derive(Debug, Clone, Copy)]
-pub struct DataUd {
+pub(super) struct DataUd {
     /// The event it belongs to.
     pub epoch: u64,
     /// The buffer.

@@ -12,7 +12,7 @@ use crate::inspect::Event;
 
 /// What an `on` value names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
+pub(super) enum Hook {
     /// An event (`haka.rule` and policies on `new_connection`).
     Event(Event),
     /// A policy point (`<dissector>.policies.new_connection`): policies run
@@ -42,13 +42,13 @@ impl Hook {
 
 /// The identity map from event and policy-point tables to hooks.
 #[derive(Clone)]
-pub struct Hooks {
+pub(super) struct Hooks {
     map: Table,
 }
 
 impl Hooks {
     /// The hook `v` names, if any.
-    pub fn lookup(&self, v: &Value) -> Option<Hook> {
+    pub(super) fn lookup(&self, v: &Value) -> Option<Hook> {
         if !matches!(v, Value::Table(_)) {
             return None;
         }
@@ -57,7 +57,7 @@ impl Hooks {
 }
 
 /// Builds `haka.dissectors` and the hook map.
-pub fn build(lua: &Lua) -> mlua::Result<(Table, Hooks)> {
+pub(super) fn build(lua: &Lua) -> mlua::Result<(Table, Hooks)> {
     let dissectors = lua.create_table()?;
     let map = lua.create_table()?;
     let hook_mt = lua.create_table()?;

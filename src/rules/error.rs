@@ -40,7 +40,7 @@ impl From<mlua::Error> for RuleError {
 
 /// The one-line message of an mlua error: the innermost cause, without the
 /// stack traceback mlua appends (the location is already in the message).
-pub fn error_message(e: &mlua::Error) -> String {
+pub(super) fn error_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => error_message(cause),
         mlua::Error::WithContext { context, cause } => format!("{context}: {}", error_message(cause)),
@@ -53,7 +53,7 @@ pub fn error_message(e: &mlua::Error) -> String {
 
 /// Lua shortens chunk names longer than 60 bytes to `...<end of path>`;
 /// this puts the whole `path` back at the start of such a message.
-pub fn expand_short_path(msg: &str, path: &str) -> String {
+pub(super) fn expand_short_path(msg: &str, path: &str) -> String {
     let Some(rest) = msg.strip_prefix("...") else { return msg.to_owned() };
     let cut = (1..=rest.len())
         .rev()
@@ -74,7 +74,7 @@ fn strip_traceback(m: &str) -> &str {
 
 /// `file:line` of the innermost rule code running now (skipping sluice's own
 /// embedded chunks, whose names start with `=`), like Lua's `luaL_where`.
-pub fn rule_location(lua: &Lua) -> Option<String> {
+pub(super) fn rule_location(lua: &Lua) -> Option<String> {
     // Level 0 is the Rust function itself; a few levels cover mlua's
     // generated `__index` wrappers and the prelude's thin wrappers.
     for level in 1..12 {
@@ -101,7 +101,7 @@ pub fn rule_location(lua: &Lua) -> Option<String> {
 
 /// A Lua runtime error whose message starts with the rule location, as
 /// `error("...")` would produce from Lua.
-pub fn located(lua: &Lua, msg: impl fmt::Display) -> mlua::Error {
+pub(super) fn located(lua: &Lua, msg: impl fmt::Display) -> mlua::Error {
     match rule_location(lua) {
         Some(loc) => mlua::Error::runtime(format!("{loc}: {msg}")),
         None => mlua::Error::runtime(msg.to_string()),

@@ -26,7 +26,7 @@ use crate::time::Timestamp;
 
 /// The flow object of one connection.
 #[derive(Debug)]
-pub struct FlowUd {
+pub(super) struct FlowUd {
     /// The connection.
     pub info: FlowInfo,
     /// Packet time of the first event rules saw of it.
@@ -41,7 +41,7 @@ const FIXED: [&str; 6] = ["srcip", "dstip", "srcport", "dstport", "start_time", 
 
 impl FlowUd {
     /// A live flow object for `info`, first seen at `now`.
-    pub fn new(info: FlowInfo, now: Timestamp) -> Self {
+    pub(super) fn new(info: FlowInfo, now: Timestamp) -> Self {
         FlowUd { info, start: now, last_activity: Cell::new(now), ended: Cell::new(false) }
     }
 
@@ -83,7 +83,7 @@ fn state_table(lua: &Lua, ud: &AnyUserData, create: bool) -> mlua::Result<Option
 }
 
 /// The state table of `ud`, or `None` if it has none (reload carries it).
-pub fn state_of(ud: &AnyUserData) -> mlua::Result<Option<Table>> {
+pub(super) fn state_of(ud: &AnyUserData) -> mlua::Result<Option<Table>> {
     ud.user_value::<Option<Table>>()
 }
 

@@ -22,7 +22,7 @@ use crate::inspect::FlowInfo;
 use crate::time::Timestamp;
 
 /// One live connection.
-pub struct Slot {
+pub(super) struct Slot {
     /// The engine's flow id.
     pub id: u64,
     /// Its flow object.
@@ -35,7 +35,7 @@ pub struct Slot {
 
 /// The live connections, by engine flow id.
 #[derive(Default)]
-pub struct Flows {
+pub(super) struct Flows {
     live: HashMap<u64, Slot, RandomState>,
     /// Connections whose `end_connection` ran but that the engine still
     /// holds (it keeps a closed tuple a while for late segments).
@@ -47,14 +47,14 @@ pub struct Flows {
 
 impl Flows {
     /// True if `id`'s connection already ended for the rules.
-    pub fn has_ended(&self, id: u64) -> bool {
+    pub(super) fn has_ended(&self, id: u64) -> bool {
         self.ended.contains(&id)
     }
 
     /// Takes the slot of `info`'s connection out (made at its first event),
     /// so the rules of an event can use it while the registry stays free;
     /// [`Flows::put_back`] returns it.
-    pub fn take(&mut self, lua: &Lua, info: &FlowInfo, now: Timestamp) -> mlua::Result<Slot> {
+    pub(super) fn take(&mut self, lua: &Lua, info: &FlowInfo, now: Timestamp) -> mlua::Result<Slot> {
         if let Some(slot) = self.live.remove(&info.id) {
             slot.ud.borrow::<FlowUd>()?.last_activity.set(now);
             return Ok(slot);
@@ -67,13 +67,13 @@ impl Flows {
     }
 
     /// Returns a slot taken with [`Flows::take`].
-    pub fn put_back(&mut self, slot: Slot) {
+    pub(super) fn put_back(&mut self, slot: Slot) {
         self.live.insert(slot.id, slot);
     }
 
     /// The connection ended: its flow object goes stale and sluice lets go
     /// of it. Returns the slot, for the caller to wind down.
-    pub fn end(&mut self, id: u64) -> Option<Slot> {
+    pub(super) fn end(&mut self, id: u64) -> Option<Slot> {
         self.ended.insert(id);
         self.carried.remove(&id);
         let slot = self.live.remove(&id)?;
@@ -84,7 +84,7 @@ impl Flows {
     }
 
     /// The engine forgot the connection: nothing of it is left.
-    pub fn forget(&mut self, id: u64) -> Option<Slot> {
+    pub(super) fn forget(&mut self, id: u64) -> Option<Slot> {
         let slot = self.end(id);
         self.ended.remove(&id);
         slot
@@ -92,12 +92,12 @@ impl Flows {
 
     /// Number of live connections.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.live.len()
     }
 
     /// The state table of every live connection (for a reload).
-    pub fn states(&self) -> impl Iterator<Item = (u64, Table)> + '_ {
+    pub(super) fn states(&self) -> impl Iterator<Item = (u64, Table)> + '_ {
         let live = self
             .live
             .iter()
@@ -106,12 +106,12 @@ impl Flows {
     }
 
     /// Takes state tables carried from a previous rule state.
-    pub fn receive_carried(&mut self, carried: HashMap<u64, Table, RandomState>) {
+    pub(super) fn receive_carried(&mut self, carried: HashMap<u64, Table, RandomState>) {
         self.carried = carried;
     }
 
     /// Streamed-rule coroutines still waiting for bytes (a reload ends them).
-    pub fn streamed_coroutines(&self) -> usize {
+    pub(super) fn streamed_coroutines(&self) -> usize {
         use super::per_direction::Coroutine;
         let waiting =
             |d: &PerDirection| d.coroutines.iter().filter(|c| matches!(c, Coroutine::Waiting { .. })).count();

@@ -14,7 +14,7 @@ use std::cell::Cell;
 
 /// A slice lent for the length of one call, or nothing.
 #[derive(Debug)]
-pub struct LentBytes {
+pub(super) struct LentBytes {
     ptr: Cell<*const u8>,
     len: Cell<usize>,
 }
@@ -45,7 +45,7 @@ impl Drop for Return<'_> {
 impl LentBytes {
     /// Runs `f` with `bytes` readable through [`LentBytes::with`]; a loan
     /// already running is put back afterwards.
-    pub fn lend_during<R>(&self, bytes: &[u8], f: impl FnOnce() -> R) -> R {
+    pub(super) fn lend_during<R>(&self, bytes: &[u8], f: impl FnOnce() -> R) -> R {
         let outer = (self.ptr.get(), self.len.get());
         self.ptr.set(bytes.as_ptr());
         self.len.set(bytes.len());
@@ -59,7 +59,7 @@ impl LentBytes {
     }
 
     /// Calls `f` with the lent bytes, or with `None` when nothing is lent.
-    pub fn with<R>(&self, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    pub(super) fn with<R>(&self, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
         let ptr = self.ptr.get();
         if ptr.is_null() {
             return f(None);

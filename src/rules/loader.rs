@@ -40,7 +40,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 
 /// Everything the rule files declared.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(super) struct Registry {
     /// Rules, in declaration order.
     pub rules: Vec<Rule>,
     /// Policies on the built-in points, in declaration order.
@@ -50,7 +50,7 @@ pub struct Registry {
 }
 
 /// A loaded rule state.
-pub struct Loaded {
+pub(super) struct Loaded {
     /// The Lua state.
     pub lua: Lua,
     /// Its instruction budget.
@@ -64,7 +64,7 @@ pub struct Loaded {
 }
 
 /// Builds a state and runs `source` (named `name`, from `base_dir`) in it.
-pub fn load(
+pub(super) fn load(
     name: &str,
     source: &[u8],
     base_dir: Option<PathBuf>,
@@ -234,7 +234,7 @@ fn module_path(lua: &Lua, name: &str) -> mlua::Result<PathBuf> {
 }
 
 /// The directory of a rule file (for `require`).
-pub fn base_dir_of(path: &Path) -> PathBuf {
+pub(super) fn base_dir_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -9,7 +9,7 @@ use mlua::Lua;
 use super::error::rule_location;
 
 /// The raw log function: `(level, message)`.
-pub fn log(lua: &Lua, (level, msg): (mlua::String, mlua::String)) -> mlua::Result<()> {
+pub(super) fn log(lua: &Lua, (level, msg): (mlua::String, mlua::String)) -> mlua::Result<()> {
     let msg = msg.to_string_lossy();
     let at = rule_location(lua).unwrap_or_default();
     match &level.as_bytes()[..] {
@@ -22,7 +22,7 @@ pub fn log(lua: &Lua, (level, msg): (mlua::String, mlua::String)) -> mlua::Resul
 }
 
 /// The raw print function: one line, already joined by the prelude.
-pub fn print(_: &Lua, line: mlua::String) -> mlua::Result<()> {
+pub(super) fn print(_: &Lua, line: mlua::String) -> mlua::Result<()> {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not turn into a rule error.
     let _ = out.write_all(&line.as_bytes()).and_then(|()| out.write_all(b"\n"));

@@ -24,7 +24,7 @@ use mlua::AnyUserData;
 
 /// The turn being spoken on one connection.
 #[derive(Debug, Default)]
-pub struct Monologue {
+pub(super) struct Monologue {
     speaker: Option<Direction>,
     bytes: Vec<u8>,
     /// Stream offset of the first byte in `bytes`.
@@ -35,7 +35,7 @@ pub struct Monologue {
 
 impl Monologue {
     /// The side speaking now, if any.
-    pub fn speaker(&self) -> Option<Direction> {
+    pub(super) fn speaker(&self) -> Option<Direction> {
         self.speaker
     }
 }

@@ -18,7 +18,7 @@ use crate::wire::{checksum, proto, tcp_flags, IpInfo, Transport};
 
 /// Which header a packet object shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layer {
+pub(super) enum Layer {
     /// IPv4 or IPv6.
     Ip,
     /// TCP.
@@ -32,7 +32,7 @@ pub enum Layer {
 impl Layer {
     /// The packet object layer of an event's layer (the IP layer for
     /// events without a packet).
-    pub fn of(l: crate::inspect::PacketLayer) -> Layer {
+    pub(super) fn of(l: crate::inspect::PacketLayer) -> Layer {
         use crate::inspect::PacketLayer as P;
         match l {
             P::Tcp => Layer::Tcp,
@@ -52,7 +52,7 @@ impl Layer {
     }
 
     /// The layer an event wants, or the IP layer if the packet lacks it.
-    pub fn for_packet(want: Layer, transport: &Transport) -> Layer {
+    pub(super) fn for_packet(want: Layer, transport: &Transport) -> Layer {
         match (want, transport) {
             (Layer::Tcp, Transport::Tcp(_)) => Layer::Tcp,
             (Layer::Udp, Transport::Udp(_)) => Layer::Udp,
@@ -64,7 +64,7 @@ impl Layer {
 
 /// A packet object, valid during the event it was made for.
 #[derive(Debug, Clone, Copy)]
-pub struct PacketUd {
+pub(super) struct PacketUd {
     /// The event it belongs to.
     pub epoch: u64,
     /// The layer it shows.
@@ -73,7 +73,7 @@ pub struct PacketUd {
 
 /// `pkt.flags`: IP flags (`rb df mf`) or TCP flags (`fin syn rst psh ack urg ecn cwr`).
 #[derive(Debug, Clone, Copy)]
-pub struct FlagsUd {
+pub(super) struct FlagsUd {
     ip: bool,
     bits: u8,
 }

@@ -8,7 +8,7 @@ use super::stream_objects::SharedStream;
 
 /// A streamed rule's coroutine on one direction.
 #[derive(Debug, Default)]
-pub enum Coroutine {
+pub(super) enum Coroutine {
     /// No data has come yet.
     #[default]
     NotStarted,
@@ -25,7 +25,7 @@ pub enum Coroutine {
 
 /// One direction's rule machinery.
 #[derive(Debug, Default)]
-pub struct PerDirection {
+pub(super) struct PerDirection {
     /// The bytes streamed rules may still read (made with the first one).
     pub stream: Option<SharedStream>,
     /// Streamed coroutines, by the rule's index among `receive_data` rules.
@@ -40,7 +40,7 @@ pub struct PerDirection {
 
 impl PerDirection {
     /// The coroutine slot of rule `i`.
-    pub fn coroutine(&mut self, i: usize) -> &mut Coroutine {
+    pub(super) fn coroutine(&mut self, i: usize) -> &mut Coroutine {
         if self.coroutines.len() <= i {
             self.coroutines.resize_with(i + 1, Coroutine::default);
         }
@@ -48,7 +48,7 @@ impl PerDirection {
     }
 
     /// The carry of rule `i` (empty if none).
-    pub fn carry(&mut self, i: usize) -> &mut Vec<u8> {
+    pub(super) fn carry(&mut self, i: usize) -> &mut Vec<u8> {
         if self.carry.len() <= i {
             self.carry.resize_with(i + 1, Vec::new);
         }

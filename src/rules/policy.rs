@@ -39,7 +39,7 @@ use super::error::located;
 use crate::inspect::{Event, FlowInfo};
 use action::{actions_of, install_actions, Act, ActionCall};
 use criterion::{criterion_of, is_kind, kind_of, Criterion, Kind, KindUd, Subject};
-pub use point::PointUd;
+pub(super) use point::PointUd;
 
 /// The name Haka gives the built-in `new_connection` points (an alert
 /// action without a description gets it).
@@ -90,7 +90,7 @@ struct Crit {
 
 /// What every policy has.
 #[derive(Debug, Clone)]
-pub struct Spec {
+pub(super) struct Spec {
     name: String,
     criteria: Vec<Crit>,
     actions: Vec<Act>,
@@ -98,7 +98,7 @@ pub struct Spec {
 
 /// A policy on a built-in `new_connection` point.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(super) struct Policy {
     /// The `new_connection` event it runs at.
     pub event: Event,
     /// The point's table (the actions' first argument).
@@ -128,7 +128,7 @@ const MODULE: &str = "sluice.policy.module";
 /// Runs the policies of a built-in `new_connection` point for `flow`, whose
 /// Lua object is `flow_value` (the context the actions act on). A one-line
 /// call from the dispatcher, before the event's rules.
-pub fn run_connection_point(
+pub(super) fn run_connection_point(
     lua: &Lua,
     policies: &[Policy],
     flow: &FlowInfo,
@@ -241,7 +241,7 @@ fn key_text(k: &Value) -> String {
 
 /// The `haka.policy` table: callable to declare a policy, with Haka's
 /// actions, criterion objects, `new`, `learn` and `learning`.
-pub fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
+pub(super) fn install(lua: &Lua, hooks: Hooks) -> mlua::Result<Table> {
     criterion::install(lua)?;
     let t = lua.create_table()?;
     lua.set_named_registry_value(MODULE, t.clone())?;

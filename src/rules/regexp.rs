@@ -31,14 +31,14 @@ use super::stream_objects::SubUd;
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
 /// The `require` name of the module.
-pub const MODULE_NAME: &str = "regexp/pcre";
+pub(super) const MODULE_NAME: &str = "regexp/pcre";
 
 /// Total automaton memory the compile cache may hold.
 const CACHE_MEMORY: usize = 64 << 20;
 
 /// Bytes all the sinks of one rule state may keep to find match starts
 /// (each keeps at most [`DEFAULT_WINDOW`]).
-pub const SINK_WINDOW_BUDGET: usize = 64 << 20;
+pub(super) const SINK_WINDOW_BUDGET: usize = 64 << 20;
 
 /// Compiled patterns by (pattern, flags), so that `rem.re:match(pattern, ...)`
 /// in a rule compiles once, not per event.
@@ -55,7 +55,7 @@ type ModuleMatchArgs = (Value, mlua::String, Value, Option<i64>, Option<bool>);
 
 /// The module table for `require(name)`, or `None` if `name` is not a
 /// native module.
-pub fn native_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
+pub(super) fn native_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
     if name != MODULE_NAME {
         return Ok(None);
     }
@@ -112,12 +112,12 @@ fn compile(lua: &Lua, cache: &SharedCache, pattern: &[u8], flags: Option<i64>) -
 
 /// A compiled pattern (`rem.re:compile`), and the window budget its sinks
 /// share with every other sink of the rule state.
-pub struct RegexUd(Regex, WindowBudget);
+pub(super) struct RegexUd(Regex, WindowBudget);
 
 /// Named registry slot of `re:match`, a Lua function (rules/stream_iter.lua):
 /// on a streamed iterator it may have to wait for bytes, which only Lua code
 /// can; on anything else it calls the Rust `_match`.
-pub const RE_MATCH: &str = "sluice.regexp.re_match";
+pub(super) const RE_MATCH: &str = "sluice.regexp.re_match";
 
 impl UserData for RegexUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -203,7 +203,7 @@ fn as_string(ud: &AnyUserData) -> mlua::Result<Option<mlua::String>> {
 }
 
 /// A sink (`re:create_sink()`): the pattern matched across the chunks fed.
-pub struct SinkUd(StreamMatcher, WindowBudget);
+pub(super) struct SinkUd(StreamMatcher, WindowBudget);
 
 impl SinkUd {
     fn feed(&mut self, lua: &Lua, chunk: &Value, eof: bool) -> mlua::Result<Feed> {

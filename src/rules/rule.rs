@@ -11,7 +11,7 @@ use crate::inspect::Event;
 
 /// One declared rule.
 #[derive(Debug, Clone)]
-pub struct Rule {
+pub(super) struct Rule {
     /// The event it hooks.
     pub event: Event,
     /// The `eval` function.
@@ -30,12 +30,12 @@ pub struct Rule {
 /// The policies declared on points made by `haka.policy.new` (they live in
 /// their point; the loader only counts them). Lua app data while loading.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PointPolicies(pub usize);
+pub(super) struct PointPolicies(pub usize);
 
 /// Appends `item` to the declarations of its kind (`Vec<Rule>` or
 /// `Vec<Policy>`, Lua app data while the rule files load); returns its
 /// position.
-pub fn declare<T: 'static>(lua: &Lua, item: T, what: &str) -> mlua::Result<usize> {
+pub(super) fn declare<T: 'static>(lua: &Lua, item: T, what: &str) -> mlua::Result<usize> {
     let mut list = lua
         .try_app_data_mut::<Vec<T>>()
         .map_err(|_| located(lua, format!("{what} called re-entrantly")))?
@@ -45,7 +45,7 @@ pub fn declare<T: 'static>(lua: &Lua, item: T, what: &str) -> mlua::Result<usize
 }
 
 /// The `haka.rule` function.
-pub fn rule_function(lua: &Lua, hooks: Hooks) -> mlua::Result<Function> {
+pub(super) fn rule_function(lua: &Lua, hooks: Hooks) -> mlua::Result<Function> {
     lua.create_function(move |lua, spec: Value| {
         let Value::Table(spec) = spec else {
             return Err(located(lua, "haka.rule expects a table { on = <event>, eval = <function> }"));

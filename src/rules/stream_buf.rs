@@ -15,11 +15,11 @@ use std::ops::Range;
 use std::sync::Arc;
 
 /// Bytes shared between the stream and the sub-buffers made of them.
-pub type Block = Arc<[u8]>;
+pub(super) type Block = Arc<[u8]>;
 
 /// A run of bytes made of parts of blocks.
 #[derive(Debug, Clone, Default)]
-pub struct Parts {
+pub(super) struct Parts {
     /// The parts, in order.
     pub parts: Vec<(Block, Range<usize>)>,
     /// Their total length.
@@ -28,7 +28,7 @@ pub struct Parts {
 
 impl Parts {
     /// The bytes as one vector.
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub(super) fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
         for (b, r) in &self.parts {
             v.extend_from_slice(&b[r.clone()]);
@@ -37,7 +37,7 @@ impl Parts {
     }
 
     /// `len` bytes from `skip` (cut at the end).
-    pub fn slice(&self, skip: usize, len: usize) -> Parts {
+    pub(super) fn slice(&self, skip: usize, len: usize) -> Parts {
         let mut out = Parts::default();
         let mut skip = skip;
         let mut want = len.min(self.len.saturating_sub(skip));
@@ -60,7 +60,7 @@ impl Parts {
     }
 
     /// The byte at `i` (0-based).
-    pub fn byte(&self, mut i: usize) -> Option<u8> {
+    pub(super) fn byte(&self, mut i: usize) -> Option<u8> {
         for (b, r) in &self.parts {
             if i < r.len() {
                 return b.get(r.start + i).copied();
@@ -73,7 +73,7 @@ impl Parts {
 
 /// One direction's readable bytes.
 #[derive(Debug)]
-pub struct StreamBuf {
+pub(super) struct StreamBuf {
     /// Retained blocks with the stream offset of their first byte.
     blocks: VecDeque<(u64, Block)>,
     /// Offset just after the last delivered byte.
@@ -90,7 +90,7 @@ pub struct StreamBuf {
 
 impl StreamBuf {
     /// An empty stream whose first byte has offset `start`.
-    pub fn new(start: u64, limit: usize) -> Self {
+    pub(super) fn new(start: u64, limit: usize) -> Self {
         StreamBuf {
             blocks: VecDeque::new(),
             end: start,
@@ -103,7 +103,7 @@ impl StreamBuf {
     }
 
     /// Appends delivered bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(super) fn push(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -115,22 +115,22 @@ impl StreamBuf {
     }
 
     /// Marks the end of the stream.
-    pub fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         self.eof = true;
     }
 
     /// True once the stream ended.
-    pub fn is_eof(&self) -> bool {
+    pub(super) fn is_eof(&self) -> bool {
         self.eof
     }
 
     /// Offset just after the last byte.
-    pub fn end(&self) -> u64 {
+    pub(super) fn end(&self) -> u64 {
         self.end
     }
 
     /// The limit, if it was passed.
-    pub fn overflow(&self) -> Option<usize> {
+    pub(super) fn overflow(&self) -> Option<usize> {
         self.overflowed.then_some(self.limit)
     }
 
@@ -140,7 +140,7 @@ impl StreamBuf {
     }
 
     /// A new holder at `pos`.
-    pub fn hold(&mut self, pos: u64) -> u64 {
+    pub(super) fn hold(&mut self, pos: u64) -> u64 {
         let id = self.next_holder;
         self.next_holder += 1;
         self.holders.insert(id, pos);
@@ -148,25 +148,25 @@ impl StreamBuf {
     }
 
     /// The position of holder `id`.
-    pub fn pos(&self, id: u64) -> Option<u64> {
+    pub(super) fn pos(&self, id: u64) -> Option<u64> {
         self.holders.get(&id).copied()
     }
 
     /// Moves holder `id` to `pos`.
-    pub fn set_pos(&mut self, id: u64, pos: u64) {
+    pub(super) fn set_pos(&mut self, id: u64, pos: u64) {
         if let Some(p) = self.holders.get_mut(&id) {
             *p = pos;
         }
     }
 
     /// Drops holder `id` and the blocks nobody holds any more.
-    pub fn release(&mut self, id: u64) {
+    pub(super) fn release(&mut self, id: u64) {
         self.holders.remove(&id);
         self.trim();
     }
 
     /// Releases the blocks that lie wholly before every holder.
-    pub fn trim(&mut self) {
+    pub(super) fn trim(&mut self) {
         let lo = self.holders.values().min().copied().unwrap_or(self.end);
         while let Some((start, b)) = self.blocks.front() {
             if start + b.len() as u64 > lo {
@@ -180,7 +180,7 @@ impl StreamBuf {
     }
 
     /// The retained bytes in `range` (clipped to what is retained).
-    pub fn parts(&self, range: Range<u64>) -> Parts {
+    pub(super) fn parts(&self, range: Range<u64>) -> Parts {
         let mut out = Parts::default();
         for (start, b) in &self.blocks {
             let bend = start + b.len() as u64;

@@ -20,11 +20,11 @@ use super::error::located;
 use super::stream_buf::{Parts, StreamBuf};
 
 /// A stream shared by the cursors reading it.
-pub type SharedStream = Arc<Mutex<StreamBuf>>;
+pub(super) type SharedStream = Arc<Mutex<StreamBuf>>;
 
 /// A sub-buffer.
 #[derive(Debug, Clone)]
-pub struct SubUd(pub Parts);
+pub(super) struct SubUd(pub Parts);
 
 /// `'all'`, or a size.
 fn size_arg(lua: &Lua, v: &Value, rest: usize, what: &str) -> mlua::Result<usize> {
@@ -83,7 +83,7 @@ fn describe(v: &Value) -> String {
 
 /// A position in a stream: the non-blocking primitives of an iterator.
 #[derive(Debug)]
-pub struct CursorUd {
+pub(super) struct CursorUd {
     stream: SharedStream,
     holder: u64,
     meter: Cell<i64>,
@@ -91,13 +91,13 @@ pub struct CursorUd {
 
 impl CursorUd {
     /// A cursor at `pos` of `stream`.
-    pub fn new(stream: &SharedStream, pos: u64) -> Self {
+    pub(super) fn new(stream: &SharedStream, pos: u64) -> Self {
         let holder = stream.lock().hold(pos);
         CursorUd { stream: stream.clone(), holder, meter: Cell::new(0) }
     }
 
     /// The holder id (the dispatcher releases it when its rule is done).
-    pub fn holder(&self) -> u64 {
+    pub(super) fn holder(&self) -> u64 {
         self.holder
     }
 

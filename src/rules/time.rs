@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 
 /// A point in packet time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TimeUd(pub Timestamp);
+pub(super) struct TimeUd(pub Timestamp);
 
 impl TimeUd {
     fn secs(self) -> u64 {
@@ -33,7 +33,7 @@ const MONTHS: [&str; 12] =
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// `ctime`-style text of `secs` since the epoch, in UTC.
-pub fn ctime(secs: u64) -> String {
+pub(super) fn ctime(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
@@ -74,7 +74,7 @@ impl UserData for TimeUd {
 }
 
 /// `haka.time(seconds)`: a time object from a number of seconds.
-pub fn haka_time(lua: &Lua, secs: f64) -> mlua::Result<TimeUd> {
+pub(super) fn haka_time(lua: &Lua, secs: f64) -> mlua::Result<TimeUd> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(located(lua, "haka.time: seconds must be a non-negative number"));
     }
@@ -83,7 +83,7 @@ pub fn haka_time(lua: &Lua, secs: f64) -> mlua::Result<TimeUd> {
 
 /// `haka.network_time()`: the packet time of the running event (of the
 /// last event, between events).
-pub fn network_time(lua: &Lua, (): ()) -> mlua::Result<TimeUd> {
+pub(super) fn network_time(lua: &Lua, (): ()) -> mlua::Result<TimeUd> {
     Ok(TimeUd(context(lua)?.time.get()))
 }
 

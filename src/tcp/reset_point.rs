@@ -8,9 +8,11 @@ use crate::wire::SeqNumber;
 /// Where each end's receiver stands.
 #[derive(Debug, Clone, Copy)]
 pub struct ResetPoint {
+    /// The connection's state.
     pub state: TcpState,
-    /// What the server expects next from the client, and what it last acknowledged.
+    /// What the server expects next from the client.
     pub server_next: Option<SeqNumber>,
+    /// What the server last acknowledged.
     pub server_acked: Option<SeqNumber>,
     /// What the client expects next from the server.
     pub client_next: Option<SeqNumber>,

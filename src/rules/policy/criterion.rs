@@ -24,7 +24,7 @@ use super::super::error::located;
 /// Which kind of criterion: `haka.policy.set` and the others are callable
 /// objects of this type, so `haka.policy.learn(haka.policy.set)` can name one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(super) enum Kind {
     /// `value(v)`: equal to `v`.
     Value,
     /// `set{a, b, ...}`: equal to one of them.
@@ -45,7 +45,7 @@ pub enum Kind {
 
 impl Kind {
     /// The name under `haka.policy`.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Value => "value",
             Kind::Set => "set",
@@ -65,7 +65,7 @@ impl Kind {
 
 /// `haka.policy.<kind>`: call it to make a criterion.
 #[derive(Debug, Clone, Copy)]
-pub struct KindUd(pub Kind);
+pub(super) struct KindUd(pub Kind);
 
 impl UserData for KindUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -94,7 +94,7 @@ enum State {
 /// one object may serve several policies, and a learning one is shared
 /// with every policy it appears in.
 #[derive(Debug)]
-pub struct Criterion {
+pub(super) struct Criterion {
     kind: Kind,
     /// Made by `haka.policy.learn`: while `haka.policy.learning` is true it
     /// does not decide eligibility but records the values it sees.
@@ -104,7 +104,7 @@ pub struct Criterion {
 
 /// The Lua object of a criterion.
 #[derive(Debug, Clone)]
-pub struct CriterionUd(pub Arc<Criterion>);
+pub(super) struct CriterionUd(pub Arc<Criterion>);
 
 impl UserData for CriterionUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -116,7 +116,7 @@ impl UserData for CriterionUd {
 
 /// The value a criterion looks at.
 #[derive(Debug, Clone)]
-pub enum Subject {
+pub(super) enum Subject {
     /// An address (a built-in point's `srcip`/`dstip`).
     Addr(IpAddr),
     /// A number (a built-in point's ports).
@@ -131,7 +131,7 @@ impl Subject {
     }
 
     /// The subject as a Lua value.
-    pub fn to_value(&self, lua: &Lua) -> mlua::Result<Value> {
+    pub(super) fn to_value(&self, lua: &Lua) -> mlua::Result<Value> {
         Ok(match self {
             Subject::Addr(a) => Value::UserData(lua.create_userdata(AddrUd(*a))?),
             Subject::Int(i) => Value::Integer(*i),
@@ -191,7 +191,7 @@ const LT: &str = "sluice.policy.lt";
 const LE: &str = "sluice.policy.le";
 
 /// Installs the Lua comparison helpers `less` falls back to.
-pub fn install(lua: &Lua) -> mlua::Result<()> {
+pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
     let lt: Function =
         lua.load("local a, b = ... return a < b").set_name("=[sluice]policy").into_function()?;
     let le: Function =
@@ -202,12 +202,12 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
 impl Criterion {
     /// A `value` criterion (what a plain value in a policy becomes).
-    pub fn value(v: Value) -> Criterion {
+    pub(super) fn value(v: Value) -> Criterion {
         Criterion { kind: Kind::Value, learning: false, state: Mutex::new(State::Value(v)) }
     }
 
     /// An `in_network` criterion.
-    pub fn in_network(net: IpNet) -> Criterion {
+    pub(super) fn in_network(net: IpNet) -> Criterion {
         Criterion { kind: Kind::InNetwork, learning: false, state: Mutex::new(State::Net(net)) }
     }
 
@@ -264,7 +264,7 @@ impl Criterion {
     }
 
     /// `haka.policy.learn(kind)`: an empty criterion of that kind that learns.
-    pub fn learner(lua: &Lua, kind: Kind) -> mlua::Result<CriterionUd> {
+    pub(super) fn learner(lua: &Lua, kind: Kind) -> mlua::Result<CriterionUd> {
         if !kind.learns() {
             return Err(located(
                 lua,
@@ -279,7 +279,7 @@ impl Criterion {
     }
 
     /// True if `s` satisfies the criterion.
-    pub fn matches(&self, lua: &Lua, s: &Subject) -> mlua::Result<bool> {
+    pub(super) fn matches(&self, lua: &Lua, s: &Subject) -> mlua::Result<bool> {
         // Comparisons may run Lua (`__lt`), which could reach this criterion again.
         let state = self.state.try_lock().ok_or_else(|| located(lua, "policy criterion busy"))?;
         if matches!(self.kind, Kind::Absent | Kind::Present) {
@@ -322,7 +322,7 @@ impl Criterion {
     }
 
     /// A learning criterion records `s` (nil is not recorded).
-    pub fn learn(&self, lua: &Lua, s: &Subject) -> mlua::Result<()> {
+    pub(super) fn learn(&self, lua: &Lua, s: &Subject) -> mlua::Result<()> {
         if s.is_nil() {
             return Ok(());
         }
@@ -354,7 +354,7 @@ impl Criterion {
 }
 
 /// The criterion object `v` is, if it is one.
-pub fn criterion_of(v: &Value) -> Option<Arc<Criterion>> {
+pub(super) fn criterion_of(v: &Value) -> Option<Arc<Criterion>> {
     match v {
         Value::UserData(ud) => ud.borrow::<CriterionUd>().ok().map(|c| Arc::clone(&c.0)),
         _ => None,
@@ -362,12 +362,12 @@ pub fn criterion_of(v: &Value) -> Option<Arc<Criterion>> {
 }
 
 /// True if `v` is an uncalled criterion kind (`haka.policy.present`).
-pub fn is_kind(v: &Value) -> bool {
+pub(super) fn is_kind(v: &Value) -> bool {
     matches!(v, Value::UserData(ud) if ud.is::<KindUd>())
 }
 
 /// The kind `v` names (`haka.policy.learn`'s argument).
-pub fn kind_of(v: &Value) -> Option<Kind> {
+pub(super) fn kind_of(v: &Value) -> Option<Kind> {
     match v {
         Value::UserData(ud) => ud.borrow::<KindUd>().ok().map(|k| k.0),
         _ => None,

@@ -13,7 +13,7 @@ use super::{key_text, select, Spec, Values};
 
 /// A policy point made by `haka.policy.new(name)`.
 #[derive(Debug)]
-pub struct PointUd {
+pub(crate) struct PointUd {
     pub(super) name: String,
     /// Shared so `apply` can hold them while actions use the point.
     pub(super) specs: RefCell<Arc<Vec<Spec>>>,
