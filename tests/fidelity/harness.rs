@@ -10,6 +10,11 @@ use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+#[path = "craft.rs"]
+mod craft;
+#[allow(unused_imports)] // each suite uses its own share
+pub use craft::{bad_checksum, fix_tcp_checksum, urgent_segment, OVERLAP_EVIL, OVERLAP_GOOD};
+
 use sluice::capture::pcap::PcapSource;
 use sluice::config::EngineConfig;
 use sluice::flow::Direction::{Down, Up};
@@ -129,16 +134,6 @@ pub fn packets(name: &'static str, packets: Vec<TimedPacket>, expect: Expect) ->
 /// window scale 7, SACK permitted.
 pub const SYN_OPTIONS: &[u8] = &[2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2];
 
-/// Recomputes the TCP checksum of a whole (unfragmented) packet.
-pub fn fix_tcp_checksum(p: &mut [u8]) {
-    let d = decode(p).unwrap();
-    let t = d.tcp().unwrap().clone();
-    let (src, dst) = (d.ip.src, d.ip.dst);
-    p[t.offset + 16..t.offset + 18].copy_from_slice(&[0, 0]);
-    let c16 = checksum::transport(src, dst, proto::TCP, &p[t.offset..]);
-    p[t.offset + 16..t.offset + 18].copy_from_slice(&c16.to_be_bytes());
-}
-
 /// Sets a packet's TCP window field (unscaled) and acknowledgment number.
 pub fn with_window(mut p: Vec<u8>, ack: Option<SeqNumber>, window: u16) -> Vec<u8> {
     let off = decode(&p).unwrap().tcp().unwrap().offset;
@@ -171,51 +166,12 @@ pub fn opened(syn_payload: &[u8], window: u16) -> Conversation {
     c
 }
 
-/// Adds a segment with a custom urgent pointer (the builder has none).
-pub fn urgent_segment(c: &mut Conversation, seq: SeqNumber, urgent: u16, payload: &[u8]) {
-    let mut p = c.build(Up, seq, ACK | PSH | URG, &[], payload);
-    let off = decode(&p).unwrap().tcp().unwrap().offset;
-    p[off + 18..off + 20].copy_from_slice(&urgent.to_be_bytes());
-    fix_tcp_checksum(&mut p);
-    c.push(p);
-}
-
-/// Corrupts a packet's TCP checksum.
-pub fn bad_checksum(mut p: Vec<u8>) -> Vec<u8> {
-    let d = decode(&p).unwrap();
-    let off = d.tcp().unwrap().offset + 16;
-    p[off] ^= 0x55;
-    p
-}
-
-/// Two 32-byte payloads that differ only in the bytes of fragment 1 (of
-/// fragments sized 24, 16, rest) and have the same TCP checksum: the second
-/// swaps 16-bit words of the first ("at" "ta" "ck" -> "ta" "ck" "at"), which
-/// leaves the one's-complement sum unchanged. So fragments 0 and 2 are the
-/// same for both, and whichever copy of fragment 1 an endpoint keeps, the
-/// datagram checksums (as in `tests/netns_fidelity.rs`).
-pub const OVERLAP_EVIL: &[u8] = b"....------attack--------........";
-pub const OVERLAP_GOOD: &[u8] = b"....------tackat--------........";
-
-/// Fragments 0, 1 of `first`, 1 of `second`, 2 (all the same offsets and
-/// lengths: Linux keeps the first copy of an exact duplicate, IPFRAG_DUP),
-/// then the benign segment whole (a fresh datagram), then FIN.
+/// The overlapping-fragments case on a fresh connection (see
+/// [`craft::overlapping_fragments`]).
 pub fn overlapping_fragments(evil_first: bool) -> Conversation {
     let mut c = conv();
     c.handshake();
-    let seq = c.next_seq(Up);
-    let evil = c.build(Up, seq, ACK | PSH, &[], OVERLAP_EVIL);
-    let good = c.build(Up, seq, ACK | PSH, &[], OVERLAP_GOOD);
-    let tcp_sum = |p: &[u8]| decode(p).unwrap().tcp().unwrap().checksum;
-    assert_eq!(tcp_sum(&evil), tcp_sum(&good), "crafting: the two versions must checksum alike");
-    let e = fragment(&evil, &[24, 16], 7);
-    let g = fragment(&good, &[24, 16], 7);
-    assert_eq!((e.len(), e[0] == g[0], e[2] == g[2]), (3, true, true));
-    let (first, second) = if evil_first { (&e[1], &g[1]) } else { (&g[1], &e[1]) };
-    c.push(e[0].clone()).push(first.clone()).push(second.clone()).push(e[2].clone());
-    c.wait(200_000);
-    c.segment(Up, seq, ACK | PSH, OVERLAP_GOOD);
-    c.segment(Up, seq + OVERLAP_GOOD.len() as u32, FIN | ACK, b"");
+    craft::overlapping_fragments(&mut c, evil_first);
     c
 }
 
