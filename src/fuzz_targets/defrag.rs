@@ -177,7 +177,13 @@ impl State {
                 self.check_complete(&datagram, &fragments, datagrams);
             }
             DefragOutcome::Rejected { drop, reason } => {
-                assert!(matches!(reason, Counter::DropFragment | Counter::DropFragmentOverlap), "{reason:?}");
+                assert!(
+                    matches!(
+                        reason,
+                        Counter::DropFragment | Counter::DropFragmentOverlap | Counter::DropFragmentDuplicate
+                    ),
+                    "{reason:?}"
+                );
                 self.verdicted(id, &drop, "rejected");
             }
         }
