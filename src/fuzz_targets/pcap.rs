@@ -33,9 +33,17 @@ pub(super) fn run(data: &[u8]) {
     replay(&input);
 }
 
-/// A file in the temporary directory owned by this process.
+/// A file in the temporary directory owned by this process and thread: the
+/// replay test runs harnesses on several threads at once, and a shared file
+/// would be overwritten under a reader.
 fn temp_path(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("sluice-fuzz-{}-{what}.pcap", std::process::id()))
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    let thread = ID.with(|id| *id);
+    std::env::temp_dir().join(format!("sluice-fuzz-{}-{thread}-{what}.pcap", std::process::id()))
 }
 
 fn read_records(path: &std::path::Path, file_len: usize) {
