@@ -309,7 +309,9 @@ impl CraftedClient {
     /// acknowledging `seq` or more, or for an RST; returns it.
     pub fn wait_for_ack(&mut self, seq: SeqNumber, limit: Duration) -> Option<Answer> {
         let from = self.conn_from;
-        self.wait_for(from, limit, |a| a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack >= seq))
+        self.wait_for(from, limit, |a| {
+            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack.at_or_after(seq))
+        })
     }
 
     /// Waits (at most `limit`) for an answer of the current connection
@@ -318,7 +320,7 @@ impl CraftedClient {
     pub fn wait_for_open(&mut self, seq: SeqNumber, limit: Duration) -> Option<Answer> {
         let from = self.conn_from;
         self.wait_for(from, limit, |a| {
-            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack >= seq && a.window > 0)
+            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack.at_or_after(seq) && a.window > 0)
         })
     }
 
@@ -346,7 +348,7 @@ impl CraftedClient {
             let (ack, fin) = (t.ack, t.has(tcp_flags::FIN));
             let from = self.conn_from;
             let got = self.wait_for(from, ANSWER_TIMEOUT, |a| {
-                a.has(tcp_flags::ACK) && a.ack >= ack && (!fin || a.has(tcp_flags::FIN))
+                a.has(tcp_flags::ACK) && a.ack.at_or_after(ack) && (!fin || a.has(tcp_flags::FIN))
             });
             if got.is_none() {
                 self.note(format!("no server answer acknowledging {} (fin: {fin})", ack.0));
