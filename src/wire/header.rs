@@ -253,11 +253,6 @@ impl<'a> Tcp<&'a mut [u8]> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Tcp<T> {
-    /// Sets the sequence number.
-    pub fn set_seq(&mut self, seq: u32) {
-        put_u32(self.segment.as_mut(), 4, seq);
-    }
-
     /// Sets the acknowledgment number.
     pub fn set_ack(&mut self, ack: u32) {
         put_u32(self.segment.as_mut(), 8, ack);
@@ -341,7 +336,6 @@ mod tests {
     fn tcp_fields_land_where_the_decoder_reads_them() {
         let mut p = TcpSegment::new(v4(10, 0, 0, 1), 1, v4(10, 0, 0, 2), 2).build();
         let mut t = Tcp::of_packet(&mut p).unwrap();
-        t.set_seq(7);
         t.set_ack(9);
         t.set_flags(ACK | PSH | URG);
         t.set_window(513);
@@ -351,7 +345,7 @@ mod tests {
         let t = d.tcp().unwrap();
         assert_eq!(
             (t.seq, t.ack, t.flags, t.window, t.urgent),
-            (SeqNumber(7), SeqNumber(9), ACK | PSH | URG, 513, 3)
+            (SeqNumber(0), SeqNumber(9), ACK | PSH | URG, 513, 3)
         );
         assert!(checksum::transport_ok(d.ip.src, d.ip.dst, proto::TCP, d.l4_bytes()));
     }

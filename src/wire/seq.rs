@@ -52,24 +52,6 @@ impl SeqNumber {
     pub fn diff(self, other: SeqNumber) -> i64 {
         i64::from(self.0.wrapping_sub(other.0) as i32)
     }
-
-    /// The later of two sequence numbers.
-    pub fn later(self, other: SeqNumber) -> SeqNumber {
-        if self.at_or_after(other) {
-            self
-        } else {
-            other
-        }
-    }
-
-    /// The earlier of two sequence numbers.
-    pub fn earlier(self, other: SeqNumber) -> SeqNumber {
-        if self.at_or_before(other) {
-            self
-        } else {
-            other
-        }
-    }
 }
 
 impl Add<u32> for SeqNumber {
@@ -110,8 +92,6 @@ mod tests {
         assert_eq!(a.distance_from(b), None);
         assert_eq!(b.diff(a), 20);
         assert_eq!(a.diff(b), -20);
-        assert_eq!(a.later(b), b);
-        assert_eq!(a.earlier(b), a);
     }
 
     #[test]
