@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 #[path = "craft.rs"]
-mod craft;
+pub mod craft;
 #[allow(unused_imports)] // each suite uses its own share
 pub use craft::{bad_checksum, fix_tcp_checksum, urgent_segment, OVERLAP_EVIL, OVERLAP_GOOD};
 
@@ -73,6 +73,11 @@ pub struct Case {
 }
 
 impl Case {
+    /// What the case is about.
+    pub fn expect(mut self, e: Expect) -> Self {
+        self.expect = e;
+        self
+    }
     pub fn counters(mut self, c: &'static [&'static str]) -> Self {
         self.counters = c;
         self
@@ -167,15 +172,6 @@ pub fn opened(syn_payload: &[u8], window: u16) -> Conversation {
     c
 }
 
-/// The overlapping-fragments case on a fresh connection (see
-/// [`craft::overlapping_fragments`]).
-pub fn overlapping_fragments(evil_first: bool) -> Conversation {
-    let mut c = conv();
-    c.handshake();
-    craft::overlapping_fragments(&mut c, evil_first);
-    c
-}
-
 /// One connection's data in fragments (`sizes` as `fragment` takes them).
 pub fn fragmented(mut c: Conversation, payload: &[u8], sizes: &[usize]) -> Conversation {
     c.handshake();
@@ -185,25 +181,6 @@ pub fn fragmented(mut c: Conversation, payload: &[u8], sizes: &[usize]) -> Conve
         c.push(f);
     }
     c
-}
-
-/// Two connections in turn on the same 4-tuple: `first`, ended
-/// by an orderly close or (unacknowledged) by an RST, then a new one carrying `second`.
-pub fn reused(first: &[u8], close: bool, second: &[u8]) -> Vec<TimedPacket> {
-    let mut c = conv();
-    c.handshake();
-    if close {
-        // FIN, the server's ACK and FIN, the last ACK.
-        c.send(Up, first).close();
-    } else {
-        c.data(Up, first).rst(Up);
-    }
-    let later = sluice::time::Timestamp(c.packets().last().unwrap().0 .0 + 1000);
-    let mut c2 = conv().isn(900_000, 77).at(later);
-    c2.handshake().send(Up, second);
-    let mut packets = c.into_packets();
-    packets.extend(c2.into_packets());
-    packets
 }
 
 /// In-order bytes before the window test: more than the SYN-ACK's
