@@ -325,11 +325,12 @@ impl Framing {
 /// Locally administered MACs derived from the last bytes of the IP addresses,
 /// so each host keeps its MAC across packets.
 fn macs(ip: &[u8]) -> ([u8; 6], [u8; 6]) {
-    let (s, d) = match ip.first().map(|b| b >> 4) {
-        Some(4) if ip.len() >= 20 => ((ip[14], ip[15]), (ip[18], ip[19])),
-        Some(6) if ip.len() >= 40 => ((ip[22], ip[23]), (ip[38], ip[39])),
-        _ => ((0, 0), (0, 0)),
+    let last_two = |a: IpAddr| match a {
+        IpAddr::V4(a) => (a.octets()[2], a.octets()[3]),
+        IpAddr::V6(a) => (a.octets()[14], a.octets()[15]),
     };
+    let (s, d) =
+        crate::wire::header::addresses(ip).map_or(((0, 0), (0, 0)), |(s, d)| (last_two(s), last_two(d)));
     ([0x02, 0, 0, 0, s.0, s.1], [0x02, 0, 0, 0, d.0, d.1])
 }
 

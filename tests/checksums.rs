@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use sluice::flow::Direction::{Down, Up};
 use sluice::offline::{self, ChecksumMode, OfflineOptions, Summary};
 use sluice::pcapgen::{write_pcap_file, Conversation, Framing, TimedPacket};
-use sluice::wire::{decode, Transport};
+use sluice::wire::decode;
+use sluice::wire::header::{Ipv4, Tcp, Udp};
 
 /// Alerts on every delivered chunk (with its direction and bytes) and on
 /// every TCP packet whose payload holds "evil".
@@ -37,19 +38,18 @@ haka.rule {
 /// Breaks a packet's TCP or UDP checksum as a NIC-offloading sender leaves
 /// it (a partial sum is wrong for the whole segment).
 fn break_transport_sum(p: &mut [u8]) {
-    let d = decode(p).unwrap();
-    let at = p.len() - d.l4_bytes().len()
-        + match d.transport {
-            Transport::Tcp(_) => 16,
-            Transport::Udp(_) => 6,
-            _ => panic!("not TCP/UDP"),
-        };
-    p[at] ^= 0x5a;
+    if let Some(mut t) = Tcp::of_packet(p) {
+        let sum = t.checksum();
+        t.set_checksum(sum ^ 0x5a00);
+    } else {
+        let mut u = Udp::of_packet(p).expect("not TCP/UDP");
+        let sum = u.checksum();
+        u.set_checksum(sum ^ 0x5a00);
+    }
 }
 
 fn zero_ip_header_sum(p: &mut [u8]) {
-    p[10] = 0;
-    p[11] = 0;
+    Ipv4::new_checked(p).unwrap().set_checksum(0);
 }
 
 /// The server (10.0.0.2) sends with offloaded checksums; the client is
@@ -185,7 +185,10 @@ fn a_bad_ip_header_checksum_reaches_packet_rules_then_is_dropped() {
     c.handshake();
     let at = c.next_seq(Up);
     let mut p = c.build(Up, at, sluice::wire::tcp_flags::ACK, &[], b"evil");
-    p[10] ^= 0x01; // a wrong, nonzero header checksum: damage, not offload
+    // A wrong, nonzero header checksum: damage, not offload.
+    let mut h = Ipv4::new_checked(&mut p[..]).unwrap();
+    let sum = h.checksum();
+    h.set_checksum(sum ^ 0x0100);
     c.push(p);
     c.send(Up, b"fine").close();
     let tmp = tempfile::tempdir().unwrap();

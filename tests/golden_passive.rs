@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use sluice::flow::Direction::{Down, Up};
 use sluice::offline::{self, ChecksumMode, OfflineError, OfflineOptions, Summary};
 use sluice::pcapgen::{write_pcap, Conversation, Framing, TimedPacket};
-use sluice::wire::{decode, tcp_flags, Transport};
+use sluice::wire::header::{Ipv4, Tcp, Udp};
+use sluice::wire::{decode, tcp_flags};
 
 /// Alerts on every chunk delivered to rules (direction, length, bytes), and
 /// resets the connection on "reset-me".
@@ -60,10 +61,13 @@ fn without(packets: Vec<TimedPacket>, payloads: &[&[u8]]) -> Vec<TimedPacket> {
 }
 
 fn break_transport_sum(p: &mut [u8]) {
-    let d = decode(p).unwrap();
-    let header = p.len() - d.l4_bytes().len();
-    let at = header + if matches!(d.transport, Transport::Tcp(_)) { 16 } else { 6 };
-    p[at] ^= 0x5a;
+    if let Some(mut t) = Tcp::of_packet(p) {
+        let sum = t.checksum();
+        t.set_checksum(sum ^ 0x5a00);
+    } else if let Some(mut u) = Udp::of_packet(p) {
+        let sum = u.checksum();
+        u.set_checksum(sum ^ 0x5a00);
+    }
 }
 
 fn all_cases() -> Vec<Case> {
@@ -152,8 +156,7 @@ fn all_cases() -> Vec<Case> {
     let mut packets = c.into_packets();
     for (_, p) in packets.iter_mut() {
         break_transport_sum(p);
-        p[10] = 0;
-        p[11] = 0;
+        Ipv4::new_checked(&mut p[..]).unwrap().set_checksum(0);
     }
     cases.push(Case {
         name: "checksums-loopback-zero",

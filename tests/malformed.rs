@@ -15,6 +15,7 @@ use sluice::inspect::NoRules;
 use sluice::offline::{self, OfflineOptions};
 use sluice::pcapgen::{write_pcap, write_pcapng, Conversation, Framing, TimedPacket};
 use sluice::time::Timestamp;
+use sluice::wire::header::Ipv4;
 
 fn traffic() -> Vec<TimedPacket> {
     let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
@@ -371,10 +372,10 @@ fn broken_packets_in_a_pcap_get_verdicts() {
         [&syn[..], &[0u8; 30][..]].concat(), // trailing junk (link padding)
     ];
     let mut lying = syn.clone();
-    lying[2..4].copy_from_slice(&4000u16.to_be_bytes()); // total length > bytes
+    Ipv4::new_checked(&mut lying[..]).unwrap().set_total_len(4000); // total length > bytes
     broken.push(lying);
     let mut short = syn.clone();
-    short[2..4].copy_from_slice(&10u16.to_be_bytes()); // total length < header
+    Ipv4::new_checked(&mut short[..]).unwrap().set_total_len(10); // total length < header
     broken.push(short);
     let packets: Vec<TimedPacket> = broken.into_iter().map(|p| (good[0].0, p)).collect();
     let p = f.dir.path().join("broken.pcap");

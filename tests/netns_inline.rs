@@ -128,7 +128,9 @@ fn checksums_the_kernel_validated_are_trusted_and_no_others() {
             .expect("raw socket");
         let dst = SockAddr::from(std::net::SocketAddr::new(SERVER4, 0));
         let mut bad = sluice::wire::forge::udp_packet(CLIENT4, 40000, SERVER4, PORT, b"bad!");
-        bad[20 + 6] ^= 0x5a; // the UDP checksum (after a 20-byte IPv4 header)
+        let mut udp = sluice::wire::header::Udp::of_packet(&mut bad).expect("UDP");
+        let sum = udp.checksum();
+        udp.set_checksum(sum ^ 0x5a00);
         let good = sluice::wire::forge::udp_packet(CLIENT4, 40000, SERVER4, PORT, b"good");
         for p in [&bad, &good] {
             tx.send_to(p, &dst).expect("raw send");

@@ -24,7 +24,8 @@ use netns::{join_bounded, Testbed, CLIENT4, CLIENT6, SERVER4, SERVER6};
 use sluice::flow::Direction::Up;
 use sluice::ip::fragment::fragment;
 use sluice::pcapgen::Conversation;
-use sluice::wire::{checksum, decode, proto, tcp_flags::*};
+use sluice::wire::header::Tcp;
+use sluice::wire::tcp_flags::*;
 
 const ATTACK: &[u8] = b"attack";
 const SERVER_IDLE: Duration = Duration::from_millis(1500);
@@ -137,15 +138,6 @@ fn md5() -> Vec<u8> {
     o
 }
 
-fn fix_tcp_checksum(p: &mut [u8]) {
-    let d = decode(p).unwrap();
-    let t = d.tcp().unwrap().clone();
-    let (src, dst) = (d.ip.src, d.ip.dst);
-    p[t.offset + 16..t.offset + 18].copy_from_slice(&[0, 0]);
-    let c = checksum::transport(src, dst, proto::TCP, &p[t.offset..]);
-    p[t.offset + 16..t.offset + 18].copy_from_slice(&c.to_be_bytes());
-}
-
 /// `head`, then `tail` with URG and urgent pointer 1 (its first byte is
 /// urgent), then FIN.
 fn urgent(c: &mut Conversation, head: &[u8], tail: &[u8]) {
@@ -153,9 +145,9 @@ fn urgent(c: &mut Conversation, head: &[u8], tail: &[u8]) {
     c.segment(Up, b, ACK | PSH, head);
     let at = b + head.len() as u32;
     let mut p = c.build(Up, at, ACK | PSH | URG, &[], tail);
-    let off = decode(&p).unwrap().tcp().unwrap().offset;
-    p[off + 18..off + 20].copy_from_slice(&1u16.to_be_bytes());
-    fix_tcp_checksum(&mut p);
+    let mut t = Tcp::of_packet(&mut p).unwrap();
+    t.set_urgent(1);
+    t.fill_checksum();
     c.push(p);
     c.segment(Up, at + tail.len() as u32, FIN | ACK, b"");
 }

@@ -57,9 +57,8 @@ impl HostChecksums {
         let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return };
         if pkt.ip.version == 4 {
             self.ipv4_seen += 1;
-            let hlen = usize::from(ip[0] & 0x0f) * 4;
-            let field_zero = ip.get(10..12) == Some(&[0, 0][..]);
-            if field_zero && ip.get(..hlen).is_some_and(|h| !checksum::ipv4_header_ok(h)) {
+            let field_zero = pkt.ip.checksum == 0;
+            if field_zero && ip.get(..pkt.ip.header_len).is_some_and(|h| !checksum::ipv4_header_ok(h)) {
                 self.ip_header_zero += 1;
             }
         }
@@ -132,9 +131,12 @@ mod tests {
     use super::*;
     use crate::wire::decode::v4;
     use crate::wire::forge::udp_packet;
+    use crate::wire::header::{Ipv4, Udp};
 
     fn corrupt_udp_sum(mut p: Vec<u8>) -> Vec<u8> {
-        p[26] ^= 0x55;
+        let mut u = Udp::of_packet(&mut p).unwrap();
+        let sum = u.checksum();
+        u.set_checksum(sum ^ 0x5500);
         p
     }
 
@@ -161,8 +163,7 @@ mod tests {
     fn zero_header_checksums_count_only_when_wrong() {
         let (a, b) = (v4(127, 0, 0, 1), v4(127, 0, 0, 1));
         let mut p = udp_packet(a, 1, b, 2, b"x");
-        p[10] = 0;
-        p[11] = 0;
+        Ipv4::new_checked(&mut p[..]).unwrap().set_checksum(0);
         let mut scan = OffloadScan::default();
         scan.count(&p);
         scan.count(&udp_packet(a, 1, b, 2, b"y"));

@@ -133,7 +133,7 @@ impl<I: Inspector> Engine<I> {
         } else {
             // The receiver cannot have these bytes yet; an ACK claiming it
             // does would release them before rules saw them.
-            payload_len == 0 && t.flags == ACK && t.ack <= p.start_seq
+            payload_len == 0 && t.flags == ACK && t.ack.at_or_before(p.start_seq)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (a segment the endpoint would discard must not be inspected as if it were
 //! delivered) and urgent-data normalisation.
 
+use crate::wire::header::Tcp;
 use crate::wire::{checksum, proto, Decoded, Transport};
 
 /// True if the transport checksum is one the endpoint accepts.
@@ -41,13 +42,11 @@ pub(super) fn has_urgent(pkt: &Decoded<'_>) -> bool {
 pub(super) fn clear_urgent(pkt: &Decoded<'_>, checksum_partial: bool) -> Option<Vec<u8>> {
     let t = pkt.tcp()?;
     let mut b = pkt.bytes.to_vec();
-    let off = t.offset;
-    *b.get_mut(off + 13)? &= !crate::wire::tcp_flags::URG;
-    b.get_mut(off + 18..off + 20)?.copy_from_slice(&[0, 0]);
+    let mut h = Tcp::new_checked(b.get_mut(t.offset..)?, pkt.ip.src, pkt.ip.dst)?;
+    h.set_flags(h.flags() & !crate::wire::tcp_flags::URG);
+    h.set_urgent(0);
     if !checksum_partial {
-        b.get_mut(off + 16..off + 18)?.copy_from_slice(&[0, 0]);
-        let c = checksum::transport(pkt.ip.src, pkt.ip.dst, proto::TCP, b.get(off..)?);
-        b.get_mut(off + 16..off + 18)?.copy_from_slice(&c.to_be_bytes());
+        h.fill_checksum();
     }
     Some(b)
 }

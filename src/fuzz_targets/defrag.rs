@@ -28,6 +28,7 @@ use crate::stats::Counter;
 use crate::time::Timestamp;
 use crate::wire::decode::v4;
 use crate::wire::forge::udp_packet;
+use crate::wire::header::{Ipv4, Ipv6, IPV6_HEADER_LEN};
 use crate::wire::{checksum, decode, DecodeError};
 
 #[derive(Debug, Arbitrary)]
@@ -263,16 +264,13 @@ impl State {
 /// The IP header of a reassembled datagram: its length field says the
 /// datagram's length, and an IPv4 header checksum is right.
 fn check_ip_header(p: &[u8]) {
-    match p.first().map(|b| b >> 4) {
-        Some(4) if p.len() >= 20 => {
-            let hlen = usize::from(p[0] & 0x0f) * 4;
-            assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len(), "IPv4 total length");
-            assert!(hlen >= 20 && hlen <= p.len() && checksum::ipv4_header_ok(&p[..hlen]), "IPv4 header");
-        }
-        Some(6) if p.len() >= 40 => {
-            assert_eq!(usize::from(u16::from_be_bytes([p[4], p[5]])) + 40, p.len(), "IPv6 payload length");
-        }
-        _ => panic!("a reassembled datagram is no IP packet: {:02x?}", &p[..p.len().min(64)]),
+    if let Some(h) = Ipv4::new_checked(p) {
+        assert_eq!(usize::from(h.total_len()), p.len(), "IPv4 total length");
+        assert!(checksum::ipv4_header_ok(h.header()), "IPv4 header");
+    } else if let Some(h) = Ipv6::new_checked(p) {
+        assert_eq!(usize::from(h.payload_len()) + IPV6_HEADER_LEN, p.len(), "IPv6 payload length");
+    } else {
+        panic!("a reassembled datagram is no IP packet: {:02x?}", &p[..p.len().min(64)]);
     }
 }
 

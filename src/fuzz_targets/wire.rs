@@ -19,6 +19,7 @@ use crate::ip::fragment::fragment;
 use crate::pcapgen::icmp_echo;
 use crate::wire::decode::v4;
 use crate::wire::forge::{udp_packet, TcpSegment};
+use crate::wire::header::{set_ipv4_header_len, Ipv4, Ipv6, IPV6_HEADER_LEN, TCP_MIN_HEADER_LEN};
 use crate::wire::{checksum, decode, proto, tcp_flags, Decoded, SeqNumber, Transport};
 
 pub(super) fn run(data: &[u8]) {
@@ -37,24 +38,18 @@ pub(super) fn run(data: &[u8]) {
 
 /// Repairs what random bytes rarely get right, as the mode byte asks.
 pub(super) fn repair(p: &mut [u8], mode: u8) {
-    match p.first().map(|b| b >> 4) {
-        Some(4) if p.len() >= 20 => {
-            if mode & 2 != 0 {
-                let total = u16::try_from(p.len()).unwrap_or(u16::MAX);
-                p[2..4].copy_from_slice(&total.to_be_bytes());
-            }
-            let hlen = usize::from(p[0] & 0x0f) * 4;
-            if mode & 1 != 0 && hlen >= 20 && hlen <= p.len() {
-                p[10..12].fill(0);
-                let c = checksum::ipv4_header(&p[..hlen]);
-                p[10..12].copy_from_slice(&c.to_be_bytes());
-            }
+    let len = p.len();
+    if let Some(mut h) = Ipv4::new_checked(&mut *p) {
+        if mode & 2 != 0 {
+            h.set_total_len(u16::try_from(len).unwrap_or(u16::MAX));
         }
-        Some(6) if p.len() >= 40 && mode & 2 != 0 => {
-            let len = u16::try_from(p.len() - 40).unwrap_or(u16::MAX);
-            p[4..6].copy_from_slice(&len.to_be_bytes());
+        if mode & 1 != 0 {
+            h.fill_checksum();
         }
-        _ => {}
+    } else if let Some(mut h) = Ipv6::new_checked(&mut *p) {
+        if mode & 2 != 0 {
+            h.set_payload_len(u16::try_from(len - IPV6_HEADER_LEN).unwrap_or(u16::MAX));
+        }
     }
 }
 
@@ -129,7 +124,7 @@ fn check_transport(d: &Decoded<'_>) {
 
 /// Rebuilding the segment with the forge gives back the decoded fields.
 fn check_forge_round_trip(d: &Decoded<'_>, t: &crate::wire::TcpInfo) {
-    let options = &d.bytes[t.offset + 20..t.payload_offset];
+    let options = &d.bytes[t.offset + TCP_MIN_HEADER_LEN..t.payload_offset];
     let mut seg = TcpSegment::new(d.ip.src, t.src_port, d.ip.dst, t.dst_port);
     seg.seq = t.seq;
     seg.ack = t.ack;
@@ -183,12 +178,11 @@ fn v4_with_options(a: IpAddr, b: IpAddr) -> Vec<u8> {
     let mut p = udp_packet(a, 1, b, 2, b"opt");
     let rr = [7u8, 7, 4, 0, 0, 0, 0, 1];
     p.splice(20..20, rr);
-    p[0] = 0x47;
-    let total = (p.len() as u16).to_be_bytes();
-    p[2..4].copy_from_slice(&total);
-    p[10..12].fill(0);
-    let c = checksum::ipv4_header(&p[..28]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
+    set_ipv4_header_len(&mut p, 28).expect("28 bytes of header");
+    let total = p.len() as u16;
+    let mut h = Ipv4::new_checked(&mut p[..]).expect("IPv4");
+    h.set_total_len(total);
+    h.fill_checksum();
     p
 }
 
@@ -197,9 +191,10 @@ fn v6_with_extension_headers(a: IpAddr, b: IpAddr) -> Vec<u8> {
     let mut p = udp_packet(a, 1, b, 2, b"ext");
     let hop = [60u8, 0, 1, 4, 0, 0, 0, 0];
     let dst = [proto::UDP, 0, 1, 4, 0, 0, 0, 0];
-    p.splice(40..40, hop.into_iter().chain(dst));
-    p[6] = 0;
-    let len = (p.len() as u16 - 40).to_be_bytes();
-    p[4..6].copy_from_slice(&len);
+    p.splice(IPV6_HEADER_LEN..IPV6_HEADER_LEN, hop.into_iter().chain(dst));
+    let len = (p.len() - IPV6_HEADER_LEN) as u16;
+    let mut h = Ipv6::new_checked(&mut p[..]).expect("IPv6");
+    h.set_next_header(0);
+    h.set_payload_len(len);
     p
 }

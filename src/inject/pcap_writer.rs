@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use pcap_file::pcap::{PcapHeader, PcapWriter, RawPcapPacket};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 
 use crate::capture::link::{reverse_header, set_ip_version, zero_header, LinkType};
+use crate::wire::header::addresses;
 
 /// Snap length written in the output header: at least this, so every frame
 /// we write (up to the reader's record limit) is within it.
@@ -24,19 +25,8 @@ const MAX_REMEMBERED_HEADERS: usize = 65_536;
 
 /// The source, destination and version of an IP packet, if its header has them.
 pub fn ip_endpoints(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8)> {
-    match ip.first()? >> 4 {
-        4 => {
-            let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
-            let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            Some((IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)), 4))
-        }
-        6 => {
-            let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
-            let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            Some((IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)), 6))
-        }
-        _ => None,
-    }
+    let (src, dst) = addresses(ip)?;
+    Some((src, dst, if src.is_ipv4() { 4 } else { 6 }))
 }
 
 /// The last link header seen for each (source IP, destination IP), so that a

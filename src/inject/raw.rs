@@ -83,17 +83,7 @@ impl RawInjector {
 
 /// The destination address in an IP header.
 pub fn destination(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => {
-            let b: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        6 => {
-            let b: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        _ => None,
-    }
+    crate::wire::header::addresses(packet).map(|(_, dst)| dst)
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use crate::packet_id::PacketId;
-use crate::wire::{checksum, Decoded, FragmentInfo};
+use crate::wire::header::{Ipv4, Ipv6};
+use crate::wire::{Decoded, FragmentInfo};
 
 /// The largest value of the 16-bit IP length fields.
 const MAX_IP_LEN: usize = 65_535;
@@ -346,17 +347,15 @@ impl PendingDatagram {
         out.extend_from_slice(&head.bytes);
         if self.version == 4 {
             let len = u16::try_from(head.bytes.len() + to_usize(total)).ok()?;
-            out.get_mut(2..4)?.copy_from_slice(&len.to_be_bytes());
-            // Keep the reserved and DF bits; clear MF and the offset.
-            *out.get_mut(6)? &= 0xc0;
-            *out.get_mut(7)? = 0;
-            out.get_mut(10..12)?.copy_from_slice(&[0, 0]);
-            let c = checksum::ipv4_header(&out);
-            out.get_mut(10..12)?.copy_from_slice(&c.to_be_bytes());
+            let mut h = Ipv4::new_checked(&mut out)?;
+            h.set_total_len(len);
+            h.clear_fragmentation();
+            h.fill_checksum();
         } else {
             let payload = head.bytes.len().checked_sub(V6_BASE_HEADER)? + to_usize(total);
-            let payload = u16::try_from(payload).ok()?;
-            out.get_mut(4..6)?.copy_from_slice(&payload.to_be_bytes());
+            Ipv6::new_checked(&mut out)?.set_payload_len(u16::try_from(payload).ok()?);
+            // The Next Header field that named the Fragment header: in the
+            // base header or in the last unfragmentable extension header.
             *out.get_mut(head.v6_next_header_field)? = self.next_header?;
         }
         for (&start, seg) in &self.segments {

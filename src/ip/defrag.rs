@@ -318,6 +318,7 @@ mod tests {
     use crate::ip::fragment::tests::{with_v4_options, with_v6_hop_by_hop};
     use crate::wire::decode::{decode, v4};
     use crate::wire::forge::TcpSegment;
+    use crate::wire::header::{Ipv4, Ipv6, IPV6_HEADER_LEN};
     use crate::wire::{checksum, tcp_flags, DecodeError, SeqNumber};
 
     const T0: Timestamp = Timestamp(1_000_000_000);
@@ -360,13 +361,10 @@ mod tests {
     /// DF cleared (fragments never carry it) and the checksum recomputed.
     fn expected(original: &[u8], id: u16) -> Vec<u8> {
         let mut p = original.to_vec();
-        if p[0] >> 4 == 4 {
-            let ihl = usize::from(p[0] & 0x0f) * 4;
-            p[4..6].copy_from_slice(&id.to_be_bytes());
-            p[6] &= !0x40;
-            p[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::ipv4_header(&p[..ihl]);
-            p[10..12].copy_from_slice(&c.to_be_bytes());
+        if let Some(mut h) = Ipv4::new_checked(&mut p[..]) {
+            h.set_identification(id);
+            h.clear_dont_fragment();
+            h.fill_checksum();
         }
         p
     }
@@ -394,14 +392,13 @@ mod tests {
     /// A hand-made IPv4 fragment (offset in bytes, protocol UDP).
     fn v4_fragment(id: u16, offset: u32, more: bool, data: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
-        let total = (20 + data.len()) as u16;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        p[4..6].copy_from_slice(&id.to_be_bytes());
-        let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
-        p[6..8].copy_from_slice(&field.to_be_bytes());
-        let c = checksum::ipv4_header(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
         p.extend_from_slice(data);
+        let total = p.len() as u16;
+        let mut h = Ipv4::new_checked(&mut p[..]).unwrap();
+        h.set_total_len(total);
+        h.set_identification(id);
+        h.set_fragment_field((offset / 8) as u16 | if more { 0x2000 } else { 0 });
+        h.fill_checksum();
         p
     }
 
@@ -411,7 +408,7 @@ mod tests {
         p.extend_from_slice(&"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
         p.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
         let payload = (8 + data.len()) as u16;
-        p[4..6].copy_from_slice(&payload.to_be_bytes());
+        Ipv6::new_checked(&mut p[..]).unwrap().set_payload_len(payload);
         let field = offset as u16 | u16::from(more);
         p.extend_from_slice(&[nh, 0]);
         p.extend_from_slice(&field.to_be_bytes());
@@ -489,10 +486,9 @@ mod tests {
         let frags = fragment(&original, &[64], 3);
         // A copy of the first fragment with another TTL: its header is ignored.
         let mut other_ttl = frags[0].clone();
-        other_ttl[8] = 3;
-        other_ttl[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::ipv4_header(&other_ttl[..20]);
-        other_ttl[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut h = Ipv4::new_checked(&mut other_ttl[..]).unwrap();
+        h.set_ttl(3);
+        h.fill_checksum();
 
         let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &frags[0], T0), DefragOutcome::Held);
@@ -753,10 +749,9 @@ mod tests {
         let mut udp_first = v4_fragment(9, 0, true, &data[..8]);
         let mut d = strict(limits());
         assert_eq!(push(&mut d, 1, &udp_first, T0), DefragOutcome::Held);
-        udp_first[9] = 6;
-        udp_first[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::ipv4_header(&udp_first[..20]);
-        udp_first[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut h = Ipv4::new_checked(&mut udp_first[..]).unwrap();
+        h.set_protocol(6);
+        h.fill_checksum();
         assert_eq!(push(&mut d, 2, &udp_first, T0), DefragOutcome::Held);
         assert_eq!(d.held_datagrams(), 2);
     }
@@ -929,15 +924,12 @@ mod tests {
                 f.truncate(keep);
             }
         }
-        if v6 {
-            let payload = (f.len() - 40) as u16;
-            f[4..6].copy_from_slice(&payload.to_be_bytes());
-        } else {
-            let total = f.len() as u16;
-            f[2..4].copy_from_slice(&total.to_be_bytes());
-            f[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::ipv4_header(&f[..hlen]);
-            f[10..12].copy_from_slice(&c.to_be_bytes());
+        let len = f.len();
+        if let Some(mut h) = Ipv6::new_checked(&mut f[..]) {
+            h.set_payload_len((len - IPV6_HEADER_LEN) as u16);
+        } else if let Some(mut h) = Ipv4::new_checked(&mut f[..]) {
+            h.set_total_len(len as u16);
+            h.fill_checksum();
         }
     }
 }

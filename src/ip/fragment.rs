@@ -10,6 +10,8 @@
 //! the last routing header, or the hop-by-hop header if there is no routing
 //! header) is repeated in every fragment, followed by a fragment header.
 
+use crate::wire::header::{set_ipv4_header_len, Ipv4, Ipv6, IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN};
+
 /// IPv4 flags/offset field: more fragments.
 const V4_MF: u16 = 0x2000;
 /// IPv4 flags/offset field: the reserved bit, the only flag kept besides MF.
@@ -71,21 +73,22 @@ fn pieces(total: usize, sizes: &[usize]) -> Vec<(usize, usize)> {
 }
 
 fn fragment_v4(packet: &[u8], sizes: &[usize], id: u32) -> Option<Vec<Vec<u8>>> {
-    let ihl = usize::from(packet.first()? & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-    if ihl < 20 || total < ihl || total > packet.len() {
+    let ip = Ipv4::new_checked(packet)?;
+    let ihl = ip.header_len();
+    let total = usize::from(ip.total_len());
+    if total < ihl || total > packet.len() {
         return None;
     }
-    let flags_offset = u16::from_be_bytes([packet[6], packet[7]]);
+    let flags_offset = ip.fragment_field();
     if flags_offset & (V4_MF | 0x1fff) != 0 {
         return None;
     }
-    let header = &packet[..ihl];
+    let header = ip.header();
     let data = &packet[ihl..total];
     if data.is_empty() {
         return None;
     }
-    let later_header = v4_header_with_copied_options(header);
+    let later_header = v4_header_with_copied_options(header)?;
     let list = pieces(data.len(), sizes);
     let last = list.len() - 1;
     let mut out = Vec::with_capacity(list.len());
@@ -95,16 +98,15 @@ fn fragment_v4(packet: &[u8], sizes: &[usize], id: u32) -> Option<Vec<Vec<u8>>> 
         frag.extend_from_slice(head);
         frag.extend_from_slice(&data[start..start + len]);
         let frag_total = u16::try_from(frag.len()).ok()?;
-        frag[2..4].copy_from_slice(&frag_total.to_be_bytes());
-        frag[4..6].copy_from_slice(&(id as u16).to_be_bytes());
         let mut field = (flags_offset & V4_RB) | u16::try_from(start / 8).ok()?;
         if i != last {
             field |= V4_MF;
         }
-        frag[6..8].copy_from_slice(&field.to_be_bytes());
-        frag[10..12].copy_from_slice(&[0, 0]);
-        let c = crate::wire::checksum::ipv4_header(&frag[..head.len()]);
-        frag[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut h = Ipv4::new_checked(&mut frag[..])?;
+        h.set_total_len(frag_total);
+        h.set_identification(id as u16);
+        h.set_fragment_field(field);
+        h.fill_checksum();
         out.push(frag);
     }
     Some(out)
@@ -112,9 +114,9 @@ fn fragment_v4(packet: &[u8], sizes: &[usize], id: u32) -> Option<Vec<Vec<u8>>> 
 
 /// The header of a non-first IPv4 fragment: the base header plus the options
 /// marked "copied", padded to a multiple of 4 bytes with end-of-list bytes.
-fn v4_header_with_copied_options(header: &[u8]) -> Vec<u8> {
-    let mut out = header[..20].to_vec();
-    let options = &header[20..];
+fn v4_header_with_copied_options(header: &[u8]) -> Option<Vec<u8>> {
+    let mut out = header[..IPV4_MIN_HEADER_LEN].to_vec();
+    let options = &header[IPV4_MIN_HEADER_LEN..];
     let mut i = 0;
     while let Some(&kind) = options.get(i) {
         if kind == V4_OPT_EOL {
@@ -133,22 +135,24 @@ fn v4_header_with_copied_options(header: &[u8]) -> Vec<u8> {
         i += len;
     }
     out.resize(out.len().div_ceil(4) * 4, V4_OPT_EOL);
-    out[0] = 0x40 | (out.len() / 4) as u8;
-    out
+    let len = out.len();
+    set_ipv4_header_len(&mut out, len)?;
+    Some(out)
 }
 
 fn fragment_v6(packet: &[u8], sizes: &[usize], id: u32) -> Option<Vec<Vec<u8>>> {
-    let payload_len = usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
-    let end = 40 + payload_len;
+    let ip = Ipv6::new_checked(packet)?;
+    let end = IPV6_HEADER_LEN + usize::from(ip.payload_len());
     if end > packet.len() {
         return None;
     }
     let packet = &packet[..end];
     // Find where the unfragmentable part ends and which byte names the first
-    // header of the fragmentable part.
-    let mut next = packet[6];
-    let mut at = 40;
-    let mut unfragmentable = (40, 6);
+    // header of the fragmentable part (the base header's Next Header field,
+    // byte 6, or an extension header's first byte).
+    let mut next = ip.next_header();
+    let mut at = IPV6_HEADER_LEN;
+    let mut unfragmentable = (IPV6_HEADER_LEN, 6);
     loop {
         match next {
             V6_HOP_BY_HOP | V6_ROUTING | V6_DEST_OPTS => {
@@ -179,8 +183,8 @@ fn fragment_v6(packet: &[u8], sizes: &[usize], id: u32) -> Option<Vec<Vec<u8>>> 
         let mut frag = Vec::with_capacity(unfrag_len + V6_FRAGMENT_HEADER_LEN + len);
         frag.extend_from_slice(&packet[..unfrag_len]);
         frag[nh_field] = V6_FRAGMENT;
-        let payload = u16::try_from(unfrag_len - 40 + V6_FRAGMENT_HEADER_LEN + len).ok()?;
-        frag[4..6].copy_from_slice(&payload.to_be_bytes());
+        let payload = u16::try_from(unfrag_len - IPV6_HEADER_LEN + V6_FRAGMENT_HEADER_LEN + len).ok()?;
+        Ipv6::new_checked(&mut frag[..])?.set_payload_len(payload);
         let mut field = u16::try_from(start).ok()?;
         if i != last {
             field |= 1;
@@ -288,24 +292,24 @@ pub(crate) mod tests {
         let mut out = packet[..20].to_vec();
         out.extend_from_slice(options);
         out.extend_from_slice(&packet[20..]);
-        out[0] = 0x40 | ((20 + options.len()) / 4) as u8;
+        set_ipv4_header_len(&mut out, 20 + options.len()).unwrap();
         let total = out.len() as u16;
-        out[2..4].copy_from_slice(&total.to_be_bytes());
-        out[10..12].copy_from_slice(&[0, 0]);
-        let c = crate::wire::checksum::ipv4_header(&out[..20 + options.len()]);
-        out[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut h = Ipv4::new_checked(&mut out[..]).unwrap();
+        h.set_total_len(total);
+        h.fill_checksum();
         out
     }
 
     /// Inserts an 8-byte hop-by-hop options header (PadN) into an IPv6 packet.
     pub(crate) fn with_v6_hop_by_hop(packet: &[u8]) -> Vec<u8> {
-        let mut out = packet[..40].to_vec();
-        let next = out[6];
-        out[6] = 0;
+        let mut out = packet[..IPV6_HEADER_LEN].to_vec();
+        let next = Ipv6::new_checked(&out[..]).unwrap().next_header();
         out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
-        out.extend_from_slice(&packet[40..]);
-        let payload = (out.len() - 40) as u16;
-        out[4..6].copy_from_slice(&payload.to_be_bytes());
+        out.extend_from_slice(&packet[IPV6_HEADER_LEN..]);
+        let payload = (out.len() - IPV6_HEADER_LEN) as u16;
+        let mut h = Ipv6::new_checked(&mut out[..]).unwrap();
+        h.set_next_header(V6_HOP_BY_HOP);
+        h.set_payload_len(payload);
         out
     }
 }

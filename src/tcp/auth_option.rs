@@ -34,7 +34,7 @@ pub enum AuthOption {
 /// first byte, options included). A malformed option list ends the walk, as
 /// Linux's option parsers stop at it.
 pub fn find(header: &[u8]) -> Option<AuthOption> {
-    let options = header.get(20..)?;
+    let options = header.get(crate::wire::header::TCP_MIN_HEADER_LEN..)?;
     let mut i = 0;
     while let Some(&kind) = options.get(i) {
         match kind {

@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod decode;
 pub mod forge;
+pub mod header;
 pub mod seq;
 
 pub use decode::{decode, DecodeError, Decoded, FragmentInfo, IcmpInfo, IpInfo, TcpInfo, Transport, UdpInfo};

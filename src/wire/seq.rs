@@ -1,20 +1,47 @@
-//! TCP sequence numbers with wrap-aware ordering (RFC 793 / RFC 1982 serial
+//! TCP sequence numbers with wrap-aware comparisons (RFC 793 / RFC 1982 serial
 //! arithmetic), so sequence comparisons cannot be written wrong by accident.
+//!
+//! `SeqNumber` deliberately implements neither `Ord` nor `PartialOrd`: serial
+//! order is not total (`a` before `b` before `c` before `a` is possible), so
+//! `<`, `sort` and `BTreeMap` keys would be wrong in ways the compiler would
+//! not catch. Comparisons are spelled out (`before`, `after`, ...), and
+//! anything that needs a total order (sorted queues, ranges) works on u64
+//! stream offsets, converted from sequence numbers in one place
+//! (`tcp::stream`).
 
-use std::cmp::Ordering;
 use std::fmt;
 use std::ops::{Add, Sub};
 
-/// A 32-bit TCP sequence number. `a < b` means "a comes before b" modulo 2^32:
-/// the distance from `a` forward to `b` is less than 2^31.
+/// A 32-bit TCP sequence number. `a.before(b)` means "a comes before b"
+/// modulo 2^32: the distance from `a` forward to `b` is less than 2^31.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SeqNumber(pub u32);
 
 impl SeqNumber {
+    /// Whether `self` comes strictly before `other` (serial order, RFC 1982).
+    pub fn before(self, other: SeqNumber) -> bool {
+        self.diff(other) < 0
+    }
+
+    /// Whether `self` comes strictly after `other`.
+    pub fn after(self, other: SeqNumber) -> bool {
+        self.diff(other) > 0
+    }
+
+    /// Whether `self` is `other` or comes before it.
+    pub fn at_or_before(self, other: SeqNumber) -> bool {
+        self.diff(other) <= 0
+    }
+
+    /// Whether `self` is `other` or comes after it.
+    pub fn at_or_after(self, other: SeqNumber) -> bool {
+        self.diff(other) >= 0
+    }
+
     /// The number of bytes from `earlier` forward to `self`, if `self` is not
     /// before `earlier`.
     pub fn distance_from(self, earlier: SeqNumber) -> Option<u32> {
-        if self >= earlier {
+        if self.at_or_after(earlier) {
             Some(self.0.wrapping_sub(earlier.0))
         } else {
             None
@@ -24,39 +51,6 @@ impl SeqNumber {
     /// Signed distance `self - other`, wrap-aware.
     pub fn diff(self, other: SeqNumber) -> i64 {
         i64::from(self.0.wrapping_sub(other.0) as i32)
-    }
-
-    /// The later of two sequence numbers.
-    pub fn max(self, other: SeqNumber) -> SeqNumber {
-        if self >= other {
-            self
-        } else {
-            other
-        }
-    }
-
-    /// The earlier of two sequence numbers.
-    pub fn min(self, other: SeqNumber) -> SeqNumber {
-        if self <= other {
-            self
-        } else {
-            other
-        }
-    }
-}
-
-impl PartialOrd for SeqNumber {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for SeqNumber {
-    // Not a total order over all of u32 (no serial-number order is), but it is
-    // consistent for any two numbers less than 2^31 apart, which is all TCP
-    // ever compares within one window.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.0.wrapping_sub(other.0) as i32).cmp(&0)
     }
 }
 
@@ -89,20 +83,32 @@ mod tests {
         let a = SeqNumber(u32::MAX - 10);
         let b = a + 20;
         assert_eq!(b.0, 9);
-        assert!(a < b);
-        assert!(b > a);
+        assert!(a.before(b));
+        assert!(b.after(a));
+        assert!(!b.before(a));
+        assert!(a.at_or_before(b) && a.at_or_before(a));
+        assert!(b.at_or_after(a) && !a.at_or_after(b));
         assert_eq!(b.distance_from(a), Some(20));
         assert_eq!(a.distance_from(b), None);
         assert_eq!(b.diff(a), 20);
         assert_eq!(a.diff(b), -20);
-        assert_eq!(a.max(b), b);
-        assert_eq!(a.min(b), a);
+    }
+
+    #[test]
+    fn half_way_apart_each_is_before_the_other() {
+        // 2^31 apart: the serial order is undefined (RFC 1982 section 3.2);
+        // as i32 the distance is negative both ways, so each is "before" the
+        // other. This is why SeqNumber has no Ord.
+        let a = SeqNumber(0);
+        let b = SeqNumber(1 << 31);
+        assert!(a.before(b) && b.before(a));
     }
 
     #[test]
     fn plain_ordering() {
-        assert!(SeqNumber(1) < SeqNumber(2));
-        assert_eq!(SeqNumber(5).cmp(&SeqNumber(5)), Ordering::Equal);
+        assert!(SeqNumber(1).before(SeqNumber(2)));
+        assert!(!SeqNumber(5).before(SeqNumber(5)) && !SeqNumber(5).after(SeqNumber(5)));
+        assert!(SeqNumber(5).at_or_before(SeqNumber(5)) && SeqNumber(5).at_or_after(SeqNumber(5)));
         assert_eq!(SeqNumber(0) - 1, SeqNumber(u32::MAX));
     }
 }

@@ -7,32 +7,29 @@
 use sluice::flow::Direction::Up;
 use sluice::ip::fragment::fragment;
 use sluice::pcapgen::Conversation;
-use sluice::wire::{checksum, decode, proto, tcp_flags::*, SeqNumber};
+use sluice::wire::header::Tcp;
+use sluice::wire::{decode, tcp_flags::*, SeqNumber};
 
 /// Recomputes the TCP checksum of a whole (unfragmented) packet.
 pub fn fix_tcp_checksum(p: &mut [u8]) {
-    let d = decode(p).unwrap();
-    let t = d.tcp().unwrap().clone();
-    let (src, dst) = (d.ip.src, d.ip.dst);
-    p[t.offset + 16..t.offset + 18].copy_from_slice(&[0, 0]);
-    let c16 = checksum::transport(src, dst, proto::TCP, &p[t.offset..]);
-    p[t.offset + 16..t.offset + 18].copy_from_slice(&c16.to_be_bytes());
+    Tcp::of_packet(p).unwrap().fill_checksum();
 }
 
 /// Adds a client segment with URG and urgent pointer `urgent` (the builder
 /// has no urgent pointer).
 pub fn urgent_segment(c: &mut Conversation, seq: SeqNumber, urgent: u16, payload: &[u8]) {
     let mut p = c.build(Up, seq, ACK | PSH | URG, &[], payload);
-    let off = decode(&p).unwrap().tcp().unwrap().offset;
-    p[off + 18..off + 20].copy_from_slice(&urgent.to_be_bytes());
-    fix_tcp_checksum(&mut p);
+    let mut t = Tcp::of_packet(&mut p).unwrap();
+    t.set_urgent(urgent);
+    t.fill_checksum();
     c.push(p);
 }
 
 /// Corrupts a packet's TCP checksum.
 pub fn bad_checksum(mut p: Vec<u8>) -> Vec<u8> {
-    let off = decode(&p).unwrap().tcp().unwrap().offset + 16;
-    p[off] ^= 0x55;
+    let mut t = Tcp::of_packet(&mut p).unwrap();
+    let sum = t.checksum();
+    t.set_checksum(sum ^ 0x5500);
     p
 }
 

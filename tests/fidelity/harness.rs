@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 #[path = "craft.rs"]
-mod craft;
+pub mod craft;
 #[allow(unused_imports)] // each suite uses its own share
 pub use craft::{bad_checksum, fix_tcp_checksum, urgent_segment, OVERLAP_EVIL, OVERLAP_GOOD};
 
@@ -23,6 +23,7 @@ use sluice::offline::{self, OfflineOptions};
 use sluice::pcapgen::{write_pcap_file, Conversation, Framing, TimedPacket};
 use sluice::tcp::auth_option;
 use sluice::tcp::receiver_policy::TargetPolicy;
+use sluice::wire::header::{Ipv4, Ipv6, Tcp, IPV6_HEADER_LEN};
 use sluice::wire::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use sluice::wire::{checksum, decode, proto, SeqNumber, Transport};
 
@@ -72,6 +73,11 @@ pub struct Case {
 }
 
 impl Case {
+    /// What the case is about.
+    pub fn expect(mut self, e: Expect) -> Self {
+        self.expect = e;
+        self
+    }
     pub fn counters(mut self, c: &'static [&'static str]) -> Self {
         self.counters = c;
         self
@@ -136,12 +142,12 @@ pub const SYN_OPTIONS: &[u8] = &[2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2];
 
 /// Sets a packet's TCP window field (unscaled) and acknowledgment number.
 pub fn with_window(mut p: Vec<u8>, ack: Option<SeqNumber>, window: u16) -> Vec<u8> {
-    let off = decode(&p).unwrap().tcp().unwrap().offset;
+    let mut t = Tcp::of_packet(&mut p).unwrap();
     if let Some(ack) = ack {
-        p[off + 8..off + 12].copy_from_slice(&ack.0.to_be_bytes());
+        t.set_ack(ack.0);
     }
-    p[off + 14..off + 16].copy_from_slice(&window.to_be_bytes());
-    fix_tcp_checksum(&mut p);
+    t.set_window(window);
+    t.fill_checksum();
     p
 }
 
@@ -166,15 +172,6 @@ pub fn opened(syn_payload: &[u8], window: u16) -> Conversation {
     c
 }
 
-/// The overlapping-fragments case on a fresh connection (see
-/// [`craft::overlapping_fragments`]).
-pub fn overlapping_fragments(evil_first: bool) -> Conversation {
-    let mut c = conv();
-    c.handshake();
-    craft::overlapping_fragments(&mut c, evil_first);
-    c
-}
-
 /// One connection's data in fragments (`sizes` as `fragment` takes them).
 pub fn fragmented(mut c: Conversation, payload: &[u8], sizes: &[usize]) -> Conversation {
     c.handshake();
@@ -184,25 +181,6 @@ pub fn fragmented(mut c: Conversation, payload: &[u8], sizes: &[usize]) -> Conve
         c.push(f);
     }
     c
-}
-
-/// Two connections in turn on the same 4-tuple: `first`, ended
-/// by an orderly close or (unacknowledged) by an RST, then a new one carrying `second`.
-pub fn reused(first: &[u8], close: bool, second: &[u8]) -> Vec<TimedPacket> {
-    let mut c = conv();
-    c.handshake();
-    if close {
-        // FIN, the server's ACK and FIN, the last ACK.
-        c.send(Up, first).close();
-    } else {
-        c.data(Up, first).rst(Up);
-    }
-    let later = sluice::time::Timestamp(c.packets().last().unwrap().0 .0 + 1000);
-    let mut c2 = conv().isn(900_000, 77).at(later);
-    c2.handshake().send(Up, second);
-    let mut packets = c.into_packets();
-    packets.extend(c2.into_packets());
-    packets
 }
 
 /// In-order bytes before the window test: more than the SYN-ACK's
@@ -577,21 +555,19 @@ pub fn reassemble(list: &[Fragment], policy: Overlap) -> Option<Vec<u8>> {
     let payload = payload?;
     let first = list.iter().find(|f| f.0 == 0)?;
     let mut header = first.3.clone();
-    if header.first().map(|b| b >> 4) == Some(4) {
-        let total = (header.len() + payload.len()) as u16;
-        header[2..4].copy_from_slice(&total.to_be_bytes());
-        header[6] = 0;
-        header[7] = 0;
-        header[10] = 0;
-        header[11] = 0;
-        let c = checksum::ipv4_header(&header);
-        header[10..12].copy_from_slice(&c.to_be_bytes());
+    let total = (header.len() + payload.len()) as u16;
+    if let Some(mut h) = Ipv4::new_checked(&mut header[..]) {
+        h.set_total_len(total);
+        h.set_fragment_field(0);
+        h.fill_checksum();
     } else {
-        // IPv6 from `fragment()`: base header + fragment header.
-        let next = header[40];
-        header.truncate(40);
-        header[6] = next;
-        header[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        // IPv6 from `fragment()`: base header + fragment header, whose
+        // first byte is the next header.
+        let next = header[IPV6_HEADER_LEN];
+        header.truncate(IPV6_HEADER_LEN);
+        let mut h = Ipv6::new_checked(&mut header[..]).unwrap();
+        h.set_next_header(next);
+        h.set_payload_len(payload.len() as u16);
     }
     header.extend_from_slice(&payload);
     Some(header)

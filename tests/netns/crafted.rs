@@ -77,46 +77,37 @@ impl Answer {
     }
 }
 
-/// Parses a TCP header at the start of `tcp`.
+/// Parses a TCP header at the start of `tcp` (etherparse).
 fn parse_tcp(tcp: &[u8]) -> Option<(u16, u16, Answer)> {
-    let hdr = tcp.get(..20)?;
-    let port = |i: usize| u16::from_be_bytes([hdr[i], hdr[i + 1]]);
-    let word = |i: usize| u32::from_be_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-    let data_off = usize::from(hdr[12] >> 4) * 4;
-    let flags = hdr[13];
-    let wscale =
-        if flags & tcp_flags::SYN != 0 { tcp.get(20..data_off).and_then(window_scale_option) } else { None };
+    let h = etherparse::TcpHeaderSlice::from_slice(tcp).ok()?;
+    let bits = [
+        (h.fin(), tcp_flags::FIN),
+        (h.syn(), tcp_flags::SYN),
+        (h.rst(), tcp_flags::RST),
+        (h.psh(), tcp_flags::PSH),
+        (h.ack(), tcp_flags::ACK),
+        (h.urg(), tcp_flags::URG),
+        (h.ece(), tcp_flags::ECE),
+        (h.cwr(), tcp_flags::CWR),
+    ];
+    let flags = bits.iter().filter(|(set, _)| *set).fold(0, |f, (_, bit)| f | bit);
+    let wscale = if h.syn() {
+        h.options_iterator().flatten().find_map(|o| match o {
+            etherparse::TcpOptionElement::WindowScale(shift) => Some(shift),
+            _ => None,
+        })
+    } else {
+        None
+    };
     let answer = Answer {
-        seq: SeqNumber(word(4)),
-        ack: SeqNumber(word(8)),
+        seq: SeqNumber(h.sequence_number()),
+        ack: SeqNumber(h.acknowledgment_number()),
         flags,
-        window: u16::from_be_bytes([hdr[14], hdr[15]]),
-        payload_len: tcp.len().saturating_sub(data_off),
+        window: h.window_size(),
+        payload_len: tcp.len().saturating_sub(h.slice().len()),
         wscale,
     };
-    Some((port(0), port(2), answer))
-}
-
-/// The shift of a window scale option (kind 3) among TCP options.
-fn window_scale_option(mut opts: &[u8]) -> Option<u8> {
-    // Each step consumes at least one byte: bounded by the options' length.
-    while let Some(&kind) = opts.first() {
-        match kind {
-            0 => return None,
-            1 => opts = &opts[1..],
-            _ => {
-                let len = usize::from(*opts.get(1)?);
-                if len < 2 || len > opts.len() {
-                    return None;
-                }
-                if kind == 3 && len == 3 {
-                    return Some(opts[2]);
-                }
-                opts = &opts[len..];
-            }
-        }
-    }
-    None
+    Some((h.source_port(), h.destination_port(), answer))
 }
 
 /// One crafted connection endpoint (possibly several connections in turn on
@@ -193,12 +184,11 @@ impl CraftedClient {
             let pkt = &buf[..n];
             // An IPv4 raw socket delivers the IP header, an IPv6 one does not.
             let tcp = if self.client.is_ipv4() {
-                let ihl = usize::from(pkt.first().map_or(0, |b| b & 0x0f)) * 4;
-                let from = pkt.get(12..16).map(|a| IpAddr::from(<[u8; 4]>::try_from(a).unwrap()));
-                if from != Some(self.server.ip()) {
+                let Ok(ip) = etherparse::Ipv4HeaderSlice::from_slice(pkt) else { continue };
+                if IpAddr::from(ip.source_addr()) != self.server.ip() {
                     continue;
                 }
-                pkt.get(ihl..).unwrap_or(&[])
+                &pkt[ip.slice().len()..]
             } else {
                 pkt
             };
@@ -309,7 +299,9 @@ impl CraftedClient {
     /// acknowledging `seq` or more, or for an RST; returns it.
     pub fn wait_for_ack(&mut self, seq: SeqNumber, limit: Duration) -> Option<Answer> {
         let from = self.conn_from;
-        self.wait_for(from, limit, |a| a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack >= seq))
+        self.wait_for(from, limit, |a| {
+            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack.at_or_after(seq))
+        })
     }
 
     /// Waits (at most `limit`) for an answer of the current connection
@@ -318,7 +310,7 @@ impl CraftedClient {
     pub fn wait_for_open(&mut self, seq: SeqNumber, limit: Duration) -> Option<Answer> {
         let from = self.conn_from;
         self.wait_for(from, limit, |a| {
-            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack >= seq && a.window > 0)
+            a.has(tcp_flags::RST) || (a.has(tcp_flags::ACK) && a.ack.at_or_after(seq) && a.window > 0)
         })
     }
 
@@ -346,7 +338,7 @@ impl CraftedClient {
             let (ack, fin) = (t.ack, t.has(tcp_flags::FIN));
             let from = self.conn_from;
             let got = self.wait_for(from, ANSWER_TIMEOUT, |a| {
-                a.has(tcp_flags::ACK) && a.ack >= ack && (!fin || a.has(tcp_flags::FIN))
+                a.has(tcp_flags::ACK) && a.ack.at_or_after(ack) && (!fin || a.has(tcp_flags::FIN))
             });
             if got.is_none() {
                 self.note(format!("no server answer acknowledging {} (fin: {fin})", ack.0));
