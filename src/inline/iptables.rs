@@ -63,7 +63,16 @@ impl QueueRuleSpec {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         vec![
             words(&[
-                "-m", "mark", "--mark", &masked, "-j", "CONNMARK", "--save-mark", "--nfmask", &mark, "--ctmask",
+                "-m",
+                "mark",
+                "--mark",
+                &masked,
+                "-j",
+                "CONNMARK",
+                "--save-mark",
+                "--nfmask",
+                &mark,
+                "--ctmask",
                 &mark,
             ]),
             words(&["-m", "connmark", "--mark", &masked, "-j", "ACCEPT"]),
@@ -172,7 +181,8 @@ mod tests {
 
     #[test]
     fn bypass_rule_arguments() {
-        let spec = QueueRuleSpec { queues: (0, 0), mark: 0x5e1ce, bypass: false, bypass_mark: Some(0x100_0000) };
+        let spec =
+            QueueRuleSpec { queues: (0, 0), mark: 0x5e1ce, bypass: false, bypass_mark: Some(0x100_0000) };
         let rules: Vec<String> = spec.bypass_args().iter().map(|a| a.join(" ")).collect();
         assert_eq!(
             rules,

@@ -252,7 +252,9 @@ where
 /// `--bypass` needs a depth to be past, and a mark of its own.
 fn check_bypass(opts: &InlineOptions) -> Result<(), String> {
     if opts.engine.stream_depth == 0 {
-        return Err("--bypass needs --stream-depth: a connection is bypassed once it is past the depth".into());
+        return Err(
+            "--bypass needs --stream-depth: a connection is bypassed once it is past the depth".into()
+        );
     }
     if opts.bypass_mark == 0 {
         return Err("--bypass-mark must have at least one bit set".into());

@@ -100,7 +100,10 @@ mod tests {
         let mut out = Output::new();
         for (i, p) in packets.iter().enumerate() {
             let time = Timestamp(1_000_000 + i as u64);
-            engine.process(Packet { id: i as u64, data: p, time, checksum: ChecksumState::Unchecked }, &mut out);
+            engine.process(
+                Packet { id: i as u64, data: p, time, checksum: ChecksumState::Unchecked },
+                &mut out,
+            );
         }
         let lua = &engine.inspector().lua;
         let seen: mlua::Table = lua.globals().get("seen").unwrap();
