@@ -30,6 +30,11 @@ cd "$(dirname "$0")/.."
 SECS=${BENCH_SECS:-3}
 ROUNDS=${BENCH_ROUNDS:-3}
 BASE=${BENCH_BASE:-c_loop}
+# BENCH_RR_RT=1: the latency measurement's client, server and queue program
+# run at real-time priority (SCHED_FIFO 1), so other work on a shared machine
+# does not decide when they wake up (each round trip is short: no starving).
+RR_CHRT=()
+[ "${BENCH_RR_RT:-0}" = 1 ] && RR_CHRT=(chrt -f 1)
 DEPTH=${BENCH_DEPTH:-1048576}
 CARGO=${CARGO:-cargo}
 [ "$(id -u)" -eq 0 ] || { echo "bench-inline needs root" >&2; exit 1; }
@@ -71,13 +76,17 @@ measure() {
     local kind=$1 port=$2 out sink_pid before after
     case $kind in
         udp) ip netns exec "$TB_S" "$TRAFFIC" udp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >"$WORK/udp" & sink_pid=$! ;;
-        rr)  ip netns exec "$TB_S" "$TRAFFIC" rr-server "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$! ;;
+        rr)  ip netns exec "$TB_S" ${RR_CHRT[@]+"${RR_CHRT[@]}"} "$TRAFFIC" rr-server "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$!
+             # BENCH_RR_RT=1: the queue program's threads at real-time priority too.
+             [ -n "${RR_CHRT[*]:-}" ] && [ -n "$MODE_PID" ] && chrt -a -f -p 1 "$MODE_PID" >/dev/null ;;
         *)   ip netns exec "$TB_S" "$TRAFFIC" tcp-sink "$TB_SERVER4:$port" "$((SECS + 5))" >/dev/null & sink_pid=$! ;;
     esac
     sleep 0.3
     before=$(queue_cpu)
     case $kind in
         udp) tb_c timeout $((SECS + 10)) "$TRAFFIC" udp-flood "$TB_SERVER4:$port" "$SECS" >/dev/null ;;
+        rr)  out=$(tb_c timeout $((SECS + 10)) ${RR_CHRT[@]+"${RR_CHRT[@]}"} "$TRAFFIC" rr "$TB_SERVER4:$port" "$SECS")
+             [ -n "${RR_CHRT[*]:-}" ] && [ -n "$MODE_PID" ] && chrt -a -o -p 0 "$MODE_PID" >/dev/null ;;
         *)   out=$(tb_c timeout $((SECS + 10)) "$TRAFFIC" "$kind" "$TB_SERVER4:$port" "$SECS") ;;
     esac
     after=$(queue_cpu)
@@ -102,13 +111,15 @@ start_mode() {
             ip netns exec "$TB_G" "${prog[@]}" 2>"$WORK/nfq.log" & MODE_PID=$!; TB_PIDS+=("$MODE_PID")
             sleep 0.5
             tb_g iptables -w 5 -I FORWARD "${QRULE[@]}" ;;
-        sluice*)
-            local rules=tests/netns/rules/bench_receive_data.lua extra=()
+        sluice*|before*)
+            # before+rule: another build (BENCH_SLUICE_BEFORE) with the rule, to compare builds in one run.
+            local rules=tests/netns/rules/bench_receive_data.lua extra=() bin=$BIN/sluice
+            [ "$1" = before+rule ] && bin=${BENCH_SLUICE_BEFORE:?before+rule needs BENCH_SLUICE_BEFORE}
             [ "$1" = sluice ] && rules=tests/netns/rules/accept_all.lua
             [ "$1" = sluice+depth ] && extra=(--stream-depth "$DEPTH")
             [ "$1" = sluice+bypass ] && extra=(--stream-depth "$DEPTH" --bypass=either)
             rm -f "$WORK/s.sock"
-            ip netns exec "$TB_G" "$BIN/sluice" run "$rules" --install-iptables --stats-socket "$WORK/s.sock" \
+            ip netns exec "$TB_G" "$bin" run "$rules" --install-iptables --stats-socket "$WORK/s.sock" \
                 --log-level warn "${extra[@]}" 2>"$WORK/sluice.log" & MODE_PID=$!; TB_PIDS+=("$MODE_PID")
             tb_wait_socket "$WORK/s.sock" ;;
     esac
@@ -208,7 +219,8 @@ if [[ " ${KINDS[*]} " == *" rr "* ]]; then
             "${R[$mode.rr99]:-0}" "$(diff_of "$mode" rr99)"
     done
     echo "(round trips of a 64-byte request and response on one TCP connection, 3,000 per measurement;"
-    echo " medians over $ROUNDS rounds; differences: to $BASE in the same round, median (lowest..highest))"
+    echo " medians over $ROUNDS rounds; differences: to $BASE in the same round, median (lowest..highest);"
+    echo " real-time priority: ${BENCH_RR_RT:-0})"
 fi
 
 # CPU of the queue process per queued packet (user + system; time the host
