@@ -63,6 +63,9 @@ $(LIBNIDS_SEARCH): benches/libnids/search.c | deps-libnids
 	cc -O2 -Wall -Wextra -o $@ $< -lnids
 
 bench-inline: deps build
+	@[ -f /usr/include/libnetfilter_queue/libnetfilter_queue.h ] && command -v cc >/dev/null 2>&1 || { \
+		echo "installing libnetfilter-queue-dev gcc (the C baseline loop)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnetfilter-queue-dev gcc >/dev/null; }
 	./scripts/bench-inline.sh
 
 # Coverage-guided fuzzing (cargo-fuzz, nightly toolchain; libFuzzer with

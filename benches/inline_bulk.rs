@@ -15,7 +15,9 @@
 //!
 //! 1. baseline: the driver's copy of each packet, and nothing else;
 //! 2. the engine with no rules;
-//! 3. the engine with the `receive_data` rule of `make bench-inline`.
+//! 3. the engine with the `receive_data` rule of `make bench-inline`;
+//! 4. the same with `--stream-depth 1048576` (rules see the first MiB of
+//!    each direction; the rest only goes through the tracker).
 //!
 //! Each mode also runs "cold": 4 MiB are written between batches, about what
 //! the kernel's forwarding of a batch does to the caches inline.
@@ -57,7 +59,7 @@ struct Options {
     segments: usize,
     lag: usize,
     rounds: usize,
-    /// Run only this mode (1-3), warm only: for profilers.
+    /// Run only this mode (1-4), warm only: for profilers.
     only: Option<usize>,
 }
 
@@ -181,11 +183,12 @@ fn pass<I: Inspector>(stream: &[Vec<u8>], engine: Option<Engine<I>>, cold: bool)
     Ok(elapsed)
 }
 
-fn lua_engine() -> BenchResult<Engine<LuaRules>> {
+fn lua_engine(stream_depth: u64) -> BenchResult<Engine<LuaRules>> {
     let stats = Arc::new(Stats::new());
     let sinks = RuleSinks { alerts: AlertSink::memory().0, stats: stats.clone() };
     let rules = LuaRules::from_source("bench_receive_data.lua", RULE, &RulesConfig::default(), sinks)?;
-    Ok(Engine::with_stats(EngineConfig::default(), rules, stats))
+    let cfg = EngineConfig { stream_depth, ..EngineConfig::default() };
+    Ok(Engine::with_stats(cfg, rules, stats))
 }
 
 type Mode = (&'static str, fn(&[Vec<u8>], bool) -> BenchResult<Duration>);
@@ -194,7 +197,8 @@ fn modes() -> Vec<Mode> {
     vec![
         ("baseline: the driver's packet copy", |s, cold| pass::<NoRules>(s, None, cold)),
         ("engine, no rules", |s, cold| pass(s, Some(Engine::new(EngineConfig::default(), NoRules)), cold)),
-        ("engine, receive_data rule", |s, cold| pass(s, Some(lua_engine()?), cold)),
+        ("engine, receive_data rule", |s, cold| pass(s, Some(lua_engine(0)?), cold)),
+        ("engine, rule, --stream-depth 1 MiB", |s, cold| pass(s, Some(lua_engine(1 << 20)?), cold)),
     ]
 }
 

@@ -7,6 +7,9 @@
 //!   netns_traffic conns     ADDR:PORT SECS   connect, send 100 bytes, close, repeat for SECS; prints connections/s
 //!   netns_traffic udp-sink  ADDR:PORT SECS   counts datagrams for up to SECS; prints packets/s
 //!   netns_traffic udp-flood ADDR:PORT SECS   sends 64-byte datagrams for SECS
+//!   netns_traffic rr-server ADDR:PORT SECS   answers each 64-byte request with 64 bytes, one connection
+//!   netns_traffic rr        ADDR:PORT SECS   3,000 64-byte round trips on one connection (at most SECS);
+//!                                            prints the median and the 99th percentile in µs
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -29,6 +32,14 @@ fn main() {
         "conns" => conns(addr, limit),
         "udp-sink" => udp_sink(addr, limit),
         "udp-flood" => udp_flood(addr, limit),
+        "rr-server" => rr_server(addr, limit),
+        "rr" => match rr(addr, limit) {
+            Ok((median, p99)) => {
+                println!("{median:.1} {p99:.1}");
+                return;
+            }
+            Err(e) => fail(&e.to_string()),
+        },
         m => fail(&format!("unknown mode {m}")),
     };
     match result {
@@ -148,4 +159,69 @@ fn udp_flood(addr: SocketAddr, limit: Duration) -> std::io::Result<f64> {
         }
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Size of a request and of its response.
+const RR_SIZE: usize = 64;
+/// Round trips of one latency measurement.
+const RR_COUNT: usize = 3000;
+
+/// Serves one request/response connection: each 64-byte request is answered
+/// with 64 bytes, until the client closes or `limit` passes. Prints the
+/// number of requests answered.
+fn rr_server(addr: SocketAddr, limit: Duration) -> std::io::Result<f64> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + limit;
+    let mut s = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    s.set_nonblocking(false)?;
+    timeouts(&s)?;
+    s.set_nodelay(true)?;
+    let mut req = [0u8; RR_SIZE];
+    let resp = [0x52u8; RR_SIZE];
+    let mut n = 0u64;
+    while Instant::now() < deadline && s.read_exact(&mut req).is_ok() {
+        s.write_all(&resp)?;
+        n += 1;
+    }
+    Ok(n as f64)
+}
+
+/// 3,000 round trips of a 64-byte request and a 64-byte response on one
+/// connection (fewer if `limit` passes first); the median and the 99th
+/// percentile in microseconds. The first 100 warm the path and are not counted.
+fn rr(addr: SocketAddr, limit: Duration) -> std::io::Result<(f64, f64)> {
+    const WARMUP: usize = 100;
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    timeouts(&s)?;
+    s.set_nodelay(true)?;
+    let req = [0x51u8; RR_SIZE];
+    let mut resp = [0u8; RR_SIZE];
+    let mut rtt = Vec::with_capacity(RR_COUNT);
+    let start = Instant::now();
+    for i in 0..RR_COUNT + WARMUP {
+        if start.elapsed() >= limit {
+            break;
+        }
+        let t = Instant::now();
+        s.write_all(&req)?;
+        s.read_exact(&mut resp)?;
+        if i >= WARMUP {
+            rtt.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    if rtt.is_empty() {
+        return Err(std::io::Error::other("no round trip completed"));
+    }
+    rtt.sort_by(f64::total_cmp);
+    let at = |q: f64| rtt[((rtt.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.5), at(0.99)))
 }

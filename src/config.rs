@@ -60,6 +60,25 @@ pub struct EngineConfig {
     pub passive: bool,
     /// Receiver model per destination network (`--target-policy`, `--urgent`).
     pub receiver: crate::tcp::receiver_policy::ReceiverTable,
+    /// `--stream-depth`: bytes of each TCP direction shown to rules (0:
+    /// all). Past it, rules get nothing more of that direction.
+    pub stream_depth: u64,
+    /// `--bypass`: when a connection past depth is handed to the kernel.
+    pub bypass: Bypass,
+}
+
+/// When a connection past `--stream-depth` is bypassed: its packets get a
+/// mark that connmark rules use to accept the rest of it in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Bypass {
+    /// Never.
+    #[default]
+    Off,
+    /// Once both directions are past depth.
+    Both,
+    /// Once either direction is past depth (Suricata's `stream.bypass`):
+    /// the other direction is no longer inspected either.
+    Either,
 }
 
 /// Which checksums a capture's host left to its NIC.
@@ -91,6 +110,8 @@ impl Default for EngineConfig {
             checksum_offload: BTreeMap::new(),
             passive: false,
             receiver: Default::default(),
+            stream_depth: 0,
+            bypass: Bypass::Off,
         }
     }
 }

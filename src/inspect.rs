@@ -20,6 +20,8 @@ pub enum EventArgs {
     FlowSubjectDir,
     /// `(flow)`.
     Flow,
+    /// `(flow, dir)`.
+    FlowDir,
 }
 
 /// Which layer of the packet an event's packet object shows.
@@ -97,6 +99,9 @@ events! {
     /// `tcp_connection.events.gap(flow, gap, dir)`: bytes missing from a
     /// capture (`sluice pcap --passive`), `gap.offset` and `gap.length`.
     TcpGap => ("tcp_connection", "gap", FlowSubjectDir, None),
+    /// `tcp_connection.events.depth_reached(flow, dir)`: `dir`'s stream
+    /// passed `--stream-depth`; rules get no more of its data.
+    TcpDepthReached => ("tcp_connection", "depth_reached", FlowDir, None),
     /// `udp_connection.events.new_connection(flow, pkt)`.
     UdpNewConnection => ("udp_connection", "new_connection", FlowPacket, Udp),
     /// `udp_connection.events.receive_packet(flow, pkt, dir)`.
@@ -198,6 +203,15 @@ pub trait Inspector {
     /// after the gap; nothing fills it. Accepted by default.
     fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
         let _ = (ctx, flow, dir, offset, len);
+        Action::Accept
+    }
+
+    /// `--stream-depth`: `dir`'s stream passed the depth, after its bytes
+    /// up to the depth were delivered. Rules get no more data of it;
+    /// streamed rules waiting on it get the end of their stream. Accepted
+    /// by default.
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        let _ = (ctx, flow, dir);
         Action::Accept
     }
 

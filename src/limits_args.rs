@@ -38,6 +38,10 @@ pub struct LimitArgs {
     /// Lua instructions one event may run before it is aborted.
     #[arg(long, value_name = "N")]
     pub instruction_limit: Option<u64>,
+    /// Bytes of each TCP direction shown to rules (0: all); past them, rules
+    /// get no more data of that direction (`tcp_connection.events.depth_reached`).
+    #[arg(long, value_name = "BYTES")]
+    pub stream_depth: Option<u64>,
 }
 
 impl LimitArgs {
@@ -71,6 +75,9 @@ impl LimitArgs {
         }
         if let Some(n) = self.instruction_limit {
             rules.instruction_limit = n;
+        }
+        if let Some(n) = self.stream_depth {
+            engine.stream_depth = n;
         }
     }
 }

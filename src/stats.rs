@@ -133,6 +133,15 @@ counters! {
     FlowsTimedOut => "flows_timed_out",
     /// Bytes delivered to rules in stream order.
     StreamBytes => "stream_bytes_delivered",
+    /// `--stream-depth`: stream directions that reached the depth.
+    StreamDepthReached => "stream_depth_reached",
+    /// `--stream-depth`: in-order bytes past the depth, not shown to rules.
+    StreamBytesPastDepth => "stream_bytes_past_depth",
+    /// `--stream-depth`: packets whose new bytes were all past the depth.
+    StreamPacketsPastDepth => "stream_packets_past_depth",
+    /// `--bypass`: packets given the bypass mark (their connection is then
+    /// accepted by the kernel before the queue).
+    BypassMarked => "bypass_marked",
     /// Bytes currently buffered for reassembly (all streams).
     StreamBytesBuffered => "stream_bytes_buffered",
     /// Out-of-order segments stored.

@@ -4,6 +4,7 @@
 //! here touches a socket or a clock: NFQUEUE and pcap are drivers around it.
 
 mod batch;
+mod depth;
 mod flow;
 mod normalize;
 mod passive_path;
@@ -14,7 +15,7 @@ mod udp_path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::flow::{Flow, FlowKind};
+use self::flow::{Fate, Flow, FlowKind};
 use crate::config::EngineConfig;
 use crate::flow::{FlowKey, FlowTable};
 use crate::inspect::{Action, Context, Event, Inspector};
@@ -89,6 +90,11 @@ pub enum Emitted {
 pub struct Output {
     /// Verdicts and forged packets in order.
     pub items: Vec<Emitted>,
+    /// `--bypass`: packets whose connection is past depth; an accept
+    /// verdict for one of them carries the bypass mark (inline), so the
+    /// kernel accepts the rest of the connection without queueing it.
+    /// Drivers without a kernel ignore it; the inline one empties it.
+    pub bypass: Vec<PacketId>,
 }
 
 impl Output {
@@ -100,6 +106,7 @@ impl Output {
     /// Empties it for reuse.
     pub fn clear(&mut self) {
         self.items.clear();
+        self.bypass.clear();
     }
 
     pub(crate) fn verdict(&mut self, id: PacketId, v: Verdict) {
@@ -140,6 +147,8 @@ pub struct Engine<I: Inspector> {
     spare_packets: Vec<(PacketId, Verdict)>,
     /// Stream bytes that wrap around the end of their ring, joined for rules.
     joined: Vec<u8>,
+    /// The packet being handled is to carry the bypass mark (`--bypass`).
+    bypass_due: bool,
 }
 
 impl<I: Inspector> Engine<I> {
@@ -165,6 +174,7 @@ impl<I: Inspector> Engine<I> {
             pending: None,
             spare_packets: Vec::new(),
             joined: Vec::new(),
+            bypass_due: false,
         }
     }
 
@@ -219,7 +229,12 @@ impl<I: Inspector> Engine<I> {
         let checksum = self.offload_checksum(pkt.checksum, &decoded);
         // In a batch, the TCP path may hold the verdict for the rest of the chunk.
         let batch = self.coalesce.then_some(pkt.id);
-        match self.inspect(&decoded, pkt.time, checksum, batch, out) {
+        let outcome = self.inspect(&decoded, pkt.time, checksum, batch, out);
+        if std::mem::take(&mut self.bypass_due) {
+            self.stats.inc(Counter::BypassMarked);
+            out.bypass.push(pkt.id);
+        }
+        match outcome {
             Outcome::Now(verdict) => self.emit(out, pkt.id, verdict),
             Outcome::Deferred => {}
         }
@@ -289,6 +304,9 @@ impl<I: Inspector> Engine<I> {
                         // No batch id: a reassembled datagram's verdict is never deferred.
                         let outcome =
                             self.inspect(&whole, pkt.time, reassembled_checksum(pkt.checksum), None, out);
+                        // A datagram's fragments are not marked: the next
+                        // whole packet of the flow will be.
+                        self.bypass_due = false;
                         let verdict = match outcome {
                             Outcome::Now(v) => v,
                             // Cannot happen without a batch id; refuse rather than lose a verdict.

@@ -283,13 +283,21 @@ impl<I: Inspector> Engine<I> {
         let mut action = Action::Accept;
         for piece in pieces {
             let a = match piece {
-                Piece::Data { bytes, .. } => {
-                    self.stats.add(Counter::StreamBytes, bytes.len() as u64);
-                    if self.inspector.subscribed(Event::TcpData) {
-                        self.inspector.data(ctx, info, dir, &bytes)
-                    } else {
-                        Action::Accept
+                Piece::Data { bytes, offset } => {
+                    let range = offset..offset + bytes.len() as u64;
+                    let cut = super::depth::cut(self.config.stream_depth, range, &self.stats);
+                    let mut a = Action::Accept;
+                    if let Some(r) = cut.within {
+                        let shown = &bytes[..(r.end - r.start) as usize];
+                        self.stats.add(Counter::StreamBytes, shown.len() as u64);
+                        if self.inspector.subscribed(Event::TcpData) {
+                            a = self.inspector.data(ctx, info, dir, shown);
+                        }
                     }
+                    if cut.crossed && a < Action::DropFlow {
+                        a = a.max(self.inspector.depth_reached(ctx, info, dir));
+                    }
+                    a
                 }
                 Piece::Gap { offset, len } => {
                     self.stats.inc(Counter::PassiveGaps);

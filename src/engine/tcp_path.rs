@@ -5,9 +5,11 @@
 use std::ops::Range;
 
 use super::batch::Delivery;
+use super::depth;
 use super::flow::{Fate, Flow, FlowKind};
 use super::normalize;
 use super::{flow_key, Engine, Outcome, Output, PacketId, Verdict};
+use crate::config::Bypass;
 use crate::flow::{Direction, FlowKey, L4Proto};
 use crate::inspect::{Action, Context, Event, FlowInfo, Inspector};
 use crate::stats::{Counter, Stats};
@@ -133,7 +135,11 @@ impl<I: Inspector> Engine<I> {
             return Outcome::Now(Verdict::Drop);
         }
         let done = self.commit(seg, &admitted);
-        self.deliver_segment(seg, &admitted, done, batch, out)
+        let outcome = self.deliver_segment(seg, &admitted, done, batch, out);
+        if self.config.bypass != Bypass::Off && !matches!(outcome, Outcome::Now(Verdict::Drop)) {
+            self.note_bypass(&seg.key);
+        }
+        outcome
     }
 
     /// The tracker takes the segment; the connection's bookkeeping follows.
@@ -197,10 +203,14 @@ impl<I: Inspector> Engine<I> {
         out: &mut Output,
     ) -> Outcome {
         let hooked = self.inspector.subscribed(Event::TcpData);
-        if let Some(range) = done.deliver.clone() {
+        let cut = done.deliver.clone().map(|r| depth::cut(self.config.stream_depth, r, &self.stats));
+        let crossed = cut.as_ref().is_some_and(|c| c.crossed);
+        if let Some(range) = cut.and_then(|c| c.within) {
             self.stats.add(Counter::StreamBytes, range.end - range.start);
             match (hooked, batch, done.seqs) {
-                (true, Some(id), Some((start_seq, next_seq))) if !done.ended && !done.stream_ended => {
+                (true, Some(id), Some((start_seq, next_seq)))
+                    if !done.ended && !done.stream_ended && !crossed =>
+                {
                     // Batch mode: the rules see this segment's bytes together
                     // with the next in-order ones waiting in the same batch.
                     let d = Delivery {
@@ -224,6 +234,11 @@ impl<I: Inspector> Engine<I> {
                     }
                 }
                 (false, _, _) => {}
+            }
+        }
+        if crossed {
+            if let Some(v) = self.depth_reached(&seg.key, &a.info, a.dir, a.before, seg.ctx, out) {
+                return Outcome::Now(v);
             }
         }
         if done.stream_ended && hooked {

@@ -22,6 +22,8 @@ pub(super) struct Script {
     pub refuse_port: Option<u16>,
     /// Hook only the stream events (lets batches coalesce data).
     pub stream_only: bool,
+    /// What `depth_reached` decides (accept if `None`).
+    pub action_on_depth: Option<Action>,
 }
 
 impl Inspector for Script {
@@ -70,6 +72,10 @@ impl Inspector for Script {
     }
     fn end(&mut self, event: Event, _: &Context, _: &FlowInfo) {
         self.events.push(format!("{}:end", event.lua_name().0));
+    }
+    fn depth_reached(&mut self, _: &Context, _: &FlowInfo, dir: Direction) -> Action {
+        self.events.push(format!("depth:{}", dir.name()));
+        self.action_on_depth.unwrap_or(Action::Accept)
     }
     fn forget(&mut self, _: u64) {}
 }
@@ -745,3 +751,5 @@ mod total_buffer_limit;
 mod flow_table_full;
 
 mod bad_flags;
+
+mod depth;

@@ -106,17 +106,23 @@ struct VerdictFields {
 }
 
 fn verdict_round_trip(v: &VerdictFields) {
-    let verdict = match v.kind % 3 {
+    let verdict = match v.kind % 4 {
         0 => QueueVerdict::Accept,
         1 => QueueVerdict::Drop,
+        2 => QueueVerdict::RepeatMarked(v.seq),
         _ => QueueVerdict::AcceptModified(&v.replacement),
     };
-    let (code, payload) = verdict_code(verdict);
-    assert_eq!(code, u32::from(verdict != QueueVerdict::Drop), "NF_ACCEPT is 1, NF_DROP 0");
-    if payload.is_some_and(|p| p.len() + NLA_HDRLEN > usize::from(u16::MAX)) {
+    let parts = verdict_code(verdict);
+    let expected_code = match verdict {
+        QueueVerdict::Drop => 0,
+        QueueVerdict::RepeatMarked(_) => 4,
+        _ => 1,
+    };
+    assert_eq!(parts.code, expected_code, "NF_DROP 0, NF_ACCEPT 1, NF_REPEAT 4");
+    if parts.payload.is_some_and(|p| p.len() + NLA_HDRLEN > usize::from(u16::MAX)) {
         return;
     }
-    let m = verdict_message(v.queue, v.seq, v.id, code, payload);
+    let m = verdict_message(v.queue, v.seq, v.id, parts);
     assert_eq!(m.len() % 4, 0, "netlink messages are padded to 4 bytes");
     assert_eq!(m[..4], (m.len() as u32).to_ne_bytes(), "length field");
     assert_eq!(m[4..6], queue_msg_type(libc::NFQNL_MSG_VERDICT).to_ne_bytes());
@@ -124,16 +130,22 @@ fn verdict_round_trip(v: &VerdictFields) {
     assert_eq!(m[18..20], v.queue.to_be_bytes());
     // NFQA_VERDICT_HDR: verdict code and packet id, big-endian.
     assert_eq!(m[20..22], 12u16.to_ne_bytes());
-    assert_eq!(m[24..28], code.to_be_bytes());
+    assert_eq!(m[24..28], parts.code.to_be_bytes());
     assert_eq!(m[28..32], v.id.to_be_bytes());
-    match payload {
-        Some(p) => {
+    match (parts.payload, parts.mark) {
+        (Some(p), None) => {
             assert_eq!(m[32..34], ((NLA_HDRLEN + p.len()) as u16).to_ne_bytes());
             assert_eq!(m[34..36], (libc::NFQA_PAYLOAD as u16).to_ne_bytes());
             assert_eq!(&m[36..36 + p.len()], p);
             assert!(m.len() - (36 + p.len()) < 4, "padding only after the payload");
         }
-        None => assert_eq!(m.len(), 32),
+        (None, Some(mark)) => {
+            assert_eq!(m[34..36], (libc::NFQA_MARK as u16).to_ne_bytes());
+            assert_eq!(m[36..40], mark.to_be_bytes());
+            assert_eq!(m.len(), 40);
+        }
+        (None, None) => assert_eq!(m.len(), 32),
+        (Some(_), Some(_)) => panic!("no verdict carries both a packet and a mark"),
     }
 }
 

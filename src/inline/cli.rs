@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::stats_server::{StatsFormat, DEFAULT_SOCKET};
 use super::{parse_mark, parse_queues, InlineOptions};
-use crate::config::ErrorPolicy;
+use crate::config::{Bypass, ErrorPolicy};
 
 /// `sluice run RULES.lua`: filter packets inline through NFQUEUE.
 #[derive(Debug, Clone, Args)]
@@ -38,6 +38,15 @@ pub struct RunArgs {
     /// With --install-iptables: let traffic pass while sluice is not running (--queue-bypass).
     #[arg(long)]
     pub bypass_when_down: bool,
+    /// Hand connections past --stream-depth to the kernel: once both directions
+    /// (--bypass, --bypass=both) or either (--bypass=either) are past the depth, a
+    /// packet is marked and connmark rules accept the rest of the connection
+    /// before the queue (installed with --install-iptables; needs conntrack).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "both")]
+    pub bypass: Option<Bypass>,
+    /// Mark bits of a bypassed connection (distinct from --mark).
+    #[arg(long, default_value = "0x1000000", value_parser = parse_mark)]
+    pub bypass_mark: u32,
     /// Write alerts as JSON lines to this file (default: stdout).
     #[arg(long)]
     pub alerts: Option<PathBuf>,
@@ -68,10 +77,12 @@ impl From<RunArgs> for InlineOptions {
         o.mark = a.mark;
         o.install_iptables = a.install_iptables;
         o.bypass_when_down = a.bypass_when_down;
+        o.bypass_mark = a.bypass_mark;
         o.alerts = a.alerts;
         o.stats_socket = a.stats_socket;
         a.limits.apply(&mut o.engine, &mut o.rules_config);
         o.engine.receiver = a.receiver.table();
+        o.engine.bypass = a.bypass.unwrap_or(Bypass::Off);
         if a.accept_on_rule_error {
             o.rules_config.on_error = ErrorPolicy::Accept;
         }
@@ -165,6 +176,15 @@ mod tests {
         assert_eq!(o.queues, (7, 7));
         assert_eq!(o.rules_config.vars, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
         assert!(T::try_parse_from(["x", "r.lua", "--var", "9lives=1"]).is_err());
+        let o: InlineOptions = T::parse_from(["x", "r.lua", "--stream-depth", "4096", "--bypass"]).run.into();
+        assert_eq!((o.engine.stream_depth, o.engine.bypass), (4096, Bypass::Both));
+        assert_eq!(o.bypass_mark, super::super::DEFAULT_BYPASS_MARK);
+        let o: InlineOptions =
+            T::parse_from(["x", "r.lua", "--bypass=either", "--bypass-mark", "0x20"]).run.into();
+        assert_eq!((o.engine.bypass, o.bypass_mark), (Bypass::Either, 0x20));
+        let o: InlineOptions = T::parse_from(["x", "r.lua"]).run.into();
+        assert_eq!((o.engine.stream_depth, o.engine.bypass), (0, Bypass::Off));
+        assert!(T::try_parse_from(["x", "r.lua", "--bypass=sometimes"]).is_err());
         assert!(T::try_parse_from(["x", "r.lua", "--queue", "1", "--queues", "1:2"]).is_err());
     }
 }

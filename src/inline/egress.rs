@@ -15,6 +15,10 @@ use super::unverdicted::Unverdicted;
 pub(super) trait Egress {
     /// Gives a packet its verdict (the queue may batch it).
     fn verdict(&mut self, id: u32, v: &Verdict);
+    /// Accepts a packet by sending it through its hook again with `mark`
+    /// (`--bypass`: the rules before the queue rule then accept its
+    /// connection in the kernel).
+    fn repeat_marked(&mut self, id: u32, mark: u32);
     /// Sends every batched verdict now.
     fn flush_verdicts(&mut self);
     /// Sends a forged packet.
@@ -33,6 +37,10 @@ impl Egress for Wire<'_> {
         send_verdict(self.queue, self.driver, id, v);
     }
 
+    fn repeat_marked(&mut self, id: u32, mark: u32) {
+        send_queue_verdict(self.queue, self.driver, id, QueueVerdict::RepeatMarked(mark));
+    }
+
     fn flush_verdicts(&mut self) {
         if let Err(e) = self.queue.flush_verdicts() {
             self.driver.verdict_errors.fetch_add(1, Ordering::Relaxed);
@@ -46,10 +54,13 @@ impl Egress for Wire<'_> {
 }
 
 /// Sends `items` in order, emptying the list (its capacity stays for the
-/// next batch). A verdict for an id that has none pending is ignored.
+/// next batch). A verdict for an id that has none pending is ignored. An
+/// accept for a packet listed in `bypass` (id, mark) is sent as a repeat
+/// with that mark.
 pub(super) fn send_emitted(
     items: &mut Vec<Emitted>,
     unverdicted: &mut Unverdicted,
+    bypass: &[(u32, u32)],
     egress: &mut impl Egress,
 ) {
     for item in items.drain(..) {
@@ -67,7 +78,10 @@ pub(super) fn send_emitted(
                     tracing::warn!(id, "engine gave a verdict for a packet without one pending; ignored");
                     continue;
                 };
-                egress.verdict(id, &v);
+                match (&v, bypass.iter().find(|(b, _)| *b == id)) {
+                    (Verdict::Accept, Some(&(_, mark))) => egress.repeat_marked(id, mark),
+                    _ => egress.verdict(id, &v),
+                }
             }
         }
     }
@@ -79,11 +93,23 @@ pub(super) fn send_verdict(queue: &mut NfQueue, driver: &DriverStats, id: u32, v
         Verdict::Drop => QueueVerdict::Drop,
         Verdict::AcceptModified(bytes) => QueueVerdict::AcceptModified(bytes),
     };
+    send_queue_verdict(queue, driver, id, qv);
+}
+
+fn send_queue_verdict(queue: &mut NfQueue, driver: &DriverStats, id: u32, qv: QueueVerdict<'_>) {
     let mut result = queue.verdict(id, qv);
-    if let (Err(e), QueueVerdict::AcceptModified(_)) = (&result, qv) {
+    match (&result, qv) {
         // Fail closed: a modified packet that cannot be sent is dropped.
-        tracing::warn!(id, "modified verdict failed ({e}); dropping the packet");
-        result = queue.verdict(id, QueueVerdict::Drop);
+        (Err(e), QueueVerdict::AcceptModified(_)) => {
+            tracing::warn!(id, "modified verdict failed ({e}); dropping the packet");
+            result = queue.verdict(id, QueueVerdict::Drop);
+        }
+        // A bypass is only a shortcut: the packet is accepted without it.
+        (Err(e), QueueVerdict::RepeatMarked(_)) => {
+            tracing::warn!(id, "bypass verdict failed ({e}); accepting the packet");
+            result = queue.verdict(id, QueueVerdict::Accept);
+        }
+        _ => {}
     }
     match result {
         Ok(()) => {
@@ -107,11 +133,15 @@ mod tests {
         batched: Vec<(u32, Verdict)>,
         kernel: Vec<(u32, Verdict)>,
         injected: Vec<(Vec<u8>, Vec<u32>)>,
+        marked: Vec<(u32, u32)>,
     }
 
     impl Egress for Recorder {
         fn verdict(&mut self, id: u32, v: &Verdict) {
             self.batched.push((id, v.clone()));
+        }
+        fn repeat_marked(&mut self, id: u32, mark: u32) {
+            self.marked.push((id, mark));
         }
         fn flush_verdicts(&mut self) {
             self.kernel.append(&mut self.batched);
@@ -135,7 +165,7 @@ mod tests {
             Emitted::Verdict(4, Verdict::Drop),
         ];
         let mut rec = Recorder::default();
-        send_emitted(&mut items, &mut unverdicted, &mut rec);
+        send_emitted(&mut items, &mut unverdicted, &[], &mut rec);
         assert!(items.is_empty());
         assert_eq!(rec.injected, vec![(vec![0x45, 1], vec![1, 2]), (vec![0x45, 2], vec![1, 2, 3])]);
         // The last verdict waits in the batch for the next flush.
@@ -156,8 +186,24 @@ mod tests {
             Emitted::Verdict(u64::from(u32::MAX) + 8, Verdict::Drop),
         ];
         let mut rec = Recorder::default();
-        send_emitted(&mut items, &mut unverdicted, &mut rec);
+        send_emitted(&mut items, &mut unverdicted, &[], &mut rec);
         assert_eq!(rec.batched, vec![(7, Verdict::Accept)]);
         assert!(rec.injected.is_empty());
+    }
+
+    #[test]
+    fn an_accept_listed_for_bypass_is_sent_marked() {
+        let mut unverdicted = Unverdicted::new(32);
+        unverdicted.begin_batch([1, 2, 3]);
+        let mut items = vec![
+            Emitted::Verdict(1, Verdict::Accept),
+            Emitted::Verdict(2, Verdict::Accept),
+            Emitted::Verdict(3, Verdict::Drop),
+        ];
+        let mut rec = Recorder::default();
+        // 2 is marked; 3 is listed too, but a drop stays a drop.
+        send_emitted(&mut items, &mut unverdicted, &[(2, 0x100_0010), (3, 0x100_0000)], &mut rec);
+        assert_eq!(rec.marked, vec![(2, 0x100_0010)]);
+        assert_eq!(rec.batched, vec![(1, Verdict::Accept), (3, Verdict::Drop)]);
     }
 }

@@ -6,9 +6,11 @@
 //! A worker reads without blocking until the socket is empty or the batch is
 //! full. Only when the last read found the socket empty does the next batch
 //! start by sending the batched verdicts and sleeping in `poll`; after a full
-//! batch it reads again at once. Under light load that is a read, the read
-//! that finds the socket empty, the verdicts and the poll: the four calls a
-//! minimal accept-everything loop makes per packet.
+//! batch it reads again at once. The packet that ends a wait is a batch of
+//! one, whose verdict goes out before the read that finds the socket empty:
+//! under light load a lone packet waits for one read, not two. That is still
+//! a read, the read that finds the socket empty, the verdict and the poll:
+//! the four calls a minimal accept-everything loop makes per packet.
 
 use std::io;
 use std::time::Duration;
@@ -56,8 +58,19 @@ impl BatchReader {
         max: usize,
         timeout: Duration,
     ) -> io::Result<()> {
-        if self.socket_empty && !ingress.wait_readable(timeout)? {
-            // Timed out: the socket is still empty, so the next call waits again.
+        if self.socket_empty {
+            if !ingress.wait_readable(timeout)? {
+                // Timed out: the socket is still empty, so the next call waits again.
+                return Ok(());
+            }
+            // The first packet after a wait is a batch of its own: finding
+            // out whether another follows costs a read, which can wait
+            // until this one's verdict is out (a lone packet's latency).
+            let first = ingress.recv_ready();
+            self.socket_empty = !matches!(first, Ok(Some(_)));
+            if let Some(p) = first? {
+                batch.push(p);
+            }
             return Ok(());
         }
         while batch.len() < max {
@@ -116,6 +129,7 @@ mod tests {
                     checksum_verified: false,
                     gso: false,
                     original_len: 0,
+                    mark: 0,
                 })),
                 Some(Step::Empty) => Ok(None),
                 Some(Step::Fail) => Err(io::Error::other("test failure")),
@@ -146,10 +160,16 @@ mod tests {
         let mut r = BatchReader::new();
         let mut batch = Vec::new();
         r.next_batch(&mut s, &mut batch, 32, T).unwrap();
+        // The packet after a wait comes alone: no read before its verdict.
         assert_eq!(ids(&batch), [1]);
+        assert_eq!(s.calls, ["wait", "read"]);
         batch.clear();
         r.next_batch(&mut s, &mut batch, 32, T).unwrap();
+        assert!(batch.is_empty());
+        r.next_batch(&mut s, &mut batch, 32, T).unwrap();
         assert_eq!(ids(&batch), [2]);
+        batch.clear();
+        r.next_batch(&mut s, &mut batch, 32, T).unwrap();
         // No read of the socket known to be empty before the wait.
         assert_eq!(s.calls, ["wait", "read", "read", "wait", "read", "read"]);
     }
@@ -157,21 +177,24 @@ mod tests {
     #[test]
     fn after_a_full_batch_the_next_one_reads_at_once() {
         use Step::*;
-        let mut s = Scripted::new([Readable, Packet(1), Packet(2), Packet(3), Empty, Readable]);
+        let mut s = Scripted::new([Readable, Packet(1), Packet(2), Packet(3), Packet(4), Empty, Readable]);
         let mut r = BatchReader::new();
         let mut batch = Vec::new();
         r.next_batch(&mut s, &mut batch, 2, T).unwrap();
-        assert_eq!(ids(&batch), [1, 2]);
+        assert_eq!(ids(&batch), [1]);
         batch.clear();
         r.next_batch(&mut s, &mut batch, 2, T).unwrap();
-        assert_eq!(ids(&batch), [3]);
-        assert_eq!(s.calls, ["wait", "read", "read", "read", "read"]);
+        assert_eq!(ids(&batch), [2, 3]);
+        batch.clear();
+        r.next_batch(&mut s, &mut batch, 2, T).unwrap();
+        assert_eq!(ids(&batch), [4]);
+        assert_eq!(s.calls, ["wait", "read", "read", "read", "read", "read"]);
     }
 
     #[test]
     fn a_timeout_leaves_the_socket_known_empty() {
         use Step::*;
-        let mut s = Scripted::new([Timeout, Timeout, Readable, Packet(7), Empty]);
+        let mut s = Scripted::new([Timeout, Timeout, Readable, Packet(7)]);
         let mut r = BatchReader::new();
         let mut batch = Vec::new();
         r.next_batch(&mut s, &mut batch, 32, T).unwrap();
@@ -179,20 +202,36 @@ mod tests {
         assert!(batch.is_empty());
         r.next_batch(&mut s, &mut batch, 32, T).unwrap();
         assert_eq!(ids(&batch), [7]);
-        assert_eq!(s.calls, ["wait", "wait", "wait", "read", "read"]);
+        assert_eq!(s.calls, ["wait", "wait", "wait", "read"]);
     }
 
     #[test]
     fn a_failed_read_keeps_the_packets_read_before_it_and_waits_next() {
         use Step::*;
-        let mut s = Scripted::new([Readable, Packet(4), Fail, Readable, Packet(5), Empty]);
+        let mut s = Scripted::new([Readable, Packet(4), Packet(5), Fail, Readable, Packet(6), Empty]);
+        let mut r = BatchReader::new();
+        let mut batch = Vec::new();
+        r.next_batch(&mut s, &mut batch, 32, T).unwrap();
+        assert_eq!(ids(&batch), [4]);
+        batch.clear();
+        assert!(r.next_batch(&mut s, &mut batch, 32, T).is_err());
+        assert_eq!(ids(&batch), [5]);
+        batch.clear();
+        r.next_batch(&mut s, &mut batch, 32, T).unwrap();
+        assert_eq!(ids(&batch), [6]);
+        assert_eq!(s.calls, ["wait", "read", "read", "read", "wait", "read"]);
+    }
+
+    #[test]
+    fn a_failed_first_read_after_a_wait_waits_next() {
+        use Step::*;
+        let mut s = Scripted::new([Readable, Fail, Readable, Packet(1)]);
         let mut r = BatchReader::new();
         let mut batch = Vec::new();
         assert!(r.next_batch(&mut s, &mut batch, 32, T).is_err());
-        assert_eq!(ids(&batch), [4]);
-        batch.clear();
+        assert!(batch.is_empty());
         r.next_batch(&mut s, &mut batch, 32, T).unwrap();
-        assert_eq!(ids(&batch), [5]);
-        assert_eq!(s.calls, ["wait", "read", "read", "wait", "read", "read"]);
+        assert_eq!(ids(&batch), [1]);
+        assert_eq!(s.calls, ["wait", "read", "wait", "read"]);
     }
 }

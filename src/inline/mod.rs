@@ -32,6 +32,9 @@ use crate::stats::Stats;
 
 pub use stats_server::{stats_client, StatsFormat};
 
+/// Default `--bypass-mark`: one bit, apart from the forged packets' mark.
+pub const DEFAULT_BYPASS_MARK: u32 = 0x0100_0000;
+
 /// Default netlink receive buffer: room for bursts while a rule runs long
 /// (the kernel drops packets it cannot hand over: `queue_user_dropped`).
 pub const DEFAULT_RCVBUF: usize = 8 << 20;
@@ -55,6 +58,9 @@ pub struct InlineOptions {
     pub install_iptables: bool,
     /// With `install_iptables`: add `--queue-bypass` (accept while sluice is not running).
     pub bypass_when_down: bool,
+    /// `--bypass-mark`: the mark bits of a bypassed connection (`--bypass`,
+    /// policy in `engine.bypass`).
+    pub bypass_mark: u32,
     /// Alerts as JSON lines to this file (stdout if `None`).
     pub alerts: Option<PathBuf>,
     /// Unix socket serving counters.
@@ -79,6 +85,7 @@ impl InlineOptions {
             mark: crate::inject::raw::DEFAULT_MARK,
             install_iptables: false,
             bypass_when_down: false,
+            bypass_mark: DEFAULT_BYPASS_MARK,
             alerts: None,
             stats_socket: PathBuf::from(stats_server::DEFAULT_SOCKET),
             log_level: "info".into(),
@@ -156,6 +163,10 @@ where
     if first > last {
         return Err(InlineError::Options(format!("--queues {first}:{last}: first queue is after the last")));
     }
+    let bypass = opts.engine.bypass != crate::config::Bypass::Off;
+    if bypass {
+        check_bypass(&opts).map_err(InlineError::Options)?;
+    }
     let control = Arc::new(signals::Control::default());
     let signal_thread = signals::SignalThread::start(Arc::clone(&control)).map_err(InlineError::Io)?;
     // From here on, every way out (an error, or the end) stops what was
@@ -183,6 +194,7 @@ where
             queue: opts.queue_config(q),
             engine: opts.engine.clone(),
             stats: Arc::new(Stats::new()),
+            bypass_mark: if bypass { opts.bypass_mark } else { 0 },
         };
         let w = worker::Worker::spawn(
             cfg,
@@ -193,8 +205,12 @@ where
         running.workers.push(w);
     }
     if opts.install_iptables {
-        let spec =
-            iptables::QueueRuleSpec { queues: opts.queues, mark: opts.mark, bypass: opts.bypass_when_down };
+        let spec = iptables::QueueRuleSpec {
+            queues: opts.queues,
+            mark: opts.mark,
+            bypass: opts.bypass_when_down,
+            bypass_mark: bypass.then_some(opts.bypass_mark),
+        };
         running.rules = Some(iptables::InstalledRules::install(&spec).map_err(InlineError::Iptables)?);
     }
     let sources = stats_server::Sources {
@@ -229,6 +245,25 @@ where
     }
     if summary.failed {
         return Err(InlineError::Io("a worker failed; see the log".into()));
+    }
+    Ok(())
+}
+
+/// `--bypass` needs a depth to be past, and a mark of its own.
+fn check_bypass(opts: &InlineOptions) -> Result<(), String> {
+    if opts.engine.stream_depth == 0 {
+        return Err(
+            "--bypass needs --stream-depth: a connection is bypassed once it is past the depth".into()
+        );
+    }
+    if opts.bypass_mark == 0 {
+        return Err("--bypass-mark must have at least one bit set".into());
+    }
+    if opts.bypass_mark & opts.mark != 0 {
+        return Err(format!(
+            "--bypass-mark {:#x} shares bits with --mark {:#x} (forged packets); pick distinct bits",
+            opts.bypass_mark, opts.mark
+        ));
     }
     Ok(())
 }

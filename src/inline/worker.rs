@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub engine: EngineConfig,
     /// The engine's counters.
     pub stats: Arc<Stats>,
+    /// `--bypass-mark`: the mark bits a bypassed connection's packet gets
+    /// (0 when `--bypass` is off).
+    pub bypass_mark: u32,
 }
 
 /// A running worker.
@@ -69,6 +72,7 @@ impl Worker {
         L: Fn(&Arc<Stats>) -> Result<I, String> + Send + Sync + 'static,
     {
         let queue_num = cfg.queue.queue_num;
+        let bypass_mark = cfg.bypass_mark;
         let stats = Arc::clone(&cfg.stats);
         let driver = Arc::new(DriverStats::default());
         let driver2 = Arc::clone(&driver);
@@ -104,6 +108,8 @@ impl Worker {
                     unverdicted: Unverdicted::new(BATCH),
                     out: Output::new(),
                     clock: PacketClock::start(),
+                    bypass_mark,
+                    bypass: Vec::new(),
                 };
                 loop_.run()
             })
@@ -158,6 +164,10 @@ struct WorkerLoop<'l, I: Inspector, L> {
     out: Output,
     /// Packet time: monotonic, so a wall-clock step does not expire flows.
     clock: PacketClock,
+    /// `--bypass-mark` (0: no bypass).
+    bypass_mark: u32,
+    /// The batch's packets to send marked for bypass: (id, mark).
+    bypass: Vec<(u32, u32)>,
 }
 
 impl<I, L> WorkerLoop<'_, I, L>
@@ -186,6 +196,9 @@ where
             if !batch.is_empty() {
                 self.handle_batch(&batch);
                 batch.clear();
+                // The batch's verdicts leave now, not after the next read:
+                // the kernel holds each packet until its verdict comes.
+                self.flush_verdicts();
             }
             match read {
                 Ok(()) => recv_errors = 0,
@@ -223,16 +236,40 @@ where
             .map(|p| Packet { id: u64::from(p.id), data: &p.payload, time: now, checksum: checksum_state(p) })
             .collect();
         self.engine.process_batch(&pkts, &mut self.out);
+        self.bypass_marks(batch);
         self.apply();
         // Held packets (fragments) wait for a later batch or a timeout.
         self.unverdicted.end_batch();
+    }
+
+    /// The packets the engine listed for bypass, with the mark each is to
+    /// carry: its own mark with the bypass bits set.
+    fn bypass_marks(&mut self, batch: &[QueuedPacket]) {
+        self.bypass.clear();
+        for id in self.out.bypass.drain(..) {
+            if self.bypass_mark == 0 {
+                continue;
+            }
+            if let Some(p) = batch.iter().find(|p| u64::from(p.id) == id) {
+                self.bypass.push((p.id, p.mark | self.bypass_mark));
+            }
+        }
     }
 
     /// Sends what the engine emitted: verdicts to the kernel, forged packets
     /// to the raw socket, in the engine's order.
     fn apply(&mut self) {
         let mut wire = Wire { queue: &mut self.queue, injector: &self.injector, driver: &self.driver };
-        send_emitted(&mut self.out.items, &mut self.unverdicted, &mut wire);
+        send_emitted(&mut self.out.items, &mut self.unverdicted, &self.bypass, &mut wire);
+        self.bypass.clear();
+        self.out.bypass.clear();
+    }
+
+    fn flush_verdicts(&mut self) {
+        if let Err(e) = self.queue.flush_verdicts() {
+            self.driver.verdict_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(queue = self.queue.queue_num(), "verdicts could not be sent: {e}");
+        }
     }
 
     fn reload(&mut self) {

@@ -189,6 +189,7 @@ impl LuaRules {
             EventArgs::FlowPacket => MultiValue::from_iter([flow_v, subject_v]),
             EventArgs::FlowSubjectDir => MultiValue::from_iter([flow_v, subject_v, dir_v]),
             EventArgs::Flow => MultiValue::from_iter([flow_v]),
+            EventArgs::FlowDir => MultiValue::from_iter([flow_v, dir_v]),
         })
     }
 
@@ -264,6 +265,10 @@ impl Inspector for LuaRules {
 
     fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
         self.on_gap(ctx, flow, dir, offset, len)
+    }
+
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        self.on_depth_reached(ctx, flow, dir)
     }
 
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {

@@ -18,6 +18,7 @@ mod carry;
 mod context;
 mod data;
 mod data_event;
+mod depth_event;
 mod dispatch;
 mod dissectors;
 mod end_event;

@@ -12,9 +12,10 @@ const NLMSG_HDRLEN: usize = 16;
 const NFGEN_HDRLEN: usize = 4;
 /// Length of a netlink attribute header.
 pub(crate) const NLA_HDRLEN: usize = 4;
-/// Netfilter verdict codes (`NF_DROP`, `NF_ACCEPT`).
+/// Netfilter verdict codes (`NF_DROP`, `NF_ACCEPT`, `NF_REPEAT`).
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
+const NF_REPEAT: u32 = 4;
 
 /// One packet waiting for its verdict.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct QueuedPacket {
     /// The packet's length before the kernel truncated it to the copy range
     /// (equal to `payload.len()` when nothing was cut).
     pub original_len: usize,
+    /// The packet's firewall mark (`skb->mark`; 0 when it has none).
+    pub mark: u32,
 }
 
 /// A verdict as the kernel takes it.
@@ -44,6 +47,10 @@ pub enum QueueVerdict<'a> {
     Drop,
     /// `NF_ACCEPT` with these bytes replacing the packet.
     AcceptModified(&'a [u8]),
+    /// `NF_REPEAT` with this firewall mark: the packet goes through its
+    /// netfilter hook again from the start, marked (Suricata's "repeat
+    /// mode"), so rules before the queue rule can act on the mark.
+    RepeatMarked(u32),
 }
 
 /// A netlink message builder: header, nfgenmsg, then attributes.
@@ -114,23 +121,39 @@ pub(crate) fn config_message(cfg: &QueueConfig, seq: u32) -> Vec<u8> {
     m.finish()
 }
 
-/// The kernel's verdict code for `verdict`, and the replacement packet if any.
-pub(crate) fn verdict_code(verdict: QueueVerdict<'_>) -> (u32, Option<&[u8]>) {
-    match verdict {
-        QueueVerdict::Accept => (NF_ACCEPT, None),
-        QueueVerdict::Drop => (NF_DROP, None),
-        QueueVerdict::AcceptModified(p) => (NF_ACCEPT, Some(p)),
-    }
+/// What a verdict message carries besides the packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VerdictParts<'a> {
+    /// The kernel's verdict code.
+    pub(crate) code: u32,
+    /// The replacement packet, if any.
+    pub(crate) payload: Option<&'a [u8]>,
+    /// The packet's new firewall mark, if any.
+    pub(crate) mark: Option<u32>,
+}
+
+/// The kernel's verdict code for `verdict`, the replacement packet and the mark if any.
+pub(crate) fn verdict_code(verdict: QueueVerdict<'_>) -> VerdictParts<'_> {
+    let (code, payload, mark) = match verdict {
+        QueueVerdict::Accept => (NF_ACCEPT, None, None),
+        QueueVerdict::Drop => (NF_DROP, None, None),
+        QueueVerdict::AcceptModified(p) => (NF_ACCEPT, Some(p), None),
+        QueueVerdict::RepeatMarked(m) => (NF_REPEAT, None, Some(m)),
+    };
+    VerdictParts { code, payload, mark }
 }
 
 /// One verdict message for packet `id` of `queue`.
-pub(crate) fn verdict_message(queue: u16, seq: u32, id: u32, code: u32, payload: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn verdict_message(queue: u16, seq: u32, id: u32, v: VerdictParts<'_>) -> Vec<u8> {
     let mut m =
         MsgBuilder::new(queue_msg_type(libc::NFQNL_MSG_VERDICT), libc::NLM_F_REQUEST as u16, seq, queue);
-    let mut hdr = code.to_be_bytes().to_vec();
+    let mut hdr = v.code.to_be_bytes().to_vec();
     hdr.extend_from_slice(&id.to_be_bytes());
     m.attr(libc::NFQA_VERDICT_HDR as u16, &hdr);
-    if let Some(p) = payload {
+    if let Some(mark) = v.mark {
+        m.attr(libc::NFQA_MARK as u16, &mark.to_be_bytes());
+    }
+    if let Some(p) = v.payload {
         m.attr(libc::NFQA_PAYLOAD as u16, p);
     }
     m.finish()
@@ -202,6 +225,7 @@ fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
     let mut payload: &[u8] = &[];
     let mut skbinfo = 0u32;
     let mut cap_len = None;
+    let mut mark = 0;
     while attrs.len() >= NLA_HDRLEN {
         let alen = usize::from(u16_ne(attrs, 0)?);
         // The top bits of nla_type are flags (nested, byte order).
@@ -219,6 +243,7 @@ fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
             libc::NFQA_PAYLOAD => payload = value,
             libc::NFQA_SKB_INFO => skbinfo = u32_be(value, 0).unwrap_or(0),
             libc::NFQA_CAP_LEN => cap_len = u32_be(value, 0),
+            libc::NFQA_MARK => mark = u32_be(value, 0).unwrap_or(0),
             _ => {}
         }
         attrs = attrs.get(alen.next_multiple_of(4)..).unwrap_or(&[]);
@@ -230,6 +255,7 @@ fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
         checksum_verified: checksum_verified(hook, skbinfo),
         gso: skbinfo & libc::NFQA_SKB_GSO as u32 != 0,
         original_len: cap_len.map(|l| l as usize).unwrap_or(payload.len()),
+        mark,
     })
 }
 
@@ -357,12 +383,33 @@ mod tests {
 
     #[test]
     fn verdict_message_layout() {
-        let m = verdict_message(2, 5, 77, NF_ACCEPT, Some(b"abc"));
+        let m = verdict_message(2, 5, 77, verdict_code(QueueVerdict::AcceptModified(b"abc")));
         assert_eq!(u16_ne(&m, 4), Some(0x0301));
         assert_eq!(u32_be(&m, 24), Some(NF_ACCEPT));
         assert_eq!(u32_be(&m, 28), Some(77));
         assert_eq!(u16_ne(&m, 34), Some(libc::NFQA_PAYLOAD as u16));
         assert_eq!(&m[36..39], b"abc");
         assert_eq!(m.len() % 4, 0);
+    }
+
+    #[test]
+    fn a_packet_mark_is_read() {
+        let mut m = MsgBuilder::new(queue_msg_type(libc::NFQNL_MSG_PACKET), 0, 0, 3);
+        m.attr(libc::NFQA_PACKET_HDR as u16, &[0, 0, 0, 5, 0x08, 0x00, 2]);
+        m.attr(libc::NFQA_MARK as u16, &0x10u32.to_be_bytes());
+        let msgs: Vec<NlMessage> = NlMessages::new(&m.finish()).collect();
+        assert!(matches!(&msgs[..], [NlMessage::Packet(p)] if p.id == 5 && p.mark == 0x10));
+        let unmarked = packet_message(6, 0, b"x");
+        assert!(matches!(NlMessages::new(&unmarked).next(), Some(NlMessage::Packet(p)) if p.mark == 0));
+    }
+
+    #[test]
+    fn a_repeat_verdict_carries_the_mark() {
+        let m = verdict_message(0, 1, 9, verdict_code(QueueVerdict::RepeatMarked(0x0100_0042)));
+        assert_eq!(u32_be(&m, 24), Some(NF_REPEAT));
+        assert_eq!(u32_be(&m, 28), Some(9));
+        assert_eq!(u16_ne(&m, 34), Some(libc::NFQA_MARK as u16));
+        assert_eq!(u32_be(&m, 36), Some(0x0100_0042));
+        assert_eq!(m.len(), 40);
     }
 }

@@ -165,8 +165,8 @@ impl NfQueue {
     /// kernel when 32 are queued, when `recv` finds the socket empty, on
     /// [`NfQueue::flush_verdicts`], or when the queue is dropped.
     pub fn verdict(&mut self, id: u32, verdict: QueueVerdict<'_>) -> io::Result<()> {
-        let (code, payload) = verdict_code(verdict);
-        if let Some(p) = payload {
+        let parts = verdict_code(verdict);
+        if let Some(p) = parts.payload {
             if p.len() + NLA_HDRLEN > usize::from(u16::MAX) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -175,7 +175,7 @@ impl NfQueue {
             }
         }
         let seq = self.next_seq();
-        let msg = verdict_message(self.queue_num, seq, id, code, payload);
+        let msg = verdict_message(self.queue_num, seq, id, parts);
         // Netlink takes several messages in one datagram, so verdicts are
         // batched: sent when the batch is full or before `recv` would block.
         if self.verdicts.len() + msg.len() > 60_000 {
