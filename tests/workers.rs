@@ -129,7 +129,9 @@ fn connection(i: u16, start: Timestamp, kind: u16) -> Vec<TimedPacket> {
             c.send(Up, b"GET /attack HTTP/1.1\r\n\r\n").send(Down, b"late");
         }
         1 => {
-            c.send(Up, b"GET / HTTP/1.1\r\n\r\n").send(Down, b"HTTP/1.1 200 OK\r\n\r\ndropflow").send(Up, b"more");
+            c.send(Up, b"GET / HTTP/1.1\r\n\r\n")
+                .send(Down, b"HTTP/1.1 200 OK\r\n\r\ndropflow")
+                .send(Up, b"more");
         }
         2 => {
             c.send(Up, b"GET /ev").send(Up, b"il HTTP/1.1\r\n\r\n").send(Down, b"HTTP/1.1 200 OK\r\n\r\n");
@@ -267,7 +269,11 @@ fn assert_same_for_any_worker_count(rules: &Path, input: &Path, extra: &[&str]) 
         let what = format!("{} with {n} workers", input.display());
         assert_eq!(many.status, one.status, "{what}: {}", many.stderr);
         assert!(many.pcap == one.pcap, "{what}: output pcap differs");
-        assert_same_lines(&String::from_utf8_lossy(&many.alerts), &String::from_utf8_lossy(&one.alerts), &what);
+        assert_same_lines(
+            &String::from_utf8_lossy(&many.alerts),
+            &String::from_utf8_lossy(&one.alerts),
+            &what,
+        );
         assert_same_lines(&many.stderr, &one.stderr, &what);
         assert_eq!(
             String::from_utf8_lossy(&many.summary_json),
@@ -311,7 +317,9 @@ fn crafted_capture_is_byte_identical_for_1_to_4_workers() {
     let one = assert_same_for_any_worker_count(&rules, &input, &timeouts);
     // The capture exercises what it claims to.
     let alerts = String::from_utf8_lossy(&one.alerts);
-    for what in ["attack up", "dropflow", "evil at", "port multiple of 5", "udp bad", "icmp", "udp end", "\"end "] {
+    for what in
+        ["attack up", "dropflow", "evil at", "port multiple of 5", "udp bad", "icmp", "udp end", "\"end "]
+    {
         assert!(alerts.contains(what), "no {what:?} alert:\n{alerts}");
     }
     for c in [
@@ -355,7 +363,8 @@ fn real_captures() {
     let mut inputs: Vec<PathBuf> = Vec::new();
     for p in list.split(':').map(PathBuf::from) {
         match fs::read_dir(&p) {
-            Ok(d) => inputs.extend(d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "pcap"))),
+            Ok(d) => inputs
+                .extend(d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "pcap"))),
             Err(_) if p.is_file() => inputs.push(p),
             Err(_) => {}
         }
@@ -373,7 +382,11 @@ fn real_captures() {
     }
     for input in &inputs {
         let one = assert_same_for_any_worker_count(&rules, input, &["--tcp-timeout", "30"]);
-        eprintln!("{}: identical for 1-4 workers; {}", input.display(), one.stderr.lines().next().unwrap_or(""));
+        eprintln!(
+            "{}: identical for 1-4 workers; {}",
+            input.display(),
+            one.stderr.lines().next().unwrap_or("")
+        );
     }
 }
 

@@ -71,7 +71,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         let (routed_tx, routed_rx) = sync_channel(QUEUE);
         let mut work = Vec::with_capacity(n);
         let mut done = Vec::with_capacity(n);
-        for stats in &worker_stats {
+        for (w, stats) in worker_stats.iter().enumerate() {
             let (work_tx, work_rx) = sync_channel(QUEUE);
             let (done_tx, done_rx) = sync_channel(QUEUE);
             let setup = worker::Setup {
@@ -81,7 +81,10 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
                 stats: Arc::clone(stats),
                 dump: opts.dump_streams.is_some(),
             };
-            s.spawn(move || worker::run(setup, work_rx, done_tx));
+            let thread = std::thread::Builder::new().name(format!("sluice-worker-{w}"));
+            if let Err(e) = thread.spawn_scoped(s, move || worker::run(setup, work_rx, done_tx)) {
+                return failed_to_start(e);
+            }
             work.push(work_tx);
             done.push(done_rx);
         }
@@ -93,7 +96,10 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             routed: routed_tx,
             progress: progress.as_ref(),
         };
-        s.spawn(move || dispatcher.run());
+        let thread = std::thread::Builder::new().name("sluice-dispatch".into());
+        if let Err(e) = thread.spawn_scoped(s, move || dispatcher.run()) {
+            return failed_to_start(e);
+        }
         merge_all(merge, routed_rx, done, &out_path)
     });
     if let Some(p) = progress {
@@ -118,6 +124,13 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         out.finish().map_err(|source| OfflineError::Write { what: "output pcap", path: out_path, source })?;
     }
     super::outcome(summary, result)
+}
+
+/// A thread could not be started: nothing was read (the threads already
+/// started see their channels close and end).
+fn failed_to_start(e: std::io::Error) -> Merged {
+    let error = OfflineError::Worker(format!("cannot start a thread: {e}"));
+    (Summary::default(), None, Vec::new(), Err(error))
 }
 
 /// Where alerts go: the `--alerts` file, or stdout.
