@@ -15,7 +15,7 @@ use std::process::Command;
 
 use sluice::flow::Direction::{Down, Up};
 use sluice::ip::fragment::fragment;
-use sluice::pcapgen::{icmp_echo, write_pcap_file, Conversation, Framing, TimedPacket, DEFAULT_START};
+use sluice::pcapgen::{icmp_echo, Conversation, Framing, TimedPacket, DEFAULT_START};
 use sluice::time::Timestamp;
 use sluice::wire::tcp_flags::{ACK, PSH};
 
@@ -187,9 +187,36 @@ fn crafted() -> Vec<TimedPacket> {
             all.extend(connection(i + wave as u16 * 100, start, i % 7));
         }
         all.push(incomplete_fragment(wave as u16 + 1, Timestamp(base + 30_000)));
+        // Not IP (ARP): the first record of each wave, so the second wave's
+        // timeouts fire at a frame without an IP packet.
+        all.push((Timestamp(base - 1), ARP.to_vec()));
+        // Undecodable (worker 0), and a fragment with a bad IPv4 header
+        // checksum (refused by the dispatcher).
+        all.push((Timestamp(base + 40_000), b"\x45\x00\x00\x08garbage".to_vec()));
+        let mut bad = incomplete_fragment(wave as u16 + 5, Timestamp(base + 41_000));
+        bad.1[10] ^= 0xff;
+        all.push(bad);
     }
     all.sort_by_key(|p| p.0);
     all
+}
+
+/// An ARP request, written as a frame of its own (not IP).
+const ARP: [u8; 42] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x08, 0x06, // Ethernet, ARP
+    0, 1, 0x08, 0x00, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 1, 10, 1, 0, 1, 0, 0, 0, 0, 0, 0, 10, 2, 0, 1,
+];
+
+/// Writes the capture: IP packets behind an Ethernet header, the ARP frame as it is.
+fn write_capture(path: &Path, packets: &[TimedPacket]) {
+    use sluice::capture::link::LinkType;
+    use sluice::inject::pcap_writer::PcapOutput;
+    let mut out = PcapOutput::new(fs::File::create(path).unwrap(), LinkType::Ethernet, false, 0).unwrap();
+    for (t, bytes) in packets {
+        let frame = if bytes[..] == ARP[..] { ARP.to_vec() } else { Framing::Ethernet.frame(bytes) };
+        out.write_frame(t.as_micros() * 1000, &frame, frame.len() as u32).unwrap();
+    }
+    out.finish().unwrap();
 }
 
 /// Every output of one run.
@@ -312,7 +339,7 @@ fn crafted_capture_is_byte_identical_for_1_to_4_workers() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
     let input = dir.path().join("in.pcap");
-    write_pcap_file(&input, &Framing::Ethernet, &crafted()).unwrap();
+    write_capture(&input, &crafted());
     let timeouts = ["--tcp-timeout", "5", "--udp-timeout", "3"];
     let one = assert_same_for_any_worker_count(&rules, &input, &timeouts);
     // The capture exercises what it claims to.
@@ -329,11 +356,15 @@ fn crafted_capture_is_byte_identical_for_1_to_4_workers() {
         "drop_fragment",
         "drop_shutdown",
         "rule_errors",
+        "drop_malformed",
+        "drop_bad_ip_checksum",
     ] {
         assert!(counter(&one, c) > 0, "{c} is 0: {}", one.stderr);
     }
     assert!(one.stderr.contains("end 10.1.0."), "rule log lines: {}", one.stderr);
     assert!(one.dump.len() > 20, "stream files: {}", one.dump.len());
+    let summary: serde_json::Value = serde_json::from_slice(&one.summary_json).unwrap();
+    assert_eq!(summary["non_ip"], 2, "{}", one.stderr);
 }
 
 #[test]
@@ -343,7 +374,7 @@ fn crafted_capture_without_timeouts_and_passive_is_identical_too() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
     let input = dir.path().join("in.pcap");
-    write_pcap_file(&input, &Framing::Ethernet, &crafted()).unwrap();
+    write_capture(&input, &crafted());
     assert_same_for_any_worker_count(&rules, &input, &[]);
     let passive = assert_same_for_any_worker_count(&rules, &input, &["--passive", "--tcp-timeout", "5"]);
     assert!(counter(&passive, "flows_timed_out") > 0);

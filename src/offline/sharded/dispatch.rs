@@ -58,8 +58,12 @@ impl Dispatcher<'_> {
                         break;
                     }
                     Some(Err(e)) if e.is_truncation() => {
-                        tracing::warn!("{e}; processing the {count} records before it");
-                        end = Some(InputEnd { truncated: Some(e.to_string()), ..InputEnd::default() });
+                        // Logged by the merge, after the log lines of the records before it.
+                        let warning = format!("{e}; processing the {count} records before it");
+                        end = Some(InputEnd {
+                            truncated: Some((e.to_string(), warning)),
+                            ..InputEnd::default()
+                        });
                         break;
                     }
                     Some(Err(e)) => {

@@ -129,8 +129,9 @@ pub(super) struct Routed {
 pub(super) struct InputEnd {
     /// Packet time of the last record, nanoseconds.
     pub(super) last_time_ns: u64,
-    /// The input ended in the middle of a record: the warning.
-    pub(super) truncated: Option<String>,
+    /// The input ended in the middle of a record: the error, and the
+    /// warning to log.
+    pub(super) truncated: Option<(String, String)>,
     /// The input is damaged.
     pub(super) error: Option<CaptureError>,
     /// What the dispatcher's engine emitted at the end (held fragments dropped).

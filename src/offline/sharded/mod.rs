@@ -199,8 +199,11 @@ fn merge_batch<W: Write>(
         m.record(e, &mut disp, &mut disp_at)?;
     }
     let Some(end) = batch.end else { return Ok(None) };
+    if let Some((error, warning)) = end.truncated {
+        tracing::warn!("{warning}");
+        m.apply.summary.truncated = Some(error);
+    }
     m.end(end.items, end.last_time_ns)?;
-    m.apply.summary.truncated = end.truncated;
     Ok(Some(match end.error {
         Some(e) => Err(OfflineError::Capture(e)),
         None => Ok(()),
