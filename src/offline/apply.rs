@@ -37,7 +37,7 @@ impl<'a, W: Write> Applier<'a, W> {
 
     /// An IP record goes to the engine: its link header is learnt (for
     /// packets forged on its connection) and it waits for its verdict.
-    pub(super) fn expect(&mut self, rec: Record) {
+    pub(super) fn wait_for_verdict(&mut self, rec: Record) {
         if let (Some(o), Some(l3)) = (self.output.as_deref_mut(), rec.l3.clone()) {
             if let Some(ip) = rec.frame.get(l3.clone()) {
                 o.learn(&rec.frame[..l3.start], ip);
@@ -155,7 +155,7 @@ mod tests {
         let mut ap = Applier::new(Some(&mut out));
         // Packet 0: no verdict yet (held). Packet 1: its own verdict, then 0's,
         // and an RST-like forged packet from 2.2.2.2 to 1.1.1.1.
-        ap.expect(ra.clone());
+        ap.wait_for_verdict(ra.clone());
         ap.apply(Vec::new(), 0).unwrap();
         assert_eq!(ap.book.waiting(), 1);
         let mut o = Output::new();
@@ -163,7 +163,7 @@ mod tests {
         o.verdict(0, Verdict::Accept);
         o.forged(b.clone());
         o.verdict(5, Verdict::Accept);
-        ap.expect(rb);
+        ap.wait_for_verdict(rb);
         ap.apply(o.items.drain(..), 1000).unwrap();
         assert_eq!(ap.book.waiting(), 0);
         let s = ap.summary;
@@ -184,7 +184,7 @@ mod tests {
         let mut out = PcapOutput::new(Vec::new(), LinkType::Ethernet, false, 0).unwrap();
         let ra = record(3, &a);
         let mut ap = Applier::new(Some(&mut out));
-        ap.expect(ra.clone());
+        ap.wait_for_verdict(ra.clone());
         ap.apply([Emitted::Verdict(3, Verdict::AcceptModified(new.clone()))], 0).unwrap();
         assert_eq!(ap.summary.modified, 1);
         let w = written(out);
@@ -196,7 +196,7 @@ mod tests {
     fn a_record_without_verdict_is_counted_missing() {
         let a = udp_packet(v4(1, 1, 1, 1), 1, v4(2, 2, 2, 2), 2, b"a");
         let mut ap = Applier::<Vec<u8>>::new(None);
-        ap.expect(record(0, &a));
+        ap.wait_for_verdict(record(0, &a));
         ap.close_book();
         assert_eq!(ap.summary.missing_verdicts, 1);
         assert!(ap.summary.has_errors());

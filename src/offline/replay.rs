@@ -86,7 +86,7 @@ pub(super) fn replay<I: Inspector, W: Write>(
             checksum: ChecksumState::Unchecked,
         };
         engine.process(pkt, &mut out);
-        a.expect(rec);
+        a.wait_for_verdict(rec);
         if let Err(e) = a.apply(out.items.drain(..), time_ns) {
             result = Err(write_err(e));
             break;

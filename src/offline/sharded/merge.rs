@@ -167,14 +167,14 @@ impl<'a, W: Write> Merge<'a, W> {
                 let rec = self.workers.get_mut(w).and_then(|c| c.records.next());
                 let rec =
                     rec.ok_or_else(|| MergeError::OutOfStep(format!("worker {w} lost record {}", e.index)))?;
-                self.apply.expect(rec);
+                self.apply.wait_for_verdict(rec);
                 self.apply.apply(disp.by_ref().take(tick), t)?;
                 self.ticks(e.index, t)?;
                 self.apply.apply(disp.by_ref().take(own), t)?;
                 self.own_piece(w, e.index, t)
             }
             Route::Fragment { record, done_by } => {
-                self.apply.expect(record);
+                self.apply.wait_for_verdict(record);
                 self.apply.apply(disp.by_ref().take(tick), t)?;
                 self.ticks(e.index, t)?;
                 self.apply.apply(disp.by_ref().take(own), t)?;

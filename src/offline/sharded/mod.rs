@@ -71,6 +71,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         let (routed_tx, routed_rx) = sync_channel(QUEUE);
         let mut work = Vec::with_capacity(n);
         let mut done = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n + 1);
         for (w, stats) in worker_stats.iter().enumerate() {
             let (work_tx, work_rx) = sync_channel(QUEUE);
             let (done_tx, done_rx) = sync_channel(QUEUE);
@@ -82,8 +83,9 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
                 dump: opts.dump_streams.is_some(),
             };
             let thread = std::thread::Builder::new().name(format!("sluice-worker-{w}"));
-            if let Err(e) = thread.spawn_scoped(s, move || worker::run(setup, work_rx, done_tx)) {
-                return failed_to_start(e);
+            match thread.spawn_scoped(s, move || worker::run(setup, work_rx, done_tx)) {
+                Ok(h) => threads.push(h),
+                Err(e) => return failed_to_start(e),
             }
             work.push(work_tx);
             done.push(done_rx);
@@ -97,10 +99,19 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             progress: progress.as_ref(),
         };
         let thread = std::thread::Builder::new().name("sluice-dispatch".into());
-        if let Err(e) = thread.spawn_scoped(s, move || dispatcher.run()) {
-            return failed_to_start(e);
+        match thread.spawn_scoped(s, move || dispatcher.run()) {
+            Ok(h) => threads.push(h),
+            Err(e) => return failed_to_start(e),
         }
-        merge_all(merge, routed_rx, done, &out_path)
+        let mut merged = merge_all(merge, routed_rx, done, &out_path);
+        // The merge let go of its channels: every thread ends. A thread
+        // that panicked (a bug) fails the run instead of the process.
+        for h in threads {
+            if h.join().is_err() && merged.3.is_ok() {
+                merged.3 = Err(OfflineError::Worker("a thread of the run panicked".into()));
+            }
+        }
+        merged
     });
     if let Some(p) = progress {
         p.finish_and_clear();
