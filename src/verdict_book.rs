@@ -48,7 +48,10 @@ impl<T> VerdictBook<T> {
 
     /// The batch is done: its packets still waiting are held.
     pub fn end_batch(&mut self) {
-        self.held.extend(self.batch.drain(..).flatten());
+        // Mostly nothing is left: no reserve, no hashing then.
+        for (id, packet) in self.batch.drain(..).flatten() {
+            self.held.insert(id, packet);
+        }
         self.next = 0;
     }
 
