@@ -19,6 +19,9 @@
 # drops nothing (no bad checksum, nothing invalid) and delivers the bytes
 # libnids reassembled; any difference is an error (exit 1).
 # Environment: BENCH_ROUNDS (5), CAPTURE_MB (300), BENCH_MODES (a subset),
+# WORKERS (`sluice pcap --workers`: one count, or several, e.g. "1 2", to run
+# every sluice mode with each in the same rounds; default: sluice's default,
+# the number of CPUs),
 # SLUICE (the binary; default $CARGO_TARGET_DIR/release/sluice),
 # BENCH_RUN_TIMEOUT (seconds one run may take, 300).
 # Build first: `make bench-libnids` does it (cargo build --release and the C program).
@@ -115,9 +118,26 @@ else
     DEFAULT_MODES+=" sluice+regexp"
 fi
 read -ra MODES <<<"${BENCH_MODES:-$DEFAULT_MODES}"
+# Worker counts: each sluice mode runs with each (mode/wN).
+read -ra WORKER_COUNTS <<<"${WORKERS:-$(nproc)}"
+if [ "${#WORKER_COUNTS[@]}" -gt 1 ] || [ -n "${WORKERS:-}" ]; then
+    expanded=()
+    for m in "${MODES[@]}"; do
+        if [ "$m" = libnids ]; then expanded+=("$m"); continue; fi
+        for w in "${WORKER_COUNTS[@]}"; do expanded+=("$m/w$w"); done
+    done
+    MODES=("${expanded[@]}")
+fi
+# `--workers` for a mode: its /wN suffix, else sluice's default.
+workers_of() {
+    case $1 in
+        */w*) echo "--workers ${1##*/w}" ;;
+        *) echo "" ;;
+    esac
+}
 
 rule_file() {
-    case $1 in
+    case ${1%/w*} in
         sluice) echo "$WORK/none.lua" ;;
         sluice+find) echo "$WORK/find.lua" ;;
         sluice+stream) echo "$WORK/stream.lua" ;;
@@ -163,7 +183,8 @@ run_mode() {
         NIDS_BYTES=$bytes
     else
         t0=$EPOCHREALTIME
-        timeout "$RUN_TIMEOUT" "$SLUICE" pcap "$rules" "$CAPTURE" --no-progress --alerts "$WORK/alerts" \
+        # shellcheck disable=SC2046 # the flag and its value are two words
+        timeout "$RUN_TIMEOUT" "$SLUICE" pcap "$rules" "$CAPTURE" $(workers_of "$mode") --no-progress --alerts "$WORK/alerts" \
             --summary-json "$WORK/summary.json" >"$WORK/sluice.out" 2>"$WORK/sluice.err" \
             || { tail -5 "$WORK/sluice.err" >&2; fail "$mode: sluice pcap failed (or took over ${RUN_TIMEOUT}s)"; }
         t1=$EPOCHREALTIME
@@ -171,7 +192,7 @@ run_mode() {
         [ "$(summary rule_errors)" = 0 ] || { tail -5 "$WORK/sluice.err" >&2; fail "$mode: rule errors"; }
         alerts=$(wc -l <"$WORK/alerts")
         local want=$EXPECTED
-        [ "$mode" = sluice ] && want=0
+        [ "${mode%/w*}" = sluice ] && want=0
         [ "$alerts" = "$want" ] || fail "$mode: $alerts alerts, libnids found ${NIDS_MATCHES:-?} matches (the files hold $EXPECTED)"
         [ "$(summary counters.drop_bad_checksum)" = 0 ] || fail "$mode: drop_bad_checksum $(summary counters.drop_bad_checksum)"
         [ "$(summary dropped)" = 0 ] || fail "$mode: sluice dropped $(summary dropped) packets ($(cat "$WORK/sluice.out"))"
@@ -222,12 +243,13 @@ figure() {
     echo "$v" | median
 }
 mb=$(du -m "$CAPTURE" | cut -f1)
-printf '\n%-14s %8s %8s  %-18s %8s  %-18s\n' mode "wall s" "MB/s" "wall vs libnids" "cpu s" "cpu vs libnids"
+printf '\n%-18s %8s %8s  %-18s %8s  %-18s\n' mode "wall s" "MB/s" "wall vs libnids" "cpu s" "cpu vs libnids"
 for mode in "${MODES[@]}"; do
     wall=$(figure "$mode" WALL)
-    printf '%-14s %8.3f %8.0f  %-18s %8.3f  %-18s\n' "$mode" "$wall" "$(awk -v m="$mb" -v w="$wall" 'BEGIN { print m / w }')" \
+    printf '%-18s %8.3f %8.0f  %-18s %8.3f  %-18s\n' "$mode" "$wall" "$(awk -v m="$mb" -v w="$wall" 'BEGIN { print m / w }')" \
         "$(ratio "$mode" WALL)" "$(figure "$mode" CPU)" "$(ratio "$mode" CPU)"
 done
+echo "(sluice workers: ${WORKERS:-default, $(nproc) = the number of CPUs}; /wN: --workers N; $(nproc) CPUs)"
 echo "(medians of $ROUNDS rounds; cpu: user + system seconds, all threads; vs libnids: the median of the per-round"
 echo " ratios to libnids in the same round, lowest-highest in brackets; matches checked in every run: $EXPECTED,"
 echo " equal in libnids and every sluice rule)"

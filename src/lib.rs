@@ -36,4 +36,5 @@ pub mod stats;
 pub mod stream_dump;
 pub mod tcp;
 pub mod time;
+pub mod verdict_book;
 pub mod wire;

@@ -105,6 +105,11 @@ struct PcapArgs {
     /// (offload) and verifies every other host's; verify checks all; ignore none.
     #[arg(long, value_enum, value_name = "MODE", conflicts_with = "no_verify_checksums")]
     checksums: Option<Checksums>,
+    /// Worker threads, each with its own engine and Lua state; flows are
+    /// sharded over them and every output is the same as with 1 (default:
+    /// the number of CPUs). Rule globals are per worker.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Exit with status 0 even if a rule raised an error (default: status 4).
     #[arg(long)]
     allow_rule_errors: bool,
@@ -147,7 +152,11 @@ fn init_logging(level: Option<&str>) {
         None => EnvFilter::try_from_env("SLUICE_LOG").ok(),
     }
     .unwrap_or_else(|| EnvFilter::new(OFFLINE_LOG_FILTER));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(offline::OrderedStderr)
+        .with_target(false)
+        .init();
 }
 
 fn pcap(args: &PcapArgs) -> ExitCode {
@@ -166,6 +175,10 @@ fn pcap(args: &PcapArgs) -> ExitCode {
             None | Some(Checksums::Auto) => offline::ChecksumMode::Auto,
             Some(Checksums::Verify) => offline::ChecksumMode::Verify,
             Some(Checksums::Ignore) => offline::ChecksumMode::Ignore,
+        },
+        workers: match args.workers {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
     };
     let (summary, damage) = match offline::run(&opts) {

@@ -9,6 +9,7 @@ mod flow;
 mod normalize;
 mod passive_path;
 mod reclaim;
+mod sharding;
 mod tcp_path;
 mod udp_path;
 
@@ -19,13 +20,14 @@ use self::flow::{Fate, Flow, FlowKind};
 use crate::config::EngineConfig;
 use crate::flow::{FlowKey, FlowTable};
 use crate::inspect::{Action, Context, Event, Inspector};
-use crate::ip::defrag::{DefragLimits, DefragOutcome, Defragmenter};
+use crate::ip::defrag::{DefragLimits, Defragmenter};
 use crate::stats::{Counter, Stats};
 use crate::tcp::StreamLimits;
 use crate::time::Timestamp;
 use crate::wire::decode::decode_ignoring_ip_checksum;
 use crate::wire::{decode, DecodeError, Decoded, Transport};
 
+pub use self::sharding::{Front, Reassembled};
 pub use crate::packet_id::PacketId;
 
 /// A packet handed to the engine.
@@ -117,6 +119,10 @@ impl Output {
         self.items.push(Emitted::Forged(p));
     }
 }
+
+/// Called after each flow a timeout or the end of input retires, with the
+/// flow's id ([`Engine::tick_with_cuts`]).
+pub type RetireCut<'a> = dyn FnMut(u64, &mut Output) + 'a;
 
 /// How often (in packet time) the flow table is scanned for expired flows.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -282,53 +288,8 @@ impl<I: Inspector> Engine<I> {
     }
 
     fn fragment(&mut self, pkt: Packet<'_>, decoded: &Decoded<'_>, out: &mut Output) {
-        match self.defrag.push(pkt.id, decoded, pkt.time) {
-            DefragOutcome::Held => {}
-            DefragOutcome::Rejected { drop, reason } => {
-                for id in drop {
-                    self.drop_one(id, reason, out);
-                }
-            }
-            DefragOutcome::Complete { datagram, fragments } => {
-                self.stats.inc(Counter::FragmentsReassembled);
-                let verdict = match decode(&datagram) {
-                    Ok(whole) if whole.ip.fragment.is_some() => {
-                        // A fragment inside a fragment: no endpoint reassembles
-                        // twice, and inspecting it as a whole would be a guess.
-                        self.stats.add(Counter::DropFragment, fragments.len() as u64);
-                        Verdict::Drop
-                    }
-                    // A fragment's checksum state says nothing of the whole
-                    // datagram's (no NIC verifies a fragmented one).
-                    Ok(whole) => {
-                        // No batch id: a reassembled datagram's verdict is never deferred.
-                        let outcome =
-                            self.inspect(&whole, pkt.time, reassembled_checksum(pkt.checksum), None, out);
-                        // A datagram's fragments are not marked: the next
-                        // whole packet of the flow will be.
-                        self.bypass_due = false;
-                        let verdict = match outcome {
-                            Outcome::Now(v) => v,
-                            // Cannot happen without a batch id; refuse rather than lose a verdict.
-                            Outcome::Deferred => Verdict::Drop,
-                        };
-                        match verdict {
-                            // Fragments cannot carry a rewritten datagram; refuse
-                            // rather than let the unnormalised bytes through.
-                            Verdict::AcceptModified(_) => Verdict::Drop,
-                            v => v,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "reassembled datagram does not decode");
-                        self.stats.add(Counter::DropMalformed, fragments.len() as u64);
-                        Verdict::Drop
-                    }
-                };
-                for id in fragments {
-                    self.emit(out, id, verdict.clone());
-                }
-            }
+        if let Some(whole) = self.defragment_one(pkt, decoded, out) {
+            self.inspect_reassembled(&whole, out);
         }
     }
 
@@ -406,6 +367,12 @@ impl<I: Inspector> Engine<I> {
 
     /// Runs timeouts up to `now` (packet time): flows, and fragments.
     pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
+        self.tick_with_cuts(now, out, &mut |_, _| {});
+    }
+
+    /// [`Engine::tick`], calling `cut(flow_id, out)` after each flow it
+    /// retires (see [`Engine::finish_with_cuts`]).
+    pub fn tick_with_cuts(&mut self, now: Timestamp, out: &mut Output, cut: &mut RetireCut<'_>) {
         self.flush_pending(out);
         for id in self.defrag.expire(now) {
             self.drop_one(id, Counter::DropFragment, out);
@@ -417,20 +384,28 @@ impl<I: Inspector> Engine<I> {
         let ctx = Context { time: now };
         let (flows, passive) = (self.flows.expire(now), self.passive.expire(now));
         self.stats.add(Counter::FlowsTimedOut, (flows.len() + passive.len()) as u64);
-        self.retire_in_order(flows, passive, &ctx, out);
+        self.retire_in_order(flows, passive, &ctx, out, cut);
         self.stats.set(Counter::FlowsActive, self.flow_count() as u64);
     }
 
     /// End of input or shutdown: drops held fragments (every held packet gets
     /// its verdict) and ends every connection.
     pub fn finish(&mut self, now: Timestamp, out: &mut Output) {
+        self.finish_with_cuts(now, out, &mut |_, _| {});
+    }
+
+    /// [`Engine::finish`], calling `cut(flow_id, out)` after each flow it
+    /// retires: a driver running several engines on shards of the traffic
+    /// merges what each retirement emitted (and what its rules wrote) in
+    /// flow order, the order one engine would retire them in.
+    pub fn finish_with_cuts(&mut self, now: Timestamp, out: &mut Output, cut: &mut RetireCut<'_>) {
         self.flush_pending(out);
         for id in self.defrag.drain() {
             self.drop_one(id, Counter::DropShutdown, out);
         }
         let ctx = Context { time: now };
         let (flows, passive) = (self.flows.drain(), self.passive.drain());
-        self.retire_in_order(flows, passive, &ctx, out);
+        self.retire_in_order(flows, passive, &ctx, out, cut);
         self.stats.set(Counter::FlowsActive, 0);
         self.stats.set(Counter::StreamBytesBuffered, self.buffered as u64);
     }
@@ -443,16 +418,23 @@ impl<I: Inspector> Engine<I> {
         passive: Vec<(FlowKey, passive_path::PassiveFlow)>,
         ctx: &Context,
         out: &mut Output,
+        cut: &mut RetireCut<'_>,
     ) {
         let mut passive = passive.into_iter().peekable();
         for (_, flow) in flows {
             while let Some((_, p)) = passive.next_if(|(_, p)| p.info.id < flow.info.id) {
+                let id = p.info.id;
                 self.retire_passive(p, ctx, out);
+                cut(id, out);
             }
+            let id = flow.info.id;
             self.retire(flow, ctx);
+            cut(id, out);
         }
         for (_, p) in passive {
+            let id = p.info.id;
             self.retire_passive(p, ctx, out);
+            cut(id, out);
         }
     }
 

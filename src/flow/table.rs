@@ -84,6 +84,11 @@ impl<F: FlowEntry> FlowTable<F> {
         id
     }
 
+    /// The id the next flow gets (a sharded driver numbers flows by input position).
+    pub fn set_next_id(&mut self, id: FlowId) {
+        self.next_id = id;
+    }
+
     /// Makes room for one more flow. Returns the evicted flow, if one had to
     /// go, or `Err(())` if the table is full of established connections.
     #[allow(clippy::result_unit_err)]

@@ -1,68 +1,44 @@
 //! The packets a worker received and has not given a verdict yet, so that
-//! each gets exactly one: a verdict for an id not in here is refused.
-//!
-//! Nearly every verdict is for a packet of the batch being handled, and they
-//! come in arrival order, so the batch's ids sit in a short list searched
-//! from where the last verdict was found: no hashing per packet. Ids still
-//! waiting when the batch ends (held IP fragments) move to a hash set.
+//! each gets exactly one: a verdict for an id not in here is refused. The
+//! bookkeeping is [`crate::verdict_book::VerdictBook`] (shared with
+//! `sluice pcap`); this is its NFQUEUE face, with the queue's 32-bit ids.
 
-use std::collections::HashSet;
+use crate::verdict_book::VerdictBook;
 
 /// Ids waiting for their verdict.
 #[derive(Debug)]
 pub struct Unverdicted {
-    /// The current batch's ids in arrival order; `None` once verdicted.
-    batch: Vec<Option<u32>>,
-    /// Where the next in-order verdict of the batch is expected.
-    next: usize,
-    /// Ids from earlier batches still waiting.
-    held: HashSet<u32, ahash::RandomState>,
+    book: VerdictBook<()>,
 }
 
 impl Unverdicted {
     /// Nothing waiting; room for batches of `batch` packets.
     pub fn new(batch: usize) -> Self {
-        Unverdicted {
-            batch: Vec::with_capacity(batch),
-            next: 0,
-            held: HashSet::with_hasher(ahash::RandomState::new()),
-        }
+        Unverdicted { book: VerdictBook::new(batch) }
     }
 
     /// A batch starts: its ids wait for verdicts.
     pub fn begin_batch(&mut self, ids: impl IntoIterator<Item = u32>) {
-        self.end_batch();
-        self.batch.extend(ids.into_iter().map(Some));
+        self.book.begin_batch(ids.into_iter().map(|id| (u64::from(id), ())));
     }
 
     /// The batch is done: its ids still waiting are held.
     pub fn end_batch(&mut self) {
-        self.held.extend(self.batch.drain(..).flatten());
-        self.next = 0;
+        self.book.end_batch();
     }
 
     /// Takes `id` off the waiting packets; false if it was not waiting
     /// (a second verdict for one packet, which must not be sent).
     pub fn take(&mut self, id: u32) -> bool {
-        let n = self.batch.len();
-        let from = self.next.min(n);
-        for i in (from..n).chain(0..from) {
-            if self.batch[i] == Some(id) {
-                self.batch[i] = None;
-                self.next = i + 1;
-                return true;
-            }
-        }
-        self.held.remove(&id)
+        self.book.take(u64::from(id)).is_some()
     }
 
     /// Removes and returns every id still waiting (shutdown).
     pub fn drain(&mut self) -> Vec<u32> {
-        self.end_batch();
-        self.held.drain().collect()
+        // Every id in the book came in as a u32.
+        self.book.drain().into_iter().filter_map(|(id, ())| u32::try_from(id).ok()).collect()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

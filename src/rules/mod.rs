@@ -202,6 +202,14 @@ impl LuaRules {
         all.iter().map(|r| (r.label.clone(), r.errors)).collect()
     }
 
+    /// Every rule's label and error count (errors or not), in declaration
+    /// order: what `sluice pcap --workers N` adds up over its workers.
+    pub fn rule_error_table(&self) -> Vec<(String, u64)> {
+        let mut all: Vec<&Rule> = self.rules.iter().flatten().collect();
+        all.sort_by_key(|r| r.order);
+        all.iter().map(|r| (r.label.clone(), r.errors)).collect()
+    }
+
     /// The events some rule or policy hooks, as `dissector.event`.
     pub fn hooked_events(&self) -> Vec<String> {
         Event::ALL

@@ -1,0 +1,153 @@
+//! The dispatcher thread: reads the capture, reassembles IP fragments (its
+//! own engine, with no rules, does only that: whole datagrams are then
+//! sharded like any packet), and sends each worker its packets and every
+//! record's time, and the merge how each record was routed.
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+
+use crate::capture::pcap::{PcapSource, Record};
+use crate::engine::{ChecksumState, Engine, Front, Output, Packet};
+use crate::inspect::NoRules;
+use crate::time::Timestamp;
+
+use super::messages::{Entry, InputEnd, Job, Route, Routed, Work};
+use super::shard::{Class, Sharder};
+use super::BATCH;
+
+/// The dispatcher and its channels.
+pub(super) struct Dispatcher<'p> {
+    pub(super) source: PcapSource,
+    /// Defragments only (see the module comment).
+    pub(super) engine: Engine<NoRules>,
+    pub(super) sharder: Sharder,
+    pub(super) work: Vec<SyncSender<Work>>,
+    pub(super) routed: SyncSender<Routed>,
+    pub(super) progress: Option<&'p ProgressBar>,
+}
+
+/// One batch being put together.
+struct Batch {
+    routed: Routed,
+    jobs: Vec<Vec<Job>>,
+    times: Vec<Timestamp>,
+}
+
+impl Dispatcher<'_> {
+    /// Runs to the end of the input, or until the merge stops listening.
+    pub(super) fn run(mut self) {
+        let mut first = 0u64;
+        let mut out = Output::new();
+        let (mut last_time, mut last_time_ns) = (Timestamp::default(), 0u64);
+        let mut count = 0u64;
+        loop {
+            let workers = self.work.len();
+            let mut batch = Batch {
+                routed: Routed::default(),
+                jobs: (0..workers).map(|_| Vec::with_capacity(BATCH / workers + 16)).collect(),
+                times: Vec::with_capacity(BATCH),
+            };
+            let mut end = None;
+            while batch.times.len() < BATCH {
+                let rec = match self.source.next_record() {
+                    Some(Ok(r)) => r,
+                    None => {
+                        end = Some(InputEnd::default());
+                        break;
+                    }
+                    Some(Err(e)) if e.is_truncation() => {
+                        // Logged by the merge, after the log lines of the records before it.
+                        let warning = format!("{e}; processing the {count} records before it");
+                        end = Some(InputEnd {
+                            truncated: Some((e.to_string(), warning)),
+                            ..InputEnd::default()
+                        });
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        end = Some(InputEnd { error: Some(e), ..InputEnd::default() });
+                        break;
+                    }
+                };
+                count += 1;
+                if let Some(p) = self.progress {
+                    if rec.index % 1024 == 0 {
+                        p.set_position(self.source.offset());
+                    }
+                }
+                last_time = last_time.max(rec.time);
+                last_time_ns = last_time_ns.max(rec.time_ns);
+                self.route(rec, &mut batch, &mut out);
+            }
+            let end_time = end.as_ref().map(|_| last_time);
+            if let Some(mut e) = end {
+                out.clear();
+                self.engine.finish(last_time, &mut out);
+                e.items = out.items.drain(..).collect();
+                e.last_time_ns = last_time_ns;
+                batch.routed.end = Some(e);
+            }
+            let times: Arc<[Timestamp]> = batch.times.into();
+            for (w, jobs) in batch.jobs.into_iter().enumerate() {
+                let work = Work { first, times: Arc::clone(&times), jobs, end: end_time };
+                if self.work[w].send(work).is_err() {
+                    return;
+                }
+            }
+            first += times.len() as u64;
+            if self.routed.send(batch.routed).is_err() || end_time.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// Ticks the defragmenter to the record's time and routes the record.
+    fn route(&mut self, rec: Record, batch: &mut Batch, out: &mut Output) {
+        let routed = &mut batch.routed;
+        out.clear();
+        self.engine.tick(rec.time, out);
+        routed.items.append(&mut out.items);
+        let tick_items = routed.items.len();
+        batch.times.push(rec.time);
+        let (index, time_ns) = (rec.index, rec.time_ns);
+        let class = rec.ip().map(|ip| self.sharder.classify(ip));
+        let route = match class {
+            None => Route::NotIp(rec),
+            Some(Class::Worker(w)) => {
+                batch.jobs[w].push(Job::Packet(rec));
+                Route::Worker(w)
+            }
+            Some(Class::Fragment) => self.fragment(rec, batch, out),
+        };
+        let routed = &mut batch.routed;
+        routed.items.append(&mut out.items);
+        routed.entries.push(Entry { index, route, time_ns, tick_items, own_items: routed.items.len() });
+    }
+
+    /// A fragment: held, refused, or the last one of its datagram, which
+    /// then goes to the worker of the datagram's flow.
+    fn fragment(&mut self, rec: Record, batch: &mut Batch, out: &mut Output) -> Route {
+        let pkt = Packet {
+            id: rec.index,
+            data: rec.ip().unwrap_or(&[]),
+            time: rec.time,
+            checksum: ChecksumState::Unchecked,
+        };
+        match self.engine.defragment(pkt, out) {
+            Front::Taken => Route::Fragment { record: rec, done_by: None },
+            Front::Reassembled(whole) => {
+                let w = self.sharder.worker_of_bytes(&whole.datagram);
+                batch.jobs[w].push(Job::Datagram { index: rec.index, whole });
+                Route::Fragment { record: rec, done_by: Some(w) }
+            }
+            // The sharder saw a fragment; the engine did not (cannot
+            // happen: both decode alike). Judged whole by worker 0.
+            Front::Whole => {
+                batch.jobs[0].push(Job::Packet(rec));
+                Route::Worker(0)
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! A worker thread: its own engine and its own Lua state, fed the packets of
+//! its shard of the flows and the time of every record. What the engine and
+//! the rules emit (verdicts, forged packets, alerts, log lines, stream
+//! bytes) is cut into pieces, one per record and one per flow a timeout
+//! retires, for the merge to put in input order.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::alert::AlertSink;
+use crate::capture::pcap::Record;
+use crate::config::{EngineConfig, RulesConfig};
+use crate::engine::{ChecksumState, Engine, Output, Packet};
+use crate::rules::{LuaRules, RuleSinks};
+use crate::stats::Stats;
+
+use super::super::log_capture;
+use super::dump_tap::{DumpTap, Tapped};
+use super::messages::{Done, Job, Piece, Work, END};
+
+/// Flows created by record `i` get ids from `(i + 1) << FLOW_ID_SHIFT`: a
+/// packet creates at most one flow, so ids sort as one engine numbers them.
+const FLOW_ID_SHIFT: u32 = 8;
+
+/// What a worker needs to start.
+pub(super) struct Setup {
+    pub(super) rules: PathBuf,
+    pub(super) rules_config: RulesConfig,
+    pub(super) config: EngineConfig,
+    pub(super) stats: Arc<Stats>,
+    pub(super) dump: bool,
+}
+
+/// Alert lines written by the worker's rules, until the worker takes them.
+#[derive(Clone, Default)]
+struct AlertBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for AlertBuf {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.lock().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a worker's rules leave what the merge must order.
+struct Side {
+    alerts: AlertBuf,
+    tapped: Tapped,
+}
+
+impl Done {
+    /// Ends a piece: everything emitted since the last one belongs to it.
+    fn cut(&mut self, index: u64, flow: Option<u64>, out: &mut Output, side: &Side) {
+        self.items.append(&mut out.items);
+        {
+            let mut a = side.alerts.0.lock();
+            if !a.is_empty() {
+                self.alerts.append(&mut a);
+            }
+        }
+        log_capture::take(&mut self.logs);
+        self.dump.append(&mut side.tapped.borrow_mut());
+        self.pieces.push(Piece {
+            index,
+            flow,
+            items: self.items.len(),
+            alerts: self.alerts.len(),
+            logs: self.logs.len(),
+            dump: self.dump.len(),
+        });
+    }
+}
+
+/// Runs the worker until the last batch or until the merge stops listening.
+/// A rule file that does not load is reported as the first answer.
+pub(super) fn run(setup: Setup, work: Receiver<Work>, done: SyncSender<Result<Done, String>>) {
+    log_capture::begin();
+    let side = Side { alerts: AlertBuf::default(), tapped: Rc::new(RefCell::new(Vec::new())) };
+    let sinks =
+        RuleSinks { alerts: AlertSink::to_writer(Box::new(side.alerts.clone())), stats: setup.stats.clone() };
+    let rules = match LuaRules::load(&setup.rules, &setup.rules_config, sinks) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = done.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let tap = DumpTap::new(rules, setup.dump, Rc::clone(&side.tapped));
+    let mut engine = Engine::with_stats(setup.config, tap, setup.stats);
+    let mut out = Output::new();
+    for batch in work {
+        let mut d = Done::default();
+        run_batch(&mut engine, batch.first, &batch.times, batch.jobs, &mut d, &mut out, &side);
+        let ended = batch.end.is_some();
+        if let Some(last) = batch.end {
+            engine.finish_with_cuts(last, &mut out, &mut |flow, out| d.cut(END, Some(flow), out, &side));
+            // Whatever came after the last flow (nothing, normally).
+            d.cut(END, None, &mut out, &side);
+            d.rule_errors = Some(engine.inspector().inner().rule_error_table());
+        }
+        if done.send(Ok(d)).is_err() || ended {
+            return;
+        }
+    }
+}
+
+/// Ticks through every record of the batch and judges this worker's packets.
+fn run_batch(
+    engine: &mut Engine<DumpTap<LuaRules>>,
+    first: u64,
+    times: &[crate::time::Timestamp],
+    jobs: Vec<Job>,
+    d: &mut Done,
+    out: &mut Output,
+    side: &Side,
+) {
+    let mut jobs = jobs.into_iter().peekable();
+    for (k, &time) in times.iter().enumerate() {
+        let index = first + k as u64;
+        engine.tick_with_cuts(time, out, &mut |flow, out| d.cut(index, Some(flow), out, side));
+        if !out.items.is_empty() {
+            // Emitted outside any flow's retirement (nothing, normally): last of the tick.
+            d.cut(index, Some(u64::MAX), out, side);
+        }
+        while let Some(job) = jobs.next_if(|j| j.index() == index) {
+            engine.number_flows_from((index + 1) << FLOW_ID_SHIFT);
+            match job {
+                Job::Packet(rec) => judge(engine, rec, d, out),
+                Job::Datagram { whole, .. } => engine.process_reassembled(&whole, out),
+            }
+            d.cut(index, None, out, side);
+        }
+    }
+}
+
+fn judge(engine: &mut Engine<DumpTap<LuaRules>>, rec: Record, d: &mut Done, out: &mut Output) {
+    let pkt = Packet {
+        id: rec.index,
+        data: rec.ip().unwrap_or(&[]),
+        time: rec.time,
+        checksum: ChecksumState::Unchecked,
+    };
+    engine.process(pkt, out);
+    d.records.push(rec);
+}
