@@ -1,6 +1,12 @@
 //! What the Rust functions called from Lua can reach: the current event (its
 //! serial number, packet bytes, data bytes, flow and the action decided so
-//! far) and the sinks. It lives in the Lua state's app data.
+//! far) and the sinks.
+//!
+//! The hot path reaches it through a [`Ctx`] handle held where it is needed
+//! (the dispatcher, the closures of the per-event API functions, the flow
+//! and view objects): a pointer, no lookup. The Lua state's app data holds
+//! one more handle for the cold paths (`haka.alert`, `haka.rule`, ...),
+//! which look it up by type with [`context`].
 //!
 //! Callbacks only ever take shared borrows of it; every field they change is
 //! a `Cell`. The dispatcher fills the byte buffers (`RefCell::borrow_mut`)
@@ -8,7 +14,9 @@
 //! conflict; if one ever did, it becomes a Lua error, not a panic.
 
 use std::cell::{Cell, RefCell};
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::{AppDataRef, Lua};
@@ -99,7 +107,8 @@ impl RuleContext {
 
     /// Starts an event: a fresh serial, nothing decided yet.
     pub(super) fn begin(&self, time: Timestamp, flow: Option<&FlowInfo>) -> u64 {
-        let e = self.last_epoch.get().wrapping_add(1).max(1);
+        // Serials wrap where `data` values (event_data.rs) keep them.
+        let e = (self.last_epoch.get().wrapping_add(1) & ((1 << super::event_data::EPOCH_BITS) - 1)).max(1);
         self.last_epoch.set(e);
         self.epoch.set(e);
         self.action.set(Action::Accept);
@@ -130,9 +139,40 @@ impl RuleContext {
     }
 }
 
-/// The rule context of `lua`.
-pub(super) fn context(lua: &Lua) -> mlua::Result<AppDataRef<'_, RuleContext>> {
-    match lua.try_app_data_ref::<RuleContext>() {
+/// A handle on the rule context of one Lua state, reached without a lookup.
+///
+/// Shared ownership keeps the context alive as long as anything that can
+/// run (a closure in the state, an object, the dispatcher) holds a handle,
+/// whatever order the state is torn down in.
+#[derive(Clone)]
+pub(super) struct Ctx(Rc<RuleContext>);
+
+// SAFETY: every handle of one context is held by one Lua state (app data,
+// the closures and userdata it owns) or by the `LuaRules` that owns that
+// state. They are cloned, used and dropped only by code running for that
+// state (mlua serialises it under the state's lock, `send` feature), and
+// move between threads only together, when the `LuaRules` does; so the
+// non-atomic count and the `Cell`s are never touched from two threads.
+unsafe impl Send for Ctx {}
+
+impl Ctx {
+    /// A handle on a new context.
+    pub(super) fn new(ctx: RuleContext) -> Self {
+        Ctx(Rc::new(ctx))
+    }
+}
+
+impl Deref for Ctx {
+    type Target = RuleContext;
+
+    fn deref(&self) -> &RuleContext {
+        &self.0
+    }
+}
+
+/// The rule context of `lua` (cold paths; the hot ones hold a [`Ctx`]).
+pub(super) fn context(lua: &Lua) -> mlua::Result<AppDataRef<'_, Ctx>> {
+    match lua.try_app_data_ref::<Ctx>() {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(mlua::Error::runtime("sluice rule context missing")),
         Err(e) => Err(mlua::Error::runtime(format!("sluice rule context busy: {e}"))),

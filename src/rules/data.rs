@@ -58,23 +58,30 @@ impl DataUd {
     }
 }
 
+/// `data:sub(off, len)` of a view of `total` bytes: `off` counts from 1
+/// like Lua strings; without `len` the view runs to the end. Out-of-range
+/// parts are cut off. Returns (bytes skipped, bytes taken).
+pub(super) fn sub_range(lua: &Lua, total: usize, off: i64, len: Option<i64>) -> mlua::Result<(usize, usize)> {
+    if off < 1 {
+        return Err(located(lua, "data:sub offset starts at 1"));
+    }
+    if matches!(len, Some(l) if l < 0) {
+        return Err(located(lua, "data:sub length must not be negative"));
+    }
+    let skip = usize::try_from(off - 1).unwrap_or(usize::MAX).min(total);
+    let rest = total - skip;
+    let take = len.map(|l| usize::try_from(l).unwrap_or(usize::MAX).min(rest)).unwrap_or(rest);
+    Ok((skip, take))
+}
+
 impl UserData for DataUd {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("asstring", |lua, this, ()| this.lua_string(lua));
-        // `data:sub(off, len)`: `off` counts from 1 like Lua strings; without
-        // `len` the view runs to the end. Out-of-range parts are cut off.
+        // `data:sub(off, len)`, see `sub_range`.
         methods.add_method("sub", |lua, this, (off, len): (i64, Option<i64>)| {
             let ctx = context(lua)?;
             ctx.check_live(lua, this.epoch, "data")?;
-            if off < 1 {
-                return Err(located(lua, "data:sub offset starts at 1"));
-            }
-            if matches!(len, Some(l) if l < 0) {
-                return Err(located(lua, "data:sub length must not be negative"));
-            }
-            let skip = usize::try_from(off - 1).unwrap_or(usize::MAX).min(this.len);
-            let rest = this.len - skip;
-            let take = len.map(|l| usize::try_from(l).unwrap_or(usize::MAX).min(rest)).unwrap_or(rest);
+            let (skip, take) = sub_range(lua, this.len, off, len)?;
             Ok(DataUd { epoch: this.epoch, source: this.source, start: this.start + skip, len: take })
         });
         methods.add_meta_method(MetaMethod::Len, |lua, this, ()| {

@@ -20,8 +20,6 @@ use std::sync::Arc;
 use mlua::{AnyUserData, MultiValue, Value};
 use parking_lot::Mutex;
 
-use super::context::context;
-use super::data::{DataUd, Source};
 use super::error::located;
 use super::flows::Slot;
 use super::per_direction::{Coroutine, PerDirection};
@@ -117,18 +115,9 @@ impl LuaRules {
             joined = [carry.as_slice(), bytes].concat();
             &joined
         };
-        let eval = self.rules[Event::TcpData.index()][i].eval.clone();
-        let data = DataUd { epoch, source: Source::Stream, start: 0, len: view.len() };
-        let lua = self.lua.clone();
-        let ctx = match context(&lua) {
-            Ok(c) => c,
-            Err(e) => return Outcome::Failed(e),
-        };
-        let ret = ctx.data.lend_during(view, || {
-            let data = lua.create_userdata(data)?;
-            eval.call::<Value>((flow.clone(), data, dir_v.clone()))
-        });
-        drop(ctx);
+        let eval = &self.rules[Event::TcpData.index()][i].eval;
+        let data = super::event_data::value(epoch);
+        let ret = self.ctx.data.lend_during(view, || eval.call::<Value>((flow, data, dir_v)));
         match ret {
             Ok(v) => match self.consumed(&v, view.len()) {
                 Ok(Some(n)) if n < view.len() => {

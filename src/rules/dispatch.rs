@@ -6,7 +6,6 @@
 use mlua::{MultiValue, Value};
 
 use super::carry;
-use super::context::context;
 use super::error::error_message;
 use super::packet::{Layer, PacketUd};
 use super::LuaRules;
@@ -51,12 +50,12 @@ impl LuaRules {
         let Some(epoch) = self.start_event(cx, flow.map(|(f, _)| f)) else { return self.finish(true) };
         {
             let Subject::Packet(p) = &subject;
-            let filled = context(&self.lua).and_then(|c| {
-                c.packet
-                    .try_borrow_mut()
-                    .map_err(|_| mlua::Error::runtime("rule buffers busy"))
-                    .map(|mut b| b.fill(p))
-            });
+            let filled = self
+                .ctx
+                .packet
+                .try_borrow_mut()
+                .map_err(|_| mlua::Error::runtime("rule buffers busy"))
+                .map(|mut b| b.fill(p));
             if let Err(e) = filled {
                 self.report_setup(&e);
                 return self.finish(true);
@@ -85,8 +84,7 @@ impl LuaRules {
                     }
                 }
                 // Only a policy can have refused the connection before the rules run.
-                let refused = !self.policies[idx].is_empty()
-                    && context(&self.lua).map(|c| c.action.get() >= Action::DropFlow).unwrap_or(false);
+                let refused = !self.policies[idx].is_empty() && self.ctx.action.get() >= Action::DropFlow;
                 if !refused {
                     failed |= self.call_rules(event, args);
                 }
@@ -155,17 +153,9 @@ impl LuaRules {
 
     /// Starts an event: fresh serial, nothing decided, budget reset.
     pub(super) fn start_event(&self, cx: &Context, flow: Option<&FlowInfo>) -> Option<u64> {
-        match context(&self.lua) {
-            Ok(ctx) => {
-                let epoch = ctx.begin(cx.time, flow);
-                self.budget.reset();
-                Some(epoch)
-            }
-            Err(e) => {
-                self.report_setup(&e);
-                None
-            }
-        }
+        let epoch = self.ctx.begin(cx.time, flow);
+        self.budget.reset();
+        Some(epoch)
     }
 
     fn arguments(
@@ -196,7 +186,7 @@ impl LuaRules {
     /// Ends the event: its objects go stale; the decision, made stricter by
     /// the error policy if a rule failed.
     pub(super) fn finish(&mut self, failed: bool) -> Action {
-        let mut action = context(&self.lua).map(|c| c.end()).unwrap_or(Action::DropPacket);
+        let mut action = self.ctx.end();
         if failed {
             if self.on_error == ErrorPolicy::Drop {
                 if action == Action::Accept {

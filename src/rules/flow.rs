@@ -14,6 +14,8 @@
 //! to work, so a rule that kept one gets a clear error, never stale state.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataMethods, Value};
 
@@ -31,8 +33,10 @@ pub(super) struct FlowUd {
     pub info: FlowInfo,
     /// Packet time of the first event rules saw of it.
     pub start: Timestamp,
-    /// Packet time of the latest event of it.
-    pub last_activity: Cell<Timestamp>,
+    /// Packet time of the latest event of it (microseconds), shared with
+    /// its slot in [`super::flows::Flows`], which sets it at every event
+    /// without a borrow of the userdata.
+    pub last_activity: Arc<AtomicU64>,
     /// Set when the connection ended: the object then refuses to work.
     pub ended: Cell<bool>,
 }
@@ -42,7 +46,7 @@ const FIXED: [&str; 6] = ["srcip", "dstip", "srcport", "dstport", "start_time", 
 impl FlowUd {
     /// A live flow object for `info`, first seen at `now`.
     pub(super) fn new(info: FlowInfo, now: Timestamp) -> Self {
-        FlowUd { info, start: now, last_activity: Cell::new(now), ended: Cell::new(false) }
+        FlowUd { info, start: now, last_activity: Arc::new(AtomicU64::new(now.0)), ended: Cell::new(false) }
     }
 
     fn check_alive(&self, lua: &Lua) -> mlua::Result<()> {
@@ -98,7 +102,8 @@ fn get_field(lua: &Lua, ud: &AnyUserData, key: &mlua::String) -> mlua::Result<Va
         b"dstport" => return Ok(Value::Integer(i64::from(i.dst_port))),
         b"start_time" => return Ok(Value::UserData(lua.create_userdata(TimeUd(this.start))?)),
         b"last_activity" => {
-            return Ok(Value::UserData(lua.create_userdata(TimeUd(this.last_activity.get()))?))
+            let t = Timestamp(this.last_activity.load(Ordering::Relaxed));
+            return Ok(Value::UserData(lua.create_userdata(TimeUd(t))?));
         }
         b"data" => {
             // `flow.data` is a table from the first read on.

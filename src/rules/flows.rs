@@ -11,6 +11,8 @@
 //! them, as it is in Haka.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ahash::RandomState;
 use mlua::{AnyUserData, Lua, Table};
@@ -27,6 +29,8 @@ pub(super) struct Slot {
     pub id: u64,
     /// Its flow object.
     pub ud: AnyUserData,
+    /// The flow object's `last_activity` (microseconds).
+    last_activity: Arc<AtomicU64>,
     /// Client → server (`up`) and server → client (`down`) machinery.
     pub dirs: [PerDirection; 2],
     /// The turn being spoken (monologue rules).
@@ -56,14 +60,16 @@ impl Flows {
     /// [`Flows::put_back`] returns it.
     pub(super) fn take(&mut self, lua: &Lua, info: &FlowInfo, now: Timestamp) -> mlua::Result<Slot> {
         if let Some(slot) = self.live.remove(&info.id) {
-            slot.ud.borrow::<FlowUd>()?.last_activity.set(now);
+            slot.last_activity.store(now.0, Ordering::Relaxed);
             return Ok(slot);
         }
-        let ud = lua.create_userdata(FlowUd::new(info.clone(), now))?;
+        let flow = FlowUd::new(info.clone(), now);
+        let last_activity = flow.last_activity.clone();
+        let ud = lua.create_userdata(flow)?;
         if let Some(state) = self.carried.remove(&info.id) {
             ud.set_user_value(state)?;
         }
-        Ok(Slot { id: info.id, ud, dirs: Default::default(), monologue: Monologue::default() })
+        Ok(Slot { id: info.id, ud, last_activity, dirs: Default::default(), monologue: Monologue::default() })
     }
 
     /// Returns a slot taken with [`Flows::take`].

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 
 use super::budget::Budget;
-use super::context::{context, RuleContext};
+use super::context::{context, Ctx, RuleContext};
 use super::error::{error_message, located, RuleError};
 use super::policy::Policy;
 use super::rule::{PointPolicies, Rule};
@@ -61,6 +61,8 @@ pub(super) struct Loaded {
     pub new_iter: Function,
     /// `"up"` and `"down"`, made once.
     pub dirs: [mlua::String; 2],
+    /// The rule context.
+    pub ctx: Ctx,
 }
 
 /// Builds a state and runs `source` (named `name`, from `base_dir`) in it.
@@ -124,7 +126,9 @@ fn new_state(
     lua.gc_gen(GC_MINOR_MULTIPLIER, GC_MAJOR_MULTIPLIER);
     let budget = Budget::install(&lua, cfg.instruction_limit)?;
 
-    lua.set_app_data(RuleContext::new(base_dir, alerts, stats));
+    let ctx = Ctx::new(RuleContext::new(base_dir, alerts, stats));
+    lua.set_app_data(ctx.clone());
+    super::event_data::install(&lua, &ctx)?;
 
     let (dissectors, hooks) = dissectors::build(&lua)?;
     let raw = lua.create_table()?;
@@ -148,7 +152,7 @@ fn new_state(
     lua.load(PRELUDE).set_name("=[sluice]haka").call::<()>(raw)?;
 
     let dirs = [lua.create_string("up")?, lua.create_string("down")?];
-    Ok(Loaded { lua, budget, registry: Registry::default(), new_iter, dirs })
+    Ok(Loaded { lua, budget, registry: Registry::default(), new_iter, dirs, ctx })
 }
 
 /// `sluice.vars`: the `--var NAME=VALUE` settings, as strings.

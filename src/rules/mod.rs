@@ -23,6 +23,7 @@ mod dispatch;
 mod dissectors;
 mod end_event;
 mod error;
+mod event_data;
 mod flow;
 mod flows;
 mod gap_event;
@@ -89,6 +90,8 @@ pub struct LuaRules {
     /// Size of a monologue part.
     monologue_cap: usize,
     dirs: [mlua::String; 2],
+    /// The rule context, reached without a lookup.
+    ctx: context::Ctx,
     on_error: ErrorPolicy,
     memory_limit: usize,
     stats: Arc<Stats>,
@@ -176,6 +179,7 @@ impl LuaRules {
             max_held: cfg.max_held_bytes,
             monologue_cap: cfg.monologue_cap.max(1),
             dirs: loaded.dirs,
+            ctx: loaded.ctx,
             on_error: cfg.on_error,
             memory_limit: cfg.memory_limit,
             stats: sinks.stats,

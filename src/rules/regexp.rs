@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use super::data::DataUd;
 use super::error::located;
+use super::event_data;
 use super::stream_objects::SubUd;
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
@@ -158,13 +159,20 @@ fn match_value(lua: &Lua, compiled: &RegexUd, input: Value, createsub: bool) -> 
         }
         Value::UserData(ud) if ud.is::<DataUd>() => {
             let view = *ud.borrow::<DataUd>()?;
-            let found = view.with_bytes(lua, |b| Ok(re.find(b)))?;
-            match found {
-                Some(r) => DataUd { start: view.start + r.start, len: r.len(), ..view }.into_lua_multi(lua),
-                None => Value::Nil.into_lua_multi(lua),
-            }
+            match_view(lua, re, view)
         }
-        other => match_other(lua, compiled, other, createsub),
+        other => match event_data::as_view(lua, &other)? {
+            Some(view) => match_view(lua, re, view),
+            None => match_other(lua, compiled, other, createsub),
+        },
+    }
+}
+
+/// `re:match` on a data view: the view of the match, or `nil`.
+fn match_view(lua: &Lua, re: &Regex, view: DataUd) -> mlua::Result<MultiValue> {
+    match view.with_bytes(lua, |b| Ok(re.find(b)))? {
+        Some(r) => DataUd { start: view.start + r.start, len: r.len(), ..view }.into_lua_multi(lua),
+        None => Value::Nil.into_lua_multi(lua),
     }
 }
 
@@ -230,6 +238,12 @@ impl SinkUd {
                 let view = *ud.borrow::<DataUd>()?;
                 view.with_bytes(lua, |b| Ok(self.0.feed(b, eof)))
             }
+            Value::LightUserData(_) if event_data::is_data(chunk) => match event_data::as_view(lua, chunk)? {
+                Some(view) => view.with_bytes(lua, |b| Ok(self.0.feed(b, eof))),
+                None => {
+                    Err(located(lua, format!("{MODULE_NAME}: sink:feed expects a string or a data object")))
+                }
+            },
             Value::UserData(ud) => match as_string(ud)? {
                 Some(s) => Ok(self.0.feed(&s.as_bytes(), eof)),
                 None => {

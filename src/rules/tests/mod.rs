@@ -4,6 +4,7 @@
 //! they set) and the alerts.
 
 mod api;
+mod event_data;
 mod events;
 mod fields;
 mod flow_identity;
