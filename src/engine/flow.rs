@@ -138,3 +138,18 @@ impl FlowEntry for Flow {
         self.deadline
     }
 }
+
+/// Sizes in bytes of what every flow holds, for the memory bench
+/// (`benches/flow_memory.rs`): the table's own entry and the TCP state.
+pub fn flow_layout() -> Vec<(&'static str, usize)> {
+    use std::mem::size_of;
+    vec![
+        ("FlowKey", size_of::<FlowKey>()),
+        ("engine Flow", size_of::<Flow>()),
+        ("table entry (key, Flow)", size_of::<(FlowKey, Flow)>()),
+        ("TcpConn (boxed)", size_of::<TcpConn>()),
+        ("tcp Stream (per direction)", size_of::<crate::tcp::Stream>()),
+        ("FlowInfo", size_of::<FlowInfo>()),
+        ("Progress (per direction)", size_of::<Progress>()),
+    ]
+}

@@ -25,6 +25,7 @@ use crate::time::Timestamp;
 use crate::wire::decode::decode_ignoring_ip_checksum;
 use crate::wire::{decode, DecodeError, Decoded, Transport};
 
+pub use self::flow::flow_layout;
 pub use crate::packet_id::PacketId;
 
 /// A packet handed to the engine.
