@@ -211,3 +211,23 @@ pub fn flow_layout() -> Vec<(&'static str, usize)> {
         ("Progress (per direction)", size_of::<Progress>()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget behind "512 bytes per idle established flow" (see
+    /// `benches/flow_memory.rs`): a slot in the table, the boxed connection
+    /// (in mimalloc's 256-byte size class), 4 bytes of index and 8 of
+    /// eviction queue. Growing either past this costs a million-flow table
+    /// tens of megabytes: make room elsewhere first.
+    #[test]
+    fn a_flow_fits_its_memory_budget() {
+        let layout: std::collections::HashMap<_, _> = flow_layout().into_iter().collect();
+        let slot = layout["table slot (Flow + timer links)"];
+        let conn = layout["TcpConn (boxed)"];
+        assert!(slot <= 96, "table slot is {slot} bytes");
+        assert!(conn <= 256, "TcpConn is {conn} bytes");
+        assert!(slot + conn + 4 + 8 <= 384, "{slot} + {conn}");
+    }
+}
