@@ -200,3 +200,51 @@ fn many_flows_across_chunks_keep_their_keys() {
     assert!(all.windows(2).all(|w| w[0].1.id < w[1].1.id));
     assert!(t.is_empty() && t.get(&key(1)).is_none());
 }
+
+/// Key number `i` (distinct for any u32).
+fn key32(i: u32) -> FlowKey {
+    let a = Endpoint { addr: std::net::Ipv4Addr::from(0x0a00_0000 | (i >> 16)).into(), port: i as u16 };
+    let b = Endpoint { addr: "192.0.2.1".parse().unwrap(), port: 80 };
+    FlowKey::of(L4Proto::Tcp, a, b).0
+}
+
+/// The SYN-flood policy at the default table size: once the table is
+/// full, a flood of half-open flows churns through its own entries; every
+/// established flow keeps its place, a connection that completes its
+/// handshake during the flood keeps its place too, and each new flow costs
+/// O(1) queue work.
+#[test]
+fn a_flood_at_the_default_size_churns_only_half_open_flows() {
+    let max = crate::config::EngineConfig::default().max_flows;
+    assert!(max >= 1_000_000, "the default holds a million flows");
+    let mut t = table(max);
+    let (established, flood) = (max as u32 / 2, max as u32);
+    // Flow n (the n-th added) has key key32(n) and id n + 1.
+    let add = |t: &mut FlowTable<F>, est: bool| -> Result<Option<FlowKey>, ()> {
+        let evicted = t.make_room()?.map(|(k, f)| {
+            assert!(!f.est, "an established flow was evicted");
+            k
+        });
+        let id = t.next_id();
+        let key = key32(id as u32 - 1);
+        t.insert(key, F { key, id, est, dl: u64::MAX });
+        Ok(evicted)
+    };
+    for i in 0..max as u32 {
+        assert_eq!(add(&mut t, i < established), Ok(None), "room while filling");
+    }
+    let mut legit = None;
+    for i in 0..flood {
+        assert!(add(&mut t, false).unwrap().is_some(), "each SYN takes a half-open flow's place");
+        if i == flood / 2 {
+            // A client completes its handshake in the middle of the flood.
+            let k = key32(max as u32 + i);
+            t.get_mut(&k).unwrap().est = true;
+            legit = Some(k);
+        }
+    }
+    assert_eq!(t.len(), max);
+    assert!((0..established).all(|i| t.get(&key32(i)).is_some_and(|f| f.est)));
+    assert!(t.get(&legit.unwrap()).is_some(), "the connection made during the flood stayed");
+    assert!(t.order.len() <= 4 * max + 1024);
+}
