@@ -257,15 +257,12 @@ impl<F: FlowEntry> FlowTable<F> {
 
     /// Removes and returns every flow (shutdown), in creation order.
     pub fn drain(&mut self) -> Vec<(FlowKey, F)> {
-        let chunks = std::mem::take(&mut self.chunks);
-        let mut all: Vec<(FlowKey, F)> = chunks
-            .into_iter()
-            .flatten()
-            .filter_map(|s| match s {
-                Slot::Taken { flow, .. } => Some((*flow.key(), flow)),
-                Slot::Free { .. } => None,
-            })
-            .collect();
+        // Sized at once: a million flows would otherwise be copied at each doubling.
+        let mut all: Vec<(FlowKey, F)> = Vec::with_capacity(self.len);
+        all.extend(std::mem::take(&mut self.chunks).into_iter().flatten().filter_map(|s| match s {
+            Slot::Taken { flow, .. } => Some((*flow.key(), flow)),
+            Slot::Free { .. } => None,
+        }));
         self.index.clear();
         self.order.clear();
         self.timers.clear();
