@@ -41,6 +41,7 @@ bench: bench-libnids
 	$(CARGO) bench --bench offline
 	$(CARGO) bench --bench inline_bulk
 	$(CARGO) bench --bench connections
+	$(CARGO) bench --bench flow_memory
 	$(CARGO) bench --bench regexp
 
 # sluice pcap beside libnids (C) on a capture of real HTTP traffic made in

@@ -86,7 +86,7 @@ impl<I: Inspector> Engine<I> {
     /// Shows pending stream data to rules and gives its packets their verdicts.
     pub(super) fn flush_pending(&mut self, out: &mut Output) {
         let Some(mut p) = self.pending.take() else { return };
-        let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.info.id == p.info.id);
+        let exists = self.flows.get_mut(&p.key).is_some_and(|f| f.id() == p.info.id);
         let action = match self.flows.get_mut(&p.key).and_then(|f| f.tcp()).and_then(|c| c.stream(p.dir)) {
             Some(s) if exists => {
                 self.inspector.data(&p.ctx, &p.info, p.dir, s.read_bytes(p.range.clone(), &mut self.joined))

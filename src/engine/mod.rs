@@ -27,6 +27,7 @@ use crate::time::Timestamp;
 use crate::wire::decode::decode_ignoring_ip_checksum;
 use crate::wire::{decode, DecodeError, Decoded, Transport};
 
+pub use self::flow::flow_layout;
 pub use self::sharding::{Front, Reassembled};
 pub use crate::packet_id::PacketId;
 
@@ -167,8 +168,8 @@ impl<I: Inspector> Engine<I> {
     pub fn with_stats(config: EngineConfig, inspector: I, stats: Arc<Stats>) -> Self {
         let defrag = Defragmenter::new(DefragLimits::from(&config)).with_receivers(config.receiver.clone());
         Engine {
-            flows: FlowTable::new(config.max_flows),
-            passive: FlowTable::new(config.max_flows),
+            flows: FlowTable::new(config.max_flows, flow::shortest_timeout(&config)),
+            passive: FlowTable::new(config.max_flows, flow::shortest_timeout(&config)),
             config,
             inspector,
             stats,
@@ -422,12 +423,12 @@ impl<I: Inspector> Engine<I> {
     ) {
         let mut passive = passive.into_iter().peekable();
         for (_, flow) in flows {
-            while let Some((_, p)) = passive.next_if(|(_, p)| p.info.id < flow.info.id) {
+            while let Some((_, p)) = passive.next_if(|(_, p)| p.info.id < flow.id()) {
                 let id = p.info.id;
                 self.retire_passive(p, ctx, out);
                 cut(id, out);
             }
-            let id = flow.info.id;
+            let id = flow.id();
             self.retire(flow, ctx);
             cut(id, out);
         }
@@ -442,7 +443,7 @@ impl<I: Inspector> Engine<I> {
     fn retire(&mut self, mut flow: Flow, ctx: &Context) {
         end_connection(&mut self.inspector, &mut flow, ctx);
         self.buffered = self.buffered.saturating_sub(flow.buffered());
-        self.inspector.forget(flow.info.id);
+        self.inspector.forget(flow.id());
     }
 
     /// The connection at `key` is over for sluice (closed, reset, or dropped
@@ -550,7 +551,7 @@ fn end_connection<I: Inspector>(inspector: &mut I, flow: &mut Flow, ctx: &Contex
         FlowKind::Udp => Event::UdpEndConnection,
     };
     if inspector.subscribed(event) {
-        inspector.end(event, ctx, &flow.info);
+        inspector.end(event, ctx, &flow.info());
     }
 }
 

@@ -23,6 +23,7 @@ use crate::wire::{forge, Decoded, TcpInfo};
 /// One TCP connection seen from a tap.
 #[derive(Debug)]
 pub(super) struct PassiveFlow {
+    key: FlowKey,
     pub(super) info: FlowInfo,
     client_is_lo: bool,
     /// Each direction's stream, by [`Direction::index`] of its sender.
@@ -54,6 +55,10 @@ impl PassiveFlow {
 }
 
 impl FlowEntry for PassiveFlow {
+    fn key(&self) -> &FlowKey {
+        &self.key
+    }
+
     fn id(&self) -> FlowId {
         self.info.id
     }
@@ -164,6 +169,7 @@ impl<I: Inspector> Engine<I> {
         let (client, server) = if client_is_lo { (key.lo, key.hi) } else { (key.hi, key.lo) };
         let id = self.flows.next_id();
         let flow = PassiveFlow {
+            key: *key,
             info: FlowInfo {
                 id,
                 proto: L4Proto::Tcp,

@@ -60,7 +60,7 @@ impl<I: Inspector> Engine<I> {
             .flows
             .iter()
             .filter(|(k, f)| *k != except && f.fate == Fate::Inspect && stuck(f, now))
-            .map(|(k, f)| (f.buffered(), Reverse(f.info.id), *k))
+            .map(|(k, f)| (f.buffered(), Reverse(f.id()), *k))
             .collect();
         // The largest holders first; of equals, the oldest connections.
         stuck_holders.sort_unstable_by_key(|&(bytes, oldest, _)| Reverse((bytes, oldest)));
@@ -102,6 +102,6 @@ impl<I: Inspector> Engine<I> {
 fn stuck(flow: &Flow, now: Timestamp) -> bool {
     [Direction::Up, Direction::Down].iter().any(|d| {
         let holds = flow.tcp().and_then(|c| c.stream(*d)).is_some_and(|s| s.buffered() > 0);
-        holds && flow.progress[d.index()].stuck(now)
+        holds && flow.progress.stuck(*d, now)
     })
 }

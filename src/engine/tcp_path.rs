@@ -173,7 +173,7 @@ impl<I: Inspector> Engine<I> {
         self.buffered = (self.buffered + done.grown).saturating_sub(done.freed);
         for d in [Direction::Up, Direction::Down] {
             if let Some(s) = conn.stream(d) {
-                flow.progress[d.index()].update(s, seg.ctx.time);
+                flow.progress.update(d, s, seg.ctx.time);
             }
         }
         if !payload.is_empty() {
@@ -334,7 +334,7 @@ impl<I: Inspector> Engine<I> {
         out: &mut Output,
     ) {
         let Some(flow) = self.flows.get_mut(key) else { return };
-        let info = flow.info.clone();
+        let info = flow.info();
         flow.fate = Fate::Dropped { reusable: matches!(action, Action::Reset) };
         flow.deadline = ctx.time.saturating_add(self.config.tcp_closing_timeout);
         let mut forged = Vec::new();
@@ -417,7 +417,7 @@ fn admit(
 ) -> Result<Admitted, Verdict> {
     let (pkt, t) = (seg.pkt, seg.t);
     let dir = flow.direction(seg.from_lo);
-    let info = flow.info.clone();
+    let info = flow.info();
     let first = !flow.announced;
     let Some(conn) = flow.tcp_mut() else { return Err(Verdict::Drop) };
     let auth = pkt.bytes.get(t.offset..t.offset + t.header_len).and_then(auth_option::find);

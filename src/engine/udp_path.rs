@@ -36,7 +36,7 @@ impl<I: Inspector> Engine<I> {
             }
         };
         let Some(flow) = self.flows.get_mut(&key) else { return Verdict::Drop };
-        let info = flow.info.clone();
+        let info = flow.info();
         let dir = flow.direction(from_lo);
 
         let mut action = Action::Accept;

@@ -2,6 +2,7 @@
 
 pub mod key;
 pub mod table;
+mod timers;
 
 pub use key::{Direction, FlowKey, L4Proto};
 pub use table::{FlowEntry, FlowId, FlowTable};

@@ -76,8 +76,8 @@ pub struct OfoQueue {
 
 impl OfoQueue {
     /// An empty queue.
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        OfoQueue { entries: Vec::new() }
     }
 
     /// Queued entries, in order.

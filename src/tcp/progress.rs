@@ -37,6 +37,12 @@ impl Progress {
         self.islands_since = if s.islands() > 0 { Some(self.islands_since.unwrap_or(now)) } else { None };
     }
 
+    /// True if nothing is held or waiting: the state of a fresh `Progress`
+    /// as far as [`Progress::update`] and [`Progress::stuck`] can tell.
+    pub fn idle(&self) -> bool {
+        self.waiting_since.is_none() && self.islands_since.is_none()
+    }
+
     /// True if the held bytes have made no progress since `STUCK_AFTER`
     /// before `now`.
     pub fn stuck(&self, now: Timestamp) -> bool {

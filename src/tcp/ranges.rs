@@ -13,8 +13,8 @@ pub struct RangeSet {
 
 impl RangeSet {
     /// An empty set.
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        RangeSet { ranges: Vec::new() }
     }
 
     /// The ranges, sorted.

@@ -59,6 +59,11 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// The bytes live in a ring indexed by stream offset (offset `o` sits at
 /// `o mod len`): releasing acknowledged bytes only moves `acked`, and a bulk
 /// transfer's window never has to be shifted down to the front of a buffer.
+///
+/// The ring and what describes its bytes ([`Buffers`]) exist only while the
+/// stream holds bytes: allocated with the first, freed when the receiver
+/// has acknowledged the last. An idle connection (most of a full flow
+/// table) holds none of it.
 #[derive(Debug, Clone)]
 pub struct Stream {
     /// Sequence number of offset 0.
@@ -69,23 +74,55 @@ pub struct Stream {
     delivered: u64,
     /// End of the highest byte held (`acked` when none is).
     end: u64,
+    /// Offset of the FIN, once seen.
+    fin: Mark,
+    /// Offset of the urgent byte the receiving application's `read()` skips
+    /// (Linux `tp->urg_seq` without `SO_OOBINLINE`).
+    urgent: Mark,
+    /// Overlaps follow Linux's out-of-order queue (else strict: conflicting
+    /// overlaps refused).
+    linux: bool,
+    /// The held bytes, while there are any.
+    bufs: Option<Box<Buffers>>,
+}
+
+/// What a stream keeps only while it holds bytes.
+#[derive(Debug, Clone, Default)]
+struct Buffers {
     /// Bytes from `acked` to `end`; empty or a power of two long, never
     /// shorter than `end - acked`.
     ring: Vec<u8>,
     /// Which offsets at or above `acked` hold bytes.
     filled: RangeSet,
-    /// Offset of the FIN, once seen.
-    fin: Option<u64>,
-    /// Linux's out-of-order queue above `delivered`, when the receiver is
-    /// modelled as Linux (`None`: strict, conflicting overlaps refused).
-    ofo: Option<OfoQueue>,
+    /// Linux's out-of-order queue above `delivered` (Linux policy only).
+    ofo: OfoQueue,
     /// End of the last segment with data committed (GRO may join the next
-    /// one starting there to it).
+    /// one starting there to it). With no byte held, every later segment
+    /// starts at or beyond `end`, past it, so it is not needed then.
     last_end: Option<u64>,
-    /// Offset of the urgent byte the receiving application's `read()` skips
-    /// (Linux `tp->urg_seq` without `SO_OOBINLINE`).
-    urgent: Option<u64>,
 }
+
+/// An optional stream offset in 8 bytes instead of an `Option`'s 16 (a
+/// million connections hold four each): `u64::MAX` stands for none, an
+/// offset no stream reaches (16 EiB in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark(u64);
+
+impl Mark {
+    const NONE: Mark = Mark(u64::MAX);
+
+    fn of(offset: Option<u64>) -> Mark {
+        offset.map_or(Mark::NONE, Mark)
+    }
+
+    fn get(self) -> Option<u64> {
+        (self != Mark::NONE).then_some(self.0)
+    }
+}
+
+/// The ranges and queue of a stream holding no bytes.
+static NO_RANGES: RangeSet = RangeSet::new();
+static NO_OFO: OfoQueue = OfoQueue::new();
 
 /// Whether a segment is sure to reach the receiver, as far as sluice can
 /// tell. A conflicting overlap is only resolved as Linux would resolve it
@@ -118,33 +155,62 @@ impl Stream {
             acked: 0,
             delivered: 0,
             end: 0,
-            ring: Vec::new(),
-            filled: RangeSet::new(),
-            fin: None,
-            ofo: None,
-            last_end: None,
-            urgent: None,
+            fin: Mark::NONE,
+            urgent: Mark::NONE,
+            linux: false,
+            bufs: None,
         }
     }
 
     /// A stream towards a receiver modelled as Linux (`linux`) or strictly.
     pub fn with_policy(first: SeqNumber, linux: bool) -> Self {
-        Stream { ofo: linux.then(OfoQueue::new), ..Stream::new(first) }
+        Stream { linux, ..Stream::new(first) }
     }
 
     /// From now on, conflicting overlaps are refused (strict policy).
     pub fn make_strict(&mut self) {
-        self.ofo = None;
+        self.linux = false;
+        if let Some(b) = self.bufs.as_mut() {
+            b.ofo.clear();
+        }
+        self.tidy();
     }
 
     /// True if overlaps follow Linux's out-of-order queue.
     pub fn linux(&self) -> bool {
-        self.ofo.is_some()
+        self.linux
     }
 
     /// Linux's out-of-order queue as sluice predicts it (Linux policy).
     pub fn ofo(&self) -> Option<&OfoQueue> {
-        self.ofo.as_ref()
+        self.linux.then(|| self.bufs.as_ref().map_or(&NO_OFO, |b| &b.ofo))
+    }
+
+    /// Which offsets at or above `acked` hold bytes.
+    fn filled(&self) -> &RangeSet {
+        self.bufs.as_ref().map_or(&NO_RANGES, |b| &b.filled)
+    }
+
+    /// The ring (empty while no byte is held).
+    fn ring(&self) -> &[u8] {
+        self.bufs.as_ref().map_or(&[], |b| &b.ring)
+    }
+
+    fn last_end(&self) -> Option<u64> {
+        self.bufs.as_ref().and_then(|b| b.last_end)
+    }
+
+    /// The buffers, made on first use.
+    fn bufs(&mut self) -> &mut Buffers {
+        self.bufs.get_or_insert_with(Default::default)
+    }
+
+    /// Frees the buffers once they hold nothing.
+    fn tidy(&mut self) {
+        let idle = |b: &Buffers| b.filled.is_empty() && b.ofo.is_empty();
+        if self.end == self.acked && self.bufs.as_deref().is_some_and(idle) {
+            self.bufs = None;
+        }
     }
 
     /// The stream offset of `seq`, wrap-aware relative to the delivery point
@@ -173,17 +239,17 @@ impl Stream {
 
     /// Highest offset holding accepted bytes (or the delivery point).
     pub fn highest(&self) -> u64 {
-        self.filled.end().unwrap_or(self.delivered).max(self.delivered)
+        self.filled().end().unwrap_or(self.delivered).max(self.delivered)
     }
 
     /// Offset of the FIN, if seen.
     pub fn fin(&self) -> Option<u64> {
-        self.fin
+        self.fin.get()
     }
 
     /// True once every byte up to the FIN was delivered.
     pub fn fin_delivered(&self) -> bool {
-        self.fin == Some(self.delivered)
+        self.fin.get() == Some(self.delivered)
     }
 
     /// Bytes held in memory.
@@ -193,7 +259,7 @@ impl Stream {
 
     /// Out-of-order islands above the delivery point.
     pub fn islands(&self) -> usize {
-        self.filled.count_from(self.delivered + 1)
+        self.filled().count_from(self.delivered + 1)
     }
 
     /// Checks a segment carrying `data` at `start` (and a FIN after it if
@@ -217,7 +283,7 @@ impl Stream {
             return Ok(Fit::Duplicate);
         }
         let end = start + data.len() as u64;
-        if let Some(f) = self.fin {
+        if let Some(f) = self.fin.get() {
             if end > f {
                 return Err(Counter::DropAfterFin);
             }
@@ -232,7 +298,7 @@ impl Stream {
         }
         let lo = start.max(self.acked);
         if lo >= end {
-            let new_fin = fin && self.fin.is_none();
+            let new_fin = fin && self.fin.get().is_none();
             return Ok(if new_fin { Fit::New } else { Fit::Duplicate });
         }
         // Bytes already delivered to rules: another copy is always refused
@@ -246,7 +312,7 @@ impl Stream {
         let (after, ahead) = self.meet(split..end, start, data);
         covered += ahead;
         let mut changes = false;
-        match &self.ofo {
+        match self.ofo() {
             None if after == Meet::Conflict => return Err(Counter::DropOverlapConflict),
             Some(_) if after == Meet::Conflict && reach == Reach::Doubtful => {
                 return Err(Counter::DropOverlapConflict);
@@ -255,7 +321,7 @@ impl Stream {
             // In order: these bytes win over queued ones (tcp_data_queue
             // queues them before tcp_ofo_queue runs).
             Some(_) if start <= self.delivered => changes = after == Meet::Conflict,
-            Some(q) => match q.plan(start..end, self.last_end == Some(start)) {
+            Some(q) => match q.plan(start..end, self.last_end() == Some(start)) {
                 OfoPlan::Discard if after == Meet::Conflict => return Err(Counter::DropOverlapConflict),
                 OfoPlan::Discard => return Ok(Fit::Duplicate),
                 OfoPlan::Queue { certain: false, .. } if after == Meet::Conflict => {
@@ -275,7 +341,7 @@ impl Stream {
             return Ok(Fit::Resolved);
         }
         if covered == end - lo && !changes {
-            let new_fin = fin && self.fin.is_none();
+            let new_fin = fin && self.fin.get().is_none();
             return Ok(if new_fin { Fit::New } else { Fit::Duplicate });
         }
         let new_high = self.highest().max(end);
@@ -284,7 +350,7 @@ impl Stream {
         }
         if lo > self.delivered && self.islands() >= limits.max_islands {
             // Would open one more island, unless it overlaps or touches one.
-            let touches = self.filled.intersections(lo - 1..end + 1).next().is_some();
+            let touches = self.filled().intersections(lo - 1..end + 1).next().is_some();
             if !touches {
                 return Err(Counter::DropStreamLimit);
             }
@@ -299,7 +365,7 @@ impl Stream {
         if r.start >= r.end {
             return (Meet::Agree, 0);
         }
-        for h in self.filled.intersections(r) {
+        for h in self.filled().intersections(r) {
             let (a, b) = self.slices(h.clone());
             let got = &data[(h.start - start) as usize..(h.end - start) as usize];
             if got.get(..a.len()) != Some(a) || got.get(a.len()..) != Some(b) {
@@ -334,10 +400,12 @@ impl Stream {
         let lo = start.max(self.acked);
         if lo < end {
             // Where this segment's bytes are the ones the receiver reads.
-            let from = match self.ofo.as_mut() {
-                None => lo,
-                Some(q) if start > self.delivered => {
-                    let after = self.last_end == Some(start);
+            let (linux, delivered) = (self.linux, self.delivered);
+            let b = self.bufs();
+            let from = match &mut b.ofo {
+                _ if !linux => lo,
+                q if start > delivered => {
+                    let after = b.last_end == Some(start);
                     let plan = q.plan(start..end, after);
                     q.apply(start..end, &plan, after || reach == Reach::Doubtful);
                     match plan {
@@ -345,7 +413,7 @@ impl Stream {
                         OfoPlan::Queue { wins, .. } => wins.start,
                     }
                 }
-                Some(q) => {
+                q => {
                     q.in_order(end);
                     lo
                 }
@@ -356,16 +424,17 @@ impl Stream {
                 self.write_at(from, &data[(from - start) as usize..]);
             }
             self.end = self.end.max(end);
-            self.filled.insert(lo..end);
-            self.last_end = Some(end);
+            let b = self.bufs();
+            b.filled.insert(lo..end);
+            b.last_end = Some(end);
         }
         if fin {
-            self.fin = Some(end);
+            self.fin = Mark(end);
         }
-        let new_end = self.filled.contiguous_end(self.delivered);
+        let new_end = self.filled().contiguous_end(self.delivered);
         if new_end > self.delivered {
-            if let Some(q) = self.ofo.as_mut() {
-                q.consume_to(new_end);
+            if let Some(b) = self.bufs.as_mut() {
+                b.ofo.consume_to(new_end);
             }
             let r = self.delivered..new_end;
             self.delivered = new_end;
@@ -386,9 +455,9 @@ impl Stream {
         if was != self.delivered {
             // The receiver's out-of-order queue still holds what sluice had
             // moved past; its exact segments are no longer known.
-            let held: Vec<Range<u64>> = self.filled.intersections(self.delivered..u64::MAX).collect();
-            if let Some(q) = self.ofo.as_mut() {
-                q.rebuild(held.into_iter());
+            let held: Vec<Range<u64>> = self.filled().intersections(self.delivered..u64::MAX).collect();
+            if let Some(b) = self.bufs.as_mut().filter(|_| self.linux) {
+                b.ofo.rebuild(held.into_iter());
             }
         }
     }
@@ -396,24 +465,24 @@ impl Stream {
     /// Records an urgent byte at `offset`, which the application's `read()`
     /// skips (it replaces an earlier one, as Linux's single `urg_seq` does).
     pub fn set_urgent(&mut self, offset: u64) {
-        self.urgent = Some(offset);
+        self.urgent = Mark(offset);
     }
 
     /// The offset of the urgent byte `read()` skips, if any.
     pub fn urgent(&self) -> Option<u64> {
-        self.urgent
+        self.urgent.get()
     }
 
     /// Puts back the urgent byte as it was before a packet that rules then
     /// dropped (the receiver never saw its urgent pointer).
     pub fn restore_urgent(&mut self, urgent: Option<u64>) {
-        self.urgent = urgent;
+        self.urgent = Mark::of(urgent);
     }
 
     /// The bytes in `r` as the application reads them: [`Stream::bytes_in`]
     /// without the urgent byte (see [`Stream::set_urgent`]).
     pub fn read_bytes<'a>(&'a self, r: Range<u64>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
-        match self.urgent {
+        match self.urgent.get() {
             Some(u) if r.contains(&u) => {
                 let (a, b) = self.slices(r.clone());
                 let cut = (u - r.start) as usize;
@@ -440,8 +509,9 @@ impl Stream {
         }
         let n = (r.end - r.start) as usize;
         let i = self.index(r.start);
-        let first = n.min(self.ring.len() - i);
-        (&self.ring[i..i + first], &self.ring[..n - first])
+        let ring = self.ring();
+        let first = n.min(ring.len() - i);
+        (&ring[i..i + first], &ring[..n - first])
     }
 
     /// Bytes in `r` in one slice: straight from the ring, or, when `r`
@@ -461,28 +531,29 @@ impl Stream {
     /// Where offset `o` sits in the ring (which must not be empty).
     fn index(&self, o: u64) -> usize {
         // The ring's length is a power of two: the low bits are `o mod len`.
-        (o as usize) & (self.ring.len() - 1)
+        (o as usize) & (self.ring().len() - 1)
     }
 
     /// Copies `data` to offsets `at..`, which the ring has room for.
     fn write_at(&mut self, at: u64, data: &[u8]) {
         let i = self.index(at);
-        let first = data.len().min(self.ring.len() - i);
-        self.ring[i..i + first].copy_from_slice(&data[..first]);
-        self.ring[..data.len() - first].copy_from_slice(&data[first..]);
+        let ring = &mut self.bufs().ring;
+        let first = data.len().min(ring.len() - i);
+        ring[i..i + first].copy_from_slice(&data[..first]);
+        ring[..data.len() - first].copy_from_slice(&data[first..]);
     }
 
     /// Makes room for bytes up to offset `end`.
     fn reserve(&mut self, end: u64) {
         let need = (end - self.acked) as usize;
-        if need > self.ring.len() {
+        if need > self.ring().len() {
             self.resize(need.next_power_of_two().max(MIN_RING));
         }
     }
 
     /// Moves the held bytes into a ring of `len` bytes (a power of two).
     fn resize(&mut self, len: usize) {
-        let old = std::mem::replace(&mut self.ring, vec![0; len]);
+        let old = std::mem::replace(&mut self.bufs().ring, vec![0; len]);
         if old.is_empty() || self.end == self.acked {
             return;
         }
@@ -500,13 +571,9 @@ impl Stream {
     /// number of bytes freed.
     pub fn release(&mut self) -> usize {
         let n = self.buffered();
-        if let Some(q) = self.ofo.as_mut() {
-            q.clear();
-        }
-        self.ring = Vec::new();
+        self.bufs = None;
         self.acked = self.delivered;
         self.end = self.acked;
-        self.filled = RangeSet::new();
         n
     }
 
@@ -520,18 +587,18 @@ impl Stream {
         let n = ((offset - self.acked) as usize).min(self.buffered());
         self.acked = offset;
         self.end = self.end.max(offset);
-        self.filled.remove_below(offset);
-        // A large ring shrinks only when it is mostly idle: a quarter of it
-        // (or nothing, when every byte is acknowledged). Shrinking to just
-        // what is held would make the next window grow it again, copying.
-        let held = self.buffered();
-        if self.ring.len() > SHRINK_ABOVE && held * 16 < self.ring.len() {
-            if held == 0 {
-                self.ring = Vec::new();
-            } else {
-                self.resize(self.ring.len() / 4);
-            }
+        if let Some(b) = self.bufs.as_mut() {
+            b.filled.remove_below(offset);
         }
+        // A large ring shrinks only when it is mostly idle: to a quarter.
+        // Shrinking to just what is held would make the next window grow it
+        // again, copying. When every byte is acknowledged, it goes.
+        let held = self.buffered();
+        let len = self.ring().len();
+        if held > 0 && len > SHRINK_ABOVE && held * 16 < len {
+            self.resize(len / 4);
+        }
+        self.tidy();
         n
     }
 }
@@ -634,7 +701,7 @@ mod tests {
         s.commit(at as u64, seg, false).unwrap();
         at += seg.len();
         assert_eq!(s.bytes_in(from as u64..at as u64, &mut scratch), &src[from..at]);
-        assert_eq!(s.ring.len(), 1 << 21);
+        assert_eq!(s.ring().len(), 1 << 21);
         // A same-content retransmission spanning the wrap is a duplicate;
         // one changed byte is a conflict.
         assert_eq!(s.check(from as u64, &src[from..at], false, lim), Ok(Fit::Duplicate));
@@ -643,20 +710,45 @@ mod tests {
         bad[last] ^= 1;
         assert_eq!(s.check(from as u64, &bad, false, lim), Err(Counter::DropOverlapConflict));
         // Acknowledging nearly everything shrinks the ring to a quarter,
-        // bytes intact; a ring that size is kept when everything is acked.
+        // bytes intact; the ring goes when everything is acked.
         s.ack(at as u64 - 100);
-        assert_eq!(s.ring.len(), 1 << 19);
+        assert_eq!(s.ring().len(), 1 << 19);
         assert_eq!(s.bytes_in(at as u64 - 100..at as u64, &mut scratch), &src[at - 100..at]);
         assert_eq!(s.buffered(), 100);
         s.ack(at as u64);
-        assert_eq!((s.ring.len(), s.buffered()), (1 << 19, 0));
+        assert_eq!((s.ring().len(), s.buffered()), (0, 0));
+        assert!(s.bufs.is_none(), "no buffers left on an idle stream");
         // A large ring is freed when everything is acknowledged.
         let seg = &src[at..at + 1_200_000];
         s.check(at as u64, seg, false, lim).unwrap();
         s.commit(at as u64, seg, false).unwrap();
-        assert_eq!(s.ring.len(), 1 << 21);
+        assert_eq!(s.ring().len(), 1 << 21);
         s.ack((at + seg.len()) as u64);
-        assert_eq!((s.ring.len(), s.buffered()), (0, 0));
+        assert_eq!((s.ring().len(), s.buffered()), (0, 0));
+    }
+
+    #[test]
+    fn buffers_live_only_while_bytes_are_held() {
+        let mut s = Stream::with_policy(SeqNumber(0), true);
+        assert!(s.bufs.is_none(), "a new stream holds nothing");
+        put(&mut s, 0, b"hello").unwrap();
+        // An island: held out of order, not freed by acknowledging the rest.
+        put(&mut s, 10, b"world").unwrap();
+        assert_eq!(s.ofo().map(OfoQueue::len), Some(1));
+        s.ack(5);
+        assert!(s.bufs.is_some(), "the island is still held");
+        assert_eq!(put(&mut s, 5, b", you").unwrap(), Some(b", youworld".to_vec()));
+        assert!(s.ofo().is_some_and(OfoQueue::is_empty));
+        s.ack(14);
+        assert!(s.bufs.is_some(), "one byte unacknowledged");
+        s.ack(15);
+        assert!(s.bufs.is_none(), "every byte acknowledged: the buffers are freed");
+        assert_eq!((s.buffered(), s.delivered(), s.highest()), (0, 15, 15));
+        // The stream goes on after them, and duplicates of freed bytes are still recognised.
+        assert_eq!(s.check(0, b"hello", false, LIM), Ok(Fit::Duplicate));
+        assert_eq!(put(&mut s, 15, b"!").unwrap(), Some(b"!".to_vec()));
+        assert_eq!(s.release(), 1);
+        assert!(s.bufs.is_none(), "released");
     }
 
     /// A stream whose first 1,500 bytes (of `len` source bytes) were
@@ -687,7 +779,7 @@ mod tests {
         put(&mut s, 1500, &src[1500..2500]).unwrap();
         assert!(!s.slices(1500..2500).1.is_empty());
         put(&mut s, 2500, &src[2500..]).unwrap();
-        assert_eq!(s.ring.len(), 4096);
+        assert_eq!(s.ring().len(), 4096);
         assert_eq!(s.bytes_in(1500..5000, &mut Vec::new()), &src[1500..]);
     }
 }
