@@ -28,6 +28,7 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 
 use super::book::Book;
+use super::lent::Lent;
 use super::recorder::Recorder;
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::{Engine, Output, Packet, PacketId};
@@ -171,18 +172,37 @@ pub(super) fn run(data: &[u8], rules: Rules) {
                 Run::new(&input, Engine::with_stats(config, recorder, stats.clone())).go(&input, &stats);
             run.check_streams();
         }
-        Rules::Lua => {
-            let sinks = RuleSinks { alerts: crate::alert::AlertSink::memory().0, stats: stats.clone() };
-            let lua = match LuaRules::from_source("fuzz.lua", LUA_RULES, &RulesConfig::default(), sinks) {
-                Ok(l) => l,
-                Err(e) => panic!("the harness's rules do not load: {e}"),
-            };
-            let recorder = Recorder::new(lua, Vec::new());
+        Rules::Lua => with_lua_rules(|lua| {
+            let recorder = Recorder::new(Lent(lua), Vec::new());
             let run =
                 Run::new(&input, Engine::with_stats(config, recorder, stats.clone())).go(&input, &stats);
             run.check_streams();
-        }
+        }),
     }
+}
+
+/// Lends `f` this thread's [`LUA_RULES`], loaded at the first call.
+///
+/// Between inputs the state keeps only what no input can observe: the
+/// rules' error counts and counters (in a sink no check reads) and the Lua
+/// heap's garbage-collector state. Per-flow state (`flow.seen`, the
+/// streamed rules' coroutines) goes with each flow: every run ends with
+/// `finish`, which ends and forgets every flow. If a run panics the rules
+/// are dropped, and the next run loads them afresh.
+fn with_lua_rules(f: impl FnOnce(&mut LuaRules)) {
+    thread_local! {
+        static RULES: std::cell::Cell<Option<LuaRules>> = const { std::cell::Cell::new(None) };
+    }
+    let mut rules = RULES.take().unwrap_or_else(|| {
+        let alerts = crate::alert::AlertSink::to_writer(Box::new(std::io::sink()));
+        let sinks = RuleSinks { alerts, stats: std::sync::Arc::new(Stats::new()) };
+        match LuaRules::from_source("fuzz.lua", LUA_RULES, &RulesConfig::default(), sinks) {
+            Ok(l) => l,
+            Err(e) => panic!("the harness's rules do not load: {e}"),
+        }
+    });
+    f(&mut rules);
+    RULES.set(Some(rules));
 }
 
 fn engine_config(small: bool) -> EngineConfig {
