@@ -119,7 +119,11 @@ fn run_with(loaded: &mut Loaded, data: &[u8]) {
     book.collect(&mut out);
     book.check(&stats);
     assert_eq!(engine.flow_count(), 0, "flows left after finish");
-    assert_eq!(alerts(&loaded.alerts, "canary"), before + 1, "the rule state stopped working: no canary alert");
+    assert_eq!(
+        alerts(&loaded.alerts, "canary"),
+        before + 1,
+        "the rule state stopped working: no canary alert"
+    );
 }
 
 /// How many alerts in `buf` have this description.
