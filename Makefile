@@ -67,7 +67,8 @@ bench-inline: deps build
 
 # Coverage-guided fuzzing (cargo-fuzz, nightly toolchain; libFuzzer, always
 # with debug assertions and overflow checks on):
-#   make fuzz TARGET=tcp_engine SECONDS=600
+#   make fuzz TARGET=tcp_engine SECONDS=600 [RUNS=10000000]
+# (stops after SECONDS, or after RUNS executions if given first).
 # New inputs go to fuzz/corpus-work/<target> (not committed); the committed,
 # minimized corpus fuzz/corpus/<target> is read as a starting point. The run's
 # log (with libFuzzer's final stats) goes to fuzz/logs/<target>.log.
@@ -106,7 +107,7 @@ fuzz:
 	@mkdir -p fuzz/corpus-work/$(TARGET) fuzz/corpus/$(TARGET) fuzz/logs
 	set -o pipefail; $(FUZZ_CARGO) run $(FUZZ_FLAGS) $(TARGET) fuzz/corpus-work/$(TARGET) fuzz/corpus/$(TARGET) \
 		$(wildcard fuzz/seeds/$(TARGET)) -- -max_total_time=$(SECONDS) -timeout=10 -rss_limit_mb=2048 \
-		-max_len=4096 -print_final_stats=1 $(FUZZ_LEAKS) 2>&1 | tee fuzz/logs/$(TARGET).log
+		-max_len=4096 -print_final_stats=1 $(FUZZ_LEAKS) $(if $(RUNS),-runs=$(RUNS)) 2>&1 | tee fuzz/logs/$(TARGET).log
 
 # Minimizes fuzz/corpus/<target> together with what `make fuzz` found, to the
 # few dozen inputs that cover the same edges (libFuzzer's set-cover merge on
