@@ -19,7 +19,8 @@
 //! checksums and modified packets decode; after `finish` no flow or stream
 //! byte is left; the recorder's event-order checks; and every stream byte
 //! shown to rules for the handshake's connection was sent at that position
-//! by a segment of that direction (rules see only bytes the endpoint can get).
+//! by a segment of that direction, allowing for urgent bytes the receiver's
+//! `read()` skips (rules see only bytes the endpoint can get).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -234,6 +235,9 @@ struct Run<I: Inspector> {
     isn: [SeqNumber; 2],
     /// Bytes sent at each sequence number, per direction (a 256-bit set).
     sent: [HashMap<u32, [u64; 4]>; 2],
+    /// Segments sent with URG per direction: each may take one urgent byte
+    /// out of the stream the application reads (and rules see).
+    urgent_segments: [usize; 2],
     now: Timestamp,
     ip_id: u16,
     waiting: Vec<(PacketId, Vec<u8>)>,
@@ -260,6 +264,7 @@ impl<I: Inspector> Run<I> {
             next: [isn[0] + 1, isn[1] + 1],
             isn,
             sent: [HashMap::new(), HashMap::new()],
+            urgent_segments: [0, 0],
             now: crate::pcapgen::DEFAULT_START,
             ip_id: 1,
             waiting: Vec::new(),
@@ -349,6 +354,9 @@ impl<I: Inspector> Run<I> {
         seg.flags = s.flags;
         seg.window = s.window;
         seg.urgent = s.urgent;
+        if s.flags & tcp_flags::URG != 0 {
+            self.urgent_segments[dir.index()] += 1;
+        }
         let opt_len = s.options.len().min(40) / 4 * 4;
         seg.options = &s.options[..opt_len];
         seg.payload = &s.payload;
@@ -420,12 +428,25 @@ impl<I: Inspector> Run<Recorder<I>> {
         }
         for dir in [Direction::Up, Direction::Down] {
             let start = self.isn[dir.index()] + 1;
+            // Stream offsets rules see skip each urgent byte the receiver's
+            // read() skips (fuzz regression tcp_engine/urgent-byte-skipped),
+            // so byte k was sent at k + (urgent bytes skipped before it).
+            let mut skipped = 0usize;
             for (k, &b) in first.data[dir.index()].iter().enumerate() {
-                let seq = start.0.wrapping_add(k as u32);
-                let sent = self.sent[dir.index()]
-                    .get(&seq)
-                    .is_some_and(|s| s[usize::from(b / 64)] & (1 << (b % 64)) != 0);
-                assert!(sent, "{dir:?} stream byte {k} ({b:#x}) shown to rules was never sent at seq {seq}");
+                let sent_at = |skip: usize| {
+                    let seq = start.0.wrapping_add((k + skip) as u32);
+                    self.sent[dir.index()]
+                        .get(&seq)
+                        .is_some_and(|s| s[usize::from(b / 64)] & (1 << (b % 64)) != 0)
+                };
+                while !sent_at(skipped) && skipped < self.urgent_segments[dir.index()] {
+                    skipped += 1;
+                }
+                let seq = start.0.wrapping_add((k + skipped) as u32);
+                assert!(
+                    sent_at(skipped),
+                    "{dir:?} stream byte {k} ({b:#x}) shown to rules was never sent at seq {seq}"
+                );
             }
         }
     }
