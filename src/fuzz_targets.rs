@@ -16,6 +16,7 @@
 mod book;
 mod defrag;
 mod engine;
+mod lent;
 mod lua_api;
 mod nfqueue;
 mod pcap;

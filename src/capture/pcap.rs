@@ -175,7 +175,9 @@ pub enum Format {
     PcapNg,
 }
 
-type FileReader = io::Chain<Cursor<Vec<u8>>, BufReader<File>>;
+/// The bytes being read: the magic number already taken, then the rest of
+/// the file (or of an in-memory capture, see [`PcapSource::from_reader`]).
+type FileReader = io::Chain<Cursor<Vec<u8>>, BufReader<Box<dyn Read + Send>>>;
 
 /// A capture file being read record by record.
 pub struct PcapSource {
@@ -197,9 +199,20 @@ impl PcapSource {
     /// Opens a capture file and reads its header.
     pub fn open(path: impl AsRef<Path>) -> Result<PcapSource, CaptureError> {
         let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| CaptureError::Io { path: path.clone(), source })?;
+        Self::from_reader(path, file)
+    }
+
+    /// Reads a capture from `reader` (e.g. a `Cursor` over bytes in memory,
+    /// as the fuzz harness does); `name` stands for the file in errors.
+    pub fn from_reader(
+        name: impl Into<PathBuf>,
+        reader: impl Read + Send + 'static,
+    ) -> Result<PcapSource, CaptureError> {
+        let path = name.into();
         let io_err = |source| CaptureError::Io { path: path.clone(), source };
-        let file = File::open(&path).map_err(io_err)?;
-        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let boxed: Box<dyn Read + Send> = Box::new(reader);
+        let mut reader = BufReader::with_capacity(1 << 16, boxed);
         let mut magic = [0u8; 4];
         let n = read_full(&mut reader, &mut magic).map_err(io_err)?;
         if n < 4 {

@@ -272,12 +272,19 @@ impl<I: Inspector> Engine<I> {
         }
         let start = range.start;
         let flow = self.flows.get_mut(key)?;
-        let Some(bytes) =
-            flow.tcp().and_then(|c| c.stream(a.dir)).map(|s| s.read_bytes(range, &mut self.joined))
-        else {
+        let Some(stream) = flow.tcp().and_then(|c| c.stream(a.dir)) else {
             return Some(Verdict::Drop);
         };
-        let action = self.inspector.data(seg.ctx, &a.info, a.dir, bytes);
+        // The rules just dropped the earlier bytes (flushed above): the
+        // receiver lacks them, so these are no longer their sequel. Dropped
+        // like them, to come back after them (fuzz regression
+        // tcp_engine/fin-after-dropped-batch-shown-as-sequel).
+        let rewound = stream.delivered() < range.end;
+        let action = if rewound {
+            Action::DropPacket
+        } else {
+            self.inspector.data(seg.ctx, &a.info, a.dir, stream.read_bytes(range, &mut self.joined))
+        };
         if action == Action::Accept {
             return None;
         }

@@ -19,7 +19,8 @@
 //! checksums and modified packets decode; after `finish` no flow or stream
 //! byte is left; the recorder's event-order checks; and every stream byte
 //! shown to rules for the handshake's connection was sent at that position
-//! by a segment of that direction (rules see only bytes the endpoint can get).
+//! by a segment of that direction, allowing for urgent bytes the receiver's
+//! `read()` skips (rules see only bytes the endpoint can get).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,7 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 
 use super::book::Book;
+use super::lent::Lent;
 use super::recorder::Recorder;
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::{Engine, Output, Packet, PacketId};
@@ -171,18 +173,37 @@ pub(super) fn run(data: &[u8], rules: Rules) {
                 Run::new(&input, Engine::with_stats(config, recorder, stats.clone())).go(&input, &stats);
             run.check_streams();
         }
-        Rules::Lua => {
-            let sinks = RuleSinks { alerts: crate::alert::AlertSink::memory().0, stats: stats.clone() };
-            let lua = match LuaRules::from_source("fuzz.lua", LUA_RULES, &RulesConfig::default(), sinks) {
-                Ok(l) => l,
-                Err(e) => panic!("the harness's rules do not load: {e}"),
-            };
-            let recorder = Recorder::new(lua, Vec::new());
+        Rules::Lua => with_lua_rules(|lua| {
+            let recorder = Recorder::new(Lent(lua), Vec::new());
             let run =
                 Run::new(&input, Engine::with_stats(config, recorder, stats.clone())).go(&input, &stats);
             run.check_streams();
-        }
+        }),
     }
+}
+
+/// Lends `f` this thread's [`LUA_RULES`], loaded at the first call.
+///
+/// Between inputs the state keeps only what no input can observe: the
+/// rules' error counts and counters (in a sink no check reads) and the Lua
+/// heap's garbage-collector state. Per-flow state (`flow.seen`, the
+/// streamed rules' coroutines) goes with each flow: every run ends with
+/// `finish`, which ends and forgets every flow. If a run panics the rules
+/// are dropped, and the next run loads them afresh.
+fn with_lua_rules(f: impl FnOnce(&mut LuaRules)) {
+    thread_local! {
+        static RULES: std::cell::Cell<Option<LuaRules>> = const { std::cell::Cell::new(None) };
+    }
+    let mut rules = RULES.take().unwrap_or_else(|| {
+        let alerts = crate::alert::AlertSink::to_writer(Box::new(std::io::sink()));
+        let sinks = RuleSinks { alerts, stats: std::sync::Arc::new(Stats::new()) };
+        match LuaRules::from_source("fuzz.lua", LUA_RULES, &RulesConfig::default(), sinks) {
+            Ok(l) => l,
+            Err(e) => panic!("the harness's rules do not load: {e}"),
+        }
+    });
+    f(&mut rules);
+    RULES.set(Some(rules));
 }
 
 fn engine_config(small: bool) -> EngineConfig {
@@ -214,6 +235,9 @@ struct Run<I: Inspector> {
     isn: [SeqNumber; 2],
     /// Bytes sent at each sequence number, per direction (a 256-bit set).
     sent: [HashMap<u32, [u64; 4]>; 2],
+    /// Segments sent with URG per direction: each may take one urgent byte
+    /// out of the stream the application reads (and rules see).
+    urgent_segments: [usize; 2],
     now: Timestamp,
     ip_id: u16,
     waiting: Vec<(PacketId, Vec<u8>)>,
@@ -240,6 +264,7 @@ impl<I: Inspector> Run<I> {
             next: [isn[0] + 1, isn[1] + 1],
             isn,
             sent: [HashMap::new(), HashMap::new()],
+            urgent_segments: [0, 0],
             now: crate::pcapgen::DEFAULT_START,
             ip_id: 1,
             waiting: Vec::new(),
@@ -329,6 +354,9 @@ impl<I: Inspector> Run<I> {
         seg.flags = s.flags;
         seg.window = s.window;
         seg.urgent = s.urgent;
+        if s.flags & tcp_flags::URG != 0 {
+            self.urgent_segments[dir.index()] += 1;
+        }
         let opt_len = s.options.len().min(40) / 4 * 4;
         seg.options = &s.options[..opt_len];
         seg.payload = &s.payload;
@@ -400,12 +428,25 @@ impl<I: Inspector> Run<Recorder<I>> {
         }
         for dir in [Direction::Up, Direction::Down] {
             let start = self.isn[dir.index()] + 1;
+            // Stream offsets rules see skip each urgent byte the receiver's
+            // read() skips (fuzz regression tcp_engine/urgent-byte-skipped),
+            // so byte k was sent at k + (urgent bytes skipped before it).
+            let mut skipped = 0usize;
             for (k, &b) in first.data[dir.index()].iter().enumerate() {
-                let seq = start.0.wrapping_add(k as u32);
-                let sent = self.sent[dir.index()]
-                    .get(&seq)
-                    .is_some_and(|s| s[usize::from(b / 64)] & (1 << (b % 64)) != 0);
-                assert!(sent, "{dir:?} stream byte {k} ({b:#x}) shown to rules was never sent at seq {seq}");
+                let sent_at = |skip: usize| {
+                    let seq = start.0.wrapping_add((k + skip) as u32);
+                    self.sent[dir.index()]
+                        .get(&seq)
+                        .is_some_and(|s| s[usize::from(b / 64)] & (1 << (b % 64)) != 0)
+                };
+                while !sent_at(skipped) && skipped < self.urgent_segments[dir.index()] {
+                    skipped += 1;
+                }
+                let seq = start.0.wrapping_add((k + skipped) as u32);
+                assert!(
+                    sent_at(skipped),
+                    "{dir:?} stream byte {k} ({b:#x}) shown to rules was never sent at seq {seq}"
+                );
             }
         }
     }

@@ -1,11 +1,14 @@
--- The lua_api fuzz target's rule file. The fuzz input arrives as the hex
--- string sluice.var("ops"); at every event the rules read from it which
--- API calls to make (object, method or field, argument kinds and values)
--- and make them. A call that fails is fine (most run under pcall, some
--- raise out of the rule on purpose); sluice must neither crash, nor lose a
--- verdict, nor leave the state unusable: the first rule answers every
--- connection to port 9999 with a "canary" alert, which the harness checks
--- once the fuzzed traffic is over.
+-- The lua_api fuzz target's rule file. The rules are loaded once per
+-- thread and see one fuzz input after another: each input arrives as the
+-- payload of a "control" UDP datagram (10.8.8.1 -> 10.8.8.2 port 9997),
+-- the first packet of every run, at which begin_input resets what the
+-- previous input could change. At every other event the rules read from the
+-- input which API calls to make (object, method or field, argument kinds
+-- and values) and make them. A call that fails is fine (most run under
+-- pcall, some raise out of the rule on purpose); sluice must neither crash,
+-- nor lose a verdict, nor leave the state unusable: the first rule answers
+-- every connection to port 9999 with a "canary" alert, which the harness
+-- checks once the fuzzed traffic is over.
 local ipv4 = require("protocol/ipv4")
 local ipv6 = require("protocol/ipv6")
 require("protocol/tcp")
@@ -33,12 +36,11 @@ haka.policy {
   action = haka.policy.alert{ description = "policy hit" },
 }
 
-local hex = sluice.var("ops", "")
-local ops = {}
-for i = 1, #hex - 1, 2 do ops[#ops + 1] = tonumber(hex:sub(i, i + 1), 16) end
+local CONTROL_PORT = 9997
+local input = ""           -- the current fuzz input
 local pos = 1
 local function byte()
-  local b = ops[pos]
+  local b = input:byte(pos)
   if b == nil then return nil end
   pos = pos + 1
   return b
@@ -46,6 +48,8 @@ end
 local function b0() return byte() or 0 end
 
 local kept = {}            -- objects kept past their event
+local vars = {}            -- sluice.vars as loaded, restored at each input
+for k, v in pairs(sluice.vars) do vars[k] = v end
 local STRINGS = { "", "up", "down", "10.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32", "300.1.1.1",
   "10.0.0.1/33", "%s %d %q", "%", "all", "available", "src", "dst", "flags", "payload", "ip",
   "secs", "__index", "srcip", "description", "severity", "high", "1e400", "-0", "0x10", "\0" }
@@ -58,6 +62,29 @@ local NAMES = { "src", "dst", "version", "hdr_len", "tos", "len", "id", "flags",
 
 local cx = {}              -- the current event's objects
 local arg
+
+-- A new input: forget everything the previous one could leave behind.
+local function begin_input(bytes)
+  input, pos, kept, cx = bytes, 1, {}, {}
+  for k in pairs(sluice.vars) do sluice.vars[k] = nil end
+  for k, v in pairs(vars) do sluice.vars[k] = v end
+  collectgarbage("incremental")      -- an input may have switched modes
+  collectgarbage("restart")          -- or stopped the collector
+  haka.alert{ description = "input of " .. #bytes .. " bytes" }  -- the harness checks it came
+end
+
+local function control_addr(a)
+  return tostring(a):sub(1, 7) == "10.8.8."
+end
+
+haka.rule {
+  on = haka.dissectors.ipv4.events.receive_packet,
+  eval = function (pkt)
+    if control_addr(pkt.src) and pkt.proto == 17 then
+      begin_input(pkt.payload:sub(9):asstring())  -- after the UDP header
+    end
+  end
+}
 
 local function number()
   local k = b0() % 8
@@ -188,14 +215,15 @@ local function run_ops(c)
   end
 end
 
--- No call is made at the canary connection's events: a failing call drops
--- the packet (the error policy), and the canary must get through.
+-- No call is made at the canary connection's or the control datagram's
+-- events: a failing call drops the packet (the error policy), and the canary
+-- must get through.
 local function canary_addr(a)
   return tostring(a):sub(1, 7) == "10.9.9."
 end
 local function skip(c)
-  if c.flow ~= nil then return c.flow.dstport == CANARY_PORT end
-  return c.pkt ~= nil and (canary_addr(c.pkt.src) or canary_addr(c.pkt.dst))
+  if c.flow ~= nil then return c.flow.dstport == CANARY_PORT or c.flow.dstport == CONTROL_PORT end
+  return c.pkt ~= nil and (canary_addr(c.pkt.src) or canary_addr(c.pkt.dst) or control_addr(c.pkt.src))
 end
 
 local function hook(event, make)

@@ -1,19 +1,16 @@
 //! `pcap_reader`: the pcap and pcapng readers, then the whole offline
-//! replay, on one capture file per input.
-//!
-//! [`PcapSource`] reads from a path, so the input is written to a temporary
-//! file (one per process, rewritten at each run; the fuzzer runs one input at
-//! a time per process).
+//! replay, on one capture per input, read from memory
+//! ([`PcapSource::from_reader`]; no file is written).
 //!
 //! Invariants: record indices count up from 0; every slice a record hands
 //! out lies in its frame; nothing follows an error; the reader's offset stays
-//! within the file and the record count within what the file can hold (no
+//! within the input and the record count within what the input can hold (no
 //! endless loop on zero-length blocks); the offline replay counts every
 //! record exactly once (non-IP, accepted, modified or dropped), reports no
 //! missing or unexpected verdict, and writes an output capture that reads
 //! back with as many records as it says it wrote.
 
-use std::path::PathBuf;
+use std::io::Cursor;
 
 use super::assert_within;
 use crate::capture::pcap::PcapSource;
@@ -25,29 +22,18 @@ use crate::pcapgen::{write_pcap, write_pcapng, Conversation, Framing};
 use crate::wire::decode;
 
 pub(super) fn run(data: &[u8]) {
-    let input = temp_path("in");
-    if std::fs::write(&input, data).is_err() {
-        return;
-    }
-    read_records(&input, data.len());
-    replay(&input);
+    read_records(data);
+    replay(data);
 }
 
-/// A file in the temporary directory owned by this process and thread: the
-/// replay test runs harnesses on several threads at once, and a shared file
-/// would be overwritten under a reader.
-fn temp_path(what: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    let thread = ID.with(|id| *id);
-    std::env::temp_dir().join(format!("sluice-fuzz-{}-{thread}-{what}.pcap", std::process::id()))
+/// The capture in `bytes`, named for error messages.
+fn open(what: &str, bytes: Vec<u8>) -> Result<PcapSource, crate::capture::pcap::CaptureError> {
+    PcapSource::from_reader(what, Cursor::new(bytes))
 }
 
-fn read_records(path: &std::path::Path, file_len: usize) {
-    let Ok(mut source) = PcapSource::open(path) else { return };
+fn read_records(data: &[u8]) {
+    let file_len = data.len();
+    let Ok(mut source) = open("fuzz input", data.to_vec()) else { return };
     let mut expected = 0u64;
     let mut failed = false;
     while let Some(r) = source.next_record() {
@@ -74,8 +60,8 @@ fn read_records(path: &std::path::Path, file_len: usize) {
     assert!(source.next_record().is_none(), "records after the end");
 }
 
-fn replay(path: &std::path::Path) {
-    let Ok(mut source) = PcapSource::open(path) else { return };
+fn replay(data: &[u8]) {
+    let Ok(mut source) = open("fuzz input", data.to_vec()) else { return };
     let Ok(mut output) =
         PcapOutput::new(Vec::new(), source.link_type(), source.nanosecond_timestamps(), 65535)
     else {
@@ -90,11 +76,7 @@ fn replay(path: &std::path::Path) {
         "every record counted once: {summary:?}"
     );
     let Ok(bytes) = output.finish() else { return };
-    let out = temp_path("out");
-    if std::fs::write(&out, bytes).is_err() {
-        return;
-    }
-    let Ok(written) = PcapSource::open(&out) else { panic!("sluice's output capture does not open") };
+    let Ok(written) = open("sluice output", bytes) else { panic!("sluice's output capture does not open") };
     let mut n = 0u64;
     for r in written {
         assert!(r.is_ok(), "sluice's output capture does not read back: {r:?}");
