@@ -190,30 +190,24 @@ pub trait Inspector {
 
     /// `dir`'s stream ended: its FIN was delivered in order. Rules waiting
     /// for more bytes of it get the end of the stream; their decision acts
-    /// on the packet that carried the FIN. Nothing by default.
-    fn stream_end(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
-        let _ = (ctx, flow, dir);
-        Action::Accept
-    }
+    /// on the packet that carried the FIN.
+    ///
+    /// This and the other direction events have no default: a wrapping
+    /// inspector that forgot to pass one on would hide it from the rules
+    /// without a word.
+    fn stream_end(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action;
 
     /// `sluice pcap --passive`: bytes of direction `dir` that the receiver
     /// acknowledged (or that came before captured bytes) are missing from
     /// the capture: `len` bytes from stream offset `offset` (offsets count
     /// every byte of the direction, gaps included). The stream goes on
-    /// after the gap; nothing fills it. Accepted by default.
-    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
-        let _ = (ctx, flow, dir, offset, len);
-        Action::Accept
-    }
+    /// after the gap; nothing fills it.
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action;
 
     /// `--stream-depth`: `dir`'s stream passed the depth, after its bytes
     /// up to the depth were delivered. Rules get no more data of it;
-    /// streamed rules waiting on it get the end of their stream. Accepted
-    /// by default.
-    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
-        let _ = (ctx, flow, dir);
-        Action::Accept
-    }
+    /// streamed rules waiting on it get the end of their stream.
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action;
 
     /// `end_connection`: the connection is over (closed, reset or timed out).
     /// Called at most once per flow, and only for flows rules saw begin.
@@ -251,6 +245,15 @@ impl Inspector for NoRules {
         Action::Accept
     }
     fn data(&mut self, _: &Context, _: &FlowInfo, _: Direction, _: &[u8]) -> Action {
+        Action::Accept
+    }
+    fn stream_end(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
+        Action::Accept
+    }
+    fn gap(&mut self, _: &Context, _: &FlowInfo, _: Direction, _: u64, _: u64) -> Action {
+        Action::Accept
+    }
+    fn depth_reached(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
         Action::Accept
     }
     fn end(&mut self, _: Event, _: &Context, _: &FlowInfo) {}

@@ -294,6 +294,10 @@ impl<I: Inspector> Inspector for StreamDump<I> {
         self.inner.stream_end(ctx, flow, dir)
     }
 
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        self.inner.depth_reached(ctx, flow, dir)
+    }
+
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
         self.inner.end(event, ctx, flow);
     }
@@ -335,6 +339,15 @@ mod tests {
             }
         }
         fn end(&mut self, _: Event, _: &Context, _: &FlowInfo) {}
+        fn stream_end(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
+            Action::Accept
+        }
+        fn gap(&mut self, _: &Context, _: &FlowInfo, _: Direction, _: u64, _: u64) -> Action {
+            Action::Accept
+        }
+        fn depth_reached(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
+            Action::Accept
+        }
         fn forget(&mut self, _: u64) {}
     }
 

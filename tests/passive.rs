@@ -54,6 +54,12 @@ impl Inspector for Recorder {
         self.lines.push(format!("{} gap {offset}+{len}", dir.name()));
         Action::Accept
     }
+    fn stream_end(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
+        Action::Accept
+    }
+    fn depth_reached(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
+        Action::Accept
+    }
     fn end(&mut self, _: Event, _: &Context, _: &FlowInfo) {
         self.lines.push("end".into());
     }

@@ -32,8 +32,19 @@ fn depth_alerts(stdout: &str) -> Vec<String> {
 #[test]
 fn depth_reached_fires_once_per_direction_past_the_depth() {
     let want = ["depth up 80", "depth down 80", "depth up 80", "depth up 443"];
-    assert_eq!(depth_alerts(&run(&["--stream-depth", "20"])), want);
-    assert_eq!(depth_alerts(&run(&["--stream-depth", "20", "--passive"])), want);
+    // One worker and several (each wraps the rules in its own taps), with
+    // and without a stream dump (which wraps them too): a wrapper that does
+    // not pass the event on hides it from the rules.
+    let dumps = std::env::temp_dir().join(format!("sluice-depth-dump-{}", std::process::id()));
+    let dump_dir = dumps.to_string_lossy().into_owned();
+    for workers in ["1", "2"] {
+        for extra in [&[][..], &["--passive"][..], &["--dump-streams", &dump_dir][..]] {
+            let mut args = vec!["--stream-depth", "20", "--workers", workers];
+            args.extend_from_slice(extra);
+            assert_eq!(depth_alerts(&run(&args)), want, "with {args:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dumps);
     assert!(depth_alerts(&run(&[])).is_empty(), "no depth, no event");
     assert!(depth_alerts(&run(&["--stream-depth", "100000000"])).is_empty(), "a depth nothing reaches");
 }

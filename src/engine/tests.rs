@@ -73,6 +73,12 @@ impl Inspector for Script {
     fn end(&mut self, event: Event, _: &Context, _: &FlowInfo) {
         self.events.push(format!("{}:end", event.lua_name().0));
     }
+    fn stream_end(&mut self, _: &Context, _: &FlowInfo, _: Direction) -> Action {
+        Action::Accept
+    }
+    fn gap(&mut self, _: &Context, _: &FlowInfo, _: Direction, _: u64, _: u64) -> Action {
+        Action::Accept
+    }
     fn depth_reached(&mut self, _: &Context, _: &FlowInfo, dir: Direction) -> Action {
         self.events.push(format!("depth:{}", dir.name()));
         self.action_on_depth.unwrap_or(Action::Accept)

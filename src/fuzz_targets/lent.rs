@@ -39,6 +39,10 @@ impl<I: Inspector> Inspector for Lent<'_, I> {
         self.0.gap(ctx, flow, dir, offset, len)
     }
 
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        self.0.depth_reached(ctx, flow, dir)
+    }
+
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
         self.0.end(event, ctx, flow)
     }

@@ -148,6 +148,16 @@ impl<I: Inspector> Inspector for Recorder<I> {
         self.inner.stream_end(ctx, flow, dir)
     }
 
+    fn gap(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction, offset: u64, len: u64) -> Action {
+        assert!(!self.flow(flow.id).ended, "gap for flow {} after its end_connection", flow.id);
+        self.inner.gap(ctx, flow, dir, offset, len)
+    }
+
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        assert!(!self.flow(flow.id).ended, "depth_reached for flow {} after its end_connection", flow.id);
+        self.inner.depth_reached(ctx, flow, dir)
+    }
+
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
         let rec = self.flow(flow.id);
         assert!(!rec.ended, "end_connection twice for flow {}", flow.id);

@@ -86,6 +86,10 @@ impl<I: Inspector> Inspector for DumpTap<I> {
         self.inner.gap(ctx, flow, dir, offset, len)
     }
 
+    fn depth_reached(&mut self, ctx: &Context, flow: &FlowInfo, dir: Direction) -> Action {
+        self.inner.depth_reached(ctx, flow, dir)
+    }
+
     fn end(&mut self, event: Event, ctx: &Context, flow: &FlowInfo) {
         self.inner.end(event, ctx, flow);
     }
