@@ -217,6 +217,14 @@ fn sighup_reloads_rules_and_a_broken_file_keeps_the_old_ones() {
     assert!(log.contains("rules.lua:3"), "the load error names file and line:\n{log}");
 }
 
+fn wait_at_least(tb: &Testbed, name: &str, value: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tb.counters().get(name).is_none_or(|v| *v < value) {
+        assert!(std::time::Instant::now() < deadline, "{name} never reached {value}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_for(tb: &Testbed, name: &str, value: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while tb.counters().get(name) != Some(&value) {
@@ -236,6 +244,10 @@ fn sighup_reload_keeps_flow_state_across_a_split_pattern() {
     std::fs::copy(rules("on_word.lua"), tb.dir.path().join("on_word.lua")).unwrap();
     tb.start_sluice(&file, &[]);
     let (client_end, data, server_end) = split_send_around(&tb, SERVER4, 7900, b"hello att", b"ack!", |tb| {
+        // The client's write returns once its kernel has the bytes: wait
+        // until the rules saw them (and stored the tail), or the reload
+        // could come first and find no state to carry.
+        wait_at_least(tb, "stream_bytes_delivered", b"hello att".len() as u64);
         tb.signal(libc::SIGHUP);
         wait_for(tb, "reloads", 1);
     });

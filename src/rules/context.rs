@@ -29,6 +29,10 @@ use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::wire::{Decoded, IpInfo, Transport};
 
+/// Bits of the event serial that a `data` value keeps (event_data.rs packs
+/// it beside a tag into a light userdata), so serials wrap there.
+pub(super) const EPOCH_BITS: u32 = 56;
+
 /// A copy of the packet of the current event. The buffer is reused from
 /// event to event, so filling it does not allocate once it has grown.
 #[derive(Debug)]
@@ -107,8 +111,7 @@ impl RuleContext {
 
     /// Starts an event: a fresh serial, nothing decided yet.
     pub(super) fn begin(&self, time: Timestamp, flow: Option<&FlowInfo>) -> u64 {
-        // Serials wrap where `data` values (event_data.rs) keep them.
-        let e = (self.last_epoch.get().wrapping_add(1) & ((1 << super::event_data::EPOCH_BITS) - 1)).max(1);
+        let e = (self.last_epoch.get().wrapping_add(1) & ((1 << EPOCH_BITS) - 1)).max(1);
         self.last_epoch.set(e);
         self.epoch.set(e);
         self.action.set(Action::Accept);

@@ -19,14 +19,12 @@ use std::ffi::c_void;
 
 use mlua::{LightUserData, Lua, Table, Value};
 
-use super::context::{context, Ctx};
+use super::context::{context, Ctx, EPOCH_BITS};
 use super::data::{sub_range, DataUd, Source};
 use super::error::located;
 
 /// Low byte of a `data` value.
 const TAG: u64 = 0xda;
-/// Bits of the event serial a `data` value keeps (the serial wraps there).
-pub(super) const EPOCH_BITS: u32 = 56;
 
 /// The `data` of event `epoch` (`epoch < 2^EPOCH_BITS`).
 pub(super) fn value(epoch: u64) -> Value {
