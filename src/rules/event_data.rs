@@ -19,14 +19,14 @@ use std::ffi::c_void;
 
 use mlua::{LightUserData, Lua, Table, Value};
 
-use super::context::{context, Ctx, EPOCH_BITS};
+use super::context::{context, Ctx};
 use super::data::{sub_range, DataUd, Source};
 use super::error::located;
 
 /// Low byte of a `data` value.
 const TAG: u64 = 0xda;
 
-/// The `data` of event `epoch` (`epoch < 2^EPOCH_BITS`).
+/// The `data` of event `epoch` (`epoch < 2^EPOCH_BITS`, see context.rs).
 pub(super) fn value(epoch: u64) -> Value {
     Value::LightUserData(LightUserData(((epoch << 8) | TAG) as usize as *mut c_void))
 }
