@@ -14,12 +14,12 @@
 
 use std::ops::Range;
 
-use super::{Engine, Fate, Output, Verdict};
+use super::{Engine, Fate};
 use crate::config::Bypass;
 use crate::flow::{Direction, FlowKey};
-use crate::inspect::{Action, Context, FlowInfo, Inspector};
+use crate::inspect::Inspector;
 use crate::stats::{Counter, Stats};
-use crate::tcp::{ResetPoint, TcpConn};
+use crate::tcp::TcpConn;
 
 /// Where a delivered range stands against the depth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,36 +60,6 @@ pub(super) fn bypass_due(policy: Bypass, depth: u64, conn: &TcpConn) -> bool {
 }
 
 impl<I: Inspector> Engine<I> {
-    /// `dir` of the flow at `key` just passed the depth: rules hear of it
-    /// (after any pending bytes of the flow), and their decision acts on
-    /// the packet that crossed it. `Some(verdict)` if they refused it.
-    pub(super) fn depth_reached(
-        &mut self,
-        key: &FlowKey,
-        info: &FlowInfo,
-        dir: Direction,
-        before: ResetPoint,
-        ctx: &Context,
-        out: &mut Output,
-    ) -> Option<Verdict> {
-        if self.pending.as_ref().is_some_and(|p| p.key == *key) {
-            // Earlier bytes of this flow come first.
-            self.flush_pending(out);
-            if self.flows.get(key).is_none_or(|f| f.fate != Fate::Inspect) {
-                return Some(Verdict::Drop);
-            }
-        }
-        let action = self.inspector.depth_reached(ctx, info, dir);
-        if action == Action::Accept {
-            return None;
-        }
-        self.stats.inc(Counter::DropRule);
-        if action >= Action::DropFlow {
-            self.flow_action(key, action, before, ctx, out);
-        }
-        Some(Verdict::Drop)
-    }
-
     /// After a packet of the flow at `key` was let through: if the flow is
     /// past depth as `--bypass` asks, the packet is to carry the bypass
     /// mark (see [`Output::bypass`]).

@@ -237,12 +237,15 @@ impl<I: Inspector> Engine<I> {
             }
         }
         if crossed {
-            if let Some(v) = self.depth_reached(&seg.key, &a.info, a.dir, a.before, seg.ctx, out) {
+            let past_depth = |i: &mut I| i.depth_reached(seg.ctx, &a.info, a.dir);
+            if let Some(v) = self.direction_event(&seg.key, a.before, seg.ctx, out, past_depth) {
                 return Outcome::Now(v);
             }
         }
         if done.stream_ended && hooked {
-            if let Some(v) = self.end_of_stream(&seg.key, &a.info, a.dir, a.before, seg.ctx, out) {
+            // Rules waiting for more bytes of that stream get its end.
+            let stream_end = |i: &mut I| i.stream_end(seg.ctx, &a.info, a.dir);
+            if let Some(v) = self.direction_event(&seg.key, a.before, seg.ctx, out, stream_end) {
                 return Outcome::Now(v);
             }
         }
@@ -301,17 +304,17 @@ impl<I: Inspector> Engine<I> {
         Some(Verdict::Drop)
     }
 
-    /// The FIN of `dir` was delivered: rules waiting for more bytes of that
-    /// stream get its end, and their decision acts on the FIN's packet.
+    /// A direction event of the flow at `key` (its FIN was delivered, or it
+    /// passed the stream depth): rules hear of it after any pending bytes
+    /// of the flow, and their decision acts on the packet that caused it.
     /// `Some(verdict)` if they refused it.
-    fn end_of_stream(
+    pub(super) fn direction_event(
         &mut self,
         key: &FlowKey,
-        info: &FlowInfo,
-        dir: Direction,
         before: ResetPoint,
         ctx: &Context,
         out: &mut Output,
+        event: impl FnOnce(&mut I) -> Action,
     ) -> Option<Verdict> {
         if self.pending.as_ref().is_some_and(|p| p.key == *key) {
             // Earlier bytes of this flow come first.
@@ -320,7 +323,7 @@ impl<I: Inspector> Engine<I> {
                 return Some(Verdict::Drop);
             }
         }
-        let action = self.inspector.stream_end(ctx, info, dir);
+        let action = event(&mut self.inspector);
         if action == Action::Accept {
             return None;
         }
