@@ -10,7 +10,6 @@
 pub mod cli;
 mod driver_stats;
 mod egress;
-mod ingress;
 pub mod iptables;
 pub mod signals;
 pub mod stats_server;

@@ -19,7 +19,6 @@ use crate::time::PacketClock;
 
 pub use super::driver_stats::DriverStats;
 use super::egress::{send_emitted, send_verdict, Wire};
-use super::ingress::BatchReader;
 use super::signals::Control;
 use super::unverdicted::Unverdicted;
 use super::InlineError;
@@ -104,7 +103,6 @@ impl Worker {
                     injector,
                     control,
                     driver: driver2,
-                    reader: BatchReader::new(),
                     unverdicted: Unverdicted::new(BATCH),
                     out: Output::new(),
                     clock: PacketClock::start(),
@@ -157,8 +155,6 @@ struct WorkerLoop<'l, I: Inspector, L> {
     injector: Arc<RawInjector>,
     control: Arc<Control>,
     driver: Arc<DriverStats>,
-    /// Reads the queue in batches.
-    reader: BatchReader,
     /// Ids received and not yet verdicted.
     unverdicted: Unverdicted,
     out: Output,
@@ -191,7 +187,9 @@ where
                 generation = g;
                 self.reload();
             }
-            let read = self.reader.next_batch(&mut self.queue, &mut batch, BATCH, IDLE_TICK);
+            // Sends the last batch's verdicts if not sent yet, sleeps until a
+            // packet comes, and takes what else is waiting (one system call).
+            let read = self.queue.recv_batch(&mut batch, BATCH, IDLE_TICK);
             // Whatever was read gets its verdicts, also when a read failed after it.
             if !batch.is_empty() {
                 self.handle_batch(&batch);

@@ -16,6 +16,7 @@
 
 pub(crate) mod codec;
 mod config;
+mod datagrams;
 mod proc_stats;
 mod socket;
 

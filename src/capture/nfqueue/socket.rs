@@ -11,9 +11,13 @@ use super::codec::{
     NLA_HDRLEN,
 };
 use super::config::QueueConfig;
+use super::datagrams::{Datagrams, Wait};
 
-/// Receive buffer: one full-size packet plus netlink and attribute headers.
-const RECV_BUF: usize = 128 * 1024;
+/// One receive buffer: the largest packet the kernel copies (64 KiB, its
+/// copy range) plus netlink and attribute headers.
+const RECV_SLOT: usize = 68 * 1024;
+/// Datagrams read in one system call at most (see [`Datagrams`]).
+const RECV_SLOTS: usize = 32;
 
 /// Why a queue could not be bound, mapped to what an operator can do about it.
 #[derive(Debug)]
@@ -53,7 +57,7 @@ pub struct NfQueue {
     fd: OwnedFd,
     queue_num: u16,
     seq: u32,
-    buf: Vec<u8>,
+    datagrams: Datagrams,
     pending: VecDeque<QueuedPacket>,
     /// Verdict messages not sent yet: several go out in one `sendto`.
     verdicts: Vec<u8>,
@@ -87,7 +91,7 @@ impl NfQueue {
             fd,
             queue_num: cfg.queue_num,
             seq: 0,
-            buf: vec![0u8; RECV_BUF],
+            datagrams: Datagrams::new(RECV_SLOTS, RECV_SLOT),
             pending: VecDeque::new(),
             verdicts: Vec::with_capacity(VERDICT_BATCH * 64),
             queued_verdicts: 0,
@@ -117,43 +121,39 @@ impl NfQueue {
     }
 
     /// The next packet, waiting at most `timeout`; `None` on timeout.
-    ///
-    /// Under load a packet is usually waiting already: a non-blocking read
-    /// comes first, and only when the socket is empty are the batched
-    /// verdicts sent and `poll` called.
     pub fn recv(&mut self, timeout: Duration) -> io::Result<Option<QueuedPacket>> {
-        if let Some(p) = self.recv_ready()? {
-            return Ok(Some(p));
-        }
-        // Nothing waiting: nobody may wait on verdicts while we sleep.
-        if !self.wait_readable(timeout)? {
-            return Ok(None);
-        }
-        self.recv_ready()
+        let mut one = Vec::with_capacity(1);
+        self.recv_batch(&mut one, 1, timeout)?;
+        Ok(one.pop())
     }
 
-    /// A packet already received or readable now: one non-blocking read at
-    /// most, with no flush and no `poll` (`None` means the socket is empty).
-    /// For callers that collect a batch and then wait with
-    /// [`NfQueue::wait_readable`].
-    pub fn recv_ready(&mut self) -> io::Result<Option<QueuedPacket>> {
-        if let Some(p) = self.pending.pop_front() {
-            return Ok(Some(p));
+    /// Appends up to `max` packets to `batch`: those already received, or
+    /// else, after sending the batched verdicts (nobody may wait on them
+    /// while we sleep), whatever one `recvmmsg` brings, sleeping at most
+    /// `timeout` for the first packet. Nothing appended means the timeout
+    /// passed (or a signal came).
+    ///
+    /// One system call serves both a lone packet (it ends the sleep and is
+    /// handed over at once) and a burst (every packet already waiting, up
+    /// to the batch size, comes with it): no read is spent finding the
+    /// socket empty.
+    pub fn recv_batch(
+        &mut self,
+        batch: &mut Vec<QueuedPacket>,
+        max: usize,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        if self.pending.is_empty() {
+            self.flush_verdicts()?;
+            self.recv_datagrams(max, Wait::For(timeout))?;
         }
-        self.recv_once(libc::MSG_DONTWAIT)?;
-        Ok(self.pending.pop_front())
-    }
-
-    /// Sends the batched verdicts, then waits at most `timeout` for a packet
-    /// to read; false on timeout. For a caller that knows the socket was
-    /// empty a moment ago, this skips the read that [`NfQueue::recv`] would
-    /// try first.
-    pub fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
-        if !self.pending.is_empty() {
-            return Ok(true);
+        while batch.len() < max {
+            match self.pending.pop_front() {
+                Some(p) => batch.push(p),
+                None => break,
+            }
         }
-        self.flush_verdicts()?;
-        self.poll_readable(timeout)
+        Ok(())
     }
 
     /// A packet already readable, without waiting.
@@ -162,7 +162,7 @@ impl NfQueue {
     }
 
     /// Gives packet `id` its verdict. Verdicts are batched: they reach the
-    /// kernel when 32 are queued, when `recv` finds the socket empty, on
+    /// kernel when 32 are queued, before a receive that may sleep, on
     /// [`NfQueue::flush_verdicts`], or when the queue is dropped.
     pub fn verdict(&mut self, id: u32, verdict: QueueVerdict<'_>) -> io::Result<()> {
         let parts = verdict_code(verdict);
@@ -265,44 +265,34 @@ impl NfQueue {
         Ok(r > 0)
     }
 
-    /// Reads one datagram and queues its packets; returns the errno of any
-    /// ACK/error message in it (`Some(0)` is an ACK).
-    fn recv_once(&mut self, flags: libc::c_int) -> io::Result<Option<i32>> {
-        // SAFETY: buf is valid for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                flags | libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
-                return Ok(None);
-            }
-            return Err(e);
-        }
-        let n = n as usize;
-        if n > self.buf.len() {
-            // Cannot happen with the copy range capped below the buffer size.
-            return Err(io::Error::other("netlink message larger than the receive buffer"));
-        }
+    /// Reads up to `max` datagrams and queues their packets; returns the
+    /// errno of the last ACK/error message among them (`Some(0)` is an ACK).
+    fn recv_datagrams(&mut self, max: usize, wait: Wait) -> io::Result<Option<i32>> {
+        let got = self.datagrams.recv(self.fd.as_raw_fd(), max, wait)?;
         let mut ack = None;
-        let buf = std::mem::take(&mut self.buf);
-        for msg in NlMessages::new(&buf[..n]) {
-            match msg {
-                NlMessage::Error(0) => ack = Some(0),
-                NlMessage::Error(errno) => {
-                    self.netlink_errors += 1;
-                    ack = Some(errno);
+        for i in 0..got {
+            let Some(datagram) = self.datagrams.get(i) else {
+                // Cannot happen with the copy range capped below the buffer
+                // size; the datagrams after it are still read.
+                self.netlink_errors += 1;
+                tracing::warn!(
+                    queue = self.queue_num,
+                    "netlink message larger than the receive buffer; skipped"
+                );
+                continue;
+            };
+            for msg in NlMessages::new(datagram) {
+                match msg {
+                    NlMessage::Error(0) => ack = Some(0),
+                    NlMessage::Error(errno) => {
+                        self.netlink_errors += 1;
+                        ack = Some(errno);
+                    }
+                    NlMessage::Packet(p) => self.pending.push_back(p),
+                    NlMessage::Other => {}
                 }
-                NlMessage::Packet(p) => self.pending.push_back(p),
-                NlMessage::Other => {}
             }
         }
-        self.buf = buf;
         Ok(ack)
     }
 
@@ -318,7 +308,7 @@ impl NfQueue {
             if !self.poll_readable(left)? {
                 continue;
             }
-            match self.recv_once(libc::MSG_DONTWAIT)? {
+            match self.recv_datagrams(1, Wait::No)? {
                 Some(0) => return Ok(()),
                 Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
                 None => {}
