@@ -193,7 +193,7 @@ where
             // Whatever was read gets its verdicts, also when a read failed after it.
             if !batch.is_empty() {
                 self.handle_batch(&batch);
-                batch.clear();
+                self.queue.recycle(&mut batch);
                 // The batch's verdicts leave now, not after the next read:
                 // the kernel holds each packet until its verdict comes.
                 self.flush_verdicts();
@@ -231,7 +231,12 @@ where
         self.unverdicted.begin_batch(batch.iter().map(|p| p.id));
         let pkts: Vec<Packet<'_>> = batch
             .iter()
-            .map(|p| Packet { id: u64::from(p.id), data: &p.payload, time: now, checksum: checksum_state(p) })
+            .map(|p| Packet {
+                id: u64::from(p.id),
+                data: p.payload(),
+                time: now,
+                checksum: checksum_state(p),
+            })
             .collect();
         self.engine.process_batch(&pkts, &mut self.out);
         self.bypass_marks(batch);

@@ -4,6 +4,8 @@
 //! says when the kernel vouches for a packet's checksum. Everything here is a
 //! pure function of bytes, so it is unit-tested and fuzzed without a kernel.
 
+use std::ops::Range;
+
 use super::config::QueueConfig;
 
 /// Largest IP packet the kernel copies to us (its `NFQNL_MAX_COPY_RANGE`).
@@ -22,8 +24,11 @@ const NF_REPEAT: u32 = 4;
 pub struct QueuedPacket {
     /// The kernel's packet id; the verdict refers to it.
     pub id: u32,
-    /// The IP packet as queued.
-    pub payload: Vec<u8>,
+    /// The buffer the packet came in (the whole netlink datagram when it
+    /// held only this packet: the packet is not copied out of it).
+    buf: Vec<u8>,
+    /// Where the IP packet sits in `buf`.
+    at: Range<usize>,
     /// The transport checksum is not computed yet (locally generated or GSO).
     pub checksum_not_ready: bool,
     /// The kernel or the NIC verified the transport checksum (see
@@ -32,10 +37,66 @@ pub struct QueuedPacket {
     /// The packet is a GSO super-packet (several wire segments).
     pub gso: bool,
     /// The packet's length before the kernel truncated it to the copy range
-    /// (equal to `payload.len()` when nothing was cut).
+    /// (equal to `payload().len()` when nothing was cut).
     pub original_len: usize,
     /// The packet's firewall mark (`skb->mark`; 0 when it has none).
     pub mark: u32,
+}
+
+impl QueuedPacket {
+    /// The IP packet as queued.
+    pub fn payload(&self) -> &[u8] {
+        self.buf.get(self.at.clone()).unwrap_or(&[])
+    }
+
+    /// The buffer the packet came in, to receive into again.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Moves in the datagram the packet was parsed from.
+    pub(crate) fn set_buffer(&mut self, datagram: Vec<u8>) {
+        self.buf = datagram;
+    }
+
+    /// Copies the packet's bytes out of the datagram it was parsed from.
+    pub(crate) fn copy_out_of(&mut self, datagram: &[u8]) {
+        self.buf = datagram.get(self.at.clone()).unwrap_or(&[]).to_vec();
+        self.at = 0..self.buf.len();
+    }
+}
+
+/// A packet as parsed in its datagram, its bytes still there.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedPacket<'a> {
+    /// The kernel's packet id.
+    pub(crate) id: u32,
+    /// The IP packet, in the datagram.
+    pub(crate) payload: &'a [u8],
+    pub(crate) checksum_not_ready: bool,
+    pub(crate) checksum_verified: bool,
+    pub(crate) gso: bool,
+    pub(crate) original_len: usize,
+    pub(crate) mark: u32,
+}
+
+impl ParsedPacket<'_> {
+    /// The packet, its bytes located in `datagram` (the one it was parsed
+    /// from) but not yet in its buffer: [`QueuedPacket::set_buffer`] moves
+    /// the datagram in, or [`QueuedPacket::copy_out_of`] copies the bytes.
+    pub(crate) fn in_datagram(&self, datagram: &[u8]) -> QueuedPacket {
+        let start = (self.payload.as_ptr() as usize).saturating_sub(datagram.as_ptr() as usize);
+        QueuedPacket {
+            id: self.id,
+            buf: Vec::new(),
+            at: start..start + self.payload.len(),
+            checksum_not_ready: self.checksum_not_ready,
+            checksum_verified: self.checksum_verified,
+            gso: self.gso,
+            original_len: self.original_len,
+            mark: self.mark,
+        }
+    }
 }
 
 /// A verdict as the kernel takes it.
@@ -160,11 +221,11 @@ pub(crate) fn verdict_message(queue: u16, seq: u32, id: u32, v: VerdictParts<'_>
 }
 
 /// One netlink message of a received datagram.
-pub(crate) enum NlMessage {
+pub(crate) enum NlMessage<'a> {
     /// NLMSG_ERROR with its (positive) errno; 0 is an ACK.
     Error(i32),
     /// A queued packet (NFQNL_MSG_PACKET with a packet header).
-    Packet(QueuedPacket),
+    Packet(ParsedPacket<'a>),
     /// Anything else, including a packet message without a packet id.
     Other,
 }
@@ -191,16 +252,17 @@ fn u32_be(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-impl Iterator for NlMessages<'_> {
-    type Item = NlMessage;
+impl<'a> Iterator for NlMessages<'a> {
+    type Item = NlMessage<'a>;
 
-    fn next(&mut self) -> Option<NlMessage> {
+    fn next(&mut self) -> Option<NlMessage<'a>> {
         let len = u32_ne(self.data, 0)? as usize;
         if len < NLMSG_HDRLEN || len > self.data.len() {
             return None;
         }
         let typ = u16_ne(self.data, 4)?;
-        let body = &self.data[NLMSG_HDRLEN..len];
+        let data: &'a [u8] = self.data;
+        let body = &data[NLMSG_HDRLEN..len];
         let advance = len.next_multiple_of(4).min(self.data.len());
         self.data = &self.data[advance..];
         if typ == libc::NLMSG_ERROR as u16 {
@@ -218,7 +280,7 @@ impl Iterator for NlMessages<'_> {
 }
 
 /// Parses the attributes of an NFQNL_MSG_PACKET (after the netlink header).
-fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
+fn parse_packet(body: &[u8]) -> Option<ParsedPacket<'_>> {
     let mut attrs = body.get(NFGEN_HDRLEN..)?;
     let mut id = None;
     let mut hook = None;
@@ -248,9 +310,9 @@ fn parse_packet(body: &[u8]) -> Option<QueuedPacket> {
         }
         attrs = attrs.get(alen.next_multiple_of(4)..).unwrap_or(&[]);
     }
-    Some(QueuedPacket {
+    Some(ParsedPacket {
         id: id?,
-        payload: payload.to_vec(),
+        payload,
         checksum_not_ready: skbinfo & libc::NFQA_SKB_CSUMNOTREADY as u32 != 0,
         checksum_verified: checksum_verified(hook, skbinfo),
         gso: skbinfo & libc::NFQA_SKB_GSO as u32 != 0,
@@ -318,10 +380,7 @@ mod tests {
         assert_eq!(msgs.len(), 3);
         match &msgs[0] {
             NlMessage::Packet(p) => {
-                assert_eq!(
-                    (p.id, p.payload.as_slice(), p.checksum_not_ready, p.gso),
-                    (42, &b"hello"[..], true, false)
-                );
+                assert_eq!((p.id, p.payload, p.checksum_not_ready, p.gso), (42, &b"hello"[..], true, false));
             }
             _ => panic!("expected a packet"),
         }
@@ -393,11 +452,35 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_is_found_in_its_datagram_moved_whole_or_copied_out() {
+        let mut dgram = packet_message(7, 0, b"first packet");
+        dgram.extend(packet_message(8, 0, b"second"));
+        let found: Vec<QueuedPacket> = NlMessages::new(&dgram)
+            .filter_map(|m| match m {
+                NlMessage::Packet(p) => Some(p.in_datagram(&dgram)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found.len(), 2);
+        // Moved: the packet's bytes are read in place in the datagram's buffer.
+        let mut moved = found[1].clone();
+        moved.set_buffer(dgram.clone());
+        assert_eq!((moved.id, moved.payload()), (8, &b"second"[..]));
+        assert_eq!(moved.into_buffer(), dgram);
+        // Copied: only the packet's bytes are kept.
+        let mut copied = found[0].clone();
+        copied.copy_out_of(&dgram);
+        assert_eq!((copied.id, copied.payload()), (7, &b"first packet"[..]));
+        assert_eq!(copied.into_buffer(), b"first packet");
+    }
+
+    #[test]
     fn a_packet_mark_is_read() {
         let mut m = MsgBuilder::new(queue_msg_type(libc::NFQNL_MSG_PACKET), 0, 0, 3);
         m.attr(libc::NFQA_PACKET_HDR as u16, &[0, 0, 0, 5, 0x08, 0x00, 2]);
         m.attr(libc::NFQA_MARK as u16, &0x10u32.to_be_bytes());
-        let msgs: Vec<NlMessage> = NlMessages::new(&m.finish()).collect();
+        let dgram = m.finish();
+        let msgs: Vec<NlMessage> = NlMessages::new(&dgram).collect();
         assert!(matches!(&msgs[..], [NlMessage::Packet(p)] if p.id == 5 && p.mark == 0x10));
         let unmarked = packet_message(6, 0, b"x");
         assert!(matches!(NlMessages::new(&unmarked).next(), Some(NlMessage::Packet(p)) if p.mark == 0));

@@ -4,15 +4,25 @@
 //! call is both the wait of a lone packet and the read of a burst: a lone
 //! packet costs this call and its verdict's `sendto`, the two calls a
 //! minimal blocking `recv` loop makes, and a burst of 32 costs one call.
+//!
+//! Each buffer is its own allocation so that a datagram holding one packet
+//! can be handed on whole ([`Datagrams::take`]) instead of copied out; a
+//! buffer given back ([`Datagrams::give_back`]) is received into again, so
+//! in the steady state nothing is allocated or copied per packet.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-/// Fixed receive buffers, one datagram each.
+/// Most buffers one receive fills.
+const MAX_SLOTS: usize = 64;
+
+/// Receive buffers, one datagram each.
 pub(super) struct Datagrams {
-    /// `slots` buffers of `slot_len` bytes, back to back.
-    buf: Vec<u8>,
+    /// One buffer of `slot_len` bytes per datagram a receive may bring.
+    slots: Vec<Vec<u8>>,
+    /// Buffers given back, to replace those taken.
+    spare: Vec<Vec<u8>>,
     slot_len: usize,
     /// Bytes of each datagram of the last call; `usize::MAX` if it did not
     /// fit its buffer (the kernel cut it: `MSG_TRUNC`).
@@ -32,15 +42,39 @@ pub(super) enum Wait {
 }
 
 impl Datagrams {
-    /// `slots` buffers of `slot_len` bytes each.
+    /// `slots` buffers (1 to 64) of `slot_len` bytes each.
     pub(super) fn new(slots: usize, slot_len: usize) -> Self {
-        let slots = slots.max(1);
-        Datagrams { buf: vec![0; slots * slot_len], slot_len, lens: Vec::with_capacity(slots), timeout: None }
+        let slots = slots.clamp(1, MAX_SLOTS);
+        Datagrams {
+            slots: (0..slots).map(|_| vec![0; slot_len]).collect(),
+            spare: Vec::with_capacity(slots),
+            slot_len,
+            lens: Vec::with_capacity(slots),
+            timeout: None,
+        }
     }
 
     /// The number of buffers.
     pub(super) fn slots(&self) -> usize {
-        self.buf.len() / self.slot_len.max(1)
+        self.slots.len()
+    }
+
+    /// The buffer of datagram `i` of the last receive, for the caller to
+    /// keep; the slot gets a spare buffer (or a new one). The datagram's
+    /// bytes are at the start of the buffer.
+    pub(super) fn take(&mut self, i: usize) -> Vec<u8> {
+        let fresh = self.spare.pop().unwrap_or_else(|| vec![0; self.slot_len]);
+        match self.slots.get_mut(i) {
+            Some(slot) => std::mem::replace(slot, fresh),
+            None => fresh,
+        }
+    }
+
+    /// A buffer that [`Datagrams::take`] handed out, to receive into again.
+    pub(super) fn give_back(&mut self, buf: Vec<u8>) {
+        if buf.len() == self.slot_len && self.spare.len() < self.slots.len() {
+            self.spare.push(buf);
+        }
     }
 
     /// Receives up to `max` datagrams (at most one per buffer) from `fd`;
@@ -57,17 +91,17 @@ impl Datagrams {
             _ => libc::MSG_DONTWAIT,
         };
         // SAFETY: an all-zero iovec/mmsghdr is valid (null pointers, zero lengths).
-        let mut iov: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; n];
-        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
-        for (i, (v, h)) in iov.iter_mut().zip(hdrs.iter_mut()).enumerate() {
-            v.iov_base = self.buf[i * self.slot_len..].as_mut_ptr().cast();
-            v.iov_len = self.slot_len;
+        let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        for ((v, h), slot) in iov.iter_mut().zip(hdrs.iter_mut()).zip(self.slots.iter_mut()).take(n) {
+            v.iov_base = slot.as_mut_ptr().cast();
+            v.iov_len = slot.len();
             h.msg_hdr.msg_iov = v;
             h.msg_hdr.msg_iovlen = 1;
         }
         self.lens.clear();
-        // SAFETY: `hdrs` holds `n` headers, each pointing at one iovec over
-        // its own `slot_len` bytes of `self.buf`; all outlive the call.
+        // SAFETY: the first `n` headers each point at one iovec over its own
+        // slot buffer, all of which outlive the call.
         let r =
             unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, flags, std::ptr::null_mut()) };
         if r < 0 {
@@ -88,11 +122,7 @@ impl Datagrams {
 
     /// Datagram `i` of the last receive; `None` if the kernel cut it.
     pub(super) fn get(&self, i: usize) -> Option<&[u8]> {
-        let len = *self.lens.get(i)?;
-        if len > self.slot_len {
-            return None;
-        }
-        self.buf.get(i * self.slot_len..i * self.slot_len + len)
+        self.slots.get(i)?.get(..*self.lens.get(i)?)
     }
 
     fn set_timeout(&mut self, fd: RawFd, t: Duration) -> io::Result<()> {
@@ -147,6 +177,14 @@ mod tests {
         assert_eq!(d.recv(b.as_raw_fd(), 2, Wait::No).unwrap(), 2);
         assert_eq!(d.recv(b.as_raw_fd(), 32, Wait::No).unwrap(), 4);
         assert_eq!(d.get(3), Some(&b"6"[..]));
+        // A taken buffer keeps its datagram; the slot receives into another.
+        let taken = d.take(3);
+        assert_eq!(&taken[..1], b"6");
+        a.send(b"7").unwrap();
+        assert_eq!(d.recv(b.as_raw_fd(), 32, Wait::No).unwrap(), 1);
+        assert_eq!(&taken[..1], b"6");
+        d.give_back(taken);
+        assert_eq!(d.spare.len(), 1);
         // A lone datagram sent while the receiver sleeps ends the sleep.
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));

@@ -156,6 +156,14 @@ impl NfQueue {
         Ok(())
     }
 
+    /// Takes back the buffers of handled packets (emptying `batch`), so that
+    /// later receives reuse them instead of allocating.
+    pub fn recycle(&mut self, batch: &mut Vec<QueuedPacket>) {
+        for p in batch.drain(..) {
+            self.datagrams.give_back(p.into_buffer());
+        }
+    }
+
     /// A packet already readable, without waiting.
     pub fn try_recv(&mut self) -> io::Result<Option<QueuedPacket>> {
         self.recv(Duration::ZERO)
@@ -281,6 +289,7 @@ impl NfQueue {
                 );
                 continue;
             };
+            let first = self.pending.len();
             for msg in NlMessages::new(datagram) {
                 match msg {
                     NlMessage::Error(0) => ack = Some(0),
@@ -288,8 +297,22 @@ impl NfQueue {
                         self.netlink_errors += 1;
                         ack = Some(errno);
                     }
-                    NlMessage::Packet(p) => self.pending.push_back(p),
+                    NlMessage::Packet(p) => self.pending.push_back(p.in_datagram(datagram)),
                     NlMessage::Other => {}
+                }
+            }
+            if self.pending.len() == first + 1 {
+                // The kernel sends each packet in a datagram of its own: the
+                // datagram's buffer goes with the packet, nothing is copied.
+                let buf = self.datagrams.take(i);
+                if let Some(p) = self.pending.back_mut() {
+                    p.set_buffer(buf);
+                }
+            } else {
+                // Several packets in one datagram: each gets a copy of its bytes.
+                let datagram = self.datagrams.get(i).unwrap_or(&[]);
+                for p in self.pending.range_mut(first..) {
+                    p.copy_out_of(datagram);
                 }
             }
         }
