@@ -86,6 +86,13 @@ impl Flows {
         if let Ok(f) = slot.ud.borrow::<FlowUd>() {
             f.ended.set(true);
         }
+        // Nobody may read it now; without it every field access takes the
+        // Rust path, which refuses an ended flow (flow_fields.rs).
+        if matches!(super::flow::state_of(&slot.ud), Ok(Some(_))) {
+            if let Err(e) = slot.ud.set_user_value(mlua::Value::Nil) {
+                tracing::warn!(target: "sluice::rules", "flow state not released: {e}");
+            }
+        }
         Some(slot)
     }
 

@@ -25,6 +25,7 @@ mod end_event;
 mod error;
 mod event_data;
 mod flow;
+mod flow_fields;
 mod flows;
 mod gap_event;
 mod lent;
