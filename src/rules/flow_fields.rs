@@ -27,6 +27,8 @@ use std::ffi::c_int;
 
 use mlua::{ffi, Function, Lua, Table};
 
+use super::c_closure::{call_upvalue, closure};
+
 /// `__index(flow, key)`. Upvalues: 1 the methods table, 2 the Rust
 /// `__index`.
 unsafe extern "C-unwind" fn index(l: *mut ffi::lua_State) -> c_int {
@@ -42,11 +44,7 @@ unsafe extern "C-unwind" fn index(l: *mut ffi::lua_State) -> c_int {
             return 1;
         }
     }
-    ffi::lua_settop(l, 2);
-    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, 2, 1);
-    1
+    call_upvalue(l, 2, 2, 1)
 }
 
 /// `__newindex(flow, key, value)`. Upvalues: 1 the set of read-only names
@@ -64,11 +62,7 @@ unsafe extern "C-unwind" fn newindex(l: *mut ffi::lua_State) -> c_int {
             return 0;
         }
     }
-    ffi::lua_settop(l, 3);
-    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, 3, 0);
-    0
+    call_upvalue(l, 2, 3, 0)
 }
 
 /// Pushes the state table of the userdata at index 1 and returns true, or
@@ -77,14 +71,6 @@ unsafe fn push_state(l: *mut ffi::lua_State) -> bool {
     ffi::lua_type(l, 1) == ffi::LUA_TUSERDATA
         && ffi::lua_getiuservalue(l, 1, 1) == ffi::LUA_TTABLE
         && ffi::lua_rawgeti(l, -1, 1) == ffi::LUA_TTABLE
-}
-
-/// Makes a C closure of `f` over `upvalues`.
-fn closure(lua: &Lua, f: ffi::lua_CFunction, upvalues: (Table, Function)) -> mlua::Result<Function> {
-    // SAFETY: `exec_raw` pushes the two upvalues and runs the closure in
-    // protected mode with room for 3 more slots; `lua_pushcclosure` pops
-    // the two and pushes the function, which `exec_raw` returns.
-    unsafe { lua.exec_raw::<Function>(upvalues, |l| ffi::lua_pushcclosure(l, f, 2)) }
 }
 
 /// The flow metatable's `__index`: `methods` first, then the state table,
