@@ -192,7 +192,7 @@ local function match_iter(re, iter, createsub)
       pos, avail, eof = c:state()
     end
     local stop = pos + avail
-    local matched, first, last = sink:feed(c:peek(scan, stop), eof)
+    local matched, first, last = sink:feed_stream(c, scan, stop, eof)
     scan = stop
     if matched then
       local at = start + last

@@ -120,6 +120,11 @@ impl CursorUd {
         Ok(f(&mut s, pos))
     }
 
+    /// The bytes between two absolute offsets, without moving.
+    pub(super) fn peek_parts(&self, lua: &Lua, from: u64, to: u64) -> mlua::Result<Parts> {
+        self.with(lua, |s, _| s.parts(from..to.max(from)))
+    }
+
     /// Moves by up to `n` bytes (all available if `None`); returns the move.
     fn advance(&self, lua: &Lua, n: Option<u64>) -> mlua::Result<u64> {
         let moved = self.with(lua, |s, pos| {
@@ -197,7 +202,7 @@ impl UserData for CursorUd {
             .add_method("state", |lua, this, ()| this.with(lua, |s, pos| (pos, s.end() - pos, s.is_eof())));
         // The bytes between two absolute offsets, without moving.
         methods.add_method("peek", |lua, this, (from, to): (u64, u64)| {
-            this.with(lua, |s, _| SubUd(s.parts(from..to.max(from))))
+            Ok(SubUd(this.peek_parts(lua, from, to)?))
         });
         methods.add_method("seek", |lua, this, to: u64| {
             this.with(lua, |s, pos| {
