@@ -4,7 +4,9 @@
 //!    tracking, reassembly) on the data segments of one connection, 1448
 //!    bytes each (the server ACKs every second one), with no rules beside the
 //!    same engine with a `receive_data` rule: an empty one, and one that
-//!    searches each chunk (`data:asstring():find(...)`). At the end it prints
+//!    searches each chunk (`data:asstring():find(...)`), and the rule of
+//!    `scripts/bench-vs-libnids.sh` (per-direction tails in flow fields,
+//!    joined to each chunk before the find). At the end it prints
 //!    what each rule adds per event over the no-rule engine, measured in the
 //!    same run (medians of interleaved rounds, in thread CPU time, which
 //!    leaves out the time other processes take the core).
@@ -42,6 +44,22 @@ const EMPTY_RULE: &str =
 /// The searching `receive_data` rule (the pattern never occurs).
 const FIND_RULE: &str = r#"haka.rule{ on = haka.dissectors.tcp_connection.events.receive_data,
     eval = function(flow, data, dir) if data:asstring():find("attack", 1, true) then flow:reset() end end }"#;
+
+/// The rule of `scripts/bench-vs-libnids.sh` (sluice+find): per-direction
+/// tails kept in flow fields, `tail .. data:asstring()`, a plain find, and
+/// the new tail cut off (the pattern never occurs).
+const TAIL_FIND_RULE: &str = r#"local PATTERN = "SLUICE-BENCH-NEEDLE"
+haka.rule{ on = haka.dissectors.tcp_connection.events.receive_data,
+  eval = function(flow, data, dir)
+    local key = dir == "up" and "tail_up" or "tail_down"
+    local text = (flow[key] or "") .. data:asstring()
+    local at = text:find(PATTERN, 1, true)
+    while at do
+      haka.alert{ description = "pattern" }
+      at = text:find(PATTERN, at + 1, true)
+    end
+    flow[key] = text:sub(-(#PATTERN - 1))
+  end }"#;
 
 /// Data segments per connection (one timed block).
 const SEGMENTS: usize = 256;
@@ -168,33 +186,37 @@ fn engine_bench(c: &mut Criterion) {
     let mut none = Bench::new(NoRules);
     let mut empty = Bench::new(rules(EMPTY_RULE));
     let mut find = Bench::new(rules(FIND_RULE));
+    let mut tail = Bench::new(rules(TAIL_FIND_RULE));
     let mut g = c.benchmark_group("engine per data segment");
     g.bench_function("no rules", |b| b.iter_custom(|n| per_block(&mut none, n, &text)));
     g.bench_function("empty receive_data rule", |b| b.iter_custom(|n| per_block(&mut empty, n, &text)));
     g.bench_function("find receive_data rule", |b| b.iter_custom(|n| per_block(&mut find, n, &text)));
+    g.bench_function("tail+find receive_data rule", |b| b.iter_custom(|n| per_block(&mut tail, n, &text)));
     g.finish();
 
     // The rules' cost over the no-rule engine, measured side by side.
     let rounds = 15;
     let blocks = 40;
-    let (mut t0, mut t1, mut t2) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t0, mut t1, mut t2, mut t3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         t0.push(none.run(blocks, &text).1);
         t1.push(empty.run(blocks, &text).1);
         t2.push(find.run(blocks, &text).1);
+        t3.push(tail.run(blocks, &text).1);
     }
     let events = (blocks as usize * SEGMENTS) as f64;
     let ns = |t: &mut Vec<Duration>| {
         t.sort_unstable();
         t[t.len() / 2].as_secs_f64() * 1e9 / events
     };
-    let (base, e, f) = (ns(&mut t0), ns(&mut t1), ns(&mut t2));
+    let (base, e, f, t) = (ns(&mut t0), ns(&mut t1), ns(&mut t2), ns(&mut t3));
     println!(
         "engine per receive_data event, thread CPU time (median of {rounds} interleaved rounds of {events} events):"
     );
     println!("  no rules                 {base:8.0} ns");
     println!("  empty receive_data rule  {e:8.0} ns   rule adds {:6.0} ns per event", e - base);
     println!("  find receive_data rule   {f:8.0} ns   rule adds {:6.0} ns per event", f - base);
+    println!("  tail+find (bench script) {t:8.0} ns   rule adds {:6.0} ns per event", t - base);
 }
 
 /// The bench measures what it says: every data segment is one

@@ -90,7 +90,12 @@ function Iter:sub(size, split)
   local c = self._c
   local _ = split -- sluice never modifies streams: a split changes nothing it shows
   if size == "available" then
-    wait_for(c, 1)
+    while true do
+      local sub, eof = c:take_available()
+      if sub then return sub end
+      if eof then return nil end
+      yield()
+    end
   elseif size == "all" then
     wait_for(c, huge)
   else
@@ -180,16 +185,18 @@ local function match_iter(re, iter, createsub)
   local start = c:pos()
   local scan = start
   while true do
-    while c:pos() + c:available() <= scan and not c:finished() do
+    -- One call for the position, the bytes available and the end.
+    local pos, avail, eof = c:state()
+    while pos + avail <= scan and not eof do
       yield()
+      pos, avail, eof = c:state()
     end
-    local stop = c:pos() + c:available()
-    local eof = c:finished()
-    local matched, first, last = sink:feed(c:peek(scan, stop), eof)
+    local stop = pos + avail
+    local matched, first, last = sink:feed_stream(c, scan, stop, eof)
     scan = stop
     if matched then
       local at = start + last
-      if at < c:pos() then at = c:pos() end
+      if at < pos then at = pos end
       c:seek(at)
       if createsub then return c:peek(start + first, start + last) end
       return true
@@ -199,7 +206,7 @@ local function match_iter(re, iter, createsub)
       if createsub then return nil end
       return false
     end
-    if scan - MATCH_WINDOW > c:pos() then c:seek(scan - MATCH_WINDOW) end
+    if scan - MATCH_WINDOW > pos then c:seek(scan - MATCH_WINDOW) end
   end
 end
 

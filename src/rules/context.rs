@@ -163,6 +163,12 @@ impl Ctx {
     pub(super) fn new(ctx: RuleContext) -> Self {
         Ctx(Rc::new(ctx))
     }
+
+    /// The context's address (the C functions' upvalue, see
+    /// `event_data_c.rs`), valid while any handle lives.
+    pub(super) fn as_ptr(&self) -> *const RuleContext {
+        Rc::as_ptr(&self.0)
+    }
 }
 
 impl Deref for Ctx {

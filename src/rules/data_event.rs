@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use mlua::{AnyUserData, MultiValue, Value};
+use mlua::{AnyUserData, Value};
 use parking_lot::Mutex;
 
 use super::error::located;
@@ -74,16 +74,15 @@ impl LuaRules {
                 .get_or_insert_with(|| Arc::new(Mutex::new(StreamBuf::new(chunk_start, self.max_held))));
             stream.lock().push(bytes);
         }
-        let dir_v = Value::String(self.dirs[dir.index()].clone());
         let mut failed = false;
         for i in 0..self.rules[Event::TcpData.index()].len() {
             if self.budget.exhausted() {
                 break;
             }
             let outcome = if self.rules[Event::TcpData.index()][i].streamed {
-                self.resume_streamed(i, &slot.ud, &mut slot.dirs[dir.index()], &dir_v, chunk_start, false)
+                self.resume_streamed(i, &slot.ud, &mut slot.dirs[dir.index()], dir, chunk_start, false)
             } else {
-                self.plain_data_rule(i, epoch, &slot.ud, &mut slot.dirs[dir.index()], &dir_v, bytes)
+                self.plain_data_rule(i, epoch, &slot.ud, &mut slot.dirs[dir.index()], dir, bytes)
             };
             if let Outcome::Failed(e) = outcome {
                 self.rule_failed(Event::TcpData, i, &e);
@@ -104,7 +103,7 @@ impl LuaRules {
         epoch: u64,
         flow: &AnyUserData,
         d: &mut PerDirection,
-        dir_v: &Value,
+        dir: Direction,
         bytes: &[u8],
     ) -> Outcome {
         let carry = std::mem::take(d.carry(i));
@@ -117,7 +116,9 @@ impl LuaRules {
         };
         let eval = &self.rules[Event::TcpData.index()][i].eval;
         let data = super::event_data::value(epoch);
-        let ret = self.ctx.data.lend_during(view, || eval.call::<Value>((flow, data, dir_v)));
+        // Arguments by reference: no registry reference is made for them.
+        let dir_s = &self.dirs[dir.index()];
+        let ret = self.ctx.data.lend_during(view, || eval.call::<Value>((flow, data, dir_s)));
         match ret {
             Ok(v) => match self.consumed(&v, view.len()) {
                 Ok(Some(n)) if n < view.len() => {
@@ -163,7 +164,7 @@ impl LuaRules {
         i: usize,
         flow: &AnyUserData,
         d: &mut PerDirection,
-        dir_v: &Value,
+        dir: Direction,
         start: u64,
         at_eof: bool,
     ) -> Outcome {
@@ -175,7 +176,8 @@ impl LuaRules {
                 return Outcome::Ran;
             }
             Coroutine::Waiting { thread, holder } => {
-                let r = thread.resume::<MultiValue>(());
+                // What it yields or returns is not used.
+                let r = thread.resume::<()>(());
                 (thread, holder, r)
             }
             Coroutine::NotStarted => {
@@ -189,7 +191,7 @@ impl LuaRules {
                     let holder = cursor.holder();
                     let iter: Value = self.new_iter.call(self.lua.create_userdata(cursor)?)?;
                     let thread = self.lua.create_thread(eval)?;
-                    let r = thread.resume::<MultiValue>((flow.clone(), iter, dir_v.clone()));
+                    let r = thread.resume::<()>((flow, iter, &self.dirs[dir.index()]));
                     Ok::<_, mlua::Error>((thread, holder, r))
                 })();
                 match started {
@@ -233,7 +235,6 @@ impl LuaRules {
                 .lock()
                 .finish();
         }
-        let dir_v = Value::String(self.dirs[dir.index()].clone());
         let mut failed = false;
         for i in 0..self.rules[Event::TcpData.index()].len() {
             if self.budget.exhausted() {
@@ -241,11 +242,11 @@ impl LuaRules {
             }
             let d = &mut slot.dirs[dir.index()];
             let outcome = if self.rules[Event::TcpData.index()][i].streamed {
-                self.resume_streamed(i, &slot.ud, d, &dir_v, end, true)
+                self.resume_streamed(i, &slot.ud, d, dir, end, true)
             } else if d.carry.get(i).is_some_and(|c| !c.is_empty()) {
                 // Handed once more; what it returns now has nowhere to go.
                 let rest = std::mem::take(d.carry(i));
-                let r = self.plain_data_rule(i, epoch, &slot.ud, d, &dir_v, &rest);
+                let r = self.plain_data_rule(i, epoch, &slot.ud, d, dir, &rest);
                 d.carry(i).clear();
                 r
             } else {

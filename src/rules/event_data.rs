@@ -24,7 +24,7 @@ use super::data::{sub_range, DataUd, Source};
 use super::error::located;
 
 /// Low byte of a `data` value.
-const TAG: u64 = 0xda;
+pub(super) const TAG: u64 = 0xda;
 
 /// The `data` of event `epoch` (`epoch < 2^EPOCH_BITS`, see context.rs).
 pub(super) fn value(epoch: u64) -> Value {
@@ -70,12 +70,12 @@ fn with_bytes<R>(
 
 /// Makes the metatable of `data` values (the light userdata type's).
 pub(super) fn install(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
-    let methods = lua.create_table()?;
     let c = ctx.clone();
-    methods.raw_set(
-        "asstring",
-        lua.create_function(move |lua, d: Value| with_bytes(lua, &c, &d, |b| lua.create_string(b)))?,
-    )?;
+    let slow_string =
+        lua.create_function(move |lua, d: Value| with_bytes(lua, &c, &d, |b| lua.create_string(b)))?;
+    let asstring = super::event_data_c::asstring_function(lua, ctx, slow_string)?;
+    let methods = lua.create_table()?;
+    methods.raw_set("asstring", asstring.clone())?;
     let c = ctx.clone();
     methods.raw_set(
         "sub",
@@ -104,26 +104,12 @@ pub(super) fn install(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
             Ok(usize::try_from(i).ok().and_then(|i| i.checked_sub(1)).and_then(|i| b.get(i)).copied())
         })
     })?;
-    let index: mlua::Function = lua
-        .load(
-            "local methods, byte = ...
-             return function(d, k)
-               local m = methods[k]
-               if m ~= nil then return m end
-               return byte(d, k)
-             end",
-        )
-        .set_name("=[sluice]data")
-        .call((methods, byte))?;
     let mt: Table = lua.create_table()?;
-    mt.raw_set("__index", index)?;
+    mt.raw_set("__index", super::event_data_c::index_function(lua, methods, byte)?)?;
     let c = ctx.clone();
-    mt.raw_set("__len", lua.create_function(move |lua, d: Value| with_bytes(lua, &c, &d, |b| Ok(b.len())))?)?;
-    let c = ctx.clone();
-    mt.raw_set(
-        "__tostring",
-        lua.create_function(move |lua, d: Value| with_bytes(lua, &c, &d, |b| lua.create_string(b)))?,
-    )?;
+    let slow_len = lua.create_function(move |lua, d: Value| with_bytes(lua, &c, &d, |b| Ok(b.len())))?;
+    mt.raw_set("__len", super::event_data_c::len_function(lua, ctx, slow_len)?)?;
+    mt.raw_set("__tostring", asstring)?;
     mt.raw_set(
         "__newindex",
         lua.create_function(|lua, _: mlua::MultiValue| -> mlua::Result<()> {

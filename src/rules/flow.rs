@@ -17,7 +17,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
 
 use super::addr::AddrUd;
 use super::context::context;
@@ -139,18 +139,39 @@ fn set_field(lua: &Lua, ud: &AnyUserData, key: mlua::String, value: Value) -> ml
     state.raw_set(key, value)
 }
 
+/// A decision method of flow objects (`flow:drop()` ...).
+fn decision(lua: &Lua, a: Action) -> mlua::Result<Function> {
+    lua.create_function(move |lua, ud: AnyUserData| ud.borrow::<FlowUd>()?.decide(lua, a))
+}
+
+/// The flow metatable's `__index`: methods, then the state table in C
+/// (see `flow_fields.rs`), then [`get_field`].
+fn index_function(lua: &Lua) -> mlua::Result<Function> {
+    let methods = lua.create_table()?;
+    methods.raw_set("drop", decision(lua, Action::DropFlow)?)?;
+    methods.raw_set("reset", decision(lua, Action::Reset)?)?;
+    methods.raw_set("halfreset", decision(lua, Action::HalfReset)?)?;
+    let slow =
+        lua.create_function(|lua, (ud, key): (AnyUserData, mlua::String)| get_field(lua, &ud, &key))?;
+    super::flow_fields::index_function(lua, methods, slow)
+}
+
+/// The flow metatable's `__newindex`: the state table in C when it can,
+/// else [`set_field`].
+fn newindex_function(lua: &Lua) -> mlua::Result<Function> {
+    let slow = lua.create_function(|lua, (ud, key, value): (AnyUserData, mlua::String, Value)| {
+        set_field(lua, &ud, key, value)
+    })?;
+    super::flow_fields::newindex_function(lua, &FIXED, slow)
+}
+
 impl UserData for FlowUd {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_meta_field_with(MetaMethod::Index, index_function);
+        fields.add_meta_field_with(MetaMethod::NewIndex, newindex_function);
+    }
+
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("drop", |lua, this, ()| this.decide(lua, Action::DropFlow));
-        methods.add_method("reset", |lua, this, ()| this.decide(lua, Action::Reset));
-        methods.add_method("halfreset", |lua, this, ()| this.decide(lua, Action::HalfReset));
-        methods.add_meta_function(MetaMethod::Index, |lua, (ud, key): (AnyUserData, mlua::String)| {
-            get_field(lua, &ud, &key)
-        });
-        methods.add_meta_function(
-            MetaMethod::NewIndex,
-            |lua, (ud, key, value): (AnyUserData, mlua::String, Value)| set_field(lua, &ud, key, value),
-        );
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             let i = &this.info;
             Ok(format!("{} flow {}:{} > {}:{}", i.proto.name(), i.src, i.src_port, i.dst, i.dst_port))

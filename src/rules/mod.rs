@@ -14,6 +14,7 @@
 mod addr;
 mod alert;
 mod budget;
+mod c_closure;
 mod carry;
 mod context;
 mod data;
@@ -24,7 +25,9 @@ mod dissectors;
 mod end_event;
 mod error;
 mod event_data;
+mod event_data_c;
 mod flow;
+mod flow_fields;
 mod flows;
 mod gap_event;
 mod lent;

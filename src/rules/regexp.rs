@@ -28,7 +28,8 @@ use parking_lot::Mutex;
 use super::data::DataUd;
 use super::error::located;
 use super::event_data;
-use super::stream_objects::SubUd;
+use super::stream_buf::Parts;
+use super::stream_objects::{CursorUd, SubUd};
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
 /// The `require` name of the module.
@@ -214,26 +215,52 @@ fn as_string(ud: &AnyUserData) -> mlua::Result<Option<mlua::String>> {
 pub(super) struct SinkUd(StreamMatcher, WindowBudget);
 
 impl SinkUd {
+    /// Feeds stream bytes: their parts in order, without a copy.
+    fn feed_parts(&mut self, parts: &Parts, eof: bool) -> Feed {
+        let parts = &parts.parts;
+        if parts.is_empty() {
+            return self.0.feed(&[], eof);
+        }
+        let mut last = Feed::NeedMore;
+        for (i, (block, range)) in parts.iter().enumerate() {
+            let bytes = block.get(range.clone()).unwrap_or_default();
+            last = self.0.feed(bytes, eof && i + 1 == parts.len());
+            if matches!(last, Feed::Matched(_)) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// What `feed` returns for `feed` (see the methods).
+    fn results(&self, lua: &Lua, feed: Feed, result: Option<Table>) -> mlua::Result<MultiValue> {
+        if self.1.newly_exhausted() {
+            tracing::warn!(
+                "{MODULE_NAME}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
+                 matches starting further back are reported with a clipped start",
+                self.1.limit() >> 20
+            );
+        }
+        let found = match feed {
+            Feed::Matched(m) => Some(m),
+            Feed::NeedMore | Feed::NoMatch => None,
+        };
+        if let Some(t) = result {
+            let (first, last) = found.map_or((-1, -1), |m| (m.start as i64, m.end as i64));
+            t.set("first", first)?;
+            t.set("last", last)?;
+            t.set("clipped", found.is_some_and(|m| m.start_clipped))?;
+        }
+        match found {
+            Some(m) => (true, m.start, m.end, m.start_clipped).into_lua_multi(lua),
+            None => false.into_lua_multi(lua),
+        }
+    }
+
     fn feed(&mut self, lua: &Lua, chunk: &Value, eof: bool) -> mlua::Result<Feed> {
         match chunk {
             Value::String(s) => Ok(self.0.feed(&s.as_bytes(), eof)),
-            Value::UserData(ud) if ud.is::<SubUd>() => {
-                // A streamed sub-buffer: its parts in order, without a copy.
-                let sub = ud.borrow::<SubUd>()?;
-                let parts = &sub.0.parts;
-                if parts.is_empty() {
-                    return Ok(self.0.feed(&[], eof));
-                }
-                let mut last = Feed::NeedMore;
-                for (i, (block, range)) in parts.iter().enumerate() {
-                    let bytes = block.get(range.clone()).unwrap_or_default();
-                    last = self.0.feed(bytes, eof && i + 1 == parts.len());
-                    if matches!(last, Feed::Matched(_)) {
-                        break;
-                    }
-                }
-                Ok(last)
-            }
+            Value::UserData(ud) if ud.is::<SubUd>() => Ok(self.feed_parts(&ud.borrow::<SubUd>()?.0, eof)),
             Value::UserData(ud) if ud.is::<DataUd>() => {
                 let view = *ud.borrow::<DataUd>()?;
                 view.with_bytes(lua, |b| Ok(self.0.feed(b, eof)))
@@ -269,30 +296,24 @@ impl UserData for SinkUd {
         // after the match); `clipped` says the start lay beyond the bytes
         // the sink kept. A `result` table gets `first`/`last` (-1 without a
         // match) like Haka's `regexp_result`, and `clipped`.
-        methods.add_method_mut("feed", |lua, this, (chunk, eof, result): (Value, Option<bool>, Option<Table>)| {
-            let feed = this.feed(lua, &chunk, eof.unwrap_or(false))?;
-            if this.1.newly_exhausted() {
-                tracing::warn!(
-                    "{MODULE_NAME}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
-                     matches starting further back are reported with a clipped start",
-                    this.1.limit() >> 20
-                );
-            }
-            let found = match feed {
-                Feed::Matched(m) => Some(m),
-                Feed::NeedMore | Feed::NoMatch => None,
-            };
-            if let Some(t) = result {
-                let (first, last) = found.map_or((-1, -1), |m| (m.start as i64, m.end as i64));
-                t.set("first", first)?;
-                t.set("last", last)?;
-                t.set("clipped", found.is_some_and(|m| m.start_clipped))?;
-            }
-            match found {
-                Some(m) => (true, m.start, m.end, m.start_clipped).into_lua_multi(lua),
-                None => false.into_lua_multi(lua),
-            }
-        });
+        methods.add_method_mut(
+            "feed",
+            |lua, this, (chunk, eof, result): (Value, Option<bool>, Option<Table>)| {
+                let feed = this.feed(lua, &chunk, eof.unwrap_or(false))?;
+                this.results(lua, feed, result)
+            },
+        );
+        // `sink:feed_stream(cursor, from, to, eof)`: `feed` of the stream
+        // bytes between two absolute offsets of an iterator's cursor, with
+        // no sub-buffer made for them (re:match on an iterator, every chunk).
+        methods.add_method_mut(
+            "feed_stream",
+            |lua, this, (cursor, from, to, eof): (AnyUserData, u64, u64, bool)| {
+                let parts = cursor.borrow::<CursorUd>()?.peek_parts(lua, from, to)?;
+                let feed = this.feed_parts(&parts, eof);
+                this.results(lua, feed, None)
+            },
+        );
         methods.add_method("ispartial", |_, this, ()| Ok(this.0.is_partial()));
     }
 }

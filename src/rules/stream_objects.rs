@@ -120,6 +120,11 @@ impl CursorUd {
         Ok(f(&mut s, pos))
     }
 
+    /// The bytes between two absolute offsets, without moving.
+    pub(super) fn peek_parts(&self, lua: &Lua, from: u64, to: u64) -> mlua::Result<Parts> {
+        self.with(lua, |s, _| s.parts(from..to.max(from)))
+    }
+
     /// Moves by up to `n` bytes (all available if `None`); returns the move.
     fn advance(&self, lua: &Lua, n: Option<u64>) -> mlua::Result<u64> {
         let moved = self.with(lua, |s, pos| {
@@ -174,9 +179,30 @@ impl UserData for CursorUd {
             this.meter.set(this.meter.get().saturating_add(parts.len as i64));
             Ok(SubUd(parts))
         });
+        // Takes every available byte as a sub-buffer (nil if none), and
+        // whether the stream ended: the blocking iterator's
+        // `sub('available')` in one call instead of three.
+        methods.add_method("take_available", |lua, this, ()| {
+            let (parts, eof) = this.with(lua, |s, pos| {
+                let end = s.end();
+                if end == pos {
+                    return (None, s.is_eof());
+                }
+                s.set_pos(this.holder, end);
+                (Some(s.parts(pos..end)), s.is_eof())
+            })?;
+            if let Some(p) = &parts {
+                this.meter.set(this.meter.get().saturating_add(p.len as i64));
+            }
+            Ok((parts.map(SubUd), eof))
+        });
+        // Position, available bytes and whether the stream ended, in one
+        // call (regexp matching on an iterator asks for all three).
+        methods
+            .add_method("state", |lua, this, ()| this.with(lua, |s, pos| (pos, s.end() - pos, s.is_eof())));
         // The bytes between two absolute offsets, without moving.
         methods.add_method("peek", |lua, this, (from, to): (u64, u64)| {
-            this.with(lua, |s, _| SubUd(s.parts(from..to.max(from))))
+            Ok(SubUd(this.peek_parts(lua, from, to)?))
         });
         methods.add_method("seek", |lua, this, to: u64| {
             this.with(lua, |s, pos| {

@@ -294,6 +294,31 @@ fn flow_address_fields_are_read_only() {
 }
 
 #[test]
+fn flow_fields_keep_their_rules_once_the_flow_has_state() {
+    // With a state table, reads and writes take the C path (flow_fields.rs):
+    // built-in fields stay read-only, methods are not shadowed by a state
+    // field of the same name, nil deletes.
+    let mut h = Harness::new(
+        r#"haka.rule{ on = haka.dissectors.tcp_connection.events.receive_data, eval = function(flow)
+             flow.x = 1
+             local refused = 0
+             for _, k in ipairs{ "srcip", "dstip", "srcport", "dstport", "start_time", "last_activity" } do
+               local ok, msg = pcall(function() flow[k] = 1 end)
+               if not ok and tostring(msg):find("read%-only") then refused = refused + 1 end
+             end
+             flow.reset, flow.drop = "shadow", "shadow"
+             local x = flow.x
+             flow.x = nil
+             r = { refused, type(flow.reset), type(flow.drop), flow.srcport, x, flow.x == nil, type(flow.data) }
+           end }"#,
+    );
+    h.data(&tcp_flow(3), Direction::Up, b"x");
+    assert_eq!(h.errors(), 0);
+    let r: (i64, String, String, i64, i64, bool, String) = h.eval("return table.unpack(r, 1, 7)").unwrap();
+    assert_eq!(r, (6, "function".into(), "function".into(), 40000, 1, true, "table".into()));
+}
+
+#[test]
 fn data_methods() {
     let mut h = Harness::new(
         r#"haka.rule{ on = haka.dissectors.tcp_connection.events.receive_data, eval = function(flow, data)

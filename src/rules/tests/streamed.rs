@@ -428,3 +428,26 @@ fn regexp_match_on_an_iterator_without_a_match_ends_at_eof() {
         h.eval(r#"local rem = require("regexp/pcre") return rem.re:match("a%d+", "xa42")"#).unwrap();
     assert_eq!(r, ("a42".to_owned(), 1, 4));
 }
+
+#[test]
+fn regexp_match_on_an_iterator_sees_the_end_of_the_stream() {
+    // `$` matches only once the sink is told the stream ended: the iterator
+    // path must pass the end on (stream_iter.lua, sink:feed_stream).
+    let mut h = Harness::new(
+        r#"local rem = require("regexp/pcre")
+        local re = rem.re:compile("a%d+$")
+        results = {}
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            if dir ~= "up" then return end
+            local sub = re:match(iter, true)
+            results[#results + 1] = sub and sub:asstring() or "none"
+          end }"#,
+    );
+    let f = tcp_flow(58);
+    h.data(&f, Direction::Up, b"xa1 a12");
+    assert_eq!(h.global::<Vec<String>>("results"), Vec::<String>::new(), "not before the end");
+    end_of(&mut h, &f);
+    assert_eq!(h.global::<Vec<String>>("results"), ["a12"]);
+    assert_eq!(h.errors(), 0);
+}
