@@ -16,6 +16,10 @@
 //! a header checksum field of 0 that is wrong. ICMP checksums are computed
 //! in software, so they are never left to a NIC and always verified, as are
 //! fragmented datagrams.
+//!
+//! The scan computes every unfragmented TCP/UDP checksum; it keeps which
+//! records had a right one ([`GoodChecksums`], a bit per record), so the
+//! replay does not compute them a second time.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,9 +27,9 @@ use std::path::Path;
 
 use super::pcap::{CaptureError, PcapSource};
 use crate::config::Offload;
-use crate::engine::transport_checksum_ok;
+use crate::engine::{transport_checksum_ok, ChecksumState};
 use crate::wire::decode::decode_ignoring_ip_checksum;
-use crate::wire::{checksum, Transport};
+use crate::wire::{checksum, Decoded, Transport};
 
 /// A host that left checksums to its NIC: what it left, and its counts.
 pub type OffloadedHost = (IpAddr, Offload, HostChecksums);
@@ -52,9 +56,15 @@ impl HostChecksums {
         }
     }
 
-    /// Counts one packet sent by this host.
-    pub fn count(&mut self, ip: &[u8]) {
-        let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return };
+    /// Counts one packet sent by this host. True if its TCP/UDP checksum
+    /// was computed and is right.
+    pub fn count(&mut self, ip: &[u8]) -> bool {
+        let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return false };
+        self.count_decoded(&pkt, ip)
+    }
+
+    /// [`HostChecksums::count`] of `pkt`, decoded from `ip`.
+    fn count_decoded(&mut self, pkt: &Decoded<'_>, ip: &[u8]) -> bool {
         if pkt.ip.version == 4 {
             self.ipv4_seen += 1;
             let field_zero = pkt.ip.checksum == 0;
@@ -69,9 +79,51 @@ impl HostChecksums {
         };
         if carries_sum && pkt.ip.fragment.is_none() {
             self.transport_seen += 1;
-            if !transport_checksum_ok(&pkt) {
-                self.transport_bad += 1;
+            if transport_checksum_ok(pkt) {
+                return true;
             }
+            self.transport_bad += 1;
+        }
+        false
+    }
+}
+
+/// Records beyond this many get no bit (their checksums are computed again
+/// in the replay): the set stays under 128 MiB whatever the capture.
+const MAX_GOOD_RECORDS: u64 = 1 << 30;
+
+/// The records whose TCP/UDP checksum the scan computed and found right,
+/// by record index (one bit each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GoodChecksums {
+    words: Vec<u64>,
+}
+
+impl GoodChecksums {
+    /// Notes that record `index` has a right checksum.
+    pub fn insert(&mut self, index: u64) {
+        if index >= MAX_GOOD_RECORDS {
+            return;
+        }
+        let word = (index / 64) as usize;
+        if self.words.len() <= word {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (index % 64);
+    }
+
+    /// True if record `index` has a right checksum (as far as the scan knows).
+    pub fn contains(&self, index: u64) -> bool {
+        let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
+        self.words.get(word).is_some_and(|w| w & (1 << (index % 64)) != 0)
+    }
+
+    /// The checksum state the engine gets for record `index`.
+    pub fn state(&self, index: u64) -> ChecksumState {
+        if self.contains(index) {
+            ChecksumState::CheckedGood
+        } else {
+            ChecksumState::Unchecked
         }
     }
 }
@@ -81,26 +133,38 @@ impl HostChecksums {
 pub struct OffloadScan {
     /// By source address.
     pub hosts: BTreeMap<IpAddr, HostChecksums>,
+    /// The records with a right TCP/UDP checksum.
+    pub good: GoodChecksums,
 }
 
 impl OffloadScan {
     /// Reads the capture at `path` to its end (or its first damaged record:
     /// the replay reports that) and counts every host's checksums.
     pub fn of_file(path: &Path) -> Result<OffloadScan, CaptureError> {
-        let mut scan = OffloadScan::default();
-        for record in PcapSource::open(path)? {
-            let Ok(record) = record else { break };
-            if let Some(ip) = record.ip() {
-                scan.count(ip);
-            }
-        }
-        Ok(scan)
+        Ok(Self::of_source(PcapSource::open(path)?))
     }
 
-    /// Counts one IP packet.
-    pub fn count(&mut self, ip: &[u8]) {
-        let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return };
-        self.hosts.entry(pkt.ip.src).or_default().count(ip);
+    /// Reads `source` to its end (or its first damaged record) and counts
+    /// every host's checksums. (A mapped file is not read again: see
+    /// [`PcapSource::rewound`].)
+    pub fn of_source(source: PcapSource) -> OffloadScan {
+        let mut scan = OffloadScan::default();
+        for record in source {
+            let Ok(record) = record else { break };
+            if let Some(ip) = record.ip() {
+                if scan.count(ip) {
+                    scan.good.insert(record.index);
+                }
+            }
+        }
+        scan
+    }
+
+    /// Counts one IP packet. True if its TCP/UDP checksum was computed and
+    /// is right.
+    pub fn count(&mut self, ip: &[u8]) -> bool {
+        let Ok(pkt) = decode_ignoring_ip_checksum(ip) else { return false };
+        self.hosts.entry(pkt.ip.src).or_default().count_decoded(&pkt, ip)
     }
 
     /// The hosts that left some checksum to their NIC, with what they left

@@ -19,6 +19,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
 
 use pcap_file::pcap::PcapHeader;
 use pcap_file::pcapng::blocks::interface_description::{
@@ -27,6 +30,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 use pcap_file::pcapng::{Block, RawBlock};
 use pcap_file::{Endianness, PcapError, TsResolution};
 
+pub use super::frame::Frame;
 use super::link::{locate_ip, LinkType};
 use crate::time::Timestamp;
 
@@ -47,8 +51,9 @@ pub struct Record {
     /// Capture time in nanoseconds since the epoch, as exact as the file has it
     /// (the output pcap keeps it).
     pub time_ns: u64,
-    /// The captured bytes, link-layer header included.
-    pub frame: Vec<u8>,
+    /// The captured bytes, link-layer header included (a slice of the
+    /// mapped file, or bytes of its own: see [`Frame`]).
+    pub frame: Frame,
     /// Length of the frame on the wire; larger than `frame.len()` when the
     /// capture's snap length cut it.
     pub orig_len: u32,
@@ -191,16 +196,46 @@ pub struct PcapSource {
 }
 
 enum Inner {
+    /// A classic pcap file, mapped (see [`super::file_map`]).
+    Mapped(MappedClassic),
     Pcap(ClassicReader),
     PcapNg(Box<NgReader>),
 }
 
 impl PcapSource {
-    /// Opens a capture file and reads its header.
+    /// Opens a capture file and reads its header. A classic pcap in a
+    /// regular file is mapped and its records are slices of the map; any
+    /// other file is read with `read()`.
     pub fn open(path: impl AsRef<Path>) -> Result<PcapSource, CaptureError> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|source| CaptureError::Io { path: path.clone(), source })?;
-        Self::from_reader(path, file)
+        match super::file_map::map(&file) {
+            Some(map) if map.len() >= 4 && map[..4] != PCAPNG_MAGIC => Self::mapped(path, Arc::new(map)),
+            _ => Self::from_reader(path, file),
+        }
+    }
+
+    /// A classic pcap in `map`.
+    fn mapped(path: PathBuf, map: Arc<Mmap>) -> Result<PcapSource, CaptureError> {
+        let classic = MappedClassic::open(map, &path)?;
+        let header = classic.header;
+        Self::classic(path, header, Inner::Mapped(classic))
+    }
+
+    /// A classic pcap source, once its file header is read.
+    fn classic(path: PathBuf, header: PcapHeader, inner: Inner) -> Result<PcapSource, CaptureError> {
+        let link_number = u32::from(header.datalink);
+        let link = LinkType::from_number(link_number)
+            .ok_or(CaptureError::UnsupportedLinkType { path: path.clone(), link: link_number })?;
+        Ok(PcapSource {
+            path,
+            link,
+            nanosecond: header.ts_resolution == TsResolution::NanoSecond,
+            snaplen: header.snaplen,
+            next_index: 0,
+            done: false,
+            inner,
+        })
     }
 
     /// Reads a capture from `reader` (e.g. a `Cursor` over bytes in memory,
@@ -236,18 +271,18 @@ impl PcapSource {
         } else {
             let reader = Cursor::new(magic.to_vec()).chain(reader);
             let classic = ClassicReader::open(reader, &path)?;
-            let link_number = u32::from(classic.header.datalink);
-            let link = LinkType::from_number(link_number)
-                .ok_or(CaptureError::UnsupportedLinkType { path: path.clone(), link: link_number })?;
-            Ok(PcapSource {
-                path,
-                link,
-                nanosecond: classic.header.ts_resolution == TsResolution::NanoSecond,
-                snaplen: classic.header.snaplen,
-                next_index: 0,
-                done: false,
-                inner: Inner::Pcap(classic),
-            })
+            let header = classic.header;
+            Self::classic(path, header, Inner::Pcap(classic))
+        }
+    }
+
+    /// A new source reading this one's file from its first record. A
+    /// mapped file is not mapped or read again: the new source shares the
+    /// map. Any other file is opened again.
+    pub fn rewound(&self) -> Result<PcapSource, CaptureError> {
+        match &self.inner {
+            Inner::Mapped(m) => Self::mapped(self.path.clone(), Arc::clone(&m.map)),
+            Inner::Pcap(_) | Inner::PcapNg(_) => Self::open(&self.path),
         }
     }
 
@@ -259,7 +294,7 @@ impl PcapSource {
     /// The container format.
     pub fn format(&self) -> Format {
         match self.inner {
-            Inner::Pcap(_) => Format::Pcap,
+            Inner::Mapped(_) | Inner::Pcap(_) => Format::Pcap,
             Inner::PcapNg(_) => Format::PcapNg,
         }
     }
@@ -282,6 +317,7 @@ impl PcapSource {
     /// Byte offset of the next record.
     pub fn offset(&self) -> u64 {
         match &self.inner {
+            Inner::Mapped(m) => m.offset as u64,
             Inner::Pcap(c) => c.offset,
             Inner::PcapNg(n) => n.offset,
         }
@@ -295,6 +331,7 @@ impl PcapSource {
         }
         let index = self.next_index;
         let raw = match &mut self.inner {
+            Inner::Mapped(m) => m.next(&self.path, index),
             Inner::Pcap(c) => c.next(&self.path, index),
             Inner::PcapNg(n) => n.next(&self.path, index, self.link),
         };
@@ -332,7 +369,7 @@ impl Iterator for PcapSource {
 
 struct RawRecord {
     time_ns: u64,
-    frame: Vec<u8>,
+    frame: Frame,
     orig_len: u32,
 }
 
@@ -364,23 +401,8 @@ impl ClassicReader {
         if n < 24 {
             return Err(CaptureError::Truncated { path: path.into(), record: 0, offset: 0 });
         }
-        let header = match PcapHeader::from_slice(&buf) {
-            Ok((_, h)) => h,
-            Err(PcapError::InvalidField(_)) => return Err(CaptureError::NotACapture { path: path.into() }),
-            Err(e) => {
-                return Err(CaptureError::Malformed {
-                    path: path.into(),
-                    record: 0,
-                    offset: 0,
-                    reason: format!("file header: {e}"),
-                })
-            }
-        };
+        let header = file_header(&buf, path)?;
         Ok(ClassicReader { reader, header, offset: 24 })
-    }
-
-    fn u32_at(&self, b: &[u8], at: usize) -> u32 {
-        u32_in(self.header.endianness, &b[at..at + 4])
     }
 
     fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
@@ -394,31 +416,118 @@ impl ClassicReader {
             Ok(_) => return Some(Err(truncated())),
             Err(e) => return Some(Err(io_err(e))),
         }
-        let secs = u64::from(self.u32_at(&hdr, 0));
-        let frac = u64::from(self.u32_at(&hdr, 4));
-        let incl_len = self.u32_at(&hdr, 8);
-        let orig_len = self.u32_at(&hdr, 12);
+        let h = match RecordHeader::parse(&self.header, &hdr, path, index, offset) {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
+        // Read into spare capacity: no zero-filling of bytes about to be
+        // overwritten.
+        let mut frame = Vec::with_capacity(h.incl_len as usize);
+        match (&mut self.reader).take(u64::from(h.incl_len)).read_to_end(&mut frame) {
+            Ok(n) if n == h.incl_len as usize => {}
+            Ok(_) => return Some(Err(truncated())),
+            Err(e) => return Some(Err(io_err(e))),
+        }
+        self.offset += 16 + u64::from(h.incl_len);
+        Some(Ok(h.record(frame.into())))
+    }
+}
+
+/// The classic pcap file header in `buf` (24 bytes).
+fn file_header(buf: &[u8], path: &Path) -> Result<PcapHeader, CaptureError> {
+    match PcapHeader::from_slice(buf) {
+        Ok((_, h)) => Ok(h),
+        Err(PcapError::InvalidField(_)) => Err(CaptureError::NotACapture { path: path.into() }),
+        Err(e) => Err(CaptureError::Malformed {
+            path: path.into(),
+            record: 0,
+            offset: 0,
+            reason: format!("file header: {e}"),
+        }),
+    }
+}
+
+/// One classic pcap record header, checked.
+struct RecordHeader {
+    time_ns: u64,
+    incl_len: u32,
+    orig_len: u32,
+}
+
+impl RecordHeader {
+    /// Parses the 16 bytes of `hdr` for the record `index` at `offset`.
+    fn parse(
+        file: &PcapHeader,
+        hdr: &[u8; 16],
+        path: &Path,
+        index: u64,
+        offset: u64,
+    ) -> Result<RecordHeader, CaptureError> {
+        let e = file.endianness;
+        let secs = u64::from(u32_in(e, &hdr[0..4]));
+        let frac = u64::from(u32_in(e, &hdr[4..8]));
+        let incl_len = u32_in(e, &hdr[8..12]);
+        let orig_len = u32_in(e, &hdr[12..16]);
         if incl_len > MAX_RECORD_LEN {
-            return Some(Err(CaptureError::Malformed {
+            return Err(CaptureError::Malformed {
                 path: path.into(),
                 record: index,
                 offset,
                 reason: format!("captured length {incl_len} exceeds the {MAX_RECORD_LEN}-byte limit"),
-            }));
+            });
         }
-        let mut frame = vec![0u8; incl_len as usize];
-        match read_full(&mut self.reader, &mut frame) {
-            Ok(n) if n == frame.len() => {}
-            Ok(_) => return Some(Err(truncated())),
-            Err(e) => return Some(Err(io_err(e))),
-        }
-        self.offset += 16 + u64::from(incl_len);
-        let frac_ns = match self.header.ts_resolution {
+        let frac_ns = match file.ts_resolution {
             TsResolution::MicroSecond => frac.saturating_mul(1000),
             TsResolution::NanoSecond => frac,
         };
         let time_ns = secs.saturating_mul(1_000_000_000).saturating_add(frac_ns);
-        Some(Ok(RawRecord { time_ns, frame, orig_len: orig_len.max(incl_len) }))
+        Ok(RecordHeader { time_ns, incl_len, orig_len })
+    }
+
+    /// The record with this header and `frame`.
+    fn record(&self, frame: Frame) -> RawRecord {
+        RawRecord { time_ns: self.time_ns, frame, orig_len: self.orig_len.max(self.incl_len) }
+    }
+}
+
+/// A classic pcap file read from its map: each record's bytes are a slice
+/// of the map, never copied.
+struct MappedClassic {
+    map: Arc<Mmap>,
+    header: PcapHeader,
+    /// Byte offset of the next record.
+    offset: usize,
+}
+
+impl MappedClassic {
+    fn open(map: Arc<Mmap>, path: &Path) -> Result<MappedClassic, CaptureError> {
+        let Some(buf) = map.get(..24) else {
+            return Err(CaptureError::Truncated { path: path.into(), record: 0, offset: 0 });
+        };
+        let header = file_header(buf, path)?;
+        Ok(MappedClassic { map, header, offset: 24 })
+    }
+
+    fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
+        let offset = self.offset;
+        let rest = self.map.get(offset..).unwrap_or(&[]);
+        if rest.is_empty() {
+            return None;
+        }
+        let truncated =
+            || CaptureError::Truncated { path: path.into(), record: index, offset: offset as u64 };
+        let Some(hdr) = rest.first_chunk::<16>() else { return Some(Err(truncated())) };
+        let h = match RecordHeader::parse(&self.header, hdr, path, index, offset as u64) {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
+        let start = offset + 16;
+        let end = start + h.incl_len as usize;
+        if end > self.map.len() {
+            return Some(Err(truncated()));
+        }
+        self.offset = end;
+        Some(Ok(h.record(Frame::mapped(&self.map, start..end))))
     }
 }
 
@@ -634,7 +743,7 @@ impl NgReader {
         };
         self.last_time_ns = time_ns;
         let orig_len = orig_len.max(u32::try_from(data.len()).unwrap_or(u32::MAX));
-        Some(Ok(Some(RawRecord { time_ns, frame: data, orig_len })))
+        Some(Ok(Some(RawRecord { time_ns, frame: data.into(), orig_len })))
     }
 
     /// Reads the next block's framing: a block sluice parses is left whole
@@ -730,5 +839,57 @@ fn ng_error(e: PcapError, path: &Path, record: u64, offset: u64) -> CaptureError
         }
         PcapError::IoError(source) => CaptureError::Io { path: path.into(), source },
         other => CaptureError::Malformed { path: path.into(), record, offset, reason: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcapgen::{write_pcap, Conversation, Framing};
+
+    /// A small capture: a handshake, data both ways, a close.
+    fn capture() -> Vec<u8> {
+        let mut c = Conversation::new("10.0.0.1:4000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        c.handshake().send(crate::flow::Direction::Up, b"GET / HTTP/1.1\r\n\r\n");
+        c.send(crate::flow::Direction::Down, &[b'x'; 3000]).close();
+        write_pcap(Vec::new(), &Framing::Ethernet, c.packets()).unwrap()
+    }
+
+    /// Every record and the error that ended the reading, as text.
+    fn read_all(mut source: PcapSource) -> (Vec<Record>, Option<String>) {
+        let mut records = Vec::new();
+        while let Some(r) = source.next_record() {
+            match r {
+                Ok(r) => records.push(r),
+                Err(e) => return (records, Some(format!("{e} truncation={}", e.is_truncation()))),
+            }
+        }
+        (records, None)
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_the_reader_reads_it_cut_anywhere() {
+        let bytes = capture();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcap");
+        let mut seen_records = 0;
+        for cut in (0..=bytes.len()).rev() {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let mapped = PcapSource::open(&path);
+            let read = PcapSource::from_reader(&path, Cursor::new(bytes[..cut].to_vec()));
+            match (mapped, read) {
+                (Ok(m), Ok(r)) => {
+                    assert!(matches!(m.inner, Inner::Mapped(_)), "cut {cut}: mapped");
+                    let rewound = m.rewound().unwrap();
+                    let (got, want) = (read_all(m), read_all(r));
+                    assert_eq!(got, want, "cut at {cut}");
+                    assert_eq!(read_all(rewound), want, "cut at {cut}: rewound");
+                    seen_records = seen_records.max(got.0.len());
+                }
+                (Err(m), Err(r)) => assert_eq!(m.to_string(), r.to_string(), "cut at {cut}"),
+                (m, r) => panic!("cut at {cut}: mapped {:?}, read {:?}", m.err(), r.err()),
+            }
+        }
+        assert!(seen_records >= 9, "the whole capture has its records ({seen_records})");
     }
 }

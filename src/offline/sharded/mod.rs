@@ -48,7 +48,7 @@ const QUEUE: usize = 4;
 /// Replays `opts.input` on `opts.workers` workers.
 pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     let source = PcapSource::open(&opts.input)?;
-    let (config, offloaded) = super::checksum_config(opts)?;
+    let (config, offloaded, good) = super::checksum_config(opts, &source)?;
     // Reports a bad rule file as one worker would, before any thread starts.
     crate::rules::check(&opts.rules, &opts.rules_config).map_err(|e| OfflineError::Rules(e.to_string()))?;
     let alerts = AlertOut::new(alert_writer(opts.alerts.as_deref())?);
@@ -94,6 +94,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             source,
             engine: Engine::with_stats(config.clone(), NoRules, Arc::clone(&front_stats)),
             sharder: shard::Sharder::new(n),
+            good,
             work,
             routed: routed_tx,
             progress: progress.as_ref(),
