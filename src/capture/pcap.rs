@@ -286,6 +286,60 @@ impl PcapSource {
         }
     }
 
+    /// A mapped classic pcap not read yet, cut into up to `parts` sources
+    /// over consecutive byte ranges, to be read in parallel; `None` for any
+    /// other source. Each part reads the records that start in its range,
+    /// numbering them from 0. The cuts are found by looking for a chain of
+    /// plausible record headers, so a cut may be wrong (a packet's bytes
+    /// that look like record headers): a part is right only if the part
+    /// before it, read to its end, stopped exactly where it starts
+    /// ([`PcapSource::offset`]); the reader must check that.
+    pub fn split(&self, parts: usize) -> Option<Vec<PcapSource>> {
+        let Inner::Mapped(m) = &self.inner else { return None };
+        if m.offset != 24 || self.next_index != 0 {
+            return None;
+        }
+        // Cuts at most this far past the even share (2 MiB).
+        const SEARCH: usize = 2 << 20;
+        let len = m.map.len();
+        let mut starts = vec![24];
+        for k in 1..parts.max(1) {
+            let guess = (len / parts * k).max(starts.last().copied().unwrap_or(24) + 1);
+            let limit = guess.saturating_add(SEARCH).min(len);
+            if let Some(at) = (guess..limit).find(|&at| m.plausible_start(at)) {
+                starts.push(at);
+            }
+        }
+        let ends = starts.iter().skip(1).copied().chain([len]);
+        let sources = starts.iter().zip(ends).map(|(&start, end)| {
+            let part = MappedClassic { map: Arc::clone(&m.map), header: m.header, offset: start, end };
+            PcapSource {
+                path: self.path.clone(),
+                link: self.link,
+                nanosecond: self.nanosecond,
+                snaplen: self.snaplen,
+                next_index: 0,
+                done: false,
+                inner: Inner::Mapped(part),
+            }
+        });
+        Some(sources.collect())
+    }
+
+    /// Moves a mapped source to read from byte `offset` on (records then
+    /// numbered from 0); false (and nothing changed) for any other source
+    /// or an offset before the current one.
+    pub fn skip_to(&mut self, offset: u64) -> bool {
+        match &mut self.inner {
+            Inner::Mapped(m) if offset >= m.offset as u64 => {
+                m.offset = usize::try_from(offset).unwrap_or(usize::MAX);
+                self.next_index = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The file this reads.
     pub fn path(&self) -> &Path {
         &self.path
@@ -497,6 +551,9 @@ struct MappedClassic {
     header: PcapHeader,
     /// Byte offset of the next record.
     offset: usize,
+    /// No record starts at or after this offset ([`PcapSource::split`]; the
+    /// map's length otherwise).
+    end: usize,
 }
 
 impl MappedClassic {
@@ -505,13 +562,14 @@ impl MappedClassic {
             return Err(CaptureError::Truncated { path: path.into(), record: 0, offset: 0 });
         };
         let header = file_header(buf, path)?;
-        Ok(MappedClassic { map, header, offset: 24 })
+        let end = map.len();
+        Ok(MappedClassic { map, header, offset: 24, end })
     }
 
     fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
         let offset = self.offset;
         let rest = self.map.get(offset..).unwrap_or(&[]);
-        if rest.is_empty() {
+        if rest.is_empty() || offset >= self.end {
             return None;
         }
         let truncated =
@@ -528,6 +586,32 @@ impl MappedClassic {
         }
         self.offset = end;
         Some(Ok(h.record(Frame::mapped(&self.map, start..end))))
+    }
+
+    /// Whether a record plausibly starts at `at`: it and the next few
+    /// record headers chain within the file with sane lengths and close
+    /// timestamps. Used to cut the file for parallel reading; a wrong
+    /// guess is caught there (see [`PcapSource::split`]).
+    fn plausible_start(&self, at: usize) -> bool {
+        const CHAIN: usize = 8;
+        let e = self.header.endianness;
+        let max_len = self.header.snaplen.clamp(1, MAX_RECORD_LEN);
+        let (mut o, mut secs) = (at, None);
+        for _ in 0..CHAIN {
+            let Some(h) = self.map.get(o..o + 16) else { return o == self.map.len() && secs.is_some() };
+            let (s, incl, orig) = (u32_in(e, &h[0..4]), u32_in(e, &h[8..12]), u32_in(e, &h[12..16]));
+            let frac_ok = match self.header.ts_resolution {
+                TsResolution::MicroSecond => u32_in(e, &h[4..8]) < 1_000_000,
+                TsResolution::NanoSecond => u32_in(e, &h[4..8]) < 1_000_000_000,
+            };
+            let close = secs.is_none_or(|p: u32| p.abs_diff(s) < 3600);
+            if !frac_ok || !close || incl == 0 || incl > max_len || orig < incl {
+                return false;
+            }
+            secs = Some(s);
+            o += 16 + incl as usize;
+        }
+        true
     }
 }
 

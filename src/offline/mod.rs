@@ -263,8 +263,8 @@ fn create_output(opts: &OfflineOptions, source: &PcapSource) -> Result<Option<Pc
 type ChecksumSetup = (EngineConfig, Vec<OffloadedHost>, GoodChecksums);
 
 /// The engine configuration for `opts.checksums`: in `Auto`, `source`'s
-/// capture is read once first to find the hosts that left checksums to NIC
-/// offload.
+/// capture is read once first (on `opts.workers` threads) to find the hosts
+/// that left checksums to NIC offload.
 fn checksum_config(opts: &OfflineOptions, source: &PcapSource) -> Result<ChecksumSetup, OfflineError> {
     let mut config = opts.engine.clone();
     match opts.checksums {
@@ -272,7 +272,8 @@ fn checksum_config(opts: &OfflineOptions, source: &PcapSource) -> Result<Checksu
         ChecksumMode::Verify => {}
         ChecksumMode::Auto if !config.verify_checksums => {}
         ChecksumMode::Auto => {
-            let scan = OffloadScan::of_source(source.rewound()?);
+            // As many threads as workers: a mapped capture is read in parts.
+            let scan = OffloadScan::of_source_threads(source.rewound()?, opts.workers);
             let offloaded = scan.offloaded();
             for (host, offload, counts) in &offloaded {
                 // Said once, in the summary; here only for debugging.
