@@ -47,7 +47,7 @@ const QUEUE: usize = 4;
 
 /// Replays `opts.input` on `opts.workers` workers.
 pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
-    let source = PcapSource::open(&opts.input)?;
+    let mut source = PcapSource::open(&opts.input)?;
     let (config, offloaded, good) = super::checksum_config(opts, &source)?;
     // Reports a bad rule file as one worker would, before any thread starts.
     crate::rules::check(&opts.rules, &opts.rules_config).map_err(|e| OfflineError::Rules(e.to_string()))?;
@@ -90,6 +90,8 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             work.push(work_tx);
             done.push(done_rx);
         }
+        // The dispatcher reads only headers: each would be a cache miss.
+        source.prefetch_headers();
         let dispatcher = dispatch::Dispatcher {
             source,
             engine: Engine::with_stats(config.clone(), NoRules, Arc::clone(&front_stats)),
