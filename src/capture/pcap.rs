@@ -317,7 +317,7 @@ impl PcapSource {
                 header: m.header,
                 offset: start,
                 end,
-                prefetch: false,
+                prefetched: 0,
             };
             PcapSource {
                 path: self.path.clone(),
@@ -332,15 +332,17 @@ impl PcapSource {
         Some(sources.collect())
     }
 
-    /// Makes a mapped source ask the CPU for the next record headers ahead
-    /// of time, for a reader that looks only at the headers of records
-    /// (the dispatcher of `--workers N`): each header would otherwise be a
-    /// cache miss it waits on. A reader that reads every record's bytes
-    /// gains nothing (the hardware streams them in) and would wait on the
-    /// prefetches' page walks instead. No effect on other sources.
-    pub fn prefetch_headers(&mut self) {
+    /// Makes a mapped source ask the CPU for the file's bytes a little
+    /// ahead of the record being read, for a reader that looks only at
+    /// record headers and hands the records to other threads (the
+    /// dispatcher of `--workers N`): each header would otherwise be a cache
+    /// miss it waits on, and the threads it hands the records to find
+    /// their bytes in the shared cache. A reader that reads every record's
+    /// bytes itself gains nothing (the hardware streams them in). No effect
+    /// on other sources.
+    pub fn prefetch_ahead(&mut self) {
         if let Inner::Mapped(m) = &mut self.inner {
-            m.prefetch = true;
+            m.prefetched = m.prefetched.max(m.offset).max(1);
         }
     }
 
@@ -572,9 +574,16 @@ struct MappedClassic {
     /// No record starts at or after this offset ([`PcapSource::split`]; the
     /// map's length otherwise).
     end: usize,
-    /// Prefetch the next record headers ([`PcapSource::prefetch_headers`]).
-    prefetch: bool,
+    /// Prefetch the bytes ahead ([`PcapSource::prefetch_ahead`]): up to
+    /// where they were asked for, or 0 when not prefetching.
+    prefetched: usize,
 }
+
+/// How far ahead of the record being read [`PcapSource::prefetch_ahead`]
+/// asks for the file's bytes.
+const PREFETCH_AHEAD: usize = 16 << 10;
+/// A cache line.
+const LINE: usize = 64;
 
 impl MappedClassic {
     fn open(map: Arc<Mmap>, path: &Path) -> Result<MappedClassic, CaptureError> {
@@ -583,7 +592,7 @@ impl MappedClassic {
         };
         let header = file_header(buf, path)?;
         let end = map.len();
-        Ok(MappedClassic { map, header, offset: 24, end, prefetch: false })
+        Ok(MappedClassic { map, header, offset: 24, end, prefetched: 0 })
     }
 
     fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
@@ -608,14 +617,13 @@ impl MappedClassic {
         // The frame first: taking a reference to the map is an atomic
         // increment, which would wait for the prefetches below.
         let record = h.record(Frame::mapped(&self.map, start..end));
-        if self.prefetch {
-            // Ask for the next record header now, and for the one after it
-            // where it is if that record is as long as this one (runs of
-            // full-size segments are).
-            for ahead in [end, end + (end - offset)] {
-                if let Some(next) = self.map.get(ahead..) {
-                    prefetch(next);
+        if self.prefetched > 0 {
+            let until = (end + PREFETCH_AHEAD).min(self.map.len());
+            while self.prefetched < until {
+                if let Some(line) = self.map.get(self.prefetched..) {
+                    prefetch(line);
                 }
+                self.prefetched += LINE;
             }
         }
         Some(Ok(record))

@@ -91,7 +91,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             done.push(done_rx);
         }
         // The dispatcher reads only headers: each would be a cache miss.
-        source.prefetch_headers();
+        source.prefetch_ahead();
         let dispatcher = dispatch::Dispatcher {
             source,
             engine: Engine::with_stats(config.clone(), NoRules, Arc::clone(&front_stats)),
