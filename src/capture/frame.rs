@@ -5,6 +5,11 @@
 //! A mapped frame is a shared handle on the map and a range in it, so
 //! handing a record out, to the engine, to a worker thread and to the
 //! output pcap, never copies its bytes.
+//!
+//! Frames share their handle by runs ([`MapHandle`]): with `--workers N`
+//! the thread that reads the file takes references while the thread that
+//! writes the output drops them, and one reference count for every frame
+//! would be a cache line the two fight over at every record.
 
 use std::fmt;
 use std::ops::{Deref, Range};
@@ -19,14 +24,18 @@ pub struct Frame(Bytes);
 #[derive(Clone)]
 enum Bytes {
     Owned(Vec<u8>),
-    Mapped { map: Arc<Mmap>, start: usize, end: usize },
+    Mapped { map: Arc<MapHandle>, start: usize, end: usize },
 }
+
+/// A reference to the map, shared by a run of frames (see the module
+/// comment).
+pub(super) struct MapHandle(pub(super) Arc<Mmap>);
 
 impl Frame {
     /// The bytes `range` of `map`, which the caller checked lie within it.
     /// (Out of range, the frame is empty: never a panic.)
-    pub(super) fn mapped(map: &Arc<Mmap>, range: Range<usize>) -> Frame {
-        let (start, end) = if range.start <= range.end && range.end <= map.len() {
+    pub(super) fn mapped(map: &Arc<MapHandle>, range: Range<usize>) -> Frame {
+        let (start, end) = if range.start <= range.end && range.end <= map.0.len() {
             (range.start, range.end)
         } else {
             (0, 0)
@@ -38,7 +47,7 @@ impl Frame {
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Bytes::Owned(v) => v,
-            Bytes::Mapped { map, start, end } => map.get(*start..*end).unwrap_or(&[]),
+            Bytes::Mapped { map, start, end } => map.0.get(*start..*end).unwrap_or(&[]),
         }
     }
 

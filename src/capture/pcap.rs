@@ -31,6 +31,7 @@ use pcap_file::pcapng::{Block, RawBlock};
 use pcap_file::{Endianness, PcapError, TsResolution};
 
 pub use super::frame::Frame;
+use super::frame::MapHandle;
 use super::link::{locate_ip, LinkType};
 use crate::time::Timestamp;
 
@@ -314,6 +315,7 @@ impl PcapSource {
         let sources = starts.iter().zip(ends).map(|(&start, end)| {
             let part = MappedClassic {
                 map: Arc::clone(&m.map),
+                handle: (Arc::new(MapHandle(Arc::clone(&m.map))), 0),
                 header: m.header,
                 offset: start,
                 end,
@@ -568,6 +570,8 @@ impl RecordHeader {
 /// of the map, never copied.
 struct MappedClassic {
     map: Arc<Mmap>,
+    /// The handle the next frames share, and how many share it so far.
+    handle: (Arc<MapHandle>, u32),
     header: PcapHeader,
     /// Byte offset of the next record.
     offset: usize,
@@ -584,6 +588,8 @@ struct MappedClassic {
 const PREFETCH_AHEAD: usize = 16 << 10;
 /// A cache line.
 const LINE: usize = 64;
+/// Frames that share one [`MapHandle`].
+const FRAMES_PER_HANDLE: u32 = 256;
 
 impl MappedClassic {
     fn open(map: Arc<Mmap>, path: &Path) -> Result<MappedClassic, CaptureError> {
@@ -592,7 +598,8 @@ impl MappedClassic {
         };
         let header = file_header(buf, path)?;
         let end = map.len();
-        Ok(MappedClassic { map, header, offset: 24, end, prefetched: 0 })
+        let handle = (Arc::new(MapHandle(Arc::clone(&map))), 0);
+        Ok(MappedClassic { map, handle, header, offset: 24, end, prefetched: 0 })
     }
 
     fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
@@ -616,7 +623,11 @@ impl MappedClassic {
         self.offset = end;
         // The frame first: taking a reference to the map is an atomic
         // increment, which would wait for the prefetches below.
-        let record = h.record(Frame::mapped(&self.map, start..end));
+        if self.handle.1 >= FRAMES_PER_HANDLE {
+            self.handle = (Arc::new(MapHandle(Arc::clone(&self.map))), 0);
+        }
+        self.handle.1 += 1;
+        let record = h.record(Frame::mapped(&self.handle.0, start..end));
         if self.prefetched > 0 {
             let until = (end + PREFETCH_AHEAD).min(self.map.len());
             while self.prefetched < until {
