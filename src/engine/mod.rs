@@ -53,6 +53,13 @@ pub enum ChecksumState {
     /// The kernel or the NIC verified it before queueing the packet, as the
     /// receiving stack would trust it: verifying again would only cost time.
     Verified,
+    /// sluice computed it already and found it right: `sluice pcap
+    /// --checksums auto` computes every unfragmented TCP/UDP checksum of
+    /// the capture in its pre-scan ([`crate::capture::offload`]); the same
+    /// bytes give the same sum, so the replay does not compute it again.
+    /// A host found to leave checksums to NIC offload is still treated as
+    /// such (as for [`ChecksumState::Unchecked`]).
+    CheckedGood,
     /// Not computed yet (locally generated or GSO packets from NFQUEUE): the
     /// field holds only the pseudo-header sum, so it must not be verified,
     /// and a rewritten packet must keep it that way.
@@ -277,7 +284,8 @@ impl<I: Inspector> Engine<I> {
     /// host that leaves those checksums to NIC offload is treated as the
     /// kernel treats a locally sent one whose sum is not filled in yet.
     fn offload_checksum(&self, state: ChecksumState, pkt: &Decoded<'_>) -> ChecksumState {
-        if state != ChecksumState::Unchecked || self.config.checksum_offload.is_empty() {
+        let unverified = matches!(state, ChecksumState::Unchecked | ChecksumState::CheckedGood);
+        if !unverified || self.config.checksum_offload.is_empty() {
             return state;
         }
         let tcp_or_udp = matches!(pkt.transport, Transport::Tcp(_) | Transport::Udp(_));
@@ -310,7 +318,7 @@ impl<I: Inspector> Engine<I> {
                 self.stats.inc(Counter::ChecksumVerifiedByKernel);
                 false
             }
-            ChecksumState::Partial => false,
+            ChecksumState::CheckedGood | ChecksumState::Partial => false,
         };
         let partial = checksum == ChecksumState::Partial;
         let ctx = Context { time };
@@ -582,7 +590,7 @@ pub fn transport_checksum_ok(pkt: &Decoded<'_>) -> bool {
 /// the whole, so a verified fragment leaves the datagram to be checked.
 fn reassembled_checksum(last_fragment: ChecksumState) -> ChecksumState {
     match last_fragment {
-        ChecksumState::Verified => ChecksumState::Unchecked,
+        ChecksumState::Verified | ChecksumState::CheckedGood => ChecksumState::Unchecked,
         other => other,
     }
 }

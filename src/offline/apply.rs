@@ -130,7 +130,7 @@ mod tests {
             time: Timestamp(index),
             time_ns: index * 1000,
             orig_len: frame.len() as u32,
-            frame,
+            frame: frame.into(),
             l3,
         }
     }

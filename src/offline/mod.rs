@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::capture::offload::{describe as describe_offload, OffloadScan, OffloadedHost};
+use crate::capture::offload::{describe as describe_offload, GoodChecksums, OffloadScan, OffloadedHost};
 use crate::capture::pcap::{CaptureError, PcapSource};
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::Engine;
@@ -182,7 +182,7 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
 /// The single-threaded run (`--workers 1`).
 fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     let mut source = PcapSource::open(&opts.input)?;
-    let (engine_config, offloaded) = checksum_config(opts)?;
+    let (engine_config, offloaded, good) = checksum_config(opts, &source)?;
     let stats = Arc::new(Stats::new());
     let rules = load_rules(&opts.rules, &opts.rules_config, opts.alerts.as_deref(), stats.clone())?;
     let mut output = create_output(opts, &source)?;
@@ -196,7 +196,14 @@ fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
                 source,
             })?;
             let mut engine = Engine::with_stats(engine_config, dump, stats);
-            let r = replay::replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
+            let r = replay::replay(
+                &mut engine,
+                &mut source,
+                &good,
+                output.as_mut(),
+                &out_path,
+                progress.as_ref(),
+            );
             let mut summary = r.0;
             summary.rule_errors_by_rule = engine.inspector().inner().rule_errors();
             match engine.inspector_mut().finish() {
@@ -209,8 +216,14 @@ fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         }
         None => {
             let mut engine = Engine::with_stats(engine_config, rules, stats);
-            let (mut summary, r) =
-                replay::replay(&mut engine, &mut source, output.as_mut(), &out_path, progress.as_ref());
+            let (mut summary, r) = replay::replay(
+                &mut engine,
+                &mut source,
+                &good,
+                output.as_mut(),
+                &out_path,
+                progress.as_ref(),
+            );
             summary.rule_errors_by_rule = engine.inspector().rule_errors();
             (summary, r)
         }
@@ -244,26 +257,33 @@ fn create_output(opts: &OfflineOptions, source: &PcapSource) -> Result<Option<Pc
         .map_err(|source| OfflineError::Write { what: "output pcap", path: path.clone(), source })
 }
 
-/// The engine configuration for `opts.checksums`: in `Auto`, the capture is
-/// read once first to find the hosts that left checksums to NIC offload
-/// (the summary names each).
-fn checksum_config(opts: &OfflineOptions) -> Result<(EngineConfig, Vec<OffloadedHost>), OfflineError> {
+/// What the checksum set-up gives the replay: the engine configuration,
+/// the hosts found to leave checksums to NIC offload (the summary names
+/// each), and the records whose checksums the scan found right.
+type ChecksumSetup = (EngineConfig, Vec<OffloadedHost>, GoodChecksums);
+
+/// The engine configuration for `opts.checksums`: in `Auto`, `source`'s
+/// capture is read once first (on `opts.workers` threads) to find the hosts
+/// that left checksums to NIC offload.
+fn checksum_config(opts: &OfflineOptions, source: &PcapSource) -> Result<ChecksumSetup, OfflineError> {
     let mut config = opts.engine.clone();
     match opts.checksums {
         ChecksumMode::Ignore => config.verify_checksums = false,
         ChecksumMode::Verify => {}
         ChecksumMode::Auto if !config.verify_checksums => {}
         ChecksumMode::Auto => {
-            let offloaded = OffloadScan::of_file(&opts.input)?.offloaded();
+            // As many threads as workers: a mapped capture is read in parts.
+            let scan = OffloadScan::of_source_threads(source.rewound()?, opts.workers);
+            let offloaded = scan.offloaded();
             for (host, offload, counts) in &offloaded {
                 // Said once, in the summary; here only for debugging.
                 tracing::info!("checksums: {}", describe_offload(*host, *offload, counts));
                 config.checksum_offload.insert(*host, *offload);
             }
-            return Ok((config, offloaded));
+            return Ok((config, offloaded, scan.good));
         }
     }
-    Ok((config, Vec::new()))
+    Ok((config, Vec::new(), GoodChecksums::default()))
 }
 
 fn progress_bar(opts: &OfflineOptions, input: &Path) -> Option<ProgressBar> {

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use indicatif::ProgressBar;
 
+use crate::capture::offload::GoodChecksums;
 use crate::capture::pcap::PcapSource;
-use crate::engine::{ChecksumState, Engine, Output, Packet};
+use crate::engine::{Engine, Output, Packet};
 use crate::inject::pcap_writer::PcapOutput;
 use crate::inspect::Inspector;
 use crate::stats::Counter;
@@ -27,14 +28,17 @@ pub fn run_with<I: Inspector, W: Write>(
     source: &mut PcapSource,
     output: Option<&mut PcapOutput<W>>,
 ) -> Result<Summary, OfflineError> {
-    let (summary, result) = replay(engine, source, output, Path::new("<output>"), None);
+    let (summary, result) =
+        replay(engine, source, &GoodChecksums::default(), output, Path::new("<output>"), None);
     result.map(|()| summary)
 }
 
-/// The replay loop. Returns the summary even on error (what was done so far).
+/// The replay loop. Returns the summary even on error (what was done so
+/// far). The checksums of the records in `good` are not computed again.
 pub(super) fn replay<I: Inspector, W: Write>(
     engine: &mut Engine<I>,
     source: &mut PcapSource,
+    good: &GoodChecksums,
     output: Option<&mut PcapOutput<W>>,
     output_path: &Path,
     progress: Option<&ProgressBar>,
@@ -83,7 +87,7 @@ pub(super) fn replay<I: Inspector, W: Write>(
             id: rec.index,
             data: rec.frame.get(l3).unwrap_or(&[]),
             time: rec.time,
-            checksum: ChecksumState::Unchecked,
+            checksum: good.state(rec.index),
         };
         engine.process(pkt, &mut out);
         a.wait_for_verdict(rec);

@@ -9,6 +9,7 @@ pub mod ranges;
 pub mod receiver_policy;
 pub mod reset_point;
 pub mod stream;
+mod stream_rings;
 
 pub use conn::{Arrival, Checked, Committed, SegmentKind, TcpConn, TcpState};
 pub use progress::Progress;

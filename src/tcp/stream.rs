@@ -23,6 +23,7 @@ use std::ops::Range;
 
 use super::ofo::{OfoPlan, OfoQueue};
 use super::ranges::RangeSet;
+use super::stream_rings::{self, MIN_RING};
 use crate::stats::Counter;
 use crate::wire::SeqNumber;
 
@@ -48,9 +49,6 @@ pub enum Fit {
     Resolved,
 }
 
-/// Smallest ring allocated: most streams are short, and doubling from here
-/// reaches a bulk transfer's window in a few steps.
-const MIN_RING: usize = 2048;
 /// A ring this large is shrunk once its bytes fill less than a sixteenth of it.
 const SHRINK_ABOVE: usize = 1 << 20;
 
@@ -63,7 +61,9 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// The ring and what describes its bytes ([`Buffers`]) exist only while the
 /// stream holds bytes: allocated with the first, freed when the receiver
 /// has acknowledged the last. An idle connection (most of a full flow
-/// table) holds none of it.
+/// table) holds none of it. Freed rings are kept for reuse, a few of each
+/// size per thread ([`super::stream_rings`]): rings come and go with nearly
+/// every segment of a bulk transfer.
 #[derive(Debug, Clone)]
 pub struct Stream {
     /// Sequence number of offset 0.
@@ -100,6 +100,12 @@ struct Buffers {
     /// one starting there to it). With no byte held, every later segment
     /// starts at or beyond `end`, past it, so it is not needed then.
     last_end: Option<u64>,
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        stream_rings::give(std::mem::take(&mut self.ring));
+    }
 }
 
 /// An optional stream offset in 8 bytes instead of an `Option`'s 16 (a
@@ -553,16 +559,16 @@ impl Stream {
 
     /// Moves the held bytes into a ring of `len` bytes (a power of two).
     fn resize(&mut self, len: usize) {
-        let old = std::mem::replace(&mut self.bufs().ring, vec![0; len]);
-        if old.is_empty() || self.end == self.acked {
-            return;
+        let old = std::mem::replace(&mut self.bufs().ring, stream_rings::take(len));
+        if !old.is_empty() && self.end != self.acked {
+            let mask = old.len() - 1;
+            let n = (self.end - self.acked) as usize;
+            let i = (self.acked as usize) & mask;
+            let first = n.min(old.len() - i);
+            self.write_at(self.acked, &old[i..i + first]);
+            self.write_at(self.acked + first as u64, &old[..n - first]);
         }
-        let mask = old.len() - 1;
-        let n = (self.end - self.acked) as usize;
-        let i = (self.acked as usize) & mask;
-        let first = n.min(old.len() - i);
-        self.write_at(self.acked, &old[i..i + first]);
-        self.write_at(self.acked + first as u64, &old[..n - first]);
+        stream_rings::give(old);
     }
 
     /// The connection is over for sluice (reset, or dropped by a rule): no
@@ -749,6 +755,33 @@ mod tests {
         assert_eq!(put(&mut s, 15, b"!").unwrap(), Some(b"!".to_vec()));
         assert_eq!(s.release(), 1);
         assert!(s.bufs.is_none(), "released");
+    }
+
+    #[test]
+    fn a_reused_ring_shows_only_the_new_streams_bytes() {
+        // A ring full of another stream's bytes goes back to the spare rings
+        // (emptied first: tests share threads)...
+        while stream_rings::kept(MIN_RING) > 0 {
+            drop(stream_rings::take(MIN_RING));
+        }
+        let mut old = Stream::new(SeqNumber(0));
+        put(&mut old, 0, &[0xAA; 1500]).unwrap();
+        let ring = old.ring().as_ptr();
+        old.ack(1500);
+        assert!(old.bufs.is_none());
+        assert_eq!(stream_rings::kept(MIN_RING), 1);
+        // ...and the next stream's first 2 KiB ring is that one. Bytes
+        // arrive out of order around a hole, then fill it.
+        let mut s = Stream::with_policy(SeqNumber(9), true);
+        assert_eq!(put(&mut s, 100, &[2; 900]).unwrap(), None);
+        assert_eq!(s.ring().as_ptr(), ring, "the spare ring is reused");
+        let mut want = vec![1; 100];
+        want.extend_from_slice(&[2; 900]);
+        assert_eq!(put(&mut s, 0, &want[..100]).unwrap(), Some(want.clone()));
+        assert_eq!(s.bytes_in(0..1000, &mut Vec::new()), &want[..]);
+        // A retransmission is compared with the held bytes, not the old ones.
+        assert_eq!(s.check(0, &want, false, LIM), Ok(Fit::Duplicate));
+        assert_eq!(s.check(0, &[0xAA; 1000], false, LIM), Err(Counter::DropOverlapConflict));
     }
 
     /// A stream whose first 1,500 bytes (of `len` source bytes) were

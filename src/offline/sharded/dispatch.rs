@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 
+use crate::capture::offload::GoodChecksums;
 use crate::capture::pcap::{PcapSource, Record};
 use crate::engine::{ChecksumState, Engine, Front, Output, Packet};
 use crate::inspect::NoRules;
@@ -23,6 +24,8 @@ pub(super) struct Dispatcher<'p> {
     /// Defragments only (see the module comment).
     pub(super) engine: Engine<NoRules>,
     pub(super) sharder: Sharder,
+    /// The records whose checksums the pre-scan found right.
+    pub(super) good: GoodChecksums,
     pub(super) work: Vec<SyncSender<Work>>,
     pub(super) routed: SyncSender<Routed>,
     pub(super) progress: Option<&'p ProgressBar>,
@@ -116,7 +119,8 @@ impl Dispatcher<'_> {
         let route = match class {
             None => Route::NotIp(rec),
             Some(Class::Worker(w)) => {
-                batch.jobs[w].push(Job::Packet(rec));
+                let checksum = self.good.state(index);
+                batch.jobs[w].push(Job::Packet(rec, checksum));
                 Route::Worker(w)
             }
             Some(Class::Fragment) => self.fragment(rec, batch, out),
@@ -145,7 +149,8 @@ impl Dispatcher<'_> {
             // The sharder saw a fragment; the engine did not (cannot
             // happen: both decode alike). Judged whole by worker 0.
             Front::Whole => {
-                batch.jobs[0].push(Job::Packet(rec));
+                let checksum = self.good.state(rec.index);
+                batch.jobs[0].push(Job::Packet(rec, checksum));
                 Route::Worker(0)
             }
         }

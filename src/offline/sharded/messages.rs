@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::capture::pcap::{CaptureError, Record};
-use crate::engine::{Emitted, Reassembled};
+use crate::engine::{ChecksumState, Emitted, Reassembled};
 use crate::time::Timestamp;
 
 use super::dump_tap::DumpEvent;
@@ -30,8 +30,9 @@ pub(super) struct Work {
 /// A packet for a worker.
 #[derive(Debug)]
 pub(super) enum Job {
-    /// A whole IP packet (its record goes back to the merge with the result).
-    Packet(Record),
+    /// A whole IP packet (its record goes back to the merge with the
+    /// result), and what is known of its checksum.
+    Packet(Record, ChecksumState),
     /// A datagram reassembled by the dispatcher; `index` is the record of
     /// the fragment that completed it.
     Datagram {
@@ -46,7 +47,7 @@ impl Job {
     /// The record the job belongs to.
     pub(super) fn index(&self) -> u64 {
         match self {
-            Job::Packet(r) => r.index,
+            Job::Packet(r, _) => r.index,
             Job::Datagram { index, .. } => *index,
         }
     }

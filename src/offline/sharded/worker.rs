@@ -134,7 +134,7 @@ fn run_batch(
         while let Some(job) = jobs.next_if(|j| j.index() == index) {
             engine.number_flows_from((index + 1) << FLOW_ID_SHIFT);
             match job {
-                Job::Packet(rec) => judge(engine, rec, d, out),
+                Job::Packet(rec, checksum) => judge(engine, rec, checksum, d, out),
                 Job::Datagram { whole, .. } => engine.process_reassembled(&whole, out),
             }
             d.cut(index, None, out, side);
@@ -142,13 +142,14 @@ fn run_batch(
     }
 }
 
-fn judge(engine: &mut Engine<DumpTap<LuaRules>>, rec: Record, d: &mut Done, out: &mut Output) {
-    let pkt = Packet {
-        id: rec.index,
-        data: rec.ip().unwrap_or(&[]),
-        time: rec.time,
-        checksum: ChecksumState::Unchecked,
-    };
+fn judge(
+    engine: &mut Engine<DumpTap<LuaRules>>,
+    rec: Record,
+    checksum: ChecksumState,
+    d: &mut Done,
+    out: &mut Output,
+) {
+    let pkt = Packet { id: rec.index, data: rec.ip().unwrap_or(&[]), time: rec.time, checksum };
     engine.process(pkt, out);
     d.records.push(rec);
 }

@@ -1,0 +1,45 @@
+//! Mapping a capture file into memory instead of reading it.
+//!
+//! Reading a capture with `read()` copies every byte from the page cache
+//! into a buffer, and then into each record's own buffer; with `--checksums
+//! auto` the file is read twice. A map hands records out as slices of the
+//! page cache itself ([`super::frame::Frame`]): no copy, no system call per
+//! buffer, and the second pass costs only the page-table walk.
+//!
+//! Only regular files are mapped. Pipes, FIFOs, character devices and
+//! empty files are read with `read()` as before (a pipe cannot be mapped,
+//! and its bytes can be read only once).
+//!
+//! The map is read-only and shared. A file that another process truncates
+//! while sluice has it mapped makes the pages past the new end disappear:
+//! touching them raises SIGBUS, which ends sluice (the same holds for every
+//! tool that maps its input, e.g. `grep --mmap`, ripgrep). sluice takes
+//! that risk: captures given to `sluice pcap` are finished files, and
+//! copying 300 MB twice to guard against a file being cut under us cost a
+//! third of the run time. A capture still being *written* (tcpdump
+//! appending) is safe: sluice reads the records that were there when it
+//! opened the file, and one cut short at that end is reported as a
+//! truncated record, as with `read()`.
+
+use std::fs::File;
+
+use memmap2::{Advice, Mmap, MmapOptions};
+
+/// Maps `file` read-only if it is a regular, non-empty file that fits the
+/// address space; `None` means read it with `read()` instead (a failed map
+/// is no error: the reader path handles every file).
+pub(super) fn map(file: &File) -> Option<Mmap> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return None;
+    }
+    let len = usize::try_from(meta.len()).ok()?;
+    // SAFETY: the map is only read, through `&[u8]`. The one way its bytes
+    // can change under us is another process writing or truncating the
+    // file; the module comment says what then happens and why we accept it.
+    let map = unsafe { MmapOptions::new().len(len).map(file) }.ok()?;
+    // Records are read front to back: ask for aggressive read-ahead. Only
+    // a hint; if refused, reading still works.
+    let _ = map.advise(Advice::Sequential);
+    Some(map)
+}
