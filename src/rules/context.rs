@@ -33,6 +33,10 @@ use crate::wire::{Decoded, IpInfo, Transport};
 /// it beside a tag into a light userdata), so serials wrap there.
 pub(super) const EPOCH_BITS: u32 = 56;
 
+/// Low byte of a `data` value (event_data.rs, event_data_c.rs), beside the
+/// event serial in the other 56 bits.
+pub(super) const DATA_TAG: u64 = 0xda;
+
 /// A copy of the packet of the current event. The buffer is reused from
 /// event to event, so filling it does not allocate once it has grown.
 #[derive(Debug)]

@@ -19,12 +19,9 @@ use std::ffi::c_void;
 
 use mlua::{LightUserData, Lua, Table, Value};
 
-use super::context::{context, Ctx};
+use super::context::{context, Ctx, DATA_TAG as TAG};
 use super::data::{sub_range, DataUd, Source};
 use super::error::located;
-
-/// Low byte of a `data` value.
-pub(super) const TAG: u64 = 0xda;
 
 /// The `data` of event `epoch` (`epoch < 2^EPOCH_BITS`, see context.rs).
 pub(super) fn value(epoch: u64) -> Value {

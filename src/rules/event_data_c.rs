@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_int, c_void};
 use mlua::{ffi, Function, LightUserData, Lua, Table};
 
 use super::c_closure::{call_upvalue, closure};
-use super::context::{Ctx, RuleContext};
+use super::context::{Ctx, RuleContext, DATA_TAG};
 
 /// The bytes of the `data` value at index 1, if it is the running event's
 /// and bytes are lent.
@@ -32,7 +32,7 @@ unsafe fn lent_bytes(l: *mut ffi::lua_State) -> Option<(*const u8, usize)> {
     // SAFETY: see `context_value`: the context outlives the Lua state.
     let ctx = &*ctx;
     let epoch = ctx.epoch.get();
-    if value & 0xff != super::event_data::TAG || epoch == 0 || value >> 8 != epoch {
+    if value & 0xff != DATA_TAG || epoch == 0 || value >> 8 != epoch {
         return None;
     }
     ctx.data.with(|b| b.map(|b| (b.as_ptr(), b.len())))
