@@ -454,3 +454,77 @@ proptest! {
         }
     }
 }
+
+/// A capture that another process truncates while `sluice pcap` reads it
+/// (regular files are mapped): sluice says so and exits with status 1, not
+/// with a bare "Bus error".
+#[test]
+fn a_capture_truncated_while_it_is_read_is_named() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let files = Files::new();
+    let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    c.handshake();
+    for _ in 0..50_000 {
+        c.send(Up, &[b'x'; 600]);
+    }
+    c.close();
+    let capture =
+        files.write("big.pcap", &write_pcap(Vec::new(), &Framing::Ethernet, &c.into_packets()).unwrap());
+    // Slow per packet, and says when the first packet reached the rules.
+    let rules = files.write(
+        "slow.lua",
+        br#"require("protocol/ipv4")
+local first = true
+haka.rule {
+  on = haka.dissectors.ipv4.events.receive_packet,
+  eval = function (pkt)
+    if first then first = false; haka.log.info("first packet") end
+    local x = 0
+    for i = 1, 3000 do x = x + i end
+  end
+}
+"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["pcap", "--no-progress", "--alerts", "/dev/null"])
+        .arg(&rules)
+        .arg(&capture)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("first packet") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let started = rx.recv_timeout(Duration::from_secs(60));
+    // Cut the file down to its header under the running reader.
+    fs::OpenOptions::new().write(true).open(&capture).unwrap().set_len(24).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sluice pcap did not end within 120 s of the truncation");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap();
+    assert!(started.is_ok(), "the rules never saw a packet: {stderr}");
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    assert!(stderr.contains("the capture file shrank while it was being read"), "{stderr}");
+}

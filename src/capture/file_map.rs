@@ -20,6 +20,10 @@
 //! appending) is safe: sluice reads the records that were there when it
 //! opened the file, and one cut short at that end is reported as a
 //! truncated record, as with `read()`.
+//!
+//! So that the end is not a bare "Bus error", the first map installs a
+//! SIGBUS handler that says what happened (the capture shrank while it was
+//! read) and exits with status 1; the outputs written so far are cut short.
 
 use std::fs::File;
 
@@ -38,8 +42,37 @@ pub(super) fn map(file: &File) -> Option<Mmap> {
     // can change under us is another process writing or truncating the
     // file; the module comment says what then happens and why we accept it.
     let map = unsafe { MmapOptions::new().len(len).map(file) }.ok()?;
+    explain_sigbus();
     // Records are read front to back: ask for aggressive read-ahead. Only
     // a hint; if refused, reading still works.
     let _ = map.advise(Advice::Sequential);
     Some(map)
+}
+
+/// What the SIGBUS handler writes before it ends the process.
+const SHRANK: &[u8] = b"sluice: the capture file shrank while it was being read (truncated by another \
+process?); stopping: the outputs written so far are incomplete\n";
+
+/// Installs (once) a SIGBUS handler that explains a capture truncated
+/// under its map and exits with status 1.
+fn explain_sigbus() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        extern "C" fn on_sigbus(_: libc::c_int) {
+            // Only async-signal-safe calls: write(2) and _exit(2).
+            // SAFETY: a static buffer and its length; _exit never returns.
+            unsafe {
+                libc::write(2, SHRANK.as_ptr().cast(), SHRANK.len());
+                libc::_exit(1);
+            }
+        }
+        // SAFETY: a zeroed sigaction with a handler that only calls
+        // async-signal-safe functions; an empty mask.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_sigbus as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut());
+        }
+    });
 }
