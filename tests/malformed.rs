@@ -483,7 +483,7 @@ haka.rule {
   eval = function (pkt)
     if first then first = false; haka.log.info("first packet") end
     local x = 0
-    for i = 1, 3000 do x = x + i end
+    for i = 1, 20000 do x = x + i end
   end
 }
 "#,
