@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 /// What to do with a packet when a rule raises an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +53,10 @@ pub struct EngineConfig {
     /// header before queueing, so there this is about the transport.
     pub verify_checksums: bool,
     /// Hosts whose captured packets carry checksums a NIC was left to fill
-    /// in (`sluice pcap --checksums auto` finds them): those checksums of
-    /// their packets are not verified. Empty inline, where the kernel says
-    /// what it verified.
-    pub checksum_offload: BTreeMap<IpAddr, Offload>,
+    /// in (`sluice pcap --checksums auto` finds them): a wrong checksum of
+    /// theirs of that kind is not held against the packet. None inline,
+    /// where the kernel says what it verified.
+    pub checksum_offload: OffloadHosts,
     /// `sluice pcap --passive`: TCP is analysed as a tap sees it (data
     /// delivered when acknowledged, gaps reported, nothing dropped for TCP
     /// validity checks, connections picked up midstream). Offline only.
@@ -91,6 +94,77 @@ pub struct Offload {
     pub ip_header: bool,
 }
 
+/// The hosts of a capture that left checksums to their NIC, known from the
+/// start or found on first need.
+///
+/// Only a wrong checksum asks: a right one is right whatever its host. So
+/// `sluice pcap --checksums auto` gives a finder that reads the whole
+/// capture, and it runs only if the replay meets a wrong checksum; a capture
+/// with none is read once. Clones share the verdicts (the workers of a
+/// sharded run, whose first asker runs the finder while the others wait).
+#[derive(Clone, Default)]
+pub struct OffloadHosts(Option<Arc<Verdicts>>);
+
+/// The verdicts, and what finds them until they are known.
+struct Verdicts {
+    hosts: OnceLock<BTreeMap<IpAddr, Offload>>,
+    finder: Mutex<Option<Finder>>,
+}
+
+/// Finds the offloading hosts (once).
+pub type Finder = Box<dyn FnOnce() -> BTreeMap<IpAddr, Offload> + Send>;
+
+impl OffloadHosts {
+    /// No host leaves checksums to its NIC.
+    pub fn none() -> OffloadHosts {
+        OffloadHosts(None)
+    }
+
+    /// These hosts, known now.
+    pub fn known(hosts: BTreeMap<IpAddr, Offload>) -> OffloadHosts {
+        let v = Verdicts { hosts: OnceLock::from(hosts), finder: Mutex::new(None) };
+        OffloadHosts(Some(Arc::new(v)))
+    }
+
+    /// The hosts `finder` finds, when first asked.
+    pub fn found_by(finder: Finder) -> OffloadHosts {
+        let v = Verdicts { hosts: OnceLock::new(), finder: Mutex::new(Some(finder)) };
+        OffloadHosts(Some(Arc::new(v)))
+    }
+
+    /// False when no host can be offloaded: no need to look at a checksum
+    /// for its host's sake.
+    pub fn may_have_hosts(&self) -> bool {
+        self.0.as_ref().is_some_and(|v| v.hosts.get().is_none_or(|h| !h.is_empty()))
+    }
+
+    /// What `host` left to its NIC (running the finder if it has not run:
+    /// ask only for a packet whose checksum is wrong).
+    pub fn of(&self, host: &IpAddr) -> Offload {
+        let Some(v) = &self.0 else { return Offload::default() };
+        let hosts = v.hosts.get_or_init(|| {
+            let finder = v.finder.lock().take();
+            finder.map(|f| f()).unwrap_or_default()
+        });
+        hosts.get(host).copied().unwrap_or_default()
+    }
+
+    /// True once the verdicts are known (the finder ran, or never had to).
+    pub fn known_yet(&self) -> bool {
+        self.0.as_ref().is_none_or(|v| v.hosts.get().is_some())
+    }
+}
+
+impl std::fmt::Debug for OffloadHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_ref().map(|v| v.hosts.get()) {
+            None => f.write_str("OffloadHosts(none)"),
+            Some(None) => f.write_str("OffloadHosts(not found yet)"),
+            Some(Some(hosts)) => f.debug_tuple("OffloadHosts").field(hosts).finish(),
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -109,7 +183,7 @@ impl Default for EngineConfig {
             max_frag_bytes: 8 << 20,
             frag_timeout: Duration::from_secs(30),
             verify_checksums: true,
-            checksum_offload: BTreeMap::new(),
+            checksum_offload: OffloadHosts::none(),
             passive: false,
             receiver: Default::default(),
             stream_depth: 0,

@@ -45,8 +45,9 @@ counters! {
     /// Packets whose transport checksum the kernel or NIC had verified
     /// (NFQUEUE), so sluice did not compute it again.
     ChecksumVerifiedByKernel => "checksum_verified_by_kernel",
-    /// Packets whose TCP/UDP or IPv4 header checksum was not verified because
-    /// their host left it to NIC offload (`sluice pcap --checksums auto`).
+    /// Packets whose wrong TCP/UDP or IPv4 header checksum was let through
+    /// because their host left it to NIC offload (`sluice pcap --checksums
+    /// auto`).
     ChecksumOffloadUnverified => "checksum_offload_unverified",
     /// `--passive`: gaps, acknowledged (or surrounded) bytes missing from
     /// the capture, reported to rules.

@@ -53,12 +53,11 @@ pub enum ChecksumState {
     /// The kernel or the NIC verified it before queueing the packet, as the
     /// receiving stack would trust it: verifying again would only cost time.
     Verified,
-    /// sluice computed it already and found it right: `sluice pcap
-    /// --checksums auto` computes every unfragmented TCP/UDP checksum of
-    /// the capture in its pre-scan ([`crate::capture::offload`]); the same
-    /// bytes give the same sum, so the replay does not compute it again.
-    /// A host found to leave checksums to NIC offload is still treated as
-    /// such (as for [`ChecksumState::Unchecked`]).
+    /// sluice computed it already and found it right (`sluice pcap
+    /// --checksums auto`: the scan for offloading hosts, when it ran,
+    /// computed every unfragmented TCP/UDP checksum of the capture,
+    /// [`crate::capture::offload`]). The same bytes give the same sum, so
+    /// it is not computed again; a right sum is right whatever its host.
     CheckedGood,
     /// Not computed yet (locally generated or GSO packets from NFQUEUE): the
     /// field holds only the pseudo-header sum, so it must not be verified,
@@ -267,7 +266,7 @@ impl<I: Inspector> Engine<I> {
         if !self.config.verify_checksums {
             return Some(d);
         }
-        if self.config.checksum_offload.get(&d.ip.src).is_some_and(|o| o.ip_header) {
+        if self.config.checksum_offload.of(&d.ip.src).ip_header {
             self.stats.inc(Counter::ChecksumOffloadUnverified);
             return Some(d);
         }
@@ -280,16 +279,24 @@ impl<I: Inspector> Engine<I> {
         None
     }
 
-    /// The checksum state of an unfragmented packet: a TCP/UDP packet from a
-    /// host that leaves those checksums to NIC offload is treated as the
-    /// kernel treats a locally sent one whose sum is not filled in yet.
+    /// The checksum state of an unfragmented packet. A wrong TCP/UDP
+    /// checksum from a host that leaves those to NIC offload is treated as
+    /// the kernel treats a locally sent packet whose sum is not filled in
+    /// yet ([`ChecksumState::Partial`]). A right checksum is right whatever
+    /// its host, so the host's verdict is asked for (offline: found, on the
+    /// first wrong checksum) only when the checksum is wrong.
     fn offload_checksum(&self, state: ChecksumState, pkt: &Decoded<'_>) -> ChecksumState {
-        let unverified = matches!(state, ChecksumState::Unchecked | ChecksumState::CheckedGood);
-        if !unverified || self.config.checksum_offload.is_empty() {
+        let offload = &self.config.checksum_offload;
+        if state != ChecksumState::Unchecked || !self.config.verify_checksums || !offload.may_have_hosts() {
             return state;
         }
-        let tcp_or_udp = matches!(pkt.transport, Transport::Tcp(_) | Transport::Udp(_));
-        if tcp_or_udp && self.config.checksum_offload.get(&pkt.ip.src).is_some_and(|o| o.transport) {
+        if !matches!(pkt.transport, Transport::Tcp(_) | Transport::Udp(_)) {
+            return state;
+        }
+        if normalize::checksum_ok(pkt) {
+            return ChecksumState::CheckedGood;
+        }
+        if offload.of(&pkt.ip.src).transport {
             self.stats.inc(Counter::ChecksumOffloadUnverified);
             return ChecksumState::Partial;
         }

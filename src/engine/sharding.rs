@@ -79,7 +79,7 @@ impl<I: Inspector> Engine<I> {
         if !self.config.verify_checksums {
             return true;
         }
-        let offloaded = self.config.checksum_offload.get(&d.ip.src).is_some_and(|o| o.ip_header);
+        let offloaded = self.config.checksum_offload.of(&d.ip.src).ip_header;
         if offloaded {
             self.stats.inc(Counter::ChecksumOffloadUnverified);
         }

@@ -759,3 +759,5 @@ mod flow_table_full;
 mod bad_flags;
 
 mod depth;
+
+mod offload;

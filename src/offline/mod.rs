@@ -9,6 +9,7 @@
 //! no IP packet (ARP, ...) are written through unchanged.
 
 mod apply;
+mod checksums;
 mod log_capture;
 mod replay;
 mod sharded;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::capture::offload::{describe as describe_offload, GoodChecksums, OffloadScan, OffloadedHost};
 use crate::capture::pcap::{CaptureError, PcapSource};
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::Engine;
@@ -182,7 +182,7 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
 /// The single-threaded run (`--workers 1`).
 fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     let mut source = PcapSource::open(&opts.input)?;
-    let (engine_config, offloaded, good) = checksum_config(opts, &source)?;
+    let (engine_config, offload) = checksums::checksum_config(opts, &source)?;
     let stats = Arc::new(Stats::new());
     let rules = load_rules(&opts.rules, &opts.rules_config, opts.alerts.as_deref(), stats.clone())?;
     let mut output = create_output(opts, &source)?;
@@ -199,7 +199,7 @@ fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             let r = replay::replay(
                 &mut engine,
                 &mut source,
-                &good,
+                &offload,
                 output.as_mut(),
                 &out_path,
                 progress.as_ref(),
@@ -219,7 +219,7 @@ fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             let (mut summary, r) = replay::replay(
                 &mut engine,
                 &mut source,
-                &good,
+                &offload,
                 output.as_mut(),
                 &out_path,
                 progress.as_ref(),
@@ -231,7 +231,7 @@ fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    summary.checksum_offload = offloaded;
+    summary.checksum_offload = offload.offloaded();
     summary.passive = opts.engine.passive;
     if let Some(out) = output {
         out.finish().map_err(|source| OfflineError::Write { what: "output pcap", path: out_path, source })?;
@@ -255,35 +255,6 @@ fn create_output(opts: &OfflineOptions, source: &PcapSource) -> Result<Option<Pc
     PcapOutput::create(path, source.link_type(), source.nanosecond_timestamps(), source.snaplen())
         .map(Some)
         .map_err(|source| OfflineError::Write { what: "output pcap", path: path.clone(), source })
-}
-
-/// What the checksum set-up gives the replay: the engine configuration,
-/// the hosts found to leave checksums to NIC offload (the summary names
-/// each), and the records whose checksums the scan found right.
-type ChecksumSetup = (EngineConfig, Vec<OffloadedHost>, GoodChecksums);
-
-/// The engine configuration for `opts.checksums`: in `Auto`, `source`'s
-/// capture is read once first (on `opts.workers` threads) to find the hosts
-/// that left checksums to NIC offload.
-fn checksum_config(opts: &OfflineOptions, source: &PcapSource) -> Result<ChecksumSetup, OfflineError> {
-    let mut config = opts.engine.clone();
-    match opts.checksums {
-        ChecksumMode::Ignore => config.verify_checksums = false,
-        ChecksumMode::Verify => {}
-        ChecksumMode::Auto if !config.verify_checksums => {}
-        ChecksumMode::Auto => {
-            // As many threads as workers: a mapped capture is read in parts.
-            let scan = OffloadScan::of_source_threads(source.rewound()?, opts.workers);
-            let offloaded = scan.offloaded();
-            for (host, offload, counts) in &offloaded {
-                // Said once, in the summary; here only for debugging.
-                tracing::info!("checksums: {}", describe_offload(*host, *offload, counts));
-                config.checksum_offload.insert(*host, *offload);
-            }
-            return Ok((config, offloaded, scan.good));
-        }
-    }
-    Ok((config, Vec::new(), GoodChecksums::default()))
 }
 
 fn progress_bar(opts: &OfflineOptions, input: &Path) -> Option<ProgressBar> {

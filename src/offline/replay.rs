@@ -8,7 +8,6 @@ use std::path::Path;
 
 use indicatif::ProgressBar;
 
-use crate::capture::offload::GoodChecksums;
 use crate::capture::pcap::PcapSource;
 use crate::engine::{Engine, Output, Packet};
 use crate::inject::pcap_writer::PcapOutput;
@@ -17,6 +16,7 @@ use crate::stats::Counter;
 use crate::time::Timestamp;
 
 use super::apply::Applier;
+use super::checksums::OffloadFinding;
 use super::summary::Summary;
 use super::OfflineError;
 
@@ -29,16 +29,17 @@ pub fn run_with<I: Inspector, W: Write>(
     output: Option<&mut PcapOutput<W>>,
 ) -> Result<Summary, OfflineError> {
     let (summary, result) =
-        replay(engine, source, &GoodChecksums::default(), output, Path::new("<output>"), None);
+        replay(engine, source, &OffloadFinding::default(), output, Path::new("<output>"), None);
     result.map(|()| summary)
 }
 
 /// The replay loop. Returns the summary even on error (what was done so
-/// far). The checksums of the records in `good` are not computed again.
+/// far). The checksums `offload`'s scan found right (if it ran) are not
+/// computed again.
 pub(super) fn replay<I: Inspector, W: Write>(
     engine: &mut Engine<I>,
     source: &mut PcapSource,
-    good: &GoodChecksums,
+    offload: &OffloadFinding,
     output: Option<&mut PcapOutput<W>>,
     output_path: &Path,
     progress: Option<&ProgressBar>,
@@ -87,7 +88,7 @@ pub(super) fn replay<I: Inspector, W: Write>(
             id: rec.index,
             data: rec.frame.get(l3).unwrap_or(&[]),
             time: rec.time,
-            checksum: good.state(rec.index),
+            checksum: offload.state(rec.index),
         };
         engine.process(pkt, &mut out);
         a.wait_for_verdict(rec);

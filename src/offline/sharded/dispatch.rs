@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 
-use crate::capture::offload::GoodChecksums;
+use super::super::checksums::OffloadFinding;
 use crate::capture::pcap::{PcapSource, Record};
 use crate::engine::{ChecksumState, Engine, Front, Output, Packet};
 use crate::inspect::NoRules;
@@ -24,8 +24,8 @@ pub(super) struct Dispatcher<'p> {
     /// Defragments only (see the module comment).
     pub(super) engine: Engine<NoRules>,
     pub(super) sharder: Sharder,
-    /// The records whose checksums the pre-scan found right.
-    pub(super) good: GoodChecksums,
+    /// The records whose checksums the offload scan found right, once it ran.
+    pub(super) offload: OffloadFinding,
     pub(super) work: Vec<SyncSender<Work>>,
     pub(super) routed: SyncSender<Routed>,
     pub(super) progress: Option<&'p ProgressBar>,
@@ -119,7 +119,7 @@ impl Dispatcher<'_> {
         let route = match class {
             None => Route::NotIp(rec),
             Some(Class::Worker(w)) => {
-                let checksum = self.good.state(index);
+                let checksum = self.offload.state(index);
                 batch.jobs[w].push(Job::Packet(rec, checksum));
                 Route::Worker(w)
             }
@@ -149,7 +149,7 @@ impl Dispatcher<'_> {
             // The sharder saw a fragment; the engine did not (cannot
             // happen: both decode alike). Judged whole by worker 0.
             Front::Whole => {
-                let checksum = self.good.state(rec.index);
+                let checksum = self.offload.state(rec.index);
                 batch.jobs[0].push(Job::Packet(rec, checksum));
                 Route::Worker(0)
             }

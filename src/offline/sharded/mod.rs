@@ -49,7 +49,7 @@ const QUEUE: usize = 4;
 pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     no_huge_pages();
     let mut source = PcapSource::open(&opts.input)?;
-    let (config, offloaded, good) = super::checksum_config(opts, &source)?;
+    let (config, offload) = super::checksums::checksum_config(opts, &source)?;
     // Reports a bad rule file as one worker would, before any thread starts.
     crate::rules::check(&opts.rules, &opts.rules_config).map_err(|e| OfflineError::Rules(e.to_string()))?;
     let alerts = AlertOut::new(alert_writer(opts.alerts.as_deref())?);
@@ -97,7 +97,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
             source,
             engine: Engine::with_stats(config.clone(), NoRules, Arc::clone(&front_stats)),
             sharder: shard::Sharder::new(n),
-            good,
+            offload: offload.clone(),
             work,
             routed: routed_tx,
             progress: progress.as_ref(),
@@ -127,7 +127,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     summary.alerts = summary.counter(Counter::Alerts.name());
     summary.rule_errors = summary.counter(Counter::RuleErrors.name());
     summary.rule_errors_by_rule = add_up_rule_errors(&tables);
-    summary.checksum_offload = offloaded;
+    summary.checksum_offload = offload.offloaded();
     summary.passive = opts.engine.passive;
     if let Some(mut d) = dump {
         let dir = opts.dump_streams.clone().unwrap_or_default();
