@@ -27,7 +27,7 @@
 
 use std::fs::File;
 
-use memmap2::{Advice, Mmap, MmapOptions};
+use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 
 /// Maps `file` read-only if it is a regular, non-empty file that fits the
 /// address space; `None` means read it with `read()` instead (a failed map
@@ -75,4 +75,55 @@ fn explain_sigbus() {
             libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut());
         }
     });
+}
+
+/// Drops the pages of `map` in `range` (page-aligned by the caller) from
+/// this process's page tables: a reader done with them says so, so that
+/// unmapping the file at the end has little left to do. The page cache
+/// keeps them, and the map is shared and read-only: a later read of the
+/// range faults the same bytes back in, so nothing can be lost. Only a
+/// hint; an error changes nothing.
+pub(super) fn release(map: &Mmap, range: std::ops::Range<usize>) {
+    if range.start >= range.end || range.end > map.len() {
+        return;
+    }
+    // SAFETY: MADV_DONTNEED on a shared file mapping never changes what a
+    // read returns (see above); no one writes through this map.
+    let _ = unsafe {
+        map.unchecked_advise_range(UncheckedAdvice::DontNeed, range.start, range.end - range.start)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// The resident KiB of `map`'s mapping, from /proc/self/smaps.
+    fn mapped_kib(map: &Mmap) -> u64 {
+        let start = format!("{:x}-", map.as_ptr() as usize);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+        lines.next().expect("the mapping is listed");
+        let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same_bytes() {
+        let mut file = tempfile::tempfile().unwrap();
+        let bytes: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i * 7 % 251) as u8).collect();
+        file.write_all(&bytes).unwrap();
+        let map = map(&file).unwrap();
+        assert_eq!(&map[..], &bytes[..]);
+        assert_eq!(mapped_kib(&map), 16);
+        release(&map, 0..2 * 4096);
+        assert_eq!(mapped_kib(&map), 8, "two of the four pages left the page tables");
+        // Out of range or empty: nothing happens (no panic, no error).
+        release(&map, 4096..map.len() + 1);
+        release(&map, 8192..4096);
+        assert_eq!(&map[..], &bytes[..], "faulted back in, unchanged");
+        assert_eq!(mapped_kib(&map), 16);
+    }
 }
