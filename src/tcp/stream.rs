@@ -82,6 +82,9 @@ pub struct Stream {
     /// Overlaps follow Linux's out-of-order queue (else strict: conflicting
     /// overlaps refused).
     linux: bool,
+    /// log2 of the size of the last ring this stream let go of (0: none):
+    /// see [`Stream::reserve`].
+    last_ring: u8,
     /// The held bytes, while there are any.
     bufs: Option<Box<Buffers>>,
 }
@@ -164,6 +167,7 @@ impl Stream {
             fin: Mark::NONE,
             urgent: Mark::NONE,
             linux: false,
+            last_ring: 0,
             bufs: None,
         }
     }
@@ -215,6 +219,7 @@ impl Stream {
     fn tidy(&mut self) {
         let idle = |b: &Buffers| b.filled.is_empty() && b.ofo.is_empty();
         if self.end == self.acked && self.bufs.as_deref().is_some_and(idle) {
+            self.last_ring = self.ring().len().trailing_zeros() as u8;
             self.bufs = None;
         }
     }
@@ -550,10 +555,25 @@ impl Stream {
     }
 
     /// Makes room for bytes up to offset `end`.
+    ///
+    /// A stream with no ring starts with one the size of its last if one of
+    /// that size is kept ([`stream_rings`]): the next flight of a bulk
+    /// transfer would otherwise grow its ring through every power of two
+    /// again, copying its bytes about twice over. Only a kept ring is taken
+    /// for that, never a new one, so it adds no memory beyond the few kept
+    /// per thread.
     fn reserve(&mut self, end: u64) {
         let need = (end - self.acked) as usize;
         if need > self.ring().len() {
-            self.resize(need.next_power_of_two().max(MIN_RING));
+            let len = need.next_power_of_two().max(MIN_RING);
+            let last = 1usize.checked_shl(u32::from(self.last_ring)).unwrap_or(0);
+            if self.ring().is_empty() && last > len {
+                if let Some(ring) = stream_rings::take_kept(last) {
+                    self.bufs().ring = ring;
+                    return;
+                }
+            }
+            self.resize(len);
         }
     }
 
@@ -814,5 +834,32 @@ mod tests {
         put(&mut s, 2500, &src[2500..]).unwrap();
         assert_eq!(s.ring().len(), 4096);
         assert_eq!(s.bytes_in(1500..5000, &mut Vec::new()), &src[1500..]);
+    }
+
+    #[test]
+    fn the_next_flight_starts_in_a_ring_the_size_of_the_last() {
+        let big = 64 << 10;
+        while stream_rings::kept(big) > 0 {
+            drop(stream_rings::take(big));
+        }
+        let src: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut s = Stream::new(SeqNumber(0));
+        // A 40 KB flight grows the ring to 64 KiB, then is acknowledged.
+        for at in (0..40_000).step_by(1000) {
+            put(&mut s, at as u64, &src[at..at + 1000]).unwrap();
+        }
+        assert_eq!(s.ring().len(), big);
+        let ring = s.ring().as_ptr();
+        s.ack(40_000);
+        assert!(s.bufs.is_none());
+        // The next flight's first segment gets that ring back, not 2 KiB.
+        put(&mut s, 40_000, &src[40_000..41_000]).unwrap();
+        assert_eq!((s.ring().len(), s.ring().as_ptr()), (big, ring));
+        assert_eq!(s.bytes_in(40_000..41_000, &mut Vec::new()), &src[40_000..41_000]);
+        // With no such ring kept, a new one is made as small as the need.
+        s.ack(41_000);
+        drop(stream_rings::take(big));
+        put(&mut s, 41_000, &src[41_000..42_000]).unwrap();
+        assert_eq!(s.ring().len(), MIN_RING);
     }
 }

@@ -46,8 +46,12 @@ fn size_of(len: usize) -> Option<usize> {
 /// A ring of `len` bytes (a power of two): a kept one if there is one
 /// (holding old bytes), else a new one.
 pub(super) fn take(len: usize) -> Vec<u8> {
-    let kept = size_of(len).and_then(|s| SPARE.try_with(|spare| spare.borrow_mut()[s].pop()).ok().flatten());
-    kept.unwrap_or_else(|| vec![0; len])
+    take_kept(len).unwrap_or_else(|| vec![0; len])
+}
+
+/// A kept ring of `len` bytes, if there is one (holding old bytes).
+pub(super) fn take_kept(len: usize) -> Option<Vec<u8>> {
+    size_of(len).and_then(|s| SPARE.try_with(|spare| spare.borrow_mut()[s].pop()).ok().flatten())
 }
 
 /// A ring a stream no longer needs: kept if there is room, else freed.
