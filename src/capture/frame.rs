@@ -55,24 +55,6 @@ impl Frame {
     pub fn to_vec(&self) -> Vec<u8> {
         self.as_slice().to_vec()
     }
-
-    /// Where the frame starts in its mapped capture file (`None` for bytes
-    /// of its own).
-    pub fn map_offset(&self) -> Option<usize> {
-        match &self.0 {
-            Bytes::Owned(_) => None,
-            Bytes::Mapped { start, .. } => Some(*start),
-        }
-    }
-
-    /// Lets the kernel drop the pages of this frame's mapped file in
-    /// `range` (page-aligned) from the page tables: the reader is past them
-    /// ([`super::file_map::release`]; rereading them stays correct).
-    pub fn release_map(&self, range: Range<usize>) {
-        if let Bytes::Mapped { map, .. } = &self.0 {
-            super::file_map::release(&map.0, range);
-        }
-    }
 }
 
 impl From<Vec<u8>> for Frame {

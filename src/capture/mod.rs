@@ -10,6 +10,7 @@
 mod file_map;
 mod frame;
 pub mod link;
+mod map_pager;
 pub mod nfqueue;
 pub mod offload;
 pub mod pcap;

@@ -33,6 +33,7 @@ use pcap_file::{Endianness, PcapError, TsResolution};
 pub use super::frame::Frame;
 use super::frame::MapHandle;
 use super::link::{locate_ip, LinkType};
+use super::map_pager::MapPager;
 use crate::time::Timestamp;
 
 /// Largest record we accept. Real captures use snap lengths up to 256 KiB;
@@ -320,6 +321,7 @@ impl PcapSource {
                 offset: start,
                 end,
                 prefetched: 0,
+                pager: None,
             };
             PcapSource {
                 path: self.path.clone(),
@@ -332,6 +334,18 @@ impl PcapSource {
             }
         });
         Some(sources.collect())
+    }
+
+    /// Makes a mapped source have a helper thread map the file's pages
+    /// ahead of the reader and release them behind it ([`MapPager`]): the
+    /// reader of a run then neither waits on page faults nor, at the end,
+    /// on unmapping the whole file. No effect on other sources.
+    pub fn page_ahead(&mut self) {
+        if let Inner::Mapped(m) = &mut self.inner {
+            if m.pager.is_none() {
+                m.pager = MapPager::start(Arc::clone(&m.map), m.offset);
+            }
+        }
     }
 
     /// Makes a mapped source ask the CPU for the file's bytes a little
@@ -581,6 +595,9 @@ struct MappedClassic {
     /// Prefetch the bytes ahead ([`PcapSource::prefetch_ahead`]): up to
     /// where they were asked for, or 0 when not prefetching.
     prefetched: usize,
+    /// Maps the pages ahead and releases those behind
+    /// ([`PcapSource::page_ahead`]).
+    pager: Option<MapPager>,
 }
 
 /// How far ahead of the record being read [`PcapSource::prefetch_ahead`]
@@ -599,7 +616,7 @@ impl MappedClassic {
         let header = file_header(buf, path)?;
         let end = map.len();
         let handle = (Arc::new(MapHandle(Arc::clone(&map))), 0);
-        Ok(MappedClassic { map, handle, header, offset: 24, end, prefetched: 0 })
+        Ok(MappedClassic { map, handle, header, offset: 24, end, prefetched: 0, pager: None })
     }
 
     fn next(&mut self, path: &Path, index: u64) -> Option<Result<RawRecord, CaptureError>> {
@@ -628,6 +645,9 @@ impl MappedClassic {
         }
         self.handle.1 += 1;
         let record = h.record(Frame::mapped(&self.handle.0, start..end));
+        if let Some(pager) = &mut self.pager {
+            pager.at(end);
+        }
         if self.prefetched > 0 {
             let until = (end + PREFETCH_AHEAD).min(self.map.len());
             while self.prefetched < until {

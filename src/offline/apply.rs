@@ -21,21 +21,12 @@ pub(super) struct Applier<'a, W: Write> {
     pub(super) output: Option<&'a mut PcapOutput<W>>,
     pub(super) book: VerdictBook<Record>,
     pub(super) summary: Summary,
-    /// The mapped capture's pages before this offset were released.
-    released: usize,
 }
-
-/// The mapped capture is released behind the records judged in steps this
-/// large, ...
-const RELEASE_STEP: usize = 32 << 20;
-/// ... keeping this much behind the last record judged mapped (records
-/// held for their verdict lie there).
-const RELEASE_KEEP: usize = 8 << 20;
 
 impl<'a, W: Write> Applier<'a, W> {
     /// Nothing applied yet.
     pub(super) fn new(output: Option<&'a mut PcapOutput<W>>) -> Self {
-        Applier { output, book: VerdictBook::new(1), summary: Summary::default(), released: 0 }
+        Applier { output, book: VerdictBook::new(1), summary: Summary::default() }
     }
 
     fn write(&mut self, r: io::Result<()>) -> io::Result<()> {
@@ -88,7 +79,6 @@ impl<'a, W: Write> Applier<'a, W> {
             self.summary.unexpected_verdicts += 1;
             return Ok(());
         };
-        self.release_before(&rec);
         match verdict {
             Verdict::Accept => {
                 self.summary.accepted += 1;
@@ -108,20 +98,6 @@ impl<'a, W: Write> Applier<'a, W> {
             }
         }
         Ok(())
-    }
-
-    /// Releases the mapped capture's pages well behind `rec`: unmapping a
-    /// 300 MB capture at the end of a run took 16 ms, serial after every
-    /// thread finished; released as the run goes, most of that work is done
-    /// here, by the thread that applies verdicts (with `--workers N`, the
-    /// merge, which has time to spare).
-    fn release_before(&mut self, rec: &Record) {
-        let Some(at) = rec.frame.map_offset() else { return };
-        let upto = at.saturating_sub(RELEASE_KEEP) & !(RELEASE_STEP - 1);
-        if upto > self.released {
-            rec.frame.release_map(self.released..upto);
-            self.released = upto;
-        }
     }
 
     /// End of input: records still waiting never got a verdict (an engine

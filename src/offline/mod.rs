@@ -183,6 +183,7 @@ pub fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
 fn run_single(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
     let mut source = PcapSource::open(&opts.input)?;
     let (engine_config, offload) = checksums::checksum_config(opts, &source)?;
+    source.page_ahead();
     let stats = Arc::new(Stats::new());
     let rules = load_rules(&opts.rules, &opts.rules_config, opts.alerts.as_deref(), stats.clone())?;
     let mut output = create_output(opts, &source)?;

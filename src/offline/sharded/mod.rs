@@ -93,6 +93,7 @@ pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
         }
         // The dispatcher reads only headers: each would be a cache miss.
         source.prefetch_ahead();
+        source.page_ahead();
         let dispatcher = dispatch::Dispatcher {
             source,
             engine: Engine::with_stats(config.clone(), NoRules, Arc::clone(&front_stats)),
