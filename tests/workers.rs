@@ -434,3 +434,36 @@ fn copy_records(from: &Path, to: &Path, n: usize) {
         }
     }
 }
+
+/// The crafted capture with every TCP checksum of server 10.2.0.2 wrong (a
+/// host that left them to its NIC), and one client segment's wrong too.
+fn crafted_with_offload() -> Vec<TimedPacket> {
+    let mut packets = crafted();
+    let mut damaged_client = false;
+    for (_, p) in &mut packets {
+        let tcp = p.len() >= 40 && p[0] == 0x45 && p[9] == 6 && p[6] & 0x3f == 0 && p[7] == 0;
+        if !tcp {
+            continue;
+        }
+        if p[12..16] == [10, 2, 0, 2] || (!damaged_client && p.len() > 60 && p[12..14] == [10, 1]) {
+            damaged_client |= p[12..14] == [10, 1];
+            p[36] ^= 0x5a;
+        }
+    }
+    packets
+}
+
+#[test]
+fn an_offloading_host_is_found_alike_by_any_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let input = dir.path().join("in.pcap");
+    write_capture(&input, &crafted_with_offload());
+    let one = assert_same_for_any_worker_count(&rules, &input, &["--tcp-timeout", "5"]);
+    let summary: serde_json::Value = serde_json::from_slice(&one.summary_json).unwrap();
+    let hosts = summary["checksum_offload"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(hosts[0]["host"], "10.2.0.2");
+    assert!(counter(&one, "checksum_offload_unverified") > 20, "{}", one.stderr);
+    assert_eq!(counter(&one, "drop_bad_checksum"), 1, "the client's wrong sum is damage");
+}
