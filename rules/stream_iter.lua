@@ -169,44 +169,22 @@ local function is_iter(v)
   return type(v) == "table" and getmetatable(v) == mt
 end
 
--- Bytes a regexp match on an iterator keeps behind its scan position, so
--- the iterator can be moved back to the end of a match reported late (the
--- regexp sinks keep the same window to find match starts).
-local MATCH_WINDOW = 64 * 1024
-
 -- re:match(iter[, createsub]) (Haka's regexp match on a blocking iterator):
--- feeds the stream to a sink, waiting for bytes as needed, until a match or
--- the end of the stream. On a match the iterator is left just after it and
--- the result is true (with createsub, the matched sub-buffer); at the end of
--- the stream it is false (nil), with the iterator at the end.
+-- feeds the stream to a matcher, waiting for bytes as needed, until a match
+-- or the end of the stream. On a match the iterator is left just after it
+-- and the result is true (with createsub, the matched sub-buffer); at the
+-- end of the stream it is false (nil), with the iterator at the end. The
+-- matcher's state is kept on the cursor (src/rules/stream_match.rs); while
+-- it waits, this yields the token `match_step` gave, and sluice then feeds
+-- the matcher each new chunk itself, resuming this coroutine only once the
+-- match or the end is there.
 local function match_iter(re, iter, createsub)
   local c = iter._c
-  local sink = re:create_sink()
-  local start = c:pos()
-  local scan = start
+  re:_begin_match(c)
   while true do
-    -- One call for the position, the bytes available and the end.
-    local pos, avail, eof = c:state()
-    while pos + avail <= scan and not eof do
-      yield()
-      pos, avail, eof = c:state()
-    end
-    local stop = pos + avail
-    local matched, first, last = sink:feed_stream(c, scan, stop, eof)
-    scan = stop
-    if matched then
-      local at = start + last
-      if at < pos then at = pos end
-      c:seek(at)
-      if createsub then return c:peek(start + first, start + last) end
-      return true
-    end
-    if eof then
-      c:seek(stop)
-      if createsub then return nil end
-      return false
-    end
-    if scan - MATCH_WINDOW > pos then c:seek(scan - MATCH_WINDOW) end
+    local result, token = c:match_step(createsub)
+    if token == nil then return result end
+    yield(token)
   end
 end
 

@@ -24,6 +24,7 @@ use super::error::located;
 use super::flows::Slot;
 use super::per_direction::{Coroutine, PerDirection};
 use super::stream_buf::StreamBuf;
+use super::stream_match;
 use super::stream_objects::CursorUd;
 use super::LuaRules;
 use crate::flow::Direction;
@@ -176,8 +177,12 @@ impl LuaRules {
                 return Outcome::Ran;
             }
             Coroutine::Waiting { thread, holder } => {
-                // What it yields or returns is not used.
-                let r = thread.resume::<()>(());
+                if stream_match::stays_parked(&mut stream.lock(), holder) {
+                    // Waiting in `re:match(iter)` for more than came.
+                    *co = Coroutine::Waiting { thread, holder };
+                    return Outcome::Ran;
+                }
+                let r = thread.resume::<Value>(());
                 (thread, holder, r)
             }
             Coroutine::NotStarted => {
@@ -191,7 +196,7 @@ impl LuaRules {
                     let holder = cursor.holder();
                     let iter: Value = self.new_iter.call(self.lua.create_userdata(cursor)?)?;
                     let thread = self.lua.create_thread(eval)?;
-                    let r = thread.resume::<()>((flow, iter, &self.dirs[dir.index()]));
+                    let r = thread.resume::<Value>((flow, iter, &self.dirs[dir.index()]));
                     Ok::<_, mlua::Error>((thread, holder, r))
                 })();
                 match started {
@@ -204,7 +209,9 @@ impl LuaRules {
             }
         };
         match resumed {
-            Ok(_) if thread.status() == mlua::ThreadStatus::Resumable => {
+            Ok(yielded) if thread.status() == mlua::ThreadStatus::Resumable => {
+                // What it yields matters only if it waits in a regexp match.
+                stream_match::park_if_token(&mut stream.lock(), holder, &yielded);
                 *co = Coroutine::Waiting { thread, holder };
                 Outcome::Ran
             }

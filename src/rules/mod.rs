@@ -40,6 +40,7 @@ mod policy;
 mod regexp;
 mod rule;
 mod stream_buf;
+mod stream_match;
 mod stream_objects;
 mod time;
 

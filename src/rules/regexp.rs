@@ -29,6 +29,7 @@ use super::data::DataUd;
 use super::error::located;
 use super::event_data;
 use super::stream_buf::Parts;
+use super::stream_match::StreamMatch;
 use super::stream_objects::{CursorUd, SubUd};
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
@@ -131,6 +132,13 @@ impl UserData for RegexUd {
                 return lua.named_registry_value::<mlua::Function>(RE_MATCH);
             }
             Err(located(lua, format!("regexp object has no field '{}'", key.to_string_lossy())))
+        });
+        // Starts `re:match(iter)` on an iterator's cursor (stream_match.rs);
+        // its steps are the cursor's `match_step`.
+        methods.add_method("_begin_match", |lua, this, cursor: AnyUserData| {
+            cursor.borrow::<CursorUd>()?.begin_match(lua, |pos, serial| {
+                StreamMatch::new(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone(), pos, serial)
+            })
         });
         methods.add_method("create_sink", |_, this, ()| {
             Ok(SinkUd(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone()))

@@ -10,14 +10,15 @@
 //! own shares of the stream blocks they cover, so they stay valid after
 //! their event.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
+use mlua::{IntoLuaMulti, Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
 use parking_lot::Mutex;
 
 use super::error::located;
 use super::stream_buf::{Parts, StreamBuf};
+use super::stream_match::{Done, Step, StreamMatch};
 
 /// A stream shared by the cursors reading it.
 pub(super) type SharedStream = Arc<Mutex<StreamBuf>>;
@@ -86,14 +87,17 @@ fn describe(v: &Value) -> String {
 pub(super) struct CursorUd {
     stream: SharedStream,
     holder: u64,
-    meter: Cell<i64>,
+    /// Haka's `iter.meter`, shared with the holder (which moves it when a
+    /// parked match moves the holder), readable after the release.
+    meter: Arc<AtomicI64>,
 }
 
 impl CursorUd {
     /// A cursor at `pos` of `stream`.
     pub(super) fn new(stream: &SharedStream, pos: u64) -> Self {
-        let holder = stream.lock().hold(pos);
-        CursorUd { stream: stream.clone(), holder, meter: Cell::new(0) }
+        let meter = Arc::new(AtomicI64::new(0));
+        let holder = stream.lock().hold(pos, meter.clone());
+        CursorUd { stream: stream.clone(), holder, meter }
     }
 
     /// The holder id (the dispatcher releases it when its rule is done).
@@ -101,18 +105,16 @@ impl CursorUd {
         self.holder
     }
 
+    fn meter(&self) -> i64 {
+        self.meter.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on the stream and this cursor's position; fails once the
     /// stream overflowed or the cursor was released.
     fn with<R>(&self, lua: &Lua, f: impl FnOnce(&mut StreamBuf, u64) -> R) -> mlua::Result<R> {
         let mut s = self.stream.lock();
         if let Some(limit) = s.overflow() {
-            return Err(located(
-                lua,
-                format!(
-                    "streamed rule holds more than {limit} bytes of the stream: advance the iterator \
-                     (or raise --max-stream-buffer)"
-                ),
-            ));
+            return Err(overflow_error(lua, limit));
         }
         let Some(pos) = s.pos(self.holder) else {
             return Err(located(lua, "stream iterator used after its rule finished"));
@@ -127,15 +129,82 @@ impl CursorUd {
 
     /// Moves by up to `n` bytes (all available if `None`); returns the move.
     fn advance(&self, lua: &Lua, n: Option<u64>) -> mlua::Result<u64> {
-        let moved = self.with(lua, |s, pos| {
+        self.with(lua, |s, pos| {
             let avail = s.end() - pos;
             let m = n.map_or(avail, |n| n.min(avail));
-            s.set_pos(self.holder, pos + m);
+            s.seek(self.holder, pos + m);
             m
-        })?;
-        self.meter.set(self.meter.get().saturating_add(moved as i64));
-        Ok(moved)
+        })
     }
+
+    /// Starts `m` (made for this cursor's position) as this cursor's match
+    /// in progress, replacing any earlier one.
+    pub(super) fn begin_match(
+        &self,
+        lua: &Lua,
+        make: impl FnOnce(u64, u64) -> StreamMatch,
+    ) -> mlua::Result<()> {
+        self.with(lua, |s, pos| {
+            let serial = s.next_serial();
+            if let Some(h) = s.holder_mut(self.holder) {
+                h.matching = Some(Box::new(make(pos, serial)));
+            }
+        })
+    }
+
+    /// One step of this cursor's match (`re:match(iter)`, see
+    /// `stream_match.rs`): `nil, token` while it waits for bytes; once it
+    /// is done, the iterator moves after the match (or to the end) and the
+    /// result is `true` (the matched sub-buffer with `createsub`), or
+    /// `false` (`nil`) at the end of the stream.
+    fn match_step(&self, lua: &Lua, createsub: bool) -> mlua::Result<MultiValue> {
+        let step = self.with(lua, |s, _| {
+            let mut m = s.holder_mut(self.holder).and_then(|h| h.matching.take())?;
+            m.parked = false;
+            let step = m.step(s, self.holder);
+            let out = match step {
+                Step::Wait => Stepped::Wait(m.token()),
+                Step::Done(Done::Matched { first, last, at }) => {
+                    s.seek(self.holder, at);
+                    Stepped::Matched(createsub.then(|| s.parts(first..last)))
+                }
+                Step::Done(Done::Ended { at }) => {
+                    s.seek(self.holder, at);
+                    Stepped::Ended
+                }
+            };
+            if let (Stepped::Wait(_), Some(h)) = (&out, s.holder_mut(self.holder)) {
+                h.matching = Some(m);
+            }
+            Some(out)
+        })?;
+        match step {
+            None => Err(located(lua, "iterator: no regexp match in progress")),
+            Some(Stepped::Wait(token)) => (Value::Nil, token).into_lua_multi(lua),
+            Some(Stepped::Matched(Some(parts))) => SubUd(parts).into_lua_multi(lua),
+            Some(Stepped::Matched(None)) => true.into_lua_multi(lua),
+            Some(Stepped::Ended) if createsub => Value::Nil.into_lua_multi(lua),
+            Some(Stepped::Ended) => false.into_lua_multi(lua),
+        }
+    }
+}
+
+/// What [`CursorUd::match_step`] came to.
+enum Stepped {
+    Wait(Value),
+    Matched(Option<Parts>),
+    Ended,
+}
+
+/// The error of a read from a stream held past its limit.
+fn overflow_error(lua: &Lua, limit: usize) -> mlua::Error {
+    located(
+        lua,
+        format!(
+            "streamed rule holds more than {limit} bytes of the stream: advance the iterator \
+             (or raise --max-stream-buffer)"
+        ),
+    )
 }
 
 impl Drop for CursorUd {
@@ -158,9 +227,9 @@ impl UserData for CursorUd {
         methods.add_method("iseof", |lua, this, ()| this.with(lua, |s, pos| s.is_eof() && pos == s.end()));
         methods.add_method("finished", |lua, this, ()| this.with(lua, |s, _| s.is_eof()));
         methods.add_method("pos", |lua, this, ()| this.with(lua, |_, pos| pos));
-        methods.add_method("meter", |_, this, ()| Ok(this.meter.get()));
+        methods.add_method("meter", |_, this, ()| Ok(this.meter()));
         methods.add_method("set_meter", |_, this, m: i64| {
-            this.meter.set(m);
+            this.meter.store(m, Ordering::Relaxed);
             Ok(())
         });
         methods.add_method("advance", |lua, this, n: Option<i64>| {
@@ -173,10 +242,9 @@ impl UserData for CursorUd {
             let parts = this.with(lua, |s, pos| {
                 let avail = s.end() - pos;
                 let to = pos + n.map_or(avail, |n| n.min(avail));
-                s.set_pos(this.holder, to);
+                s.seek(this.holder, to);
                 s.parts(pos..to)
             })?;
-            this.meter.set(this.meter.get().saturating_add(parts.len as i64));
             Ok(SubUd(parts))
         });
         // Takes every available byte as a sub-buffer (nil if none), and
@@ -188,16 +256,12 @@ impl UserData for CursorUd {
                 if end == pos {
                     return (None, s.is_eof());
                 }
-                s.set_pos(this.holder, end);
+                s.seek(this.holder, end);
                 (Some(s.parts(pos..end)), s.is_eof())
             })?;
-            if let Some(p) = &parts {
-                this.meter.set(this.meter.get().saturating_add(p.len as i64));
-            }
             Ok((parts.map(SubUd), eof))
         });
-        // Position, available bytes and whether the stream ended, in one
-        // call (regexp matching on an iterator asks for all three).
+        // Position, available bytes and whether the stream ended, in one call.
         methods
             .add_method("state", |lua, this, ()| this.with(lua, |s, pos| (pos, s.end() - pos, s.is_eof())));
         // The bytes between two absolute offsets, without moving.
@@ -205,14 +269,17 @@ impl UserData for CursorUd {
             Ok(SubUd(this.peek_parts(lua, from, to)?))
         });
         methods.add_method("seek", |lua, this, to: u64| {
-            this.with(lua, |s, pos| {
+            this.with(lua, |s, _| {
                 if to > s.end() {
                     return Err(located(lua, "iterator: cannot move past the available bytes"));
                 }
-                s.set_pos(this.holder, to);
-                Ok(to as i64 - pos as i64)
+                s.seek(this.holder, to);
+                Ok(())
             })?
-            .map(|delta| this.meter.set(this.meter.get().saturating_add(delta)))
+        });
+        // `re:match(iter)`'s steps (rules/stream_iter.lua, stream_match.rs).
+        methods.add_method("match_step", |lua, this, createsub: Option<bool>| {
+            this.match_step(lua, createsub.unwrap_or(false))
         });
         // Lets go of the bytes this cursor holds; it cannot be used again.
         methods.add_method("release", |_, this, ()| {
@@ -222,7 +289,7 @@ impl UserData for CursorUd {
         methods.add_method("copy", |lua, this, ()| {
             let pos = this.with(lua, |_, pos| pos)?;
             let c = CursorUd::new(&this.stream, pos);
-            c.meter.set(this.meter.get());
+            c.meter.store(this.meter(), Ordering::Relaxed);
             Ok(c)
         });
     }

@@ -451,3 +451,88 @@ fn regexp_match_on_an_iterator_sees_the_end_of_the_stream() {
     assert_eq!(h.global::<Vec<String>>("results"), ["a12"]);
     assert_eq!(h.errors(), 0);
 }
+
+/// `re:match` on the rule's own iterator (which sluice steps itself while
+/// the rule waits) and on a copy of it (stepped by the rule), over a stream
+/// much longer than the 64 KiB the match keeps behind its scan.
+const LONG_STREAM_REGEXP: &str = r#"
+    local rem = require("regexp/pcre")
+    local re = rem.re:compile("a%d+b")
+    results = {}
+    haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+      eval = function (flow, iter, dir)
+        if dir ~= "up" then return end
+        local target = iter
+        if USE_COPY then target = iter:copy() end
+        while true do
+          local sub = re:match(target, true)
+          if not sub then results[#results + 1] = "eof at " .. target.meter break end
+          results[#results + 1] = sub:asstring() .. " ends at " .. target.meter .. " pos " .. target:offset()
+        end
+        results[#results + 1] = "own iterator at " .. iter.meter
+      end }
+"#;
+
+fn long_stream_results(use_copy: bool) -> Vec<String> {
+    let mut h = Harness::new(LONG_STREAM_REGEXP);
+    h.eval::<()>(&format!("USE_COPY = {use_copy}")).unwrap();
+    let f = tcp_flow(59);
+    // 200 chunks of 1000 bytes, a match split over chunks 150 and 151,
+    // another inside chunk 180.
+    for i in 0..200 {
+        let mut chunk = vec![b'x'; 1000];
+        if i == 150 {
+            chunk[998..].copy_from_slice(b"a1");
+        }
+        if i == 151 {
+            chunk[..2].copy_from_slice(b"2b");
+        }
+        if i == 180 {
+            chunk[10..14].copy_from_slice(b"a7b.");
+        }
+        assert_eq!(h.data(&f, Direction::Up, &chunk), Action::Accept);
+    }
+    end_of(&mut h, &f);
+    assert_eq!(h.errors(), 0);
+    h.global("results")
+}
+
+#[test]
+fn regexp_match_on_a_long_stream_leaves_the_same_positions_and_meters_on_the_iterator_or_a_copy() {
+    let own = long_stream_results(false);
+    assert_eq!(
+        own,
+        [
+            "a12b ends at 151002 pos 151002",
+            "a7b ends at 180013 pos 180013",
+            "eof at 200000",
+            "own iterator at 200000",
+        ]
+    );
+    let copy = long_stream_results(true);
+    assert_eq!(copy[..3], own[..3]);
+    // The rule's own iterator never moved.
+    assert_eq!(copy[3], "own iterator at 0");
+}
+
+#[test]
+fn a_regexp_match_waiting_for_bytes_still_stops_at_the_stream_buffer_limit() {
+    // The mark holds the stream from its start: the waiting match must fail
+    // (as every read then does) once more than the limit is held.
+    let cfg = RulesConfig { max_held_bytes: 64, ..RulesConfig::default() };
+    let mut h = Harness::with_config(
+        r#"local rem = require("regexp/pcre")
+        local re = rem.re:compile("never")
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            iter:mark(true)
+            while re:match(iter) do end
+          end }"#,
+        &cfg,
+    );
+    let f = tcp_flow(60);
+    assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::Accept);
+    assert_eq!(h.errors(), 0);
+    assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::DropPacket);
+    assert_eq!(h.errors(), 1);
+}
