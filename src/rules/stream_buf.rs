@@ -149,6 +149,23 @@ impl StreamBuf {
         }
     }
 
+    /// Appends delivered bytes that only holders still behind them need:
+    /// copied into a block if one is, else just counted.
+    pub(super) fn pass(&mut self, bytes: &[u8]) {
+        let needed = self.lowest().is_some_and(|lo| lo < self.end + bytes.len() as u64);
+        if needed {
+            self.push(bytes);
+        } else {
+            self.end += bytes.len() as u64;
+        }
+    }
+
+    /// True if the stream held more than its limit with `extra` more bytes
+    /// (or already does).
+    pub(super) fn would_overflow(&self, extra: usize) -> bool {
+        self.overflowed || self.held() + extra as u64 > self.limit as u64
+    }
+
     /// Marks the end of the stream.
     pub(super) fn finish(&mut self) {
         self.eof = true;
@@ -295,5 +312,17 @@ mod tests {
         assert_eq!(s.overflow(), None);
         s.release(h);
         assert_eq!(s.parts(100..109).len, 0, "nobody holds anything");
+    }
+
+    #[test]
+    fn passed_bytes_are_kept_only_for_a_holder_behind_them() {
+        let mut s = StreamBuf::new(0, 1 << 20);
+        let h = s.hold(0, Arc::default());
+        s.seek(h, 4);
+        s.pass(b"abcd");
+        assert_eq!((s.end(), s.blocks.len()), (4, 0), "the holder is past them: not kept");
+        s.pass(b"efgh");
+        assert_eq!(s.end(), 8);
+        assert_eq!(s.parts(4..8).to_vec(), b"efgh", "the holder is behind them: kept");
     }
 }

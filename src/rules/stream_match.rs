@@ -87,18 +87,21 @@ impl StreamMatch {
         matches!(v, Value::LightUserData(d) if d.0 as usize as u64 == (self.serial << 8) | PARK_TAG)
     }
 
-    /// Feeds the bytes of `s` past the scan position, if any; holder
-    /// `holder` (this match's) is kept [`MATCH_WINDOW`] behind the scan.
-    pub(super) fn step(&mut self, s: &mut StreamBuf, holder: u64) -> Step {
+    /// Feeds the bytes of `s` past the scan position, then `pending` (the
+    /// bytes that follow the stream's end, not pushed yet), if any. While a
+    /// match may have begun, holder `holder` (this match's) is kept
+    /// [`MATCH_WINDOW`] behind the scan, for the matched sub-buffer and the
+    /// end of a match reported late; otherwise it moves to the scan.
+    pub(super) fn step(&mut self, s: &mut StreamBuf, holder: u64, pending: &[u8]) -> Step {
         if let Some(done) = self.done {
             return Step::Done(done);
         }
         let Some(pos) = s.pos(holder) else { return Step::Wait };
-        let (stop, eof) = (s.end(), s.is_eof());
+        let (stop, eof) = (s.end() + pending.len() as u64, s.is_eof());
         if stop <= self.scan && !eof {
             return Step::Wait;
         }
-        let feed = self.feed(s, stop, eof);
+        let feed = self.feed(s, pending, eof);
         self.scan = stop;
         if self.budget.newly_exhausted() {
             tracing::warn!(
@@ -115,8 +118,9 @@ impl StreamMatch {
             }
             Feed::NeedMore | Feed::NoMatch if eof => Done::Ended { at: stop },
             Feed::NeedMore | Feed::NoMatch => {
-                if stop.saturating_sub(MATCH_WINDOW) > pos {
-                    s.seek(holder, stop - MATCH_WINDOW);
+                let keep = if self.sink.nothing_started() { stop } else { stop.saturating_sub(MATCH_WINDOW) };
+                if keep > pos {
+                    s.seek(holder, keep);
                 }
                 return Step::Wait;
             }
@@ -125,29 +129,35 @@ impl StreamMatch {
         Step::Done(done)
     }
 
-    /// Feeds the retained bytes from the scan position to `stop`, block by
-    /// block, without a copy; `eof` goes with the last.
-    fn feed(&mut self, s: &StreamBuf, stop: u64, eof: bool) -> Feed {
+    /// Feeds the retained bytes from the scan position to the stream's end,
+    /// block by block without a copy, then `pending`; `eof` goes with the
+    /// last.
+    fn feed(&mut self, s: &StreamBuf, pending: &[u8], eof: bool) -> Feed {
         let mut fed = None;
-        s.each_part(self.scan..stop, |b, r, last| {
+        let tail = !pending.is_empty();
+        s.each_part(self.scan..s.end(), |b, r, last| {
             if !matches!(fed, Some(Feed::Matched(_))) {
-                fed = Some(self.sink.feed(b.get(r).unwrap_or_default(), eof && last));
+                fed = Some(self.sink.feed(b.get(r).unwrap_or_default(), eof && last && !tail));
             }
         });
         match fed {
-            Some(f) => f,
-            None => self.sink.feed(&[], eof),
+            Some(f @ Feed::Matched(_)) => f,
+            Some(f) if !tail => f,
+            _ => self.sink.feed(pending, eof),
         }
     }
 }
 
 /// Steps the match parked on `holder` (the rule's own iterator) with the
-/// bytes that came since its last step. True if it still waits, so its
-/// coroutine need not be resumed; false if there is none, or its result
-/// (or an error: the stream overflowed) is there for the coroutine to take.
-pub(super) fn stays_parked(s: &mut StreamBuf, holder: u64) -> bool {
+/// bytes that came since its last step: those of the stream and `pending`,
+/// which follow them but are not pushed yet. True if it still waits, so its
+/// coroutine need not be resumed; false if there is none, or its result is
+/// there for the coroutine to take, or the stream holds (with `pending`)
+/// more than its limit (the coroutine's next read then fails, as any read
+/// does).
+pub(super) fn stays_parked(s: &mut StreamBuf, holder: u64, pending: &[u8]) -> bool {
     let Some(mut m) = s.holder_mut(holder).and_then(|h| h.matching.take()) else { return false };
-    let wait = m.parked && s.overflow().is_none() && m.step(s, holder) == Step::Wait;
+    let wait = m.parked && !s.would_overflow(pending.len()) && m.step(s, holder, pending) == Step::Wait;
     m.parked = wait;
     if let Some(h) = s.holder_mut(holder) {
         h.matching = Some(m);

@@ -161,7 +161,7 @@ impl CursorUd {
         let step = self.with(lua, |s, _| {
             let mut m = s.holder_mut(self.holder).and_then(|h| h.matching.take())?;
             m.parked = false;
-            let step = m.step(s, self.holder);
+            let step = m.step(s, self.holder, &[]);
             let out = match step {
                 Step::Wait => Stepped::Wait(m.token()),
                 Step::Done(Done::Matched { first, last, at }) => {

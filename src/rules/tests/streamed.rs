@@ -536,3 +536,35 @@ fn a_regexp_match_waiting_for_bytes_still_stops_at_the_stream_buffer_limit() {
     assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::DropPacket);
     assert_eq!(h.errors(), 1);
 }
+
+#[test]
+fn a_rule_waiting_in_a_regexp_match_and_rules_reading_the_chunks_see_the_same_bytes_in_order() {
+    // The waiting match is fed each chunk before it is put in the stream;
+    // the rules declared before and after it must still read every byte.
+    let reader = r#"
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do seen = (seen or "") .. sub:asstring() end
+          end }"#;
+    let matcher = r#"
+        local re = require("regexp/pcre").re:compile("k%d")
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            while true do
+              local sub = re:match(iter, true)
+              if not sub then break end
+              found = (found or "") .. sub:asstring() .. "@" .. iter.meter .. " "
+            end
+          end }"#;
+    for src in [format!("{reader}{matcher}"), format!("{matcher}{reader}")] {
+        let mut h = Harness::new(&src);
+        let f = tcp_flow(61);
+        for chunk in [&b"abc"[..], b"dk", b"1ef", b"ghk2", b"", b"xyz"] {
+            assert_eq!(h.data(&f, Direction::Up, chunk), Action::Accept);
+        }
+        end_of(&mut h, &f);
+        assert_eq!(h.global::<String>("seen"), "abcdk1efghk2xyz");
+        assert_eq!(h.global::<String>("found"), "k1@6 k2@12 ");
+        assert_eq!(h.errors(), 0);
+    }
+}
