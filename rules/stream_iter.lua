@@ -14,8 +14,10 @@ local mt = {}
 -- Methods are copied into each iterator (one per rule, connection and
 -- direction), so calling one is a plain table hit; only the two properties,
 -- `meter` and `iseof`, go through __index.
-local function new(cursor)
-  local it = { _c = cursor, _marks = {} }
+-- `take` is the cursor's take_available as a C function (sluice makes one
+-- per cursor: the call `for sub in iter:foreach_available()` makes per chunk).
+local function new(cursor, take)
+  local it = { _c = cursor, _take = take, _marks = {} }
   for k, f in pairs(Iter) do it[k] = f end
   return setmetatable(it, mt)
 end
@@ -90,8 +92,9 @@ function Iter:sub(size, split)
   local c = self._c
   local _ = split -- sluice never modifies streams: a split changes nothing it shows
   if size == "available" then
+    local take = self._take
     while true do
-      local sub, eof = c:take_available()
+      local sub, eof = take()
       if sub then return sub end
       if eof then return nil end
       yield()

@@ -207,7 +207,10 @@ impl LuaRules {
                 let started = (|| {
                     let cursor = CursorUd::new(&stream, start);
                     let holder = cursor.holder();
-                    let iter: Value = self.new_iter.call(self.lua.create_userdata(cursor)?)?;
+                    super::sub_buffer::install(&self.lua)?;
+                    let cursor = self.lua.create_userdata(cursor)?;
+                    let take = super::stream_objects::take_function(&self.lua, &cursor)?;
+                    let iter: Value = self.new_iter.call((cursor, take))?;
                     let thread = self.lua.create_thread(eval)?;
                     let r = thread.resume::<Value>((flow, iter, &self.dirs[dir.index()]));
                     Ok::<_, mlua::Error>((thread, holder, r))

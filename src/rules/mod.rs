@@ -42,6 +42,7 @@ mod rule;
 mod stream_buf;
 mod stream_match;
 mod stream_objects;
+mod sub_buffer;
 mod time;
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use super::error::located;
 use super::event_data;
 use super::stream_buf::Parts;
 use super::stream_match::StreamMatch;
-use super::stream_objects::{CursorUd, SubUd};
+use super::stream_objects::CursorUd;
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
 /// The `require` name of the module.
@@ -268,7 +268,6 @@ impl SinkUd {
     fn feed(&mut self, lua: &Lua, chunk: &Value, eof: bool) -> mlua::Result<Feed> {
         match chunk {
             Value::String(s) => Ok(self.0.feed(&s.as_bytes(), eof)),
-            Value::UserData(ud) if ud.is::<SubUd>() => Ok(self.feed_parts(&ud.borrow::<SubUd>()?.0, eof)),
             Value::UserData(ud) if ud.is::<DataUd>() => {
                 let view = *ud.borrow::<DataUd>()?;
                 view.with_bytes(lua, |b| Ok(self.0.feed(b, eof)))

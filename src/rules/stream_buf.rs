@@ -1,9 +1,11 @@
 //! The bytes of one stream direction that streamed rules may still read.
 //!
 //! Each chunk the engine delivers is copied once into a shared, immutable
-//! block; iterators read it by absolute stream offset and sub-buffers keep
-//! the blocks they cover alive, so a sub-buffer stays valid after the stream
-//! moved on and taking one copies nothing. Every iterator (and read-only
+//! block (unless no iterator needs it, see `pass`); iterators read it by
+//! absolute stream offset, and sub-buffers copy what they take
+//! (`sub_buffer.rs`), so they stay valid after the stream moved on. The
+//! blocks' shares (`Parts`) are what the Rust side reads without a copy
+//! (matched sub-buffers, `sink:feed_stream`). Every iterator (and read-only
 //! mark) is a *holder* with a position: blocks wholly before the lowest
 //! holder are released. The bytes held are bounded: past `limit`, the
 //! stream is marked overflowed and the holders' next reads fail with an
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 use super::stream_match::StreamMatch;
 
-/// Bytes shared between the stream and the sub-buffers made of them.
+/// Bytes shared between the stream and the Rust code reading them.
 pub(super) type Block = Arc<[u8]>;
 
 /// A run of bytes made of parts of blocks.
@@ -35,46 +37,13 @@ pub(super) struct Parts {
 
 impl Parts {
     /// The bytes as one vector.
+    #[cfg(test)]
     pub(super) fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
         for (b, r) in &self.parts {
             v.extend_from_slice(&b[r.clone()]);
         }
         v
-    }
-
-    /// `len` bytes from `skip` (cut at the end).
-    pub(super) fn slice(&self, skip: usize, len: usize) -> Parts {
-        let mut out = Parts::default();
-        let mut skip = skip;
-        let mut want = len.min(self.len.saturating_sub(skip));
-        for (b, r) in &self.parts {
-            if want == 0 {
-                break;
-            }
-            let n = r.len();
-            if skip >= n {
-                skip -= n;
-                continue;
-            }
-            let take = (n - skip).min(want);
-            out.parts.push((b.clone(), r.start + skip..r.start + skip + take));
-            out.len += take;
-            want -= take;
-            skip = 0;
-        }
-        out
-    }
-
-    /// The byte at `i` (0-based).
-    pub(super) fn byte(&self, mut i: usize) -> Option<u8> {
-        for (b, r) in &self.parts {
-            if i < r.len() {
-                return b.get(r.start + i).copied();
-            }
-            i -= r.len();
-        }
-        None
     }
 }
 
@@ -290,8 +259,6 @@ mod tests {
         s.push(b"ld");
         let p = s.parts(3..10);
         assert_eq!(p.to_vec(), b"lo worl");
-        assert_eq!(p.slice(3, 3).to_vec(), b"wor");
-        assert_eq!(p.byte(6), Some(b'l'));
         s.seek(h, 9);
         s.trim();
         // The first two blocks are gone from the stream, not from the parts.

@@ -1,86 +1,30 @@
-//! The Rust objects behind Haka's streamed API: sub-buffers (`SubUd`) and the
-//! non-blocking cursor (`CursorUd`) that the blocking iterator of
-//! `rules/stream_iter.lua` is built on. Blocking (waiting for bytes that
-//! have not arrived) is a `coroutine.yield()` in that Lua code: Rust
-//! functions cannot yield a coroutine.
+//! The Rust object behind Haka's streamed API: the non-blocking cursor
+//! (`CursorUd`) that the blocking iterator of `rules/stream_iter.lua` is
+//! built on. Blocking (waiting for bytes that have not arrived) is a
+//! `coroutine.yield()` in that Lua code: Rust functions cannot yield a
+//! coroutine. What it takes comes as sub-buffers (`sub_buffer.rs`), which
+//! hold their bytes and stay valid after their event.
 //!
-//! Sub-buffers follow Haka's `vbuffer_sub`: `#sub`, `sub:asstring()`,
-//! `sub:sub(offset, size)` with a 0-based offset and a size or `'all'`,
-//! `sub[i]` with a 1-based byte index, `sub:size()`, `tostring(sub)`. They
-//! own shares of the stream blocks they cover, so they stay valid after
-//! their event.
+//! `take_available`, what `for sub in iter:foreach_available()` calls twice
+//! per chunk, is also a C function per cursor (`take_function`).
 
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use mlua::{IntoLuaMulti, Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+use mlua::{
+    ffi, AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, UserData, UserDataMethods,
+    Value,
+};
 use parking_lot::Mutex;
 
+use super::c_closure::closure;
 use super::error::located;
 use super::stream_buf::{Parts, StreamBuf};
 use super::stream_match::{Done, Step, StreamMatch};
 
 /// A stream shared by the cursors reading it.
 pub(super) type SharedStream = Arc<Mutex<StreamBuf>>;
-
-/// A sub-buffer.
-#[derive(Debug, Clone)]
-pub(super) struct SubUd(pub Parts);
-
-/// `'all'`, or a size.
-fn size_arg(lua: &Lua, v: &Value, rest: usize, what: &str) -> mlua::Result<usize> {
-    match v {
-        Value::Nil => Ok(rest),
-        Value::String(s) if s.as_bytes() == b"all" => Ok(rest),
-        Value::Integer(n) if *n >= 0 => Ok(usize::try_from(*n).unwrap_or(usize::MAX).min(rest)),
-        Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 => Ok((*n as usize).min(rest)),
-        _ => Err(located(lua, format!("{what}: size must be a non-negative integer or 'all'"))),
-    }
-}
-
-impl SubUd {
-    /// The bytes as a Lua string, copied once.
-    fn lua_string(&self, lua: &Lua) -> mlua::Result<mlua::String> {
-        match self.0.parts.as_slice() {
-            [] => lua.create_string(b""),
-            [(b, r)] => lua.create_string(b.get(r.clone()).unwrap_or_default()),
-            _ => lua.create_string(self.0.to_vec()),
-        }
-    }
-}
-
-impl UserData for SubUd {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("asstring", |lua, this, ()| this.lua_string(lua));
-        methods.add_method("size", |_, this, ()| Ok(this.0.len));
-        methods.add_method("sub", |lua, this, (off, size): (Option<i64>, Value)| {
-            let off = off.unwrap_or(0);
-            if off < 0 {
-                return Err(located(lua, "sub:sub offset starts at 0 (Haka's vbuffer offsets)"));
-            }
-            let skip = usize::try_from(off).unwrap_or(usize::MAX).min(this.0.len);
-            let take = size_arg(lua, &size, this.0.len - skip, "sub:sub")?;
-            Ok(SubUd(this.0.slice(skip, take)))
-        });
-        methods.add_method("check_size", |_, this, n: usize| {
-            Ok(if this.0.len >= n { (true, n) } else { (false, this.0.len) })
-        });
-        methods.add_meta_method(MetaMethod::Len, |_, this, ()| Ok(this.0.len));
-        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| this.lua_string(lua));
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| match key {
-            Value::Integer(i) if i >= 1 => Ok(this.0.byte((i - 1) as usize).map(i64::from)),
-            Value::Integer(_) => Ok(None),
-            other => Err(located(lua, format!("sub-buffer has no field {}", describe(&other)))),
-        });
-    }
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("'{}'", s.to_string_lossy()),
-        other => other.type_name().to_string(),
-    }
-}
 
 /// A position in a stream: the non-blocking primitives of an iterator.
 #[derive(Debug)]
@@ -137,6 +81,52 @@ impl CursorUd {
         })
     }
 
+    /// Takes every available byte as a sub-buffer (nil if none), and
+    /// whether the stream ended: the blocking iterator's `sub('available')`.
+    fn take_available(&self, lua: &Lua) -> mlua::Result<(Value, bool)> {
+        let (parts, eof) = self.with(lua, |s, pos| {
+            let end = s.end();
+            if end == pos {
+                return (None, s.is_eof());
+            }
+            s.seek(self.holder, end);
+            (Some(s.parts(pos..end)), s.is_eof())
+        })?;
+        match parts {
+            Some(p) => Ok((super::sub_buffer::value(lua, &p.parts)?, eof)),
+            None => Ok((Value::Nil, eof)),
+        }
+    }
+
+    /// `(position, end, eof)` if the cursor can be read (the stream is
+    /// within its limit and the cursor not released).
+    fn readable(&self) -> Option<(u64, u64, bool)> {
+        let s = self.stream.lock();
+        if s.overflow().is_some() {
+            return None;
+        }
+        s.pos(self.holder).map(|pos| (pos, s.end(), s.is_eof()))
+    }
+
+    /// Copies the bytes from `pos` into `dst` (zeros past what is retained)
+    /// and moves the cursor past them.
+    fn take_into(&self, pos: u64, dst: &mut [u8]) {
+        let mut s = self.stream.lock();
+        let end = pos + dst.len() as u64;
+        let mut at = 0;
+        s.each_part(pos..end, |b, r, _| {
+            let src = b.get(r).unwrap_or_default();
+            if let Some(d) = dst.get_mut(at..at + src.len()) {
+                d.copy_from_slice(src);
+            }
+            at += src.len();
+        });
+        if let Some(rest) = dst.get_mut(at..) {
+            rest.fill(0);
+        }
+        s.seek(self.holder, end);
+    }
+
     /// Starts `m` (made for this cursor's position) as this cursor's match
     /// in progress, replacing any earlier one.
     pub(super) fn begin_match(
@@ -181,12 +171,53 @@ impl CursorUd {
         match step {
             None => Err(located(lua, "iterator: no regexp match in progress")),
             Some(Stepped::Wait(token)) => (Value::Nil, token).into_lua_multi(lua),
-            Some(Stepped::Matched(Some(parts))) => SubUd(parts).into_lua_multi(lua),
+            Some(Stepped::Matched(Some(parts))) => {
+                super::sub_buffer::value(lua, &parts.parts)?.into_lua_multi(lua)
+            }
             Some(Stepped::Matched(None)) => true.into_lua_multi(lua),
             Some(Stepped::Ended) if createsub => Value::Nil.into_lua_multi(lua),
             Some(Stepped::Ended) => false.into_lua_multi(lua),
         }
     }
+}
+
+/// `cursor:take_available()` as a C function bound to one cursor: what
+/// `iter:sub('available')` calls; it makes the sub-buffer in place, without
+/// mlua's call glue. Upvalues: 1 the cursor's address, 2 the cursor
+/// userdata (which keeps it alive), 3 the Rust method (errors).
+unsafe extern "C-unwind" fn take_available_c(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: upvalue 1 is the address of the `CursorUd` in upvalue 2 (see
+    // `take_function`), alive while this closure is, and only ever
+    // borrowed shared (every cursor method takes `&self`).
+    let cursor = &*(ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *const CursorUd);
+    let Some((pos, end, eof)) = cursor.readable() else {
+        // Its error (overflow, released): the Rust method says which.
+        ffi::lua_settop(l, 0);
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+        ffi::lua_call(l, 1, 2);
+        return 2;
+    };
+    if end == pos {
+        ffi::lua_pushnil(l);
+    } else {
+        let len = usize::try_from(end - pos).unwrap_or(0);
+        // The block is made before the stream is locked: a memory error
+        // (a longjmp) must not skip the lock's release.
+        super::sub_buffer::push(l, len, |dst| cursor.take_into(pos, dst));
+    }
+    ffi::lua_pushboolean(l, c_int::from(eof));
+    2
+}
+
+/// The C `take_available` of the cursor userdata `ud`.
+pub(super) fn take_function(lua: &Lua, ud: &AnyUserData) -> mlua::Result<Function> {
+    let address = {
+        let c = ud.borrow::<CursorUd>()?;
+        &*c as *const CursorUd as *mut c_void
+    };
+    let slow = lua.create_function(|lua, c: AnyUserData| c.borrow::<CursorUd>()?.take_available(lua))?;
+    closure(lua, take_available_c, (LightUserData(address), ud.clone(), slow))
 }
 
 /// What [`CursorUd::match_step`] came to.
@@ -245,28 +276,18 @@ impl UserData for CursorUd {
                 s.seek(this.holder, to);
                 s.parts(pos..to)
             })?;
-            Ok(SubUd(parts))
+            super::sub_buffer::value(lua, &parts.parts)
         });
         // Takes every available byte as a sub-buffer (nil if none), and
         // whether the stream ended: the blocking iterator's
         // `sub('available')` in one call instead of three.
-        methods.add_method("take_available", |lua, this, ()| {
-            let (parts, eof) = this.with(lua, |s, pos| {
-                let end = s.end();
-                if end == pos {
-                    return (None, s.is_eof());
-                }
-                s.seek(this.holder, end);
-                (Some(s.parts(pos..end)), s.is_eof())
-            })?;
-            Ok((parts.map(SubUd), eof))
-        });
+        methods.add_method("take_available", |lua, this, ()| this.take_available(lua));
         // Position, available bytes and whether the stream ended, in one call.
         methods
             .add_method("state", |lua, this, ()| this.with(lua, |s, pos| (pos, s.end() - pos, s.is_eof())));
         // The bytes between two absolute offsets, without moving.
         methods.add_method("peek", |lua, this, (from, to): (u64, u64)| {
-            Ok(SubUd(this.peek_parts(lua, from, to)?))
+            super::sub_buffer::value(lua, &this.peek_parts(lua, from, to)?.parts)
         });
         methods.add_method("seek", |lua, this, to: u64| {
             this.with(lua, |s, _| {
@@ -286,11 +307,14 @@ impl UserData for CursorUd {
             this.stream.lock().release(this.holder);
             Ok(())
         });
+        // Another cursor at this position, and its `take_available`.
         methods.add_method("copy", |lua, this, ()| {
             let pos = this.with(lua, |_, pos| pos)?;
             let c = CursorUd::new(&this.stream, pos);
             c.meter.store(this.meter(), Ordering::Relaxed);
-            Ok(c)
+            let ud = lua.create_userdata(c)?;
+            let take = take_function(lua, &ud)?;
+            Ok((ud, take))
         });
     }
 }

@@ -568,3 +568,48 @@ fn a_rule_waiting_in_a_regexp_match_and_rules_reading_the_chunks_see_the_same_by
         assert_eq!(h.errors(), 0);
     }
 }
+
+#[test]
+fn sub_buffers_taken_per_chunk_answer_haka_calls_and_refuse_bad_ones() {
+    let mut h = Harness::new(
+        r#"local rem = require("regexp/pcre")
+        local re = rem.re:compile("c%d")
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do
+              kept = kept or sub
+              local function err(f) local ok, e = pcall(f) return ok and "no error" or tostring(e) end
+              local sink = re:create_sink()
+              r = {
+                #sub, sub:size(), tostring(sub), sub:asstring(),
+                sub:sub(1, 2):asstring(), sub:sub(2):asstring(), sub:sub(0, "all"):asstring(),
+                sub:sub(1, 2.0):asstring(), sub:sub(9, 3):asstring(), sub:sub(2, 100):asstring(),
+                sub[1], sub[5], sub[0], sub[6], err(function () return sub[1.0] end),
+                select(2, sub:check_size(3)), select(2, sub:check_size(9)), tostring((sub:check_size(9))),
+                err(function () return sub:sub(-1) end), err(function () return sub:sub(0, "some") end),
+                err(function () return sub:sub(0, -2) end), err(function () return sub.nothing end),
+                err(function () return sub.asstring(42) end),
+                (re:match(sub)), tostring(sink:feed(sub, true)),
+              }
+            end
+          end }"#,
+    );
+    h.data(&tcp_flow(62), Direction::Up, b"abc1e");
+    let r: Vec<String> =
+        h.eval("local out = {} for i = 1, 25 do out[i] = tostring(r[i]) end return out").unwrap();
+    let want = ["5", "5", "abc1e", "abc1e", "bc", "c1e", "abc1e", "bc", "", "c1e", "97", "101", "nil", "nil"];
+    assert_eq!(r[..want.len()], want);
+    assert!(r[want.len()].contains("sub-buffer has no field number"), "{r:?}");
+    assert_eq!(r[want.len() + 1..want.len() + 4], ["3", "5", "false"]);
+    let want = &r[..want.len() + 4];
+    let errors = &r[want.len()..want.len() + 5];
+    assert!(errors[0].contains("sub:sub offset starts at 0"), "{errors:?}");
+    assert!(errors[1].contains("size must be a non-negative integer or 'all'"), "{errors:?}");
+    assert!(errors[2].contains("size must be a non-negative integer or 'all'"), "{errors:?}");
+    assert!(errors[3].contains("sub-buffer has no field 'nothing'"), "{errors:?}");
+    assert!(errors[4].contains("sub-buffer method called on something else"), "{errors:?}");
+    assert_eq!(r[want.len() + 5..], ["c1", "true"]);
+    // It keeps its bytes after its event and after the stream moved on.
+    h.data(&tcp_flow(62), Direction::Up, b"zz");
+    assert_eq!(h.eval::<String>("return kept:asstring() .. '|' .. r[4]").unwrap(), "abc1e|zz");
+}
