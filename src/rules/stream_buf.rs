@@ -9,8 +9,10 @@
 //! mark) is a *holder* with a position: blocks wholly before the lowest
 //! holder are released. The bytes held are bounded: past `limit`, the
 //! stream is marked overflowed and the holders' next reads fail with an
-//! error naming the limit, so a rule that never advances cannot make sluice
-//! keep a whole connection.
+//! error naming the limit (until a release brings it back under), so a rule
+//! that never advances cannot make sluice keep a whole connection. A rule
+//! that never reads does not see that error: past twice the limit the
+//! stream drops its bytes and stays overflowed for good.
 //!
 //! A holder may also carry a regexp match in progress on its bytes
 //! ([`StreamMatch`]): `re:match(iter)` keeps its state here, so sluice can
@@ -89,6 +91,8 @@ pub(super) struct StreamBuf {
     /// Most bytes that may be held.
     limit: usize,
     overflowed: bool,
+    /// Bytes were dropped (held past twice the limit): overflowed for good.
+    lost: bool,
 }
 
 impl StreamBuf {
@@ -103,12 +107,21 @@ impl StreamBuf {
             next_serial: 0,
             limit,
             overflowed: false,
+            lost: false,
         }
     }
 
     /// Appends delivered bytes.
     pub(super) fn push(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
+            return;
+        }
+        if self.lost || self.held() + bytes.len() as u64 > 2 * self.limit as u64 {
+            // Nobody read since the limit was passed: memory stays bounded.
+            self.lost = true;
+            self.overflowed = true;
+            self.blocks.clear();
+            self.end += bytes.len() as u64;
             return;
         }
         self.blocks.push_back((self.end, Block::from(bytes)));
@@ -211,7 +224,7 @@ impl StreamBuf {
             }
             self.blocks.pop_front();
         }
-        if self.held() <= self.limit as u64 {
+        if self.held() <= self.limit as u64 && !self.lost {
             self.overflowed = false;
         }
     }
@@ -291,5 +304,21 @@ mod tests {
         s.pass(b"efgh");
         assert_eq!(s.end(), 8);
         assert_eq!(s.parts(4..8).to_vec(), b"efgh", "the holder is behind them: kept");
+    }
+
+    #[test]
+    fn bytes_held_past_twice_the_limit_are_dropped_and_the_stream_stays_overflowed() {
+        let mut s = StreamBuf::new(0, 8);
+        let h = s.hold(0, Arc::default());
+        s.push(b"12345");
+        s.push(b"6789abc");
+        assert_eq!((s.overflow(), s.parts(0..12).len), (Some(8), 12), "over the limit, still kept");
+        s.push(b"defgh");
+        assert_eq!((s.overflow(), s.parts(0..17).len, s.end()), (Some(8), 0, 17), "past twice: dropped");
+        s.push(b"ij");
+        assert_eq!(s.parts(0..19).len, 0);
+        s.seek(h, 19);
+        s.trim();
+        assert_eq!(s.overflow(), Some(8), "for good");
     }
 }
