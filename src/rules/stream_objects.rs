@@ -66,11 +66,6 @@ impl CursorUd {
         Ok(f(&mut s, pos))
     }
 
-    /// The bytes between two absolute offsets, without moving.
-    pub(super) fn peek_parts(&self, lua: &Lua, from: u64, to: u64) -> mlua::Result<Parts> {
-        self.with(lua, |s, _| s.parts(from..to.max(from)))
-    }
-
     /// Moves by up to `n` bytes (all available if `None`); returns the move.
     fn advance(&self, lua: &Lua, n: Option<u64>) -> mlua::Result<u64> {
         self.with(lua, |s, pos| {
@@ -282,13 +277,6 @@ impl UserData for CursorUd {
         // whether the stream ended: the blocking iterator's
         // `sub('available')` in one call instead of three.
         methods.add_method("take_available", |lua, this, ()| this.take_available(lua));
-        // Position, available bytes and whether the stream ended, in one call.
-        methods
-            .add_method("state", |lua, this, ()| this.with(lua, |s, pos| (pos, s.end() - pos, s.is_eof())));
-        // The bytes between two absolute offsets, without moving.
-        methods.add_method("peek", |lua, this, (from, to): (u64, u64)| {
-            super::sub_buffer::value(lua, &this.peek_parts(lua, from, to)?.parts)
-        });
         methods.add_method("seek", |lua, this, to: u64| {
             this.with(lua, |s, _| {
                 if to > s.end() {

@@ -432,7 +432,7 @@ fn regexp_match_on_an_iterator_without_a_match_ends_at_eof() {
 #[test]
 fn regexp_match_on_an_iterator_sees_the_end_of_the_stream() {
     // `$` matches only once the sink is told the stream ended: the iterator
-    // path must pass the end on (stream_iter.lua, sink:feed_stream).
+    // path must pass the end on (stream_match.rs).
     let mut h = Harness::new(
         r#"local rem = require("regexp/pcre")
         local re = rem.re:compile("a%d+$")
