@@ -93,33 +93,32 @@ impl CursorUd {
         }
     }
 
-    /// `(position, end, eof)` if the cursor can be read (the stream is
+    /// What the cursor can take now, if it can be read (the stream is
     /// within its limit and the cursor not released).
-    fn readable(&self) -> Option<(u64, u64, bool)> {
+    fn next_run(&self) -> Option<Run> {
         let s = self.stream.lock();
         if s.overflow().is_some() {
             return None;
         }
-        s.pos(self.holder).map(|pos| (pos, s.end(), s.is_eof()))
+        let pos = s.pos(self.holder)?;
+        let (end, eof) = (s.end(), s.is_eof());
+        let mut bytes = None;
+        let mut parts = 0;
+        if end > pos {
+            s.each_part(pos..end, |b, r, _| {
+                parts += 1;
+                let part = b.get(r).unwrap_or_default();
+                bytes = Some((part.as_ptr(), part.len()));
+            });
+        }
+        // Only a run within one block is handed out as a pointer.
+        let bytes = if parts == 1 { bytes.filter(|(_, n)| *n as u64 == end - pos) } else { None };
+        Some(Run { end, eof, empty: end == pos, bytes })
     }
 
-    /// Copies the bytes from `pos` into `dst` (zeros past what is retained)
-    /// and moves the cursor past them.
-    fn take_into(&self, pos: u64, dst: &mut [u8]) {
-        let mut s = self.stream.lock();
-        let end = pos + dst.len() as u64;
-        let mut at = 0;
-        s.each_part(pos..end, |b, r, _| {
-            let src = b.get(r).unwrap_or_default();
-            if let Some(d) = dst.get_mut(at..at + src.len()) {
-                d.copy_from_slice(src);
-            }
-            at += src.len();
-        });
-        if let Some(rest) = dst.get_mut(at..) {
-            rest.fill(0);
-        }
-        s.seek(self.holder, end);
+    /// Moves the cursor to `to` (after the bytes it took).
+    fn seek_to(&self, to: u64) {
+        self.stream.lock().seek(self.holder, to);
     }
 
     /// Starts `m` (made for this cursor's position) as this cursor's match
@@ -185,24 +184,46 @@ unsafe extern "C-unwind" fn take_available_c(l: *mut ffi::lua_State) -> c_int {
     // `take_function`), alive while this closure is, and only ever
     // borrowed shared (every cursor method takes `&self`).
     let cursor = &*(ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *const CursorUd);
-    let Some((pos, end, eof)) = cursor.readable() else {
-        // Its error (overflow, released): the Rust method says which.
-        ffi::lua_settop(l, 0);
-        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
-        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
-        ffi::lua_call(l, 1, 2);
-        return 2;
+    let run = match cursor.next_run() {
+        Some(Run { empty: true, eof, .. }) => {
+            ffi::lua_pushnil(l);
+            ffi::lua_pushboolean(l, c_int::from(eof));
+            return 2;
+        }
+        Some(Run { bytes: Some((p, n)), end, eof, .. }) => (p, n, end, eof),
+        // An error (overflow, released; the Rust method says which), or
+        // bytes spanning blocks: the Rust method.
+        _ => {
+            ffi::lua_settop(l, 0);
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+            ffi::lua_call(l, 1, 2);
+            return 2;
+        }
     };
-    if end == pos {
-        ffi::lua_pushnil(l);
-    } else {
-        let len = usize::try_from(end - pos).unwrap_or(0);
-        // The block is made before the stream is locked: a memory error
-        // (a longjmp) must not skip the lock's release.
-        super::sub_buffer::push(l, len, |dst| cursor.take_into(pos, dst));
-    }
+    let (p, n, end, eof) = run;
+    // SAFETY: the block stays retained while the cursor has not moved past
+    // it, and nothing here moves it (a collection run by the allocation
+    // may release other cursors only). The string is made before the
+    // cursor moves, and without the stream's lock held: a memory error (a
+    // longjmp) must not skip the lock's release.
+    ffi::lua_pushlstring(l, p as *const std::ffi::c_char, n);
+    super::sub_buffer::wrap(l);
+    cursor.seek_to(end);
     ffi::lua_pushboolean(l, c_int::from(eof));
     2
+}
+
+/// What a cursor can take now (see [`CursorUd::next_run`]).
+struct Run {
+    /// The stream's end (where the cursor goes after taking).
+    end: u64,
+    /// The stream ended.
+    eof: bool,
+    /// Nothing to take.
+    empty: bool,
+    /// The bytes, when they lie in one block.
+    bytes: Option<(*const u8, usize)>,
 }
 
 /// The C `take_available` of the cursor userdata `ud`.

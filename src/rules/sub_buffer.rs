@@ -3,12 +3,12 @@
 //!
 //! A streamed rule takes one on every chunk (`for sub in
 //! iter:foreach_available()`), so it is a plain Lua userdata made and read
-//! through the C API: the bytes live in the userdata's own block, after
-//! their length, and nothing in it needs dropping, so the collector frees
-//! it like a string, with no finaliser to run and no Rust object to reach
-//! (an mlua userdata holding shares of the stream's blocks cost a
-//! finaliser, a Rust allocation and the blocks' late release per chunk).
-//! Its bytes count in the Lua memory limit.
+//! through the C API: its bytes are a Lua string, its user value, and
+//! nothing in it needs dropping, so the collector frees it with no
+//! finaliser to run and no Rust object to reach (an mlua userdata holding
+//! shares of the stream's blocks cost a finaliser, a Rust allocation and
+//! the blocks' late release per chunk). `sub:asstring()` hands out that
+//! string, copying nothing. Its bytes count in the Lua memory limit.
 //!
 //! `#sub`, `sub:size()`, `sub:asstring()`, `tostring(sub)`,
 //! `sub:check_size(n)`, `sub[i]` (1-based byte) and `sub:sub(offset, size)`
@@ -28,32 +28,39 @@ use super::stream_buf::Block;
 /// Registry key (its address) of the sub-buffers' metatable.
 static METATABLE_KEY: u8 = 0;
 
-/// Bytes before the data in a sub-buffer's block: its length.
-const HEADER: usize = std::mem::size_of::<usize>();
-
 fn key() -> *const c_void {
     ptr::addr_of!(METATABLE_KEY).cast()
 }
 
-/// Pushes a new sub-buffer of `len` bytes, filled by `fill` (given the
-/// destination), or raises a memory error (a longjmp: the caller holds
-/// nothing that needs dropping while this runs).
+/// Makes the string on top of the stack a sub-buffer: a userdata with no
+/// bytes of its own and the string as its user value (so `asstring` hands
+/// out that string, copying nothing).
 ///
 /// # Safety
-/// `l` is a running Lua state with the metatable installed ([`install`]).
-pub(super) unsafe fn push(l: *mut ffi::lua_State, len: usize, fill: impl FnOnce(&mut [u8])) {
-    let block = ffi::lua_newuserdatauv(l, HEADER + len, 0) as *mut u8;
-    // SAFETY: Lua returns a block of the size asked, aligned for any type.
-    ptr::write(block as *mut usize, len);
-    fill(std::slice::from_raw_parts_mut(block.add(HEADER), len));
+/// `l` is a running Lua state with a string on top and the metatable
+/// installed ([`install`]); this may raise a memory error (a longjmp: the
+/// caller holds nothing that needs dropping while it runs).
+pub(super) unsafe fn wrap(l: *mut ffi::lua_State) {
+    ffi::lua_newuserdatauv(l, 0, 1);
+    ffi::lua_insert(l, -2);
+    ffi::lua_setiuservalue(l, -2, 1);
     ffi::lua_rawgetp(l, ffi::LUA_REGISTRYINDEX, key());
     ffi::lua_setmetatable(l, -2);
+}
+
+/// Pushes the string of the sub-buffer at `idx` (checked by [`bytes`]).
+///
+/// # Safety
+/// `l` is a running Lua state; the value at `idx` is a sub-buffer.
+unsafe fn push_string(l: *mut ffi::lua_State, idx: c_int) {
+    ffi::lua_getiuservalue(l, idx, 1);
 }
 
 /// The bytes of the sub-buffer at `idx`, if the value there is one.
 ///
 /// # Safety
-/// `l` is a running Lua state; the slice lives as long as the value.
+/// `l` is a running Lua state; the slice lives as long as the value (its
+/// user value, a string, which Lua never moves, lives as long as it).
 pub(super) unsafe fn bytes<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
     if ffi::lua_type(l, idx) != ffi::LUA_TUSERDATA || ffi::lua_getmetatable(l, idx) == 0 {
         return None;
@@ -64,29 +71,35 @@ pub(super) unsafe fn bytes<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a
     if !ours {
         return None;
     }
-    let block = ffi::lua_touserdata(l, idx) as *const u8;
-    let len = ptr::read(block as *const usize);
-    Some(std::slice::from_raw_parts(block.add(HEADER), len))
+    if ffi::lua_getiuservalue(l, idx, 1) != ffi::LUA_TSTRING {
+        ffi::lua_pop(l, 1);
+        return None;
+    }
+    let mut len = 0;
+    let p = ffi::lua_tolstring(l, -1, &mut len) as *const u8;
+    ffi::lua_pop(l, 1);
+    Some(std::slice::from_raw_parts(p, len))
 }
 
 /// A sub-buffer of the stream bytes in `parts`, as a Lua value (from Rust
 /// code; the hot path makes them in C, `stream_objects.rs`).
 pub(super) fn value(lua: &Lua, parts: &[(Block, std::ops::Range<usize>)]) -> mlua::Result<Value> {
-    let len = parts.iter().map(|(_, r)| r.len()).sum();
     // SAFETY: `exec_raw` runs this in protected mode (a memory error is
     // caught); `parts` is borrowed, so nothing is dropped if it unwinds.
     unsafe {
         lua.exec_raw::<Value>((), |l| {
-            push(l, len, |dst| {
-                let mut at = 0;
-                for (b, r) in parts {
-                    let src = b.get(r.clone()).unwrap_or_default();
-                    if let Some(d) = dst.get_mut(at..at + src.len()) {
-                        d.copy_from_slice(src);
-                    }
-                    at += src.len();
+            for (b, r) in parts {
+                let src = b.get(r.clone()).unwrap_or_default();
+                ffi::lua_pushlstring(l, src.as_ptr() as *const c_char, src.len());
+            }
+            match parts.len() {
+                0 => {
+                    ffi::lua_pushlstring(l, ptr::null(), 0);
                 }
-            })
+                1 => {}
+                n => ffi::lua_concat(l, c_int::try_from(n).unwrap_or(c_int::MAX)),
+            }
+            wrap(l);
         })
     }
 }
@@ -94,7 +107,12 @@ pub(super) fn value(lua: &Lua, parts: &[(Block, std::ops::Range<usize>)]) -> mlu
 /// A sub-buffer holding a copy of `bytes`.
 fn from_bytes(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
     // SAFETY: as in `value`.
-    unsafe { lua.exec_raw::<Value>((), |l| push(l, bytes.len(), |dst| dst.copy_from_slice(bytes))) }
+    unsafe {
+        lua.exec_raw::<Value>((), |l| {
+            ffi::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
+            wrap(l);
+        })
+    }
 }
 
 /// Calls the Rust function in upvalue 1 with the arguments, the sub-buffer
@@ -136,8 +154,8 @@ macro_rules! this {
 
 /// `sub:asstring()`, `tostring(sub)`.
 unsafe extern "C-unwind" fn asstring(l: *mut ffi::lua_State) -> c_int {
-    let b = this!(l);
-    ffi::lua_pushlstring(l, b.as_ptr() as *const c_char, b.len());
+    let _ = this!(l);
+    push_string(l, 1);
     1
 }
 
@@ -183,9 +201,9 @@ unsafe extern "C-unwind" fn sub(l: *mut ffi::lua_State) -> c_int {
     };
     let Some(take) = take else { return slow(l, b) };
     let part = b.get(skip..skip + take).unwrap_or_default();
-    // `part` borrows the Lua block of argument 1, which stays on the stack.
-    let (src, n) = (part.as_ptr(), part.len());
-    push(l, n, |dst| ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n));
+    // `part` borrows the string of argument 1, which stays on the stack.
+    ffi::lua_pushlstring(l, part.as_ptr() as *const c_char, part.len());
+    wrap(l);
     1
 }
 

@@ -613,3 +613,24 @@ fn sub_buffers_taken_per_chunk_answer_haka_calls_and_refuse_bad_ones() {
     h.data(&tcp_flow(62), Direction::Up, b"zz");
     assert_eq!(h.eval::<String>("return kept:asstring() .. '|' .. r[4]").unwrap(), "abc1e|zz");
 }
+
+#[test]
+fn a_run_of_bytes_spanning_chunks_is_taken_whole() {
+    // The bytes of three chunks wait in the stream until 10 are there; the
+    // sub-buffer taken then spans three blocks.
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            iter:check_available(10)
+            local first = iter:sub("available")
+            local second = iter:sub("available")
+            got = first:asstring() .. " " .. #first .. " " .. second:asstring() .. " " .. iter.meter
+          end }"#,
+    );
+    let f = tcp_flow(63);
+    for chunk in [&b"abc"[..], b"defg", b"hij", b"kl"] {
+        h.data(&f, Direction::Up, chunk);
+    }
+    assert_eq!(h.global::<String>("got"), "abcdefghij 10 kl 12");
+    assert_eq!(h.errors(), 0);
+}
