@@ -634,3 +634,30 @@ fn a_run_of_bytes_spanning_chunks_is_taken_whole() {
     assert_eq!(h.global::<String>("got"), "abcdefghij 10 kl 12");
     assert_eq!(h.errors(), 0);
 }
+
+#[test]
+fn sub_buffers_a_rule_keeps_count_in_the_lua_memory_limit() {
+    // Keeping every run it takes, the rule grows the Lua heap by the bytes
+    // it keeps, until the memory limit stops it.
+    let cfg = RulesConfig { memory_limit: 8 << 20, ..RulesConfig::default() };
+    let mut h = Harness::with_config(
+        r#"kept = {}
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do kept[#kept + 1] = sub end
+          end }"#,
+        &cfg,
+    );
+    let f = tcp_flow(64);
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut accepted = 0;
+    for _ in 0..256 {
+        if h.data(&f, Direction::Up, &chunk) != Action::Accept {
+            break;
+        }
+        accepted += 1;
+    }
+    assert!((64..128).contains(&accepted), "stopped after {accepted} chunks of 64 KiB");
+    assert_eq!(h.errors(), 1);
+    assert!(h.rules.lua.used_memory() < 8 << 20);
+}
