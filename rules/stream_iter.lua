@@ -14,8 +14,10 @@ local mt = {}
 -- Methods are copied into each iterator (one per rule, connection and
 -- direction), so calling one is a plain table hit; only the two properties,
 -- `meter` and `iseof`, go through __index.
-local function new(cursor)
-  local it = { _c = cursor, _marks = {} }
+-- `take` is the cursor's take_available as a C function (sluice makes one
+-- per cursor: the call `for sub in iter:foreach_available()` makes per chunk).
+local function new(cursor, take)
+  local it = { _c = cursor, _take = take, _marks = {} }
   for k, f in pairs(Iter) do it[k] = f end
   return setmetatable(it, mt)
 end
@@ -90,8 +92,9 @@ function Iter:sub(size, split)
   local c = self._c
   local _ = split -- sluice never modifies streams: a split changes nothing it shows
   if size == "available" then
+    local take = self._take
     while true do
-      local sub, eof = c:take_available()
+      local sub, eof = take()
       if sub then return sub end
       if eof then return nil end
       yield()
@@ -110,9 +113,16 @@ function Iter:sub(size, split)
   return c:take(nil)
 end
 
+-- Each step is `self:sub('available')`, inlined: the loop makes two per chunk.
 function Iter:foreach_available()
+  local take = self._take
   return function()
-    return self:sub("available")
+    while true do
+      local sub, eof = take()
+      if sub then return sub end
+      if eof then return nil end
+      yield()
+    end
   end
 end
 
@@ -169,44 +179,22 @@ local function is_iter(v)
   return type(v) == "table" and getmetatable(v) == mt
 end
 
--- Bytes a regexp match on an iterator keeps behind its scan position, so
--- the iterator can be moved back to the end of a match reported late (the
--- regexp sinks keep the same window to find match starts).
-local MATCH_WINDOW = 64 * 1024
-
 -- re:match(iter[, createsub]) (Haka's regexp match on a blocking iterator):
--- feeds the stream to a sink, waiting for bytes as needed, until a match or
--- the end of the stream. On a match the iterator is left just after it and
--- the result is true (with createsub, the matched sub-buffer); at the end of
--- the stream it is false (nil), with the iterator at the end.
+-- feeds the stream to a matcher, waiting for bytes as needed, until a match
+-- or the end of the stream. On a match the iterator is left just after it
+-- and the result is true (with createsub, the matched sub-buffer); at the
+-- end of the stream it is false (nil), with the iterator at the end. The
+-- matcher's state is kept on the cursor (src/rules/stream_match.rs); while
+-- it waits, this yields the token `match_step` gave, and sluice then feeds
+-- the matcher each new chunk itself, resuming this coroutine only once the
+-- match or the end is there.
 local function match_iter(re, iter, createsub)
   local c = iter._c
-  local sink = re:create_sink()
-  local start = c:pos()
-  local scan = start
+  re:_begin_match(c)
   while true do
-    -- One call for the position, the bytes available and the end.
-    local pos, avail, eof = c:state()
-    while pos + avail <= scan and not eof do
-      yield()
-      pos, avail, eof = c:state()
-    end
-    local stop = pos + avail
-    local matched, first, last = sink:feed_stream(c, scan, stop, eof)
-    scan = stop
-    if matched then
-      local at = start + last
-      if at < pos then at = pos end
-      c:seek(at)
-      if createsub then return c:peek(start + first, start + last) end
-      return true
-    end
-    if eof then
-      c:seek(stop)
-      if createsub then return nil end
-      return false
-    end
-    if scan - MATCH_WINDOW > pos then c:seek(scan - MATCH_WINDOW) end
+    local result, token = c:match_step(createsub)
+    if token == nil then return result end
+    yield(token)
   end
 end
 

@@ -150,6 +150,15 @@ impl StreamMatcher {
         self.partial
     }
 
+    /// True when no match can have begun in the bytes fed so far: the next
+    /// match (if any) starts at or after the next byte fed. (What the
+    /// matcher itself goes by to keep none of them.)
+    pub fn nothing_started(&self) -> bool {
+        matches!(self.outcome, Outcome::Searching)
+            && !self.partial
+            && self.re.automata().idle_means_nothing_started()
+    }
+
     /// Bytes fed so far (up to the match, once one is found).
     pub fn consumed(&self) -> u64 {
         self.consumed

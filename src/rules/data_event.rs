@@ -24,6 +24,7 @@ use super::error::located;
 use super::flows::Slot;
 use super::per_direction::{Coroutine, PerDirection};
 use super::stream_buf::StreamBuf;
+use super::stream_match;
 use super::stream_objects::CursorUd;
 use super::LuaRules;
 use crate::flow::Direction;
@@ -67,22 +68,31 @@ impl LuaRules {
         bytes: &[u8],
         chunk_start: u64,
     ) -> bool {
-        let d = &mut slot.dirs[dir.index()];
+        // The chunk goes into the stream before any rule code runs, but a
+        // rule waiting in `re:match(iter)` is fed it directly: when every
+        // streamed rule is such a one and no longer needs the bytes, they
+        // are never copied into the stream.
+        let mut pending: &[u8] = &[];
         if self.streamed_rules > 0 {
-            let stream = d
-                .stream
-                .get_or_insert_with(|| Arc::new(Mutex::new(StreamBuf::new(chunk_start, self.max_held))));
-            stream.lock().push(bytes);
+            let d = &mut slot.dirs[dir.index()];
+            d.stream.get_or_insert_with(|| Arc::new(Mutex::new(StreamBuf::new(chunk_start, self.max_held))));
+            pending = bytes;
         }
         let mut failed = false;
         for i in 0..self.rules[Event::TcpData.index()].len() {
             if self.budget.exhausted() {
                 break;
             }
+            let d = &mut slot.dirs[dir.index()];
             let outcome = if self.rules[Event::TcpData.index()][i].streamed {
-                self.resume_streamed(i, &slot.ud, &mut slot.dirs[dir.index()], dir, chunk_start, false)
+                if parked_waits(d, i, pending) {
+                    continue;
+                }
+                push_pending(d, &mut pending);
+                self.resume_streamed(i, &slot.ud, d, dir, chunk_start, false)
             } else {
-                self.plain_data_rule(i, epoch, &slot.ud, &mut slot.dirs[dir.index()], dir, bytes)
+                push_pending(d, &mut pending);
+                self.plain_data_rule(i, epoch, &slot.ud, d, dir, bytes)
             };
             if let Outcome::Failed(e) = outcome {
                 self.rule_failed(Event::TcpData, i, &e);
@@ -90,7 +100,11 @@ impl LuaRules {
             }
         }
         if let Some(s) = &slot.dirs[dir.index()].stream {
-            s.lock().trim();
+            let mut s = s.lock();
+            if !pending.is_empty() {
+                s.pass(pending);
+            }
+            s.trim();
         }
         failed
     }
@@ -176,8 +190,12 @@ impl LuaRules {
                 return Outcome::Ran;
             }
             Coroutine::Waiting { thread, holder } => {
-                // What it yields or returns is not used.
-                let r = thread.resume::<()>(());
+                if stream_match::stays_parked(&mut stream.lock(), holder, &[]) {
+                    // Waiting in `re:match(iter)` for more than came.
+                    *co = Coroutine::Waiting { thread, holder };
+                    return Outcome::Ran;
+                }
+                let r = thread.resume::<Value>(());
                 (thread, holder, r)
             }
             Coroutine::NotStarted => {
@@ -189,9 +207,12 @@ impl LuaRules {
                 let started = (|| {
                     let cursor = CursorUd::new(&stream, start);
                     let holder = cursor.holder();
-                    let iter: Value = self.new_iter.call(self.lua.create_userdata(cursor)?)?;
+                    super::sub_buffer::install(&self.lua)?;
+                    let cursor = self.lua.create_userdata(cursor)?;
+                    let take = super::stream_objects::take_function(&self.lua, &cursor)?;
+                    let iter: Value = self.new_iter.call((cursor, take))?;
                     let thread = self.lua.create_thread(eval)?;
-                    let r = thread.resume::<()>((flow, iter, &self.dirs[dir.index()]));
+                    let r = thread.resume::<Value>((flow, iter, &self.dirs[dir.index()]));
                     Ok::<_, mlua::Error>((thread, holder, r))
                 })();
                 match started {
@@ -204,7 +225,9 @@ impl LuaRules {
             }
         };
         match resumed {
-            Ok(_) if thread.status() == mlua::ThreadStatus::Resumable => {
+            Ok(yielded) if thread.status() == mlua::ThreadStatus::Resumable => {
+                // What it yields matters only if it waits in a regexp match.
+                stream_match::park_if_token(&mut stream.lock(), holder, &yielded);
                 *co = Coroutine::Waiting { thread, holder };
                 Outcome::Ran
             }
@@ -258,5 +281,24 @@ impl LuaRules {
             }
         }
         failed
+    }
+}
+
+/// True if streamed rule `i` waits in `re:match(iter)` on `d` and, fed
+/// `pending` (the chunk, not in the stream yet), still waits.
+fn parked_waits(d: &PerDirection, i: usize, pending: &[u8]) -> bool {
+    match (&d.stream, d.coroutines.get(i)) {
+        (Some(stream), Some(Coroutine::Waiting { holder, .. })) if !pending.is_empty() => {
+            stream_match::stays_parked(&mut stream.lock(), *holder, pending)
+        }
+        _ => false,
+    }
+}
+
+/// Puts the chunk into the stream, before rule code that may read it runs.
+fn push_pending(d: &PerDirection, pending: &mut &[u8]) {
+    if let (Some(stream), false) = (&d.stream, pending.is_empty()) {
+        stream.lock().push(pending);
+        *pending = &[];
     }
 }

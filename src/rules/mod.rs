@@ -40,7 +40,9 @@ mod policy;
 mod regexp;
 mod rule;
 mod stream_buf;
+mod stream_match;
 mod stream_objects;
+mod sub_buffer;
 mod time;
 
 #[cfg(test)]

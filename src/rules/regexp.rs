@@ -28,8 +28,8 @@ use parking_lot::Mutex;
 use super::data::DataUd;
 use super::error::located;
 use super::event_data;
-use super::stream_buf::Parts;
-use super::stream_objects::{CursorUd, SubUd};
+use super::stream_match::StreamMatch;
+use super::stream_objects::CursorUd;
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
 /// The `require` name of the module.
@@ -132,6 +132,13 @@ impl UserData for RegexUd {
             }
             Err(located(lua, format!("regexp object has no field '{}'", key.to_string_lossy())))
         });
+        // Starts `re:match(iter)` on an iterator's cursor (stream_match.rs);
+        // its steps are the cursor's `match_step`.
+        methods.add_method("_begin_match", |lua, this, cursor: AnyUserData| {
+            cursor.borrow::<CursorUd>()?.begin_match(lua, |pos, serial| {
+                StreamMatch::new(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone(), pos, serial)
+            })
+        });
         methods.add_method("create_sink", |_, this, ()| {
             Ok(SinkUd(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone()))
         });
@@ -177,19 +184,11 @@ fn match_view(lua: &Lua, re: &Regex, view: DataUd) -> mlua::Result<MultiValue> {
     }
 }
 
-/// THE DISPATCH POINT FOR STREAMED ITERATORS AND SUB-BUFFERS.
-///
 /// `re:match(x)` for an `x` that is neither a Lua string nor a data view.
-/// The lead's streamed iterator goes here: on an iterator, make a matcher
-/// with `compiled.0.stream_in(DEFAULT_WINDOW, &compiled.1)` (the window
-/// budget of the rule state), feed it each available chunk (`eof` at the end of
-/// stream), waiting for more while it answers `Feed::NeedMore`/`NoMatch`;
-/// on `Feed::Matched(m)` move the iterator to stream offset `m.end` and
-/// return `true` (or, with `createsub`, the sub-buffer `m.start..m.end`);
-/// at end of stream without a match return `false` (or `nil`).
-///
-/// Until then, any userdata with an `asstring` method (sub-buffers) is
-/// matched as that string, with the string results.
+/// Streamed iterators never get here: `re:match` is Lua code
+/// (`rules/stream_iter.lua`) that runs their match with `stream_match.rs`.
+/// Any userdata with an `asstring` method (sub-buffers) is matched as that
+/// string, with the string results.
 fn match_other(lua: &Lua, compiled: &RegexUd, input: Value, _createsub: bool) -> mlua::Result<MultiValue> {
     if let Value::UserData(ud) = &input {
         if let Some(s) = as_string(ud)? {
@@ -215,23 +214,6 @@ fn as_string(ud: &AnyUserData) -> mlua::Result<Option<mlua::String>> {
 pub(super) struct SinkUd(StreamMatcher, WindowBudget);
 
 impl SinkUd {
-    /// Feeds stream bytes: their parts in order, without a copy.
-    fn feed_parts(&mut self, parts: &Parts, eof: bool) -> Feed {
-        let parts = &parts.parts;
-        if parts.is_empty() {
-            return self.0.feed(&[], eof);
-        }
-        let mut last = Feed::NeedMore;
-        for (i, (block, range)) in parts.iter().enumerate() {
-            let bytes = block.get(range.clone()).unwrap_or_default();
-            last = self.0.feed(bytes, eof && i + 1 == parts.len());
-            if matches!(last, Feed::Matched(_)) {
-                break;
-            }
-        }
-        last
-    }
-
     /// What `feed` returns for `feed` (see the methods).
     fn results(&self, lua: &Lua, feed: Feed, result: Option<Table>) -> mlua::Result<MultiValue> {
         if self.1.newly_exhausted() {
@@ -260,7 +242,6 @@ impl SinkUd {
     fn feed(&mut self, lua: &Lua, chunk: &Value, eof: bool) -> mlua::Result<Feed> {
         match chunk {
             Value::String(s) => Ok(self.0.feed(&s.as_bytes(), eof)),
-            Value::UserData(ud) if ud.is::<SubUd>() => Ok(self.feed_parts(&ud.borrow::<SubUd>()?.0, eof)),
             Value::UserData(ud) if ud.is::<DataUd>() => {
                 let view = *ud.borrow::<DataUd>()?;
                 view.with_bytes(lua, |b| Ok(self.0.feed(b, eof)))
@@ -301,17 +282,6 @@ impl UserData for SinkUd {
             |lua, this, (chunk, eof, result): (Value, Option<bool>, Option<Table>)| {
                 let feed = this.feed(lua, &chunk, eof.unwrap_or(false))?;
                 this.results(lua, feed, result)
-            },
-        );
-        // `sink:feed_stream(cursor, from, to, eof)`: `feed` of the stream
-        // bytes between two absolute offsets of an iterator's cursor, with
-        // no sub-buffer made for them (re:match on an iterator, every chunk).
-        methods.add_method_mut(
-            "feed_stream",
-            |lua, this, (cursor, from, to, eof): (AnyUserData, u64, u64, bool)| {
-                let parts = cursor.borrow::<CursorUd>()?.peek_parts(lua, from, to)?;
-                let feed = this.feed_parts(&parts, eof);
-                this.results(lua, feed, None)
             },
         );
         methods.add_method("ispartial", |_, this, ()| Ok(this.0.is_partial()));

@@ -1,99 +1,47 @@
-//! The Rust objects behind Haka's streamed API: sub-buffers (`SubUd`) and the
-//! non-blocking cursor (`CursorUd`) that the blocking iterator of
-//! `rules/stream_iter.lua` is built on. Blocking (waiting for bytes that
-//! have not arrived) is a `coroutine.yield()` in that Lua code: Rust
-//! functions cannot yield a coroutine.
+//! The Rust object behind Haka's streamed API: the non-blocking cursor
+//! (`CursorUd`) that the blocking iterator of `rules/stream_iter.lua` is
+//! built on. Blocking (waiting for bytes that have not arrived) is a
+//! `coroutine.yield()` in that Lua code: Rust functions cannot yield a
+//! coroutine. What it takes comes as sub-buffers (`sub_buffer.rs`), which
+//! hold their bytes and stay valid after their event.
 //!
-//! Sub-buffers follow Haka's `vbuffer_sub`: `#sub`, `sub:asstring()`,
-//! `sub:sub(offset, size)` with a 0-based offset and a size or `'all'`,
-//! `sub[i]` with a 1-based byte index, `sub:size()`, `tostring(sub)`. They
-//! own shares of the stream blocks they cover, so they stay valid after
-//! their event.
+//! `take_available`, what `for sub in iter:foreach_available()` calls twice
+//! per chunk, is also a C function per cursor (`take_function`).
 
-use std::cell::Cell;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
+use mlua::{
+    ffi, AnyUserData, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, UserData, UserDataMethods,
+    Value,
+};
 use parking_lot::Mutex;
 
+use super::c_closure::closure;
 use super::error::located;
 use super::stream_buf::{Parts, StreamBuf};
+use super::stream_match::{Done, Step, StreamMatch};
 
 /// A stream shared by the cursors reading it.
 pub(super) type SharedStream = Arc<Mutex<StreamBuf>>;
-
-/// A sub-buffer.
-#[derive(Debug, Clone)]
-pub(super) struct SubUd(pub Parts);
-
-/// `'all'`, or a size.
-fn size_arg(lua: &Lua, v: &Value, rest: usize, what: &str) -> mlua::Result<usize> {
-    match v {
-        Value::Nil => Ok(rest),
-        Value::String(s) if s.as_bytes() == b"all" => Ok(rest),
-        Value::Integer(n) if *n >= 0 => Ok(usize::try_from(*n).unwrap_or(usize::MAX).min(rest)),
-        Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 => Ok((*n as usize).min(rest)),
-        _ => Err(located(lua, format!("{what}: size must be a non-negative integer or 'all'"))),
-    }
-}
-
-impl SubUd {
-    /// The bytes as a Lua string, copied once.
-    fn lua_string(&self, lua: &Lua) -> mlua::Result<mlua::String> {
-        match self.0.parts.as_slice() {
-            [] => lua.create_string(b""),
-            [(b, r)] => lua.create_string(b.get(r.clone()).unwrap_or_default()),
-            _ => lua.create_string(self.0.to_vec()),
-        }
-    }
-}
-
-impl UserData for SubUd {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("asstring", |lua, this, ()| this.lua_string(lua));
-        methods.add_method("size", |_, this, ()| Ok(this.0.len));
-        methods.add_method("sub", |lua, this, (off, size): (Option<i64>, Value)| {
-            let off = off.unwrap_or(0);
-            if off < 0 {
-                return Err(located(lua, "sub:sub offset starts at 0 (Haka's vbuffer offsets)"));
-            }
-            let skip = usize::try_from(off).unwrap_or(usize::MAX).min(this.0.len);
-            let take = size_arg(lua, &size, this.0.len - skip, "sub:sub")?;
-            Ok(SubUd(this.0.slice(skip, take)))
-        });
-        methods.add_method("check_size", |_, this, n: usize| {
-            Ok(if this.0.len >= n { (true, n) } else { (false, this.0.len) })
-        });
-        methods.add_meta_method(MetaMethod::Len, |_, this, ()| Ok(this.0.len));
-        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| this.lua_string(lua));
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| match key {
-            Value::Integer(i) if i >= 1 => Ok(this.0.byte((i - 1) as usize).map(i64::from)),
-            Value::Integer(_) => Ok(None),
-            other => Err(located(lua, format!("sub-buffer has no field {}", describe(&other)))),
-        });
-    }
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("'{}'", s.to_string_lossy()),
-        other => other.type_name().to_string(),
-    }
-}
 
 /// A position in a stream: the non-blocking primitives of an iterator.
 #[derive(Debug)]
 pub(super) struct CursorUd {
     stream: SharedStream,
     holder: u64,
-    meter: Cell<i64>,
+    /// Haka's `iter.meter`, shared with the holder (which moves it when a
+    /// parked match moves the holder), readable after the release.
+    meter: Arc<AtomicI64>,
 }
 
 impl CursorUd {
     /// A cursor at `pos` of `stream`.
     pub(super) fn new(stream: &SharedStream, pos: u64) -> Self {
-        let holder = stream.lock().hold(pos);
-        CursorUd { stream: stream.clone(), holder, meter: Cell::new(0) }
+        let meter = Arc::new(AtomicI64::new(0));
+        let holder = stream.lock().hold(pos, meter.clone());
+        CursorUd { stream: stream.clone(), holder, meter }
     }
 
     /// The holder id (the dispatcher releases it when its rule is done).
@@ -101,18 +49,16 @@ impl CursorUd {
         self.holder
     }
 
+    fn meter(&self) -> i64 {
+        self.meter.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on the stream and this cursor's position; fails once the
     /// stream overflowed or the cursor was released.
     fn with<R>(&self, lua: &Lua, f: impl FnOnce(&mut StreamBuf, u64) -> R) -> mlua::Result<R> {
         let mut s = self.stream.lock();
         if let Some(limit) = s.overflow() {
-            return Err(located(
-                lua,
-                format!(
-                    "streamed rule holds more than {limit} bytes of the stream: advance the iterator \
-                     (or raise --max-stream-buffer)"
-                ),
-            ));
+            return Err(overflow_error(lua, limit));
         }
         let Some(pos) = s.pos(self.holder) else {
             return Err(located(lua, "stream iterator used after its rule finished"));
@@ -120,22 +66,192 @@ impl CursorUd {
         Ok(f(&mut s, pos))
     }
 
-    /// The bytes between two absolute offsets, without moving.
-    pub(super) fn peek_parts(&self, lua: &Lua, from: u64, to: u64) -> mlua::Result<Parts> {
-        self.with(lua, |s, _| s.parts(from..to.max(from)))
-    }
-
     /// Moves by up to `n` bytes (all available if `None`); returns the move.
     fn advance(&self, lua: &Lua, n: Option<u64>) -> mlua::Result<u64> {
-        let moved = self.with(lua, |s, pos| {
+        self.with(lua, |s, pos| {
             let avail = s.end() - pos;
             let m = n.map_or(avail, |n| n.min(avail));
-            s.set_pos(self.holder, pos + m);
+            s.seek(self.holder, pos + m);
             m
-        })?;
-        self.meter.set(self.meter.get().saturating_add(moved as i64));
-        Ok(moved)
+        })
     }
+
+    /// Takes every available byte as a sub-buffer (nil if none), and
+    /// whether the stream ended: the blocking iterator's `sub('available')`.
+    fn take_available(&self, lua: &Lua) -> mlua::Result<(Value, bool)> {
+        let (parts, eof) = self.with(lua, |s, pos| {
+            let end = s.end();
+            if end == pos {
+                return (None, s.is_eof());
+            }
+            s.seek(self.holder, end);
+            (Some(s.parts(pos..end)), s.is_eof())
+        })?;
+        match parts {
+            Some(p) => Ok((super::sub_buffer::value(lua, &p.parts)?, eof)),
+            None => Ok((Value::Nil, eof)),
+        }
+    }
+
+    /// What the cursor can take now, if it can be read (the stream is
+    /// within its limit and the cursor not released).
+    fn next_run(&self) -> Option<Run> {
+        let s = self.stream.lock();
+        if s.overflow().is_some() {
+            return None;
+        }
+        let pos = s.pos(self.holder)?;
+        let (end, eof) = (s.end(), s.is_eof());
+        let mut bytes = None;
+        let mut parts = 0;
+        if end > pos {
+            s.each_part(pos..end, |b, r, _| {
+                parts += 1;
+                let part = b.get(r).unwrap_or_default();
+                bytes = Some((part.as_ptr(), part.len()));
+            });
+        }
+        // Only a run within one block is handed out as a pointer.
+        let bytes = if parts == 1 { bytes.filter(|(_, n)| *n as u64 == end - pos) } else { None };
+        Some(Run { end, eof, empty: end == pos, bytes })
+    }
+
+    /// Moves the cursor to `to` (after the bytes it took).
+    fn seek_to(&self, to: u64) {
+        self.stream.lock().seek(self.holder, to);
+    }
+
+    /// Starts `m` (made for this cursor's position) as this cursor's match
+    /// in progress, replacing any earlier one.
+    pub(super) fn begin_match(
+        &self,
+        lua: &Lua,
+        make: impl FnOnce(u64, u64) -> StreamMatch,
+    ) -> mlua::Result<()> {
+        self.with(lua, |s, pos| {
+            let serial = s.next_serial();
+            if let Some(h) = s.holder_mut(self.holder) {
+                h.matching = Some(Box::new(make(pos, serial)));
+            }
+        })
+    }
+
+    /// One step of this cursor's match (`re:match(iter)`, see
+    /// `stream_match.rs`): `nil, token` while it waits for bytes; once it
+    /// is done, the iterator moves after the match (or to the end) and the
+    /// result is `true` (the matched sub-buffer with `createsub`), or
+    /// `false` (`nil`) at the end of the stream.
+    fn match_step(&self, lua: &Lua, createsub: bool) -> mlua::Result<MultiValue> {
+        let step = self.with(lua, |s, _| {
+            let mut m = s.holder_mut(self.holder).and_then(|h| h.matching.take())?;
+            m.parked = false;
+            let step = m.step(s, self.holder, &[]);
+            let out = match step {
+                Step::Wait => Stepped::Wait(m.token()),
+                Step::Done(Done::Matched { first, last, at }) => {
+                    s.seek(self.holder, at);
+                    Stepped::Matched(createsub.then(|| s.parts(first..last)))
+                }
+                Step::Done(Done::Ended { at }) => {
+                    s.seek(self.holder, at);
+                    Stepped::Ended
+                }
+            };
+            if let (Stepped::Wait(_), Some(h)) = (&out, s.holder_mut(self.holder)) {
+                h.matching = Some(m);
+            }
+            Some(out)
+        })?;
+        match step {
+            None => Err(located(lua, "iterator: no regexp match in progress")),
+            Some(Stepped::Wait(token)) => (Value::Nil, token).into_lua_multi(lua),
+            Some(Stepped::Matched(Some(parts))) => {
+                super::sub_buffer::value(lua, &parts.parts)?.into_lua_multi(lua)
+            }
+            Some(Stepped::Matched(None)) => true.into_lua_multi(lua),
+            Some(Stepped::Ended) if createsub => Value::Nil.into_lua_multi(lua),
+            Some(Stepped::Ended) => false.into_lua_multi(lua),
+        }
+    }
+}
+
+/// `cursor:take_available()` as a C function bound to one cursor: what
+/// `iter:sub('available')` calls; it makes the sub-buffer in place, without
+/// mlua's call glue. Upvalues: 1 the cursor's address, 2 the cursor
+/// userdata (which keeps it alive), 3 the Rust method (errors).
+unsafe extern "C-unwind" fn take_available_c(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: upvalue 1 is the address of the `CursorUd` in upvalue 2 (see
+    // `take_function`), alive while this closure is, and only ever
+    // borrowed shared (every cursor method takes `&self`).
+    let cursor = &*(ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *const CursorUd);
+    let run = match cursor.next_run() {
+        Some(Run { empty: true, eof, .. }) => {
+            ffi::lua_pushnil(l);
+            ffi::lua_pushboolean(l, c_int::from(eof));
+            return 2;
+        }
+        Some(Run { bytes: Some((p, n)), end, eof, .. }) => (p, n, end, eof),
+        // An error (overflow, released; the Rust method says which), or
+        // bytes spanning blocks: the Rust method.
+        _ => {
+            ffi::lua_settop(l, 0);
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+            ffi::lua_call(l, 1, 2);
+            return 2;
+        }
+    };
+    let (p, n, end, eof) = run;
+    // SAFETY: the block stays retained while the cursor has not moved past
+    // it, and nothing here moves it (a collection run by the allocation
+    // may release other cursors only). The string is made before the
+    // cursor moves, and without the stream's lock held: a memory error (a
+    // longjmp) must not skip the lock's release.
+    ffi::lua_pushlstring(l, p as *const std::ffi::c_char, n);
+    super::sub_buffer::wrap(l);
+    cursor.seek_to(end);
+    ffi::lua_pushboolean(l, c_int::from(eof));
+    2
+}
+
+/// What a cursor can take now (see [`CursorUd::next_run`]).
+struct Run {
+    /// The stream's end (where the cursor goes after taking).
+    end: u64,
+    /// The stream ended.
+    eof: bool,
+    /// Nothing to take.
+    empty: bool,
+    /// The bytes, when they lie in one block.
+    bytes: Option<(*const u8, usize)>,
+}
+
+/// The C `take_available` of the cursor userdata `ud`.
+pub(super) fn take_function(lua: &Lua, ud: &AnyUserData) -> mlua::Result<Function> {
+    let address = {
+        let c = ud.borrow::<CursorUd>()?;
+        &*c as *const CursorUd as *mut c_void
+    };
+    let slow = lua.create_function(|lua, c: AnyUserData| c.borrow::<CursorUd>()?.take_available(lua))?;
+    closure(lua, take_available_c, (LightUserData(address), ud.clone(), slow))
+}
+
+/// What [`CursorUd::match_step`] came to.
+enum Stepped {
+    Wait(Value),
+    Matched(Option<Parts>),
+    Ended,
+}
+
+/// The error of a read from a stream held past its limit.
+fn overflow_error(lua: &Lua, limit: usize) -> mlua::Error {
+    located(
+        lua,
+        format!(
+            "streamed rule holds more than {limit} bytes of the stream: advance the iterator \
+             (or raise --max-stream-buffer)"
+        ),
+    )
 }
 
 impl Drop for CursorUd {
@@ -158,9 +274,9 @@ impl UserData for CursorUd {
         methods.add_method("iseof", |lua, this, ()| this.with(lua, |s, pos| s.is_eof() && pos == s.end()));
         methods.add_method("finished", |lua, this, ()| this.with(lua, |s, _| s.is_eof()));
         methods.add_method("pos", |lua, this, ()| this.with(lua, |_, pos| pos));
-        methods.add_method("meter", |_, this, ()| Ok(this.meter.get()));
+        methods.add_method("meter", |_, this, ()| Ok(this.meter()));
         methods.add_method("set_meter", |_, this, m: i64| {
-            this.meter.set(m);
+            this.meter.store(m, Ordering::Relaxed);
             Ok(())
         });
         methods.add_method("advance", |lua, this, n: Option<i64>| {
@@ -173,57 +289,41 @@ impl UserData for CursorUd {
             let parts = this.with(lua, |s, pos| {
                 let avail = s.end() - pos;
                 let to = pos + n.map_or(avail, |n| n.min(avail));
-                s.set_pos(this.holder, to);
+                s.seek(this.holder, to);
                 s.parts(pos..to)
             })?;
-            this.meter.set(this.meter.get().saturating_add(parts.len as i64));
-            Ok(SubUd(parts))
+            super::sub_buffer::value(lua, &parts.parts)
         });
         // Takes every available byte as a sub-buffer (nil if none), and
         // whether the stream ended: the blocking iterator's
         // `sub('available')` in one call instead of three.
-        methods.add_method("take_available", |lua, this, ()| {
-            let (parts, eof) = this.with(lua, |s, pos| {
-                let end = s.end();
-                if end == pos {
-                    return (None, s.is_eof());
-                }
-                s.set_pos(this.holder, end);
-                (Some(s.parts(pos..end)), s.is_eof())
-            })?;
-            if let Some(p) = &parts {
-                this.meter.set(this.meter.get().saturating_add(p.len as i64));
-            }
-            Ok((parts.map(SubUd), eof))
-        });
-        // Position, available bytes and whether the stream ended, in one
-        // call (regexp matching on an iterator asks for all three).
-        methods
-            .add_method("state", |lua, this, ()| this.with(lua, |s, pos| (pos, s.end() - pos, s.is_eof())));
-        // The bytes between two absolute offsets, without moving.
-        methods.add_method("peek", |lua, this, (from, to): (u64, u64)| {
-            Ok(SubUd(this.peek_parts(lua, from, to)?))
-        });
+        methods.add_method("take_available", |lua, this, ()| this.take_available(lua));
         methods.add_method("seek", |lua, this, to: u64| {
-            this.with(lua, |s, pos| {
+            this.with(lua, |s, _| {
                 if to > s.end() {
                     return Err(located(lua, "iterator: cannot move past the available bytes"));
                 }
-                s.set_pos(this.holder, to);
-                Ok(to as i64 - pos as i64)
+                s.seek(this.holder, to);
+                Ok(())
             })?
-            .map(|delta| this.meter.set(this.meter.get().saturating_add(delta)))
+        });
+        // `re:match(iter)`'s steps (rules/stream_iter.lua, stream_match.rs).
+        methods.add_method("match_step", |lua, this, createsub: Option<bool>| {
+            this.match_step(lua, createsub.unwrap_or(false))
         });
         // Lets go of the bytes this cursor holds; it cannot be used again.
         methods.add_method("release", |_, this, ()| {
             this.stream.lock().release(this.holder);
             Ok(())
         });
+        // Another cursor at this position, and its `take_available`.
         methods.add_method("copy", |lua, this, ()| {
             let pos = this.with(lua, |_, pos| pos)?;
             let c = CursorUd::new(&this.stream, pos);
-            c.meter.set(this.meter.get());
-            Ok(c)
+            c.meter.store(this.meter(), Ordering::Relaxed);
+            let ud = lua.create_userdata(c)?;
+            let take = take_function(lua, &ud)?;
+            Ok((ud, take))
         });
     }
 }

@@ -432,7 +432,7 @@ fn regexp_match_on_an_iterator_without_a_match_ends_at_eof() {
 #[test]
 fn regexp_match_on_an_iterator_sees_the_end_of_the_stream() {
     // `$` matches only once the sink is told the stream ended: the iterator
-    // path must pass the end on (stream_iter.lua, sink:feed_stream).
+    // path must pass the end on (stream_match.rs).
     let mut h = Harness::new(
         r#"local rem = require("regexp/pcre")
         local re = rem.re:compile("a%d+$")
@@ -450,4 +450,214 @@ fn regexp_match_on_an_iterator_sees_the_end_of_the_stream() {
     end_of(&mut h, &f);
     assert_eq!(h.global::<Vec<String>>("results"), ["a12"]);
     assert_eq!(h.errors(), 0);
+}
+
+/// `re:match` on the rule's own iterator (which sluice steps itself while
+/// the rule waits) and on a copy of it (stepped by the rule), over a stream
+/// much longer than the 64 KiB the match keeps behind its scan.
+const LONG_STREAM_REGEXP: &str = r#"
+    local rem = require("regexp/pcre")
+    local re = rem.re:compile("a%d+b")
+    results = {}
+    haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+      eval = function (flow, iter, dir)
+        if dir ~= "up" then return end
+        local target = iter
+        if USE_COPY then target = iter:copy() end
+        while true do
+          local sub = re:match(target, true)
+          if not sub then results[#results + 1] = "eof at " .. target.meter break end
+          results[#results + 1] = sub:asstring() .. " ends at " .. target.meter .. " pos " .. target:offset()
+        end
+        results[#results + 1] = "own iterator at " .. iter.meter
+      end }
+"#;
+
+fn long_stream_results(use_copy: bool) -> Vec<String> {
+    let mut h = Harness::new(LONG_STREAM_REGEXP);
+    h.eval::<()>(&format!("USE_COPY = {use_copy}")).unwrap();
+    let f = tcp_flow(59);
+    // 200 chunks of 1000 bytes, a match split over chunks 150 and 151,
+    // another inside chunk 180.
+    for i in 0..200 {
+        let mut chunk = vec![b'x'; 1000];
+        if i == 150 {
+            chunk[998..].copy_from_slice(b"a1");
+        }
+        if i == 151 {
+            chunk[..2].copy_from_slice(b"2b");
+        }
+        if i == 180 {
+            chunk[10..14].copy_from_slice(b"a7b.");
+        }
+        assert_eq!(h.data(&f, Direction::Up, &chunk), Action::Accept);
+    }
+    end_of(&mut h, &f);
+    assert_eq!(h.errors(), 0);
+    h.global("results")
+}
+
+#[test]
+fn regexp_match_on_a_long_stream_leaves_the_same_positions_and_meters_on_the_iterator_or_a_copy() {
+    let own = long_stream_results(false);
+    assert_eq!(
+        own,
+        [
+            "a12b ends at 151002 pos 151002",
+            "a7b ends at 180013 pos 180013",
+            "eof at 200000",
+            "own iterator at 200000",
+        ]
+    );
+    let copy = long_stream_results(true);
+    assert_eq!(copy[..3], own[..3]);
+    // The rule's own iterator never moved.
+    assert_eq!(copy[3], "own iterator at 0");
+}
+
+#[test]
+fn a_regexp_match_waiting_for_bytes_still_stops_at_the_stream_buffer_limit() {
+    // The mark holds the stream from its start: the waiting match must fail
+    // (as every read then does) once more than the limit is held.
+    let cfg = RulesConfig { max_held_bytes: 64, ..RulesConfig::default() };
+    let mut h = Harness::with_config(
+        r#"local rem = require("regexp/pcre")
+        local re = rem.re:compile("never")
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            iter:mark(true)
+            while re:match(iter) do end
+          end }"#,
+        &cfg,
+    );
+    let f = tcp_flow(60);
+    assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::Accept);
+    assert_eq!(h.errors(), 0);
+    assert_eq!(h.data(&f, Direction::Up, &[b'x'; 40]), Action::DropPacket);
+    assert_eq!(h.errors(), 1);
+}
+
+#[test]
+fn a_rule_waiting_in_a_regexp_match_and_rules_reading_the_chunks_see_the_same_bytes_in_order() {
+    // The waiting match is fed each chunk before it is put in the stream;
+    // the rules declared before and after it must still read every byte.
+    let reader = r#"
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do seen = (seen or "") .. sub:asstring() end
+          end }"#;
+    let matcher = r#"
+        local re = require("regexp/pcre").re:compile("k%d")
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            while true do
+              local sub = re:match(iter, true)
+              if not sub then break end
+              found = (found or "") .. sub:asstring() .. "@" .. iter.meter .. " "
+            end
+          end }"#;
+    for src in [format!("{reader}{matcher}"), format!("{matcher}{reader}")] {
+        let mut h = Harness::new(&src);
+        let f = tcp_flow(61);
+        for chunk in [&b"abc"[..], b"dk", b"1ef", b"ghk2", b"", b"xyz"] {
+            assert_eq!(h.data(&f, Direction::Up, chunk), Action::Accept);
+        }
+        end_of(&mut h, &f);
+        assert_eq!(h.global::<String>("seen"), "abcdk1efghk2xyz");
+        assert_eq!(h.global::<String>("found"), "k1@6 k2@12 ");
+        assert_eq!(h.errors(), 0);
+    }
+}
+
+#[test]
+fn sub_buffers_taken_per_chunk_answer_haka_calls_and_refuse_bad_ones() {
+    let mut h = Harness::new(
+        r#"local rem = require("regexp/pcre")
+        local re = rem.re:compile("c%d")
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do
+              kept = kept or sub
+              local function err(f) local ok, e = pcall(f) return ok and "no error" or tostring(e) end
+              local sink = re:create_sink()
+              r = {
+                #sub, sub:size(), tostring(sub), sub:asstring(),
+                sub:sub(1, 2):asstring(), sub:sub(2):asstring(), sub:sub(0, "all"):asstring(),
+                sub:sub(1, 2.0):asstring(), sub:sub(9, 3):asstring(), sub:sub(2, 100):asstring(),
+                sub[1], sub[5], sub[0], sub[6], err(function () return sub[1.0] end),
+                select(2, sub:check_size(3)), select(2, sub:check_size(9)), tostring((sub:check_size(9))),
+                err(function () return sub:sub(-1) end), err(function () return sub:sub(0, "some") end),
+                err(function () return sub:sub(0, -2) end), err(function () return sub.nothing end),
+                err(function () return sub.asstring(42) end),
+                (re:match(sub)), tostring(sink:feed(sub, true)),
+              }
+            end
+          end }"#,
+    );
+    h.data(&tcp_flow(62), Direction::Up, b"abc1e");
+    let r: Vec<String> =
+        h.eval("local out = {} for i = 1, 25 do out[i] = tostring(r[i]) end return out").unwrap();
+    let want = ["5", "5", "abc1e", "abc1e", "bc", "c1e", "abc1e", "bc", "", "c1e", "97", "101", "nil", "nil"];
+    assert_eq!(r[..want.len()], want);
+    assert!(r[want.len()].contains("sub-buffer has no field number"), "{r:?}");
+    assert_eq!(r[want.len() + 1..want.len() + 4], ["3", "5", "false"]);
+    let want = &r[..want.len() + 4];
+    let errors = &r[want.len()..want.len() + 5];
+    assert!(errors[0].contains("sub:sub offset starts at 0"), "{errors:?}");
+    assert!(errors[1].contains("size must be a non-negative integer or 'all'"), "{errors:?}");
+    assert!(errors[2].contains("size must be a non-negative integer or 'all'"), "{errors:?}");
+    assert!(errors[3].contains("sub-buffer has no field 'nothing'"), "{errors:?}");
+    assert!(errors[4].contains("sub-buffer method called on something else"), "{errors:?}");
+    assert_eq!(r[want.len() + 5..], ["c1", "true"]);
+    // It keeps its bytes after its event and after the stream moved on.
+    h.data(&tcp_flow(62), Direction::Up, b"zz");
+    assert_eq!(h.eval::<String>("return kept:asstring() .. '|' .. r[4]").unwrap(), "abc1e|zz");
+}
+
+#[test]
+fn a_run_of_bytes_spanning_chunks_is_taken_whole() {
+    // The bytes of three chunks wait in the stream until 10 are there; the
+    // sub-buffer taken then spans three blocks.
+    let mut h = Harness::new(
+        r#"haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            iter:check_available(10)
+            local first = iter:sub("available")
+            local second = iter:sub("available")
+            got = first:asstring() .. " " .. #first .. " " .. second:asstring() .. " " .. iter.meter
+          end }"#,
+    );
+    let f = tcp_flow(63);
+    for chunk in [&b"abc"[..], b"defg", b"hij", b"kl"] {
+        h.data(&f, Direction::Up, chunk);
+    }
+    assert_eq!(h.global::<String>("got"), "abcdefghij 10 kl 12");
+    assert_eq!(h.errors(), 0);
+}
+
+#[test]
+fn sub_buffers_a_rule_keeps_count_in_the_lua_memory_limit() {
+    // Keeping every run it takes, the rule grows the Lua heap by the bytes
+    // it keeps, until the memory limit stops it.
+    let cfg = RulesConfig { memory_limit: 8 << 20, ..RulesConfig::default() };
+    let mut h = Harness::with_config(
+        r#"kept = {}
+        haka.rule { on = haka.dissectors.tcp_connection.events.receive_data, options = { streamed = true },
+          eval = function (flow, iter, dir)
+            for sub in iter:foreach_available() do kept[#kept + 1] = sub end
+          end }"#,
+        &cfg,
+    );
+    let f = tcp_flow(64);
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut accepted = 0;
+    for _ in 0..256 {
+        if h.data(&f, Direction::Up, &chunk) != Action::Accept {
+            break;
+        }
+        accepted += 1;
+    }
+    assert!((64..128).contains(&accepted), "stopped after {accepted} chunks of 64 KiB");
+    assert_eq!(h.errors(), 1);
+    assert!(h.rules.lua.used_memory() < 8 << 20);
 }
