@@ -55,6 +55,9 @@ pub(super) struct Flows {
     /// State tables carried over from the previous rule state by a reload,
     /// waiting for their connection's next event.
     carried: HashMap<u64, Table, RandomState>,
+    /// The state the flow objects live in (from the first one made): a
+    /// flow's state table is reached through the Lua C API.
+    lua: Option<Lua>,
 }
 
 impl Flows {
@@ -82,11 +85,14 @@ impl Flows {
             slot.last_activity.store(now.0, Ordering::Relaxed);
             return Ok(slot);
         }
+        if self.lua.is_none() {
+            self.lua = Some(lua.clone());
+        }
         let flow = FlowUd::new(info.clone(), now);
         let last_activity = flow.last_activity.clone();
         let ud = lua.create_userdata(flow)?;
         if let Some(state) = self.carried.remove(&info.id) {
-            ud.set_user_value(state)?;
+            super::flow_fields::set_state(lua, &ud, state)?;
         }
         Ok(Slot { id: info.id, ud, last_activity, dirs: Default::default(), monologue: Monologue::default() })
     }
@@ -117,8 +123,8 @@ impl Flows {
         }
         // Nobody may read it now; without it every field access takes the
         // Rust path, which refuses an ended flow (flow_fields.rs).
-        if matches!(super::flow::state_of(&slot.ud), Ok(Some(_))) {
-            if let Err(e) = slot.ud.set_user_value(mlua::Value::Nil) {
+        if let Some(lua) = &self.lua {
+            if let Err(e) = super::flow_fields::clear_state(lua, &slot.ud) {
                 tracing::warn!(target: "sluice::rules", "flow state not released: {e}");
             }
         }
@@ -140,11 +146,10 @@ impl Flows {
 
     /// The state table of every live connection (for a reload).
     pub(super) fn states(&self) -> impl Iterator<Item = (u64, Table)> + '_ {
-        let live = self
-            .live
-            .values()
-            .chain(self.recent.as_ref())
-            .filter_map(|s| super::flow::state_of(&s.ud).ok().flatten().map(|t| (s.id, t)));
+        let live = self.live.values().chain(self.recent.as_ref()).filter_map(|s| {
+            let state = super::flow_fields::state_of(self.lua.as_ref()?, &s.ud);
+            state.ok().flatten().map(|t| (s.id, t))
+        });
         live.chain(self.carried.iter().map(|(id, t)| (*id, t.clone())))
     }
 
