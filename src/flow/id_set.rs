@@ -94,7 +94,7 @@ impl FlowIdSet {
 
     /// Number of ids (counts the window's bits: for tests).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum::<usize>() + self.below.len()
     }
 
