@@ -6,8 +6,9 @@
 //! writes the flow's own state table (`flow.mystate = {...}`; `flow.data`
 //! starts as an empty table).
 //!
-//! The state table is the userdata's Lua *user value*, not a Rust-held
-//! reference: the garbage collector traces it, so a state that refers back
+//! The state table is the userdata's Lua *user value* (see
+//! `flow_fields.rs`), not a Rust-held reference: the garbage collector
+//! traces it, so a state that refers back
 //! to its flow (`flow.self = flow`) is still collected once nobody holds the
 //! flow. sluice holds each live flow object in [`super::flows::Flows`] and
 //! lets go of it when the connection ends; from then on the object refuses
@@ -17,7 +18,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mlua::{AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{AnyUserData, Function, Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
 
 use super::addr::AddrUd;
 use super::context::context;
@@ -73,70 +74,41 @@ impl FlowUd {
     }
 }
 
-/// The state table of a flow object, created if `create` and absent.
-fn state_table(lua: &Lua, ud: &AnyUserData, create: bool) -> mlua::Result<Option<Table>> {
-    if let Some(t) = ud.user_value::<Option<Table>>()? {
-        return Ok(Some(t));
-    }
-    if !create {
-        return Ok(None);
-    }
-    let t = lua.create_table()?;
-    ud.set_user_value(t.clone())?;
-    Ok(Some(t))
-}
-
-/// The state table of `ud`, or `None` if it has none (reload carries it).
-pub(super) fn state_of(ud: &AnyUserData) -> mlua::Result<Option<Table>> {
-    ud.user_value::<Option<Table>>()
-}
-
-fn get_field(lua: &Lua, ud: &AnyUserData, key: &mlua::String) -> mlua::Result<Value> {
+/// A built-in field of `ud`, or what the state lacks: `(value, keep)`,
+/// where `keep` asks the caller (the C `__index`) to store the value in the
+/// state (`flow.data`'s first read). The state's own fields were looked up
+/// before this is called.
+fn get_field(lua: &Lua, ud: &AnyUserData, key: &mlua::String) -> mlua::Result<(Value, bool)> {
     let this = ud.borrow::<FlowUd>()?;
     this.check_alive(lua)?;
     let i = &this.info;
-    match &key.as_bytes()[..] {
-        b"srcip" => return Ok(Value::UserData(lua.create_userdata(AddrUd(i.src))?)),
-        b"dstip" => return Ok(Value::UserData(lua.create_userdata(AddrUd(i.dst))?)),
-        b"srcport" => return Ok(Value::Integer(i64::from(i.src_port))),
-        b"dstport" => return Ok(Value::Integer(i64::from(i.dst_port))),
-        b"start_time" => return Ok(Value::UserData(lua.create_userdata(TimeUd(this.start))?)),
+    let value = match &key.as_bytes()[..] {
+        b"srcip" => Value::UserData(lua.create_userdata(AddrUd(i.src))?),
+        b"dstip" => Value::UserData(lua.create_userdata(AddrUd(i.dst))?),
+        b"srcport" => Value::Integer(i64::from(i.src_port)),
+        b"dstport" => Value::Integer(i64::from(i.dst_port)),
+        b"start_time" => Value::UserData(lua.create_userdata(TimeUd(this.start))?),
         b"last_activity" => {
             let t = Timestamp(this.last_activity.load(Ordering::Relaxed));
-            return Ok(Value::UserData(lua.create_userdata(TimeUd(t))?));
+            Value::UserData(lua.create_userdata(TimeUd(t))?)
         }
-        b"data" => {
-            // `flow.data` is a table from the first read on.
-            let state = state_table(lua, ud, true)?.ok_or_else(|| located(lua, "no flow state"))?;
-            if let Some(t) = state.raw_get::<Option<Table>>("data")? {
-                return Ok(Value::Table(t));
-            }
-            let t = lua.create_table()?;
-            state.raw_set("data", t.clone())?;
-            return Ok(Value::Table(t));
-        }
-        _ => {}
-    }
-    drop(this);
-    match state_table(lua, ud, false)? {
-        Some(t) => t.raw_get::<Value>(key),
-        None => Ok(Value::Nil),
-    }
+        // `flow.data` is a table from the first read on.
+        b"data" => return Ok((Value::Table(lua.create_table()?), true)),
+        _ => Value::Nil,
+    };
+    Ok((value, false))
 }
 
-fn set_field(lua: &Lua, ud: &AnyUserData, key: mlua::String, value: Value) -> mlua::Result<()> {
+/// Checks a write to a field the state table did not take (there is none
+/// yet, or the key is not a plain name); true if the value is to be kept
+/// in the state (by the C `__newindex`, which makes the table).
+fn set_field(lua: &Lua, ud: &AnyUserData, key: &mlua::String, value: &Value) -> mlua::Result<bool> {
     ud.borrow::<FlowUd>()?.check_alive(lua)?;
     if FIXED.iter().any(|f| key.as_bytes() == f.as_bytes()) {
         return Err(located(lua, format!("flow.{} is read-only", key.to_string_lossy())));
     }
-    if value.is_nil() {
-        if let Some(t) = state_table(lua, ud, false)? {
-            t.raw_set(key, Value::Nil)?;
-        }
-        return Ok(());
-    }
-    let state = state_table(lua, ud, true)?.ok_or_else(|| located(lua, "no flow state"))?;
-    state.raw_set(key, value)
+    // Nil in a state that does not exist yet: nothing to do.
+    Ok(!value.is_nil())
 }
 
 /// A decision method of flow objects (`flow:drop()` ...).
@@ -160,7 +132,7 @@ fn index_function(lua: &Lua) -> mlua::Result<Function> {
 /// else [`set_field`].
 fn newindex_function(lua: &Lua) -> mlua::Result<Function> {
     let slow = lua.create_function(|lua, (ud, key, value): (AnyUserData, mlua::String, Value)| {
-        set_field(lua, &ud, key, value)
+        set_field(lua, &ud, &key, &value)
     })?;
     super::flow_fields::newindex_function(lua, &FIXED, slow)
 }

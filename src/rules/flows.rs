@@ -10,7 +10,7 @@
 //! after the FIN exchange) do not reach rules: the connection is over for
 //! them, as it is in Haka.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,11 +20,18 @@ use mlua::{AnyUserData, Lua, Table};
 use super::flow::FlowUd;
 use super::monologue::Monologue;
 use super::per_direction::PerDirection;
+use crate::flow::FlowIdSet;
 use crate::inspect::FlowInfo;
 use crate::time::Timestamp;
 
-/// One live connection.
-pub(super) struct Slot {
+/// One live connection, boxed: the map of live connections then holds 16
+/// bytes a bucket (there are up to twice as many buckets as connections: a
+/// million idle connections made it 500 MB unboxed), and its growth, the
+/// recent slot and taking it out for an event move a pointer.
+pub(super) type Slot = Box<Connection>;
+
+/// What the rules keep for one live connection.
+pub(super) struct Connection {
     /// The engine's flow id.
     pub id: u64,
     /// Its flow object.
@@ -47,11 +54,16 @@ pub(super) struct Flows {
     /// a removal and an insertion per event.
     recent: Option<Slot>,
     /// Connections whose `end_connection` ran but that the engine still
-    /// holds (it keeps a closed tuple a while for late segments).
-    ended: HashSet<u64, RandomState>,
+    /// holds (it keeps a closed tuple a while for late segments): some
+    /// 750,000 on a busy gateway, kept as bits of a window of recent ids so
+    /// that marking, forgetting and asking cost the same at any count.
+    ended: FlowIdSet,
     /// State tables carried over from the previous rule state by a reload,
     /// waiting for their connection's next event.
     carried: HashMap<u64, Table, RandomState>,
+    /// The state the flow objects live in (from the first one made): a
+    /// flow's state table is reached through the Lua C API.
+    lua: Option<Lua>,
 }
 
 impl Flows {
@@ -60,7 +72,7 @@ impl Flows {
         if self.recent.as_ref().is_some_and(|s| s.id == id) {
             return false;
         }
-        self.ended.contains(&id)
+        self.ended.contains(id)
     }
 
     /// Takes the slot of `info`'s connection out (made at its first event),
@@ -79,13 +91,22 @@ impl Flows {
             slot.last_activity.store(now.0, Ordering::Relaxed);
             return Ok(slot);
         }
+        if self.lua.is_none() {
+            self.lua = Some(lua.clone());
+        }
         let flow = FlowUd::new(info.clone(), now);
         let last_activity = flow.last_activity.clone();
         let ud = lua.create_userdata(flow)?;
         if let Some(state) = self.carried.remove(&info.id) {
-            ud.set_user_value(state)?;
+            super::flow_fields::set_state(lua, &ud, state)?;
         }
-        Ok(Slot { id: info.id, ud, last_activity, dirs: Default::default(), monologue: Monologue::default() })
+        Ok(Box::new(Connection {
+            id: info.id,
+            ud,
+            last_activity,
+            dirs: Default::default(),
+            monologue: Monologue::default(),
+        }))
     }
 
     /// Returns a slot taken with [`Flows::take`].
@@ -99,7 +120,9 @@ impl Flows {
     /// of it. Returns the slot, for the caller to wind down.
     pub(super) fn end(&mut self, id: u64) -> Option<Slot> {
         self.ended.insert(id);
-        self.carried.remove(&id);
+        if !self.carried.is_empty() {
+            self.carried.remove(&id);
+        }
         let slot = match self.recent.take() {
             Some(s) if s.id == id => s,
             other => {
@@ -112,8 +135,8 @@ impl Flows {
         }
         // Nobody may read it now; without it every field access takes the
         // Rust path, which refuses an ended flow (flow_fields.rs).
-        if matches!(super::flow::state_of(&slot.ud), Ok(Some(_))) {
-            if let Err(e) = slot.ud.set_user_value(mlua::Value::Nil) {
+        if let Some(lua) = &self.lua {
+            if let Err(e) = super::flow_fields::clear_state(lua, &slot.ud) {
                 tracing::warn!(target: "sluice::rules", "flow state not released: {e}");
             }
         }
@@ -123,7 +146,7 @@ impl Flows {
     /// The engine forgot the connection: nothing of it is left.
     pub(super) fn forget(&mut self, id: u64) -> Option<Slot> {
         let slot = self.end(id);
-        self.ended.remove(&id);
+        self.ended.remove(id);
         slot
     }
 
@@ -135,11 +158,10 @@ impl Flows {
 
     /// The state table of every live connection (for a reload).
     pub(super) fn states(&self) -> impl Iterator<Item = (u64, Table)> + '_ {
-        let live = self
-            .live
-            .values()
-            .chain(self.recent.as_ref())
-            .filter_map(|s| super::flow::state_of(&s.ud).ok().flatten().map(|t| (s.id, t)));
+        let live = self.live.values().chain(self.recent.as_ref()).filter_map(|s| {
+            let state = super::flow_fields::state_of(self.lua.as_ref()?, &s.ud);
+            state.ok().flatten().map(|t| (s.id, t))
+        });
         live.chain(self.carried.iter().map(|(id, t)| (*id, t.clone())))
     }
 
