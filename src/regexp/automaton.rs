@@ -240,6 +240,24 @@ impl Automata {
         }
     }
 
+    /// A `next` (byte, or `None` for the end of the stream) for each
+    /// distinct reverse start state: more than one when the pattern looks
+    /// past a match's end (`\z`, `\b`, `$`), so that where a match ending
+    /// at the end of the bytes seen so far starts may depend on what comes
+    /// next.
+    pub(super) fn rev_start_classes(&self) -> Vec<Option<u8>> {
+        let mut seen: Vec<StateID> = Vec::new();
+        let mut classes = Vec::new();
+        for next in std::iter::once(None).chain((0..=255u8).map(Some)) {
+            let s = self.rev_start(next);
+            if !seen.contains(&s) {
+                seen.push(s);
+                classes.push(next);
+            }
+        }
+        classes
+    }
+
     /// Memory used by the automata, in bytes.
     pub(super) fn memory_usage(&self) -> usize {
         self.fwd.memory_usage()

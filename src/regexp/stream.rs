@@ -75,6 +75,9 @@ pub struct StreamMatcher {
     outcome: Outcome,
     partial: bool,
     work: u64,
+    /// The end of a match found at the end of a chunk, whose start waits
+    /// for the next byte (see [`StreamMatcher::start_settled`]).
+    pending_end: Option<u64>,
 }
 
 impl StreamMatcher {
@@ -89,6 +92,7 @@ impl StreamMatcher {
             outcome: Outcome::Searching,
             partial: false,
             work: 0,
+            pending_end: None,
         }
     }
 
@@ -103,6 +107,17 @@ impl StreamMatcher {
         }
         let re = self.re.clone();
         let auto = re.automata();
+        if let Some(end) = self.pending_end {
+            if chunk.is_empty() && !eof {
+                return Feed::NeedMore;
+            }
+            // The byte after the match (or the end) is known now.
+            let m = self.conclude(auto, chunk, end);
+            self.outcome = Outcome::Found(m);
+            self.partial = false;
+            self.window.free();
+            return Feed::Matched(m);
+        }
         let stop = scan(auto, &mut self.state, chunk, self.consumed, &mut self.last_end, &mut self.work);
         let end = match stop {
             Stop::Dead(_) => self.last_end,
@@ -115,6 +130,17 @@ impl StreamMatcher {
                 self.last_end
             }
             Stop::End => match self.settled_end(auto, chunk.len()) {
+                Some(end) if !self.start_settled(auto, chunk, end) => {
+                    // The match ends with the bytes fed so far, and where it
+                    // starts depends on what comes next (`(?:[^a]|aA\z)` on
+                    // `aA`: 0 if the stream ends there, else 1): wait for
+                    // the next byte or the end.
+                    self.pending_end = Some(end);
+                    self.window.push(chunk);
+                    self.consumed += chunk.len() as u64;
+                    self.partial = true;
+                    return Feed::NeedMore;
+                }
                 Some(end) => Some(end),
                 None => {
                     let busy = self.in_progress(auto, chunk);
@@ -198,6 +224,28 @@ impl StreamMatcher {
             Some(end) if !auto.can_match_later(self.state, work) => Some(end),
             _ => None,
         }
+    }
+
+    /// True unless the match ending at `end`, the end of `chunk` (not the
+    /// last), would start elsewhere depending on what follows it.
+    fn start_settled(&mut self, auto: &Automata, chunk: &[u8], end: u64) -> bool {
+        if end != self.consumed + chunk.len() as u64 {
+            return true;
+        }
+        let classes = auto.rev_start_classes();
+        if classes.len() < 2 {
+            return true;
+        }
+        let (w0, w1) = self.window.as_slices();
+        let base = self.consumed - self.window.kept() as u64;
+        let segments: [&[u8]; 3] = [w0, w1, chunk];
+        let (before, complete) = (self.window.before(), self.window.complete());
+        let mut starts = classes.into_iter().map(|next| {
+            let s = match_start(auto, &segments, base, end, next, before, complete, &mut self.work);
+            (s.offset, s.clipped)
+        });
+        let first = starts.next();
+        starts.all(|s| Some(s) == first)
     }
 
     /// Finds the start of the match ending at `end`, in the window and

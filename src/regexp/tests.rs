@@ -367,3 +367,35 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// A match that ends where a chunk ends, and whose start depends on
+/// whether the stream ends there (`\z`: 0 if it does, else 1), is
+/// reported once the next byte (or the end) is known, for every cut
+/// (found by `stream_agrees_with_regex`).
+#[test]
+fn a_start_that_depends_on_what_follows_waits_for_it() {
+    let mut hay = b"aA".to_vec();
+    hay.extend_from_slice(&[b'a'; 30]);
+    let p = r"(?:[^a]|aA\z)";
+    let ours = Regex::compile(p, Flags::default()).unwrap();
+    let run = |chunks: &[&[u8]]| {
+        let mut m = ours.stream();
+        for (i, c) in chunks.iter().enumerate() {
+            if let Feed::Matched(x) = m.feed(c, i + 1 == chunks.len()) {
+                return Some((x.start, x.end));
+            }
+        }
+        None
+    };
+    for k in 0..=hay.len() {
+        for j in k..=hay.len() {
+            assert_eq!(run(&[&hay[..k], &hay[k..j], &hay[j..]]), Some((1, 2)), "cuts at {k} and {j}");
+        }
+    }
+    // The stream ends right after "aA": then the match starts at 0.
+    assert_eq!(run(&[b"aA", b""]), Some((0, 2)));
+    let mut m = ours.stream();
+    assert!(matches!(m.feed(b"aA", false), Feed::NeedMore));
+    assert!(matches!(m.feed(b"", false), Feed::NeedMore), "still unknown");
+    assert!(matches!(m.feed(b"x", false), Feed::Matched(Match { start: 1, end: 2, .. })));
+}
