@@ -37,6 +37,10 @@ pub(super) const EPOCH_BITS: u32 = 56;
 /// event serial in the other 56 bits.
 pub(super) const DATA_TAG: u64 = 0xda;
 
+/// The name rules `require` the regular-expression module by (here, not in
+/// `regexp.rs`, so the stream matcher can name it without a module cycle).
+pub(super) const REGEXP_MODULE: &str = "regexp/pcre";
+
 /// A copy of the packet of the current event. The buffer is reused from
 /// event to event, so filling it does not allocate once it has grown.
 #[derive(Debug)]

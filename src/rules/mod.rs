@@ -33,6 +33,7 @@ mod gap_event;
 mod lent;
 mod loader;
 mod log;
+mod match_state;
 mod monologue;
 mod packet;
 mod per_direction;

@@ -28,12 +28,12 @@ use parking_lot::Mutex;
 use super::data::DataUd;
 use super::error::located;
 use super::event_data;
-use super::stream_match::StreamMatch;
+use super::match_state::StreamMatch;
 use super::stream_objects::CursorUd;
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
 /// The `require` name of the module.
-pub(super) const MODULE_NAME: &str = "regexp/pcre";
+const MODULE_NAME: &str = super::context::REGEXP_MODULE;
 
 /// Total automaton memory the compile cache may hold.
 const CACHE_MEMORY: usize = 64 << 20;

@@ -23,7 +23,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use super::stream_match::StreamMatch;
+use super::match_state::StreamMatch;
 
 /// Bytes shared between the stream and the Rust code reading them.
 pub(super) type Block = Arc<[u8]>;

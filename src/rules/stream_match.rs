@@ -14,79 +14,13 @@
 //! instruction budget has nothing to count for them; matcher time was never
 //! counted by it).
 
-use std::ffi::c_void;
+use mlua::Value;
 
-use mlua::{LightUserData, Value};
-
+use super::match_state::{Done, Step, StreamMatch, MATCH_WINDOW};
 use super::stream_buf::StreamBuf;
-use crate::regexp::{Feed, StreamMatcher, WindowBudget};
-
-/// Bytes a match keeps behind its scan position (the matcher keeps as many
-/// to find match starts), so the iterator can be moved back to the end of a
-/// match reported after more bytes were fed.
-const MATCH_WINDOW: u64 = crate::regexp::DEFAULT_WINDOW as u64;
-
-/// Low byte of a park token (a light userdata, which rule code cannot make);
-/// differs from the data values' tag (`context::DATA_TAG`).
-const PARK_TAG: u64 = 0x9a;
-
-/// Park token serials wrap below this (they sit above the tag byte).
-const SERIAL_LIMIT: u64 = 1 << 48;
-
-/// How a match ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Done {
-    /// Matched bytes `first..last` (stream offsets); the iterator goes to `at`.
-    Matched { first: u64, last: u64, at: u64 },
-    /// The stream ended without a match; the iterator goes to `at`.
-    Ended { at: u64 },
-}
-
-/// What a step came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
-    /// No result yet: wait for more bytes.
-    Wait,
-    /// The result.
-    Done(Done),
-}
-
-/// A match in progress on one holder.
-#[derive(Debug)]
-pub(super) struct StreamMatch {
-    sink: StreamMatcher,
-    /// The window budget the sink shares (for its warning).
-    budget: WindowBudget,
-    /// Stream offset of the first byte fed (the sink counts from there).
-    start: u64,
-    /// Stream offset after the last byte fed.
-    scan: u64,
-    /// The result, once there is one (steps then return it again).
-    done: Option<Done>,
-    /// Identifies this match in park tokens.
-    serial: u64,
-    /// Its rule's coroutine yielded this match's token and waits in it: the
-    /// dispatcher steps it.
-    pub parked: bool,
-}
+use crate::regexp::Feed;
 
 impl StreamMatch {
-    /// A match of `sink` starting at stream offset `start`.
-    pub(super) fn new(sink: StreamMatcher, budget: WindowBudget, start: u64, serial: u64) -> StreamMatch {
-        let serial = serial % SERIAL_LIMIT;
-        StreamMatch { sink, budget, start, scan: start, done: None, serial, parked: false }
-    }
-
-    /// The token the waiting coroutine yields.
-    pub(super) fn token(&self) -> Value {
-        Value::LightUserData(LightUserData(((self.serial << 8) | PARK_TAG) as usize as *mut c_void))
-    }
-
-    /// True if `v` is this match's token.
-    pub(super) fn is_token(&self, v: &Value) -> bool {
-        matches!(v, Value::LightUserData(d) if d.0 as usize as u64 == (self.serial << 8) | PARK_TAG)
-    }
-
     /// Feeds the bytes of `s` past the scan position, then `pending` (the
     /// bytes that follow the stream's end, not pushed yet), if any. While a
     /// match may have begun, holder `holder` (this match's) is kept
@@ -107,7 +41,7 @@ impl StreamMatch {
             tracing::warn!(
                 "{}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
                  matches starting further back are reported with a clipped start",
-                super::regexp::MODULE_NAME,
+                super::context::REGEXP_MODULE,
                 self.budget.limit() >> 20
             );
         }

@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 
 use super::c_closure::closure;
 use super::error::located;
+use super::match_state::{Done, Step, StreamMatch};
 use super::stream_buf::{Parts, StreamBuf};
-use super::stream_match::{Done, Step, StreamMatch};
 
 /// A stream shared by the cursors reading it.
 pub(super) type SharedStream = Arc<Mutex<StreamBuf>>;
