@@ -94,8 +94,8 @@ pub struct Offload {
     pub ip_header: bool,
 }
 
-/// The hosts of a capture that left checksums to their NIC, known from the
-/// start or found on first need.
+/// The hosts of a capture that left checksums to their NIC, found on first
+/// need.
 ///
 /// Only a wrong checksum asks: a right one is right whatever its host. So
 /// `sluice pcap --checksums auto` gives a finder that reads the whole
@@ -118,12 +118,6 @@ impl OffloadHosts {
     /// No host leaves checksums to its NIC.
     pub fn none() -> OffloadHosts {
         OffloadHosts(None)
-    }
-
-    /// These hosts, known now.
-    pub fn known(hosts: BTreeMap<IpAddr, Offload>) -> OffloadHosts {
-        let v = Verdicts { hosts: OnceLock::from(hosts), finder: Mutex::new(None) };
-        OffloadHosts(Some(Arc::new(v)))
     }
 
     /// The hosts `finder` finds, when first asked.
@@ -149,7 +143,8 @@ impl OffloadHosts {
         hosts.get(host).copied().unwrap_or_default()
     }
 
-    /// True once the verdicts are known (the finder ran, or never had to).
+    /// True once the verdicts are known (the finder ran, or there is none).
+    #[cfg(test)]
     pub fn known_yet(&self) -> bool {
         self.0.as_ref().is_none_or(|v| v.hosts.get().is_some())
     }

@@ -39,6 +39,8 @@ pub(super) struct Automata {
     fwd_idle: Vec<StateID>,
     /// Reverse start state at the end of the stream, then after each byte.
     rev_start: Vec<StateID>,
+    /// See [`Automata::rev_start_classes`].
+    rev_start_classes: Vec<Option<u8>>,
     /// One byte of each equivalence class of the forward DFA's alphabet.
     representatives: Vec<u8>,
     /// The same for the reverse DFA.
@@ -161,6 +163,20 @@ fn start_never_reentered(nfa: &thompson::NFA) -> bool {
         .any(|(_, st)| bytes(st).into_iter().any(|t| leads_to_start[t.as_usize()]))
 }
 
+/// One `next` per distinct state of `rev_start` (indexed as
+/// [`Automata::rev_start`] reads it: the end of the stream, then each byte).
+fn start_classes(rev_start: &[StateID]) -> Vec<Option<u8>> {
+    let mut seen: Vec<StateID> = Vec::new();
+    let mut classes = Vec::new();
+    for (next, s) in std::iter::once(None).chain((0..=255u8).map(Some)).zip(rev_start) {
+        if !seen.contains(s) {
+            seen.push(*s);
+            classes.push(next);
+        }
+    }
+    classes
+}
+
 fn start_state(dfa: &Dfa, anchored: Anchored, look_behind: Option<u8>) -> Result<StateID, String> {
     let config = start::Config::new().anchored(anchored).look_behind(look_behind);
     dfa.start_state(&config).map_err(|e| format!("automaton has no start state: {e}"))
@@ -180,6 +196,7 @@ impl Automata {
         for b in 0..=255u8 {
             rev_start.push(start_state(&rev, Anchored::Yes, Some(b))?);
         }
+        let rev_start_classes = start_classes(&rev_start);
         let representatives = fwd.byte_classes().representatives(..).filter_map(|u| u.as_u8()).collect();
         let rev_representatives = rev.byte_classes().representatives(..).filter_map(|u| u.as_u8()).collect();
         Ok(Automata {
@@ -188,6 +205,7 @@ impl Automata {
             fwd_start,
             fwd_idle,
             rev_start,
+            rev_start_classes,
             representatives,
             rev_representatives,
             prefilter,
@@ -245,17 +263,8 @@ impl Automata {
     /// past a match's end (`\z`, `\b`, `$`), so that where a match ending
     /// at the end of the bytes seen so far starts may depend on what comes
     /// next.
-    pub(super) fn rev_start_classes(&self) -> Vec<Option<u8>> {
-        let mut seen: Vec<StateID> = Vec::new();
-        let mut classes = Vec::new();
-        for next in std::iter::once(None).chain((0..=255u8).map(Some)) {
-            let s = self.rev_start(next);
-            if !seen.contains(&s) {
-                seen.push(s);
-                classes.push(next);
-            }
-        }
-        classes
+    pub(super) fn rev_start_classes(&self) -> &[Option<u8>] {
+        &self.rev_start_classes
     }
 
     /// Memory used by the automata, in bytes.

@@ -240,7 +240,7 @@ impl StreamMatcher {
         let base = self.consumed - self.window.kept() as u64;
         let segments: [&[u8]; 3] = [w0, w1, chunk];
         let (before, complete) = (self.window.before(), self.window.complete());
-        let mut starts = classes.into_iter().map(|next| {
+        let mut starts = classes.iter().map(|&next| {
             let s = match_start(auto, &segments, base, end, next, before, complete, &mut self.work);
             (s.offset, s.clipped)
         });
