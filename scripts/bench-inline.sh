@@ -10,6 +10,9 @@
 #   sluice+depth   the same with --stream-depth $BENCH_DEPTH
 #   sluice+bypass  the same with --stream-depth and --bypass=either (connmark:
 #                  the kernel accepts a connection's packets once it is past depth)
+#   sluice+poll    sluice+rule with --busy-poll $BENCH_BUSY_POLL (µs, default
+#                  200): the queue thread asks for the next packet that long
+#                  before it sleeps, so a lone packet finds it awake
 # and reports bulk TCP throughput, request/response latency (64-byte request
 # and response on one connection, 3,000 round trips: median and p99), 64-byte
 # UDP packets/s and short TCP connections/s, each beside the baseline
@@ -36,6 +39,7 @@ BASE=${BENCH_BASE:-c_loop}
 RR_CHRT=()
 [ "${BENCH_RR_RT:-0}" = 1 ] && RR_CHRT=(chrt -f 1)
 DEPTH=${BENCH_DEPTH:-1048576}
+BUSY_POLL=${BENCH_BUSY_POLL:-200}
 CARGO=${CARGO:-cargo}
 [ "$(id -u)" -eq 0 ] || { echo "bench-inline needs root" >&2; exit 1; }
 $CARGO build --release --quiet --bin sluice --example nfq_accept --example netns_traffic
@@ -118,6 +122,7 @@ start_mode() {
             [ "$1" = sluice ] && rules=tests/netns/rules/accept_all.lua
             [ "$1" = sluice+depth ] && extra=(--stream-depth "$DEPTH")
             [ "$1" = sluice+bypass ] && extra=(--stream-depth "$DEPTH" --bypass=either)
+            [ "$1" = sluice+poll ] && extra=(--busy-poll "$BUSY_POLL")
             rm -f "$WORK/s.sock"
             ip netns exec "$TB_G" "$bin" run "$rules" --install-iptables --stats-socket "$WORK/s.sock" \
                 --log-level warn "${extra[@]}" 2>"$WORK/sluice.log" & MODE_PID=$!; TB_PIDS+=("$MODE_PID")
@@ -135,7 +140,7 @@ stop_mode() {
 }
 
 declare -A R P C E
-read -ra MODES <<<"${BENCH_MODES:-kernel c_loop sluice+rule sluice+depth sluice+bypass}"
+read -ra MODES <<<"${BENCH_MODES:-kernel c_loop sluice+rule sluice+depth sluice+bypass sluice+poll}"
 read -ra KINDS <<<"${BENCH_KINDS:-bulk rr udp conns}"
 port=9000
 for round in $(seq "$ROUNDS"); do

@@ -16,4 +16,6 @@ pub struct DriverStats {
     pub unverdicted: AtomicU64,
     /// Failed receives.
     pub recv_errors: AtomicU64,
+    /// Receives that found a packet while busy polling (`--busy-poll`).
+    pub busy_poll_hits: AtomicU64,
 }

@@ -51,6 +51,9 @@ pub struct InlineOptions {
     pub fail_open: bool,
     /// Netlink socket receive buffer (bytes).
     pub rcvbuf: Option<usize>,
+    /// `--busy-poll`: how long a worker keeps asking its queue for a packet
+    /// before it sleeps.
+    pub busy_poll: std::time::Duration,
     /// Firewall mark of forged packets.
     pub mark: u32,
     /// Install (and remove on exit) the FORWARD queue rules.
@@ -81,6 +84,7 @@ impl InlineOptions {
             queue_len: 4096,
             fail_open: false,
             rcvbuf: Some(DEFAULT_RCVBUF),
+            busy_poll: std::time::Duration::ZERO,
             mark: crate::inject::raw::DEFAULT_MARK,
             install_iptables: false,
             bypass_when_down: false,
@@ -100,6 +104,7 @@ impl InlineOptions {
             fail_open: self.fail_open,
             gso: true,
             rcvbuf: self.rcvbuf,
+            busy_poll: self.busy_poll,
         }
     }
 }

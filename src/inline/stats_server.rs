@@ -62,6 +62,7 @@ impl Sources {
         v.push(("nfq_verdicts".into(), None, sum(|d| d.verdicts.load(Ordering::Relaxed))));
         v.push(("nfq_verdict_errors".into(), None, sum(|d| d.verdict_errors.load(Ordering::Relaxed))));
         v.push(("nfq_receive_errors".into(), None, sum(|d| d.recv_errors.load(Ordering::Relaxed))));
+        v.push(("nfq_busy_poll_hits".into(), None, sum(|d| d.busy_poll_hits.load(Ordering::Relaxed))));
         v.push(("inject_sent".into(), None, ld(&self.inject.sent)));
         v.push(("inject_errors".into(), None, ld(&self.inject.errors)));
         let ours: Vec<u16> = self.workers.iter().map(|(q, _, _)| *q).collect();

@@ -190,6 +190,7 @@ where
             // Sends the last batch's verdicts if not sent yet, sleeps until a
             // packet comes, and takes what else is waiting (one system call).
             let read = self.queue.recv_batch(&mut batch, BATCH, IDLE_TICK);
+            self.driver.busy_poll_hits.store(self.queue.busy_poll_hits, Ordering::Relaxed);
             // Whatever was read gets its verdicts, also when a read failed after it.
             if !batch.is_empty() {
                 self.handle_batch(&batch);
