@@ -93,7 +93,8 @@ impl<I: Inspector> Engine<I> {
         self.flush_pending(out);
     }
 
-    /// Flows created from now on get ids from `first` up. A sharded driver
+    /// Flows created from now on get ids from `first` up (or from the next
+    /// unused id, if that is higher: ids are never reused). A sharded driver
     /// sets it before each packet from the packet's position in the input,
     /// so the flows of all shards sort in the order one engine creates them.
     pub fn number_flows_from(&mut self, first: u64) {

@@ -156,9 +156,10 @@ impl<F: FlowEntry> FlowTable<F> {
         id
     }
 
-    /// The id the next flow gets (a sharded driver numbers flows by input position).
+    /// The id the next flow gets (a sharded driver numbers flows by input
+    /// position), unless ids already went past it: ids never repeat.
     pub fn set_next_id(&mut self, id: FlowId) {
-        self.next_id = id;
+        self.next_id = self.next_id.max(id);
     }
 
     /// Makes room for one more flow. Returns the evicted flow, if one had to

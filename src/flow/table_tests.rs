@@ -248,3 +248,15 @@ fn a_flood_at_the_default_size_churns_only_half_open_flows() {
     assert!(t.get(&legit.unwrap()).is_some(), "the connection made during the flood stayed");
     assert!(t.order.len() <= 4 * max + 1024);
 }
+
+#[test]
+fn a_driver_numbers_flows_from_its_position_but_ids_never_repeat() {
+    let mut t = table(4);
+    t.set_next_id(10);
+    assert_eq!(t.next_id(), 10);
+    t.set_next_id(20);
+    assert_eq!(t.next_id(), 20);
+    assert_eq!(t.next_id(), 21, "a second flow from one packet");
+    t.set_next_id(21);
+    assert_eq!(t.next_id(), 22, "position 21 was taken by that second flow");
+}

@@ -24,10 +24,6 @@ use super::super::log_capture;
 use super::dump_tap::{DumpTap, Tapped};
 use super::messages::{Done, Job, Piece, Work, END};
 
-/// Flows created by record `i` get ids from `(i + 1) << FLOW_ID_SHIFT`: a
-/// packet creates at most one flow, so ids sort as one engine numbers them.
-const FLOW_ID_SHIFT: u32 = 8;
-
 /// What a worker needs to start.
 pub(super) struct Setup {
     pub(super) rules: PathBuf,
@@ -132,7 +128,10 @@ fn run_batch(
             d.cut(index, Some(u64::MAX), out, side);
         }
         while let Some(job) = jobs.next_if(|j| j.index() == index) {
-            engine.number_flows_from((index + 1) << FLOW_ID_SHIFT);
+            // Flows created by record `i` get ids from `i + 1`: a packet creates
+            // at most one flow, so ids sort as one engine numbers them. Dense
+            // ids keep the rules' set of ended connections a compact bitmap.
+            engine.number_flows_from(index + 1);
             match job {
                 Job::Packet(rec, checksum) => judge(engine, rec, checksum, d, out),
                 Job::Datagram { whole, .. } => engine.process_reassembled(&whole, out),
