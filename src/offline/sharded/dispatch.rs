@@ -117,7 +117,7 @@ impl Dispatcher<'_> {
         let (index, time_ns) = (rec.index, rec.time_ns);
         let class = rec.ip().map(|ip| self.sharder.classify(ip));
         let route = match class {
-            None => Route::NotIp(rec),
+            None => Route::NotIp(Box::new(rec)),
             Some(Class::Worker(w)) => {
                 let checksum = self.offload.state(index);
                 batch.jobs[w].push(Job::Packet(rec, checksum));
@@ -140,11 +140,11 @@ impl Dispatcher<'_> {
             checksum: ChecksumState::Unchecked,
         };
         match self.engine.defragment(pkt, out) {
-            Front::Taken => Route::Fragment { record: rec, done_by: None },
+            Front::Taken => Route::Fragment { record: Box::new(rec), done_by: None },
             Front::Reassembled(whole) => {
                 let w = self.sharder.worker_of_bytes(&whole.datagram);
                 batch.jobs[w].push(Job::Datagram { index: rec.index, whole });
-                Route::Fragment { record: rec, done_by: Some(w) }
+                Route::Fragment { record: Box::new(rec), done_by: Some(w) }
             }
             // The sharder saw a fragment; the engine did not (cannot
             // happen: both decode alike). Judged whole by worker 0.

@@ -174,7 +174,7 @@ impl<'a, W: Write> Merge<'a, W> {
                 self.own_piece(w, e.index, t)
             }
             Route::Fragment { record, done_by } => {
-                self.apply.wait_for_verdict(record);
+                self.apply.wait_for_verdict(*record);
                 self.apply.apply(disp.by_ref().take(tick), t)?;
                 self.ticks(e.index, t)?;
                 self.apply.apply(disp.by_ref().take(own), t)?;

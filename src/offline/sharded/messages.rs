@@ -86,18 +86,20 @@ pub(super) struct Done {
     pub(super) rule_errors: Option<Vec<(String, u64)>>,
 }
 
-/// How the dispatcher routed one record.
+/// How the dispatcher routed one record. The rare routes box their
+/// record, so the common one (a worker's packet) keeps an [`Entry`] small:
+/// the dispatcher and the merge move one per record.
 #[derive(Debug)]
 pub(super) enum Route {
     /// No IP packet: written through.
-    NotIp(Record),
+    NotIp(Box<Record>),
     /// A whole packet, judged by this worker.
     Worker(usize),
     /// A fragment, taken by the dispatcher; `done_by` is the worker that
     /// got the datagram it completed, if it completed one.
     Fragment {
         /// The fragment's record.
-        record: Record,
+        record: Box<Record>,
         /// The worker judging the completed datagram.
         done_by: Option<usize>,
     },
