@@ -48,7 +48,8 @@ impl Dispatcher<'_> {
         loop {
             let workers = self.work.len();
             let mut batch = Batch {
-                routed: Routed::default(),
+                // Room for the whole batch: no regrowth copies.
+                routed: Routed { entries: Vec::with_capacity(BATCH), ..Routed::default() },
                 jobs: (0..workers).map(|_| Vec::with_capacity(BATCH / workers + 16)).collect(),
                 times: Vec::with_capacity(BATCH),
             };

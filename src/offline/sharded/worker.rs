@@ -94,7 +94,14 @@ pub(super) fn run(setup: Setup, work: Receiver<Work>, done: SyncSender<Result<Do
     let mut engine = Engine::with_stats(setup.config, tap, setup.stats);
     let mut out = Output::new();
     for batch in work {
-        let mut d = Done::default();
+        // Room for a piece and a verdict per job: no regrowth copies.
+        let jobs = batch.jobs.len();
+        let mut d = Done {
+            pieces: Vec::with_capacity(jobs + 4),
+            items: Vec::with_capacity(jobs + 4),
+            records: Vec::with_capacity(jobs),
+            ..Done::default()
+        };
         run_batch(&mut engine, batch.first, &batch.times, batch.jobs, &mut d, &mut out, &side);
         let ended = batch.end.is_some();
         if let Some(last) = batch.end {
