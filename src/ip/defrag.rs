@@ -239,6 +239,14 @@ impl Defragmenter {
         }
     }
 
+    /// True if [`Defragmenter::expire`] at `now` would drop something.
+    #[inline]
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.by_age
+            .first_key_value()
+            .is_some_and(|(&(first_seen, _), _)| now.since(first_seen) >= self.limits.timeout)
+    }
+
     /// Abandons datagrams whose first fragment is at least the timeout older
     /// than `now` (packet time): returns the ids to drop, oldest datagram first.
     pub fn expire(&mut self, now: Timestamp) -> Vec<PacketId> {

@@ -112,3 +112,24 @@ fn ipv6_fragments() {
     assert!(v.iter().all(|(_, v)| *v == Verdict::Accept));
     assert_eq!(h.engine.inspector().up, vec![b'6'; 200]);
 }
+
+/// A held fragment's timeout is kept between the engine's once-a-second
+/// flow expiry runs: a tick a fraction of a second after the last one still
+/// drops a datagram that timed out meanwhile (ticks that have nothing to do
+/// return early; this one must not).
+#[test]
+fn fragment_timeout_is_kept_between_flow_expiry_runs() {
+    let cfg = EngineConfig { frag_timeout: Duration::from_millis(300), ..EngineConfig::default() };
+    let (mut h, mut c) = established_with(cfg, Script::default());
+    let mut out = Output::new();
+    h.engine.tick(h.time, &mut out);
+    out.clear();
+    let p = c.data(true, &[b'z'; 64]);
+    let frags = fragment(&p, &[32], 4);
+    assert!(send_all(&mut h, &frags[..1]).is_empty(), "held");
+    h.engine.tick(h.time.saturating_add(Duration::from_millis(200)), &mut out);
+    assert!(out.items.is_empty(), "not yet: {:?}", out.items);
+    h.engine.tick(h.time.saturating_add(Duration::from_millis(400)), &mut out);
+    assert!(matches!(out.items.as_slice(), [Emitted::Verdict(_, Verdict::Drop)]), "{:?}", out.items);
+    assert_eq!(h.count(Counter::DropFragment), 1);
+}
