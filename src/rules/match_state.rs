@@ -20,6 +20,20 @@ const PARK_TAG: u64 = 0x9a;
 /// Park token serials wrap below this (they sit above the tag byte).
 const SERIAL_LIMIT: u64 = 1 << 48;
 
+/// Says once per rule state, when its sinks' shared window budget runs out
+/// (for `re:match(iter)` and sinks alike), that matches starting further
+/// back now get a clipped start.
+pub(super) fn warn_if_window_exhausted(budget: &WindowBudget) {
+    if budget.newly_exhausted() {
+        tracing::warn!(
+            "{}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
+             matches starting further back are reported with a clipped start",
+            super::context::REGEXP_MODULE,
+            budget.limit() >> 20
+        );
+    }
+}
+
 /// How a match ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Done {

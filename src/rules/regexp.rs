@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use super::data::DataUd;
 use super::error::located;
 use super::event_data;
-use super::match_state::StreamMatch;
+use super::match_state::{warn_if_window_exhausted, StreamMatch};
 use super::stream_objects::CursorUd;
 use crate::regexp::{percent_to_backslash, Feed, Flags, Regex, StreamMatcher, WindowBudget, DEFAULT_WINDOW};
 
@@ -116,6 +116,13 @@ fn compile(lua: &Lua, cache: &SharedCache, pattern: &[u8], flags: Option<i64>) -
 /// share with every other sink of the rule state.
 pub(super) struct RegexUd(Regex, WindowBudget);
 
+impl RegexUd {
+    /// A new sink of this pattern, in the rule state's window budget.
+    fn sink(&self) -> SinkUd {
+        SinkUd(self.0.stream_in(DEFAULT_WINDOW, &self.1), self.1.clone())
+    }
+}
+
 /// Named registry slot of `re:match`, a Lua function (rules/stream_iter.lua):
 /// on a streamed iterator it may have to wait for bytes, which only Lua code
 /// can; on anything else it calls the Rust `_match`.
@@ -136,12 +143,11 @@ impl UserData for RegexUd {
         // its steps are the cursor's `match_step`.
         methods.add_method("_begin_match", |lua, this, cursor: AnyUserData| {
             cursor.borrow::<CursorUd>()?.begin_match(lua, |pos, serial| {
-                StreamMatch::new(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone(), pos, serial)
+                let SinkUd(sink, budget) = this.sink();
+                StreamMatch::new(sink, budget, pos, serial)
             })
         });
-        methods.add_method("create_sink", |_, this, ()| {
-            Ok(SinkUd(this.0.stream_in(DEFAULT_WINDOW, &this.1), this.1.clone()))
-        });
+        methods.add_method("create_sink", |_, this, ()| Ok(this.sink()));
         methods
             .add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("regexp: {}", this.0.pattern())));
     }
@@ -216,13 +222,7 @@ pub(super) struct SinkUd(StreamMatcher, WindowBudget);
 impl SinkUd {
     /// What `feed` returns for `feed` (see the methods).
     fn results(&self, lua: &Lua, feed: Feed, result: Option<Table>) -> mlua::Result<MultiValue> {
-        if self.1.newly_exhausted() {
-            tracing::warn!(
-                "{MODULE_NAME}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
-                 matches starting further back are reported with a clipped start",
-                self.1.limit() >> 20
-            );
-        }
+        warn_if_window_exhausted(&self.1);
         let found = match feed {
             Feed::Matched(m) => Some(m),
             Feed::NeedMore | Feed::NoMatch => None,

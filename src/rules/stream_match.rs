@@ -16,7 +16,7 @@
 
 use mlua::Value;
 
-use super::match_state::{Done, Step, StreamMatch, MATCH_WINDOW};
+use super::match_state::{warn_if_window_exhausted, Done, Step, StreamMatch, MATCH_WINDOW};
 use super::stream_buf::StreamBuf;
 use crate::regexp::Feed;
 
@@ -37,14 +37,7 @@ impl StreamMatch {
         }
         let feed = self.feed(s, pending, eof);
         self.scan = stop;
-        if self.budget.newly_exhausted() {
-            tracing::warn!(
-                "{}: the sinks of this rule state keep {} MiB to find match starts, all in use: \
-                 matches starting further back are reported with a clipped start",
-                super::context::REGEXP_MODULE,
-                self.budget.limit() >> 20
-            );
-        }
+        warn_if_window_exhausted(&self.budget);
         let done = match feed {
             Feed::Matched(m) => {
                 let last = self.start + m.end;
