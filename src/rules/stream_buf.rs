@@ -4,8 +4,9 @@
 //! block (unless no iterator needs it, see `pass`); iterators read it by
 //! absolute stream offset, and sub-buffers copy what they take
 //! (`sub_buffer.rs`), so they stay valid after the stream moved on. The
-//! blocks' shares (`Parts`) are what the Rust side reads without a copy
-//! (matched sub-buffers, `sink:feed_stream`). Every iterator (and read-only
+//! blocks' shares (`Parts`, `each_part`) are what the Rust side reads
+//! without a copy (sub-buffers being made, `re:match(iter)` feeding its
+//! matcher in `stream_match.rs`). Every iterator (and read-only
 //! mark) is a *holder* with a position: blocks wholly before the lowest
 //! holder are released. The bytes held are bounded: past `limit`, the
 //! stream is marked overflowed and the holders' next reads fail with an

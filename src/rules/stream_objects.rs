@@ -9,6 +9,7 @@
 //! per chunk, is also a C function per cursor (`take_function`).
 
 use std::ffi::{c_int, c_void};
+use std::ops::Range;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -66,27 +67,27 @@ impl CursorUd {
         Ok(f(&mut s, pos))
     }
 
-    /// Moves by up to `n` bytes (all available if `None`); returns the move.
-    fn advance(&self, lua: &Lua, n: Option<u64>) -> mlua::Result<u64> {
+    /// Moves by up to `n` bytes (all available if `None`), then returns
+    /// what `read` makes of the stream and the range moved over.
+    fn advance<R>(
+        &self,
+        lua: &Lua,
+        n: Option<u64>,
+        read: impl FnOnce(&StreamBuf, Range<u64>) -> R,
+    ) -> mlua::Result<R> {
         self.with(lua, |s, pos| {
             let avail = s.end() - pos;
-            let m = n.map_or(avail, |n| n.min(avail));
-            s.seek(self.holder, pos + m);
-            m
+            let to = pos + n.map_or(avail, |n| n.min(avail));
+            s.seek(self.holder, to);
+            read(s, pos..to)
         })
     }
 
     /// Takes every available byte as a sub-buffer (nil if none), and
     /// whether the stream ended: the blocking iterator's `sub('available')`.
     fn take_available(&self, lua: &Lua) -> mlua::Result<(Value, bool)> {
-        let (parts, eof) = self.with(lua, |s, pos| {
-            let end = s.end();
-            if end == pos {
-                return (None, s.is_eof());
-            }
-            s.seek(self.holder, end);
-            (Some(s.parts(pos..end)), s.is_eof())
-        })?;
+        let (parts, eof) =
+            self.advance(lua, None, |s, moved| ((!moved.is_empty()).then(|| s.parts(moved)), s.is_eof()))?;
         match parts {
             Some(p) => Ok((super::sub_buffer::value(lua, &p.parts)?, eof)),
             None => Ok((Value::Nil, eof)),
@@ -281,17 +282,12 @@ impl UserData for CursorUd {
         });
         methods.add_method("advance", |lua, this, n: Option<i64>| {
             let n = opt_count(lua, n)?;
-            this.advance(lua, n)
+            this.advance(lua, n, |_, moved| moved.end - moved.start)
         });
         // Takes up to `n` bytes (all available if nil) as a sub-buffer.
         methods.add_method("take", |lua, this, n: Option<i64>| {
             let n = opt_count(lua, n)?;
-            let parts = this.with(lua, |s, pos| {
-                let avail = s.end() - pos;
-                let to = pos + n.map_or(avail, |n| n.min(avail));
-                s.seek(this.holder, to);
-                s.parts(pos..to)
-            })?;
+            let parts = this.advance(lua, n, |s, moved| s.parts(moved))?;
             super::sub_buffer::value(lua, &parts.parts)
         });
         // Takes every available byte as a sub-buffer (nil if none), and
