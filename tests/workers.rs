@@ -380,6 +380,56 @@ fn crafted_capture_without_timeouts_and_passive_is_identical_too() {
     assert!(counter(&passive, "flows_timed_out") > 0);
 }
 
+/// A capture much longer than the threads' queues: about 40 batches cut at
+/// their record count (more than a channel holds, so the dispatcher waits
+/// on full queues) and batches of big frames cut at their byte count,
+/// from 64 interleaved connections whose rules act late in each one.
+fn long_capture() -> Vec<TimedPacket> {
+    let mut all = Vec::new();
+    for i in 0..64u16 {
+        let client = addr(&format!("10.3.0.{}:{}", 1 + i, 30000 + i));
+        let server = addr(&format!("10.4.0.{}:80", 1 + i % 5));
+        let start = Timestamp(DEFAULT_START.0 + u64::from(i) * 1_000);
+        let mut c = Conversation::new(client, server).at(start).step_micros(900 + u64::from(i));
+        c.handshake();
+        if i % 8 == 0 {
+            for j in 0..30u8 {
+                c.send(Down, &[b'a' + j % 26; 60_000]);
+            }
+        } else {
+            for j in 0..180 {
+                c.send(Up, format!("request {j} of {i}\r\n").as_bytes());
+            }
+        }
+        match i % 3 {
+            0 => c.send(Up, b"GET /ev").send(Up, b"il HTTP/1.1\r\n\r\n"),
+            1 => c.send(Up, b"attack"),
+            _ => c.send(Down, b"HTTP/1.1 200 OK\r\n\r\n"),
+        };
+        c.close();
+        all.extend(c.into_packets());
+    }
+    all.sort_by_key(|p| p.0);
+    all
+}
+
+#[test]
+fn a_capture_of_many_batches_is_byte_identical_for_1_to_4_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let input = dir.path().join("long.pcap");
+    let packets = long_capture();
+    write_capture(&input, &packets);
+    let one = assert_same_for_any_worker_count(&rules, &input, &[]);
+    let summary: serde_json::Value = serde_json::from_slice(&one.summary_json).unwrap();
+    assert_eq!(summary["packets_in"], packets.len(), "{}", one.stderr);
+    assert!(packets.len() > 40 * 512, "{} records: too few batches", packets.len());
+    let alerts = String::from_utf8_lossy(&one.alerts);
+    for what in ["attack up", "evil at", "http down"] {
+        assert!(alerts.contains(what), "no {what:?} alert");
+    }
+}
+
 /// Real captures: every pcap under `$SLUICE_REAL_CAPTURES` (colon-separated
 /// files or directories; default `target/real-captures`, e.g. captures
 /// from OISF/suricata-verify, not committed), and the first 20,000 records

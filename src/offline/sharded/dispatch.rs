@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 
 use super::messages::{Entry, InputEnd, Job, Route, Routed, Work};
 use super::shard::{Class, Sharder};
-use super::BATCH;
+use super::{BATCH, BATCH_BYTES};
 
 /// The dispatcher and its channels.
 pub(super) struct Dispatcher<'p> {
@@ -54,7 +54,8 @@ impl Dispatcher<'_> {
                 times: Vec::with_capacity(BATCH),
             };
             let mut end = None;
-            while batch.times.len() < BATCH {
+            let mut bytes = 0usize;
+            while batch.times.len() < BATCH && bytes < BATCH_BYTES {
                 let rec = match self.source.next_record() {
                     Some(Ok(r)) => r,
                     None => {
@@ -76,6 +77,7 @@ impl Dispatcher<'_> {
                     }
                 };
                 count += 1;
+                bytes += rec.frame.len();
                 if let Some(p) = self.progress {
                     if rec.index % 1024 == 0 {
                         p.set_position(self.source.offset());
@@ -155,5 +157,62 @@ impl Dispatcher<'_> {
                 Route::Worker(0)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+    use crate::config::EngineConfig;
+    use crate::flow::Direction::Up;
+    use crate::pcapgen::{write_pcap, Conversation, Framing};
+    use crate::stats::Stats;
+
+    /// The sizes of the batches the dispatcher makes of `packets`.
+    fn batch_sizes(packets: &[crate::pcapgen::TimedPacket]) -> Vec<usize> {
+        let bytes = write_pcap(Vec::new(), &Framing::Ethernet, packets).unwrap();
+        let source = PcapSource::from_reader("memory.pcap", Cursor::new(bytes)).unwrap();
+        // Deep enough for the whole test capture: nothing reads while it runs.
+        let (work_tx, work_rx) = sync_channel(64);
+        let (routed_tx, routed_rx) = sync_channel(64);
+        let stats = Arc::new(Stats::new());
+        Dispatcher {
+            source,
+            engine: Engine::with_stats(EngineConfig::default(), NoRules, stats),
+            sharder: Sharder::new(1),
+            offload: OffloadFinding::default(),
+            work: vec![work_tx],
+            routed: routed_tx,
+            progress: None,
+        }
+        .run();
+        let routed: Vec<usize> = routed_rx.try_iter().map(|r| r.entries.len()).collect();
+        let work: Vec<usize> = work_rx.try_iter().map(|w| w.times.len()).collect();
+        assert_eq!(routed, work, "the merge and the worker see the same batches");
+        routed
+    }
+
+    #[test]
+    fn a_batch_ends_at_its_record_count_or_at_its_byte_count() {
+        let mut c = Conversation::new("10.0.0.1:1000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        c.handshake();
+        // 40 frames of 60,054 bytes (Ethernet, IPv4, TCP, 60,000 of data):
+        // 18 of them pass 1 MiB (17 do not).
+        for _ in 0..40 {
+            c.data(Up, &[b'x'; 60_000]);
+        }
+        // Then 1,000 small frames: batches of BATCH records.
+        for _ in 0..1_000 {
+            c.ack(Up);
+        }
+        let sizes = batch_sizes(&c.into_packets());
+        // The handshake's 3 small frames ride with the first 18 big ones;
+        // the last 4 big ones start a batch the small frames end at BATCH.
+        let rest = 3 + 40 + 1_000 - 21 - 18 - BATCH;
+        assert_eq!(sizes, [3 + 18, 18, BATCH, rest], "BATCH {BATCH}");
+        assert_eq!(sizes.iter().sum::<usize>(), 3 + 40 + 1_000);
     }
 }

@@ -42,8 +42,20 @@ use messages::{Done, Routed};
 /// Records per batch: large enough that a channel message per worker per
 /// batch costs next to nothing per packet.
 const BATCH: usize = 512;
-/// Batches in flight on each channel.
-const QUEUE: usize = 4;
+/// A batch also ends once its frames hold this many bytes, so that the
+/// bytes in flight stay bounded whatever the record sizes (see [`QUEUE`]).
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight on each channel. Deep enough that one worker running
+/// ahead of the other does not stall: flows are lumpy (a 1 MiB transfer
+/// lives on one worker), and with 4 the faster worker waited for the
+/// dispatcher, itself blocked on the slower worker's full queue, for about
+/// a third of the run (`perf sched`, `find` rule on the bench capture,
+/// `--workers 2`); at 32 the waits halved and the median wall time fell by
+/// 10 to 25% over paired runs. The dispatcher is never more than `QUEUE + 2`
+/// batches ahead of the merge (the merge's own channel is this deep too),
+/// so at most about 34 MiB of frames are in flight: inside the 64 MiB the
+/// map pager keeps mapped behind the reader.
+const QUEUE: usize = 32;
 
 /// Replays `opts.input` on `opts.workers` workers.
 pub(super) fn run(opts: &OfflineOptions) -> Result<Summary, OfflineError> {
