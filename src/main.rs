@@ -76,7 +76,7 @@ enum Checksums {
 struct PcapArgs {
     /// The Lua rule file.
     rules: PathBuf,
-    /// The capture to replay (pcap or pcapng).
+    /// The capture to replay (pcap or pcapng; `-`: standard input).
     input: PathBuf,
     /// Write the packets that pass (and forged RSTs) to this pcap.
     #[arg(short, long, value_name = "OUTPUT.pcap")]

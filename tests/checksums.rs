@@ -197,3 +197,107 @@ fn a_bad_ip_header_checksum_reaches_packet_rules_then_is_dropped() {
     assert_eq!(counter(&r.summary, "drop_bad_ip_checksum"), 1);
     assert!(r.summary.checksum_offload.is_empty());
 }
+
+/// `sluice pcap` on `input` (a path, or `-` for `stdin_bytes` written to a
+/// pipe), with a deadline: returns the exit status, the JSON summary and
+/// standard error.
+fn run_cli(
+    dir: &Path,
+    input: &str,
+    stdin_bytes: Option<Vec<u8>>,
+    extra: &[&str],
+) -> (i32, serde_json::Value, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let rules = dir.join("rules.lua");
+    fs::write(&rules, RULES).unwrap();
+    let summary = dir.join("summary.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("pcap")
+        .arg(&rules)
+        .arg(input)
+        .args(["--no-progress", "--alerts", "/dev/null", "--summary-json"])
+        .arg(&summary)
+        .args(extra)
+        .stdin(if stdin_bytes.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin_bytes {
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || stdin.write_all(&bytes));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice pcap {input} did not finish in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let json = fs::read(&summary).map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or_default();
+    (status.code().unwrap_or(-1), json, stderr)
+}
+
+#[test]
+fn a_capture_on_standard_input_is_verified_strictly_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("offload.pcap");
+    write_pcap_file(&file, &Framing::Ethernet, &offload_capture()).unwrap();
+    let bytes = fs::read(&file).unwrap();
+    let path = file.to_str().unwrap();
+    let (code, verify, _) = run_cli(tmp.path(), path, None, &["--checksums", "verify"]);
+    assert_eq!(code, 0);
+    for workers in ["1", "2"] {
+        let (code, piped, stderr) = run_cli(tmp.path(), "-", Some(bytes.clone()), &["--workers", workers]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("can be read only once"), "no warning with {workers} workers: {stderr}");
+        assert_eq!(stderr.matches("can be read only once").count(), 1, "{stderr}");
+        for key in ["packets_in", "accepted", "dropped"] {
+            assert_eq!(piped[key], verify[key], "{key} with {workers} workers: {stderr}");
+        }
+        assert_eq!(piped["checksum_offload"].as_array().map_or(0, Vec::len), 0);
+    }
+    // The same capture in a file: the offloading host is found.
+    let (_, auto, _) = run_cli(tmp.path(), path, None, &[]);
+    assert_eq!(auto["checksum_offload"][0]["host"], "10.0.0.2");
+    assert_eq!(auto["dropped"], 1);
+}
+
+#[test]
+fn a_clean_capture_on_standard_input_or_a_fifo_needs_no_second_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut clean = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    clean.handshake().send(Up, b"hello").send(Down, b"world").close();
+    let file = tmp.path().join("clean.pcap");
+    write_pcap_file(&file, &Framing::Ethernet, clean.packets()).unwrap();
+    let bytes = fs::read(&file).unwrap();
+    let (code, piped, stderr) = run_cli(tmp.path(), "-", Some(bytes.clone()), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("read only once"), "{stderr}");
+    assert_eq!(piped["packets_in"], clean.packets().len());
+    assert_eq!(piped["dropped"], 0);
+    // A FIFO, with an offloading host in it: read once (opening it again
+    // would wait for a writer that never comes), and the warning says why.
+    let fifo = tmp.path().join("capture.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let offload = tmp.path().join("offload.pcap");
+    write_pcap_file(&offload, &Framing::Ethernet, &offload_capture()).unwrap();
+    let (fifo2, offload2) = (fifo.clone(), offload.clone());
+    let writer = std::thread::spawn(move || fs::write(&fifo2, fs::read(offload2).unwrap()));
+    let (code, from_fifo, stderr) = run_cli(tmp.path(), fifo.to_str().unwrap(), None, &[]);
+    writer.join().unwrap().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("can be read only once"), "{stderr}");
+    assert_eq!(from_fifo["packets_in"], offload_capture().len());
+}

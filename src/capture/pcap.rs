@@ -43,6 +43,9 @@ pub const MAX_RECORD_LEN: u32 = 16 << 20;
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+/// The capture path that means standard input.
+pub const STDIN: &str = "-";
+
 /// One captured frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -189,6 +192,9 @@ type FileReader = io::Chain<Cursor<Vec<u8>>, BufReader<Box<dyn Read + Send>>>;
 /// A capture file being read record by record.
 pub struct PcapSource {
     path: PathBuf,
+    /// Opened from a regular file, which can be opened and read again from
+    /// its start (see [`PcapSource::rereadable`]).
+    regular_file: bool,
     link: LinkType,
     nanosecond: bool,
     snaplen: u32,
@@ -207,14 +213,27 @@ enum Inner {
 impl PcapSource {
     /// Opens a capture file and reads its header. A classic pcap in a
     /// regular file is mapped and its records are slices of the map; any
-    /// other file is read with `read()`.
+    /// other file is read with `read()`. `-` is standard input.
     pub fn open(path: impl AsRef<Path>) -> Result<PcapSource, CaptureError> {
         let path = path.as_ref().to_path_buf();
+        if path.as_os_str() == STDIN {
+            return Self::from_reader(path, io::stdin());
+        }
         let file = File::open(&path).map_err(|source| CaptureError::Io { path: path.clone(), source })?;
-        match super::file_map::map(&file) {
+        let regular_file = file.metadata().is_ok_and(|m| m.is_file());
+        let mut source = match super::file_map::map(&file) {
             Some(map) if map.len() >= 4 && map[..4] != PCAPNG_MAGIC => Self::mapped(path, Arc::new(map)),
             _ => Self::from_reader(path, file),
-        }
+        }?;
+        source.regular_file = regular_file;
+        Ok(source)
+    }
+
+    /// Whether the capture can be read again from its start
+    /// ([`PcapSource::rewound`]): a regular file can; a pipe, a FIFO, a
+    /// device, standard input or an in-memory capture can be read only once.
+    pub fn rereadable(&self) -> bool {
+        self.regular_file || matches!(self.inner, Inner::Mapped(_))
     }
 
     /// A classic pcap in `map`.
@@ -231,6 +250,7 @@ impl PcapSource {
             .ok_or(CaptureError::UnsupportedLinkType { path: path.clone(), link: link_number })?;
         Ok(PcapSource {
             path,
+            regular_file: false,
             link,
             nanosecond: header.ts_resolution == TsResolution::NanoSecond,
             snaplen: header.snaplen,
@@ -263,6 +283,7 @@ impl PcapSource {
             let snaplen = ng.snaplen;
             Ok(PcapSource {
                 path,
+                regular_file: false,
                 link,
                 nanosecond,
                 snaplen,
@@ -280,11 +301,18 @@ impl PcapSource {
 
     /// A new source reading this one's file from its first record. A
     /// mapped file is not mapped or read again: the new source shares the
-    /// map. Any other file is opened again.
+    /// map. Any other regular file is opened again. A capture that can be
+    /// read only once ([`PcapSource::rereadable`]) is an error, never opened
+    /// again by its name: a FIFO would wait for a new writer, and standard
+    /// input would give the bytes after ours.
     pub fn rewound(&self) -> Result<PcapSource, CaptureError> {
         match &self.inner {
             Inner::Mapped(m) => Self::mapped(self.path.clone(), Arc::clone(&m.map)),
-            Inner::Pcap(_) | Inner::PcapNg(_) => Self::open(&self.path),
+            Inner::Pcap(_) | Inner::PcapNg(_) if self.regular_file => Self::open(&self.path),
+            Inner::Pcap(_) | Inner::PcapNg(_) => Err(CaptureError::Io {
+                path: self.path.clone(),
+                source: io::Error::new(io::ErrorKind::Unsupported, "a stream can be read only once"),
+            }),
         }
     }
 
@@ -325,6 +353,7 @@ impl PcapSource {
             };
             PcapSource {
                 path: self.path.clone(),
+                regular_file: self.regular_file,
                 link: self.link,
                 nanosecond: self.nanosecond,
                 snaplen: self.snaplen,
@@ -1061,5 +1090,32 @@ mod tests {
             }
         }
         assert!(seen_records >= 9, "the whole capture has its records ({seen_records})");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_again() {
+        let bytes = capture();
+        let dir = tempfile::tempdir().unwrap();
+        // A file of that name exists: a stream must still not open it.
+        let path = dir.path().join("c.pcap");
+        std::fs::write(&path, &bytes).unwrap();
+        let stream = PcapSource::from_reader(&path, Cursor::new(bytes.clone())).unwrap();
+        assert!(!stream.rereadable());
+        let err = stream.rewound().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("can be read only once"), "{err}");
+        let mapped = PcapSource::open(&path).unwrap();
+        assert!(mapped.rereadable() && mapped.rewound().is_ok());
+        // A regular pcapng file is read with read(), and can be read again.
+        let ng = dir.path().join("c.pcapng");
+        let mut c = Conversation::new("10.0.0.1:4000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        c.handshake();
+        std::fs::write(
+            &ng,
+            crate::pcapgen::write_pcapng(Vec::new(), &Framing::Ethernet, c.packets()).unwrap(),
+        )
+        .unwrap();
+        let ng = PcapSource::open(&ng).unwrap();
+        assert!(!matches!(ng.inner, Inner::Mapped(_)) && ng.rereadable());
+        assert_eq!(read_all(ng.rewound().unwrap()).0.len(), 3);
     }
 }

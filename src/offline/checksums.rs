@@ -43,6 +43,18 @@ impl OffloadFinding {
     }
 }
 
+/// What `--checksums auto` says when it meets a wrong checksum in a capture
+/// it can read only once.
+fn read_once_warning(path: &str) -> String {
+    format!(
+        "checksums: {path} is a stream (pipe, FIFO, device or standard input) that can be read \
+         only once, so --checksums auto cannot count which hosts left their checksums to NIC \
+         offload: every wrong checksum is dropped, as with --checksums verify. To recognise \
+         offloading hosts, save the capture to a file; to accept every checksum, pass \
+         --checksums ignore"
+    )
+}
+
 /// The engine configuration for `opts.checksums`, and where `auto`'s scan
 /// of `source`'s capture (on `opts.workers` threads) leaves its result.
 pub(super) fn checksum_config(
@@ -55,6 +67,16 @@ pub(super) fn checksum_config(
         ChecksumMode::Ignore => config.verify_checksums = false,
         ChecksumMode::Verify => {}
         ChecksumMode::Auto if !config.verify_checksums => {}
+        ChecksumMode::Auto if !source.rereadable() => {
+            // The counting pass needs a second reading, which a stream does
+            // not allow: every checksum is verified, and the first wrong one
+            // says why hosts offloading to their NIC are not recognised.
+            let path = source.path().display().to_string();
+            config.checksum_offload = OffloadHosts::found_by(Box::new(move || {
+                tracing::warn!("{}", read_once_warning(&path));
+                Default::default()
+            }));
+        }
         ChecksumMode::Auto => {
             let source = source.rewound()?;
             let (threads, result) = (opts.workers, Arc::clone(&finding.0));
