@@ -532,6 +532,16 @@ impl<I: Inspector> Engine<I> {
         out.forged(packet);
     }
 
+    /// Makes the flow table's room for its flows now, so that the first
+    /// packet does not wait for it (inline mode calls it before binding
+    /// its queue).
+    pub fn prepare_for_traffic(&mut self) {
+        if self.config.passive {
+            self.passive.presize();
+        }
+        self.flows.presize();
+    }
+
     /// Number of flows in the table.
     pub fn flow_count(&self) -> usize {
         self.flows.len() + self.passive.len()

@@ -189,6 +189,18 @@ impl<F: FlowEntry> FlowTable<F> {
         Err(())
     }
 
+    /// Makes the index's room now instead of at the first insert. A
+    /// filter in the path of live traffic calls it before the first packet:
+    /// the room for a million flows took the first packet 1 ms to make.
+    pub fn presize(&mut self) {
+        if self.index.capacity() == 0 {
+            let chunks = &self.chunks;
+            let hasher = &self.hasher;
+            let rehash = |&s: &u32| key_at(chunks, s).map_or(0, |k| hasher.hash_one(k));
+            self.index.reserve(self.max.min(INDEX_PRESIZE_MAX), rehash);
+        }
+    }
+
     /// Inserts a flow (after [`FlowTable::make_room`]); its key must not be
     /// in the table.
     pub fn insert(&mut self, key: FlowKey, flow: F) {

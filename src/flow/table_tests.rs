@@ -260,3 +260,23 @@ fn a_driver_numbers_flows_from_its_position_but_ids_never_repeat() {
     t.set_next_id(21);
     assert_eq!(t.next_id(), 22, "position 21 was taken by that second flow");
 }
+
+#[test]
+fn a_presized_index_is_not_reallocated_by_the_first_inserts() {
+    let mut t = table(1_000);
+    assert_eq!(t.index.capacity(), 0, "no room before the first insert or presize");
+    t.presize();
+    let room = t.index.capacity();
+    assert!(room >= 1_000, "{room}");
+    let ctrl = t.index.iter().count();
+    assert_eq!(ctrl, 0);
+    for port in 0..1_000 {
+        t.insert(key(port), f(port, u64::from(port), true, 100));
+    }
+    assert_eq!(t.index.capacity(), room, "the inserts made no room of their own");
+    assert_eq!(t.len(), 1_000);
+    assert!(t.find(&key(999)).is_some());
+    // Presizing again changes nothing.
+    t.presize();
+    assert_eq!(t.index.capacity(), room);
+}

@@ -87,6 +87,10 @@ impl Worker {
                         return false;
                     }
                 };
+                // The engine is ready before the queue is bound: the first
+                // packet does not wait for the flow table to make its room.
+                let mut engine = Engine::with_stats(cfg.engine, inspector, cfg.stats);
+                engine.prepare_for_traffic();
                 let queue = match NfQueue::bind(&cfg.queue) {
                     Ok(q) => q,
                     Err(e) => {
@@ -95,7 +99,6 @@ impl Worker {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                let engine = Engine::with_stats(cfg.engine, inspector, cfg.stats);
                 let mut loop_ = WorkerLoop {
                     queue,
                     engine,
