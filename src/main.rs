@@ -79,7 +79,7 @@ struct PcapArgs {
     /// The capture to replay (pcap or pcapng; `-`: standard input).
     input: PathBuf,
     /// Write the packets that pass (and forged RSTs) to this pcap.
-    #[arg(short, long, value_name = "OUTPUT.pcap")]
+    #[arg(short, long, value_name = "OUTPUT.pcap", value_parser = output_path)]
     output: Option<PathBuf>,
     /// Write alerts (JSON lines) to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
@@ -268,4 +268,16 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `-o`'s file. `-` is refused rather than taken as a file of that name:
+/// it reads as standard output (as `-` reads as standard input for the
+/// capture), where alerts and the rules' `print` already go.
+fn output_path(arg: &str) -> Result<PathBuf, String> {
+    if arg == "-" {
+        return Err("the output pcap cannot go to standard output (alerts and the rules' print() \
+                    write there): give a file name (./- for a file named -)"
+            .into());
+    }
+    Ok(PathBuf::from(arg))
 }

@@ -59,6 +59,16 @@ fn replay_writes_output_and_summary_json() {
 }
 
 #[test]
+fn an_output_pcap_on_standard_output_is_refused() {
+    let rules = golden("passthrough", "rules.lua");
+    let input = golden("passthrough", "input.pcap");
+    let (code, out, err) = sluice(&["pcap", &rules, &input, "-o", "-"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot go to standard output"), "{err}");
+    assert!(out.is_empty() && !std::path::Path::new("-").exists());
+}
+
+#[test]
 fn bad_flag_is_a_usage_error() {
     let (code, _, _) = sluice(&["pcap", "--on-rule-error", "explode", "a", "b"]);
     assert_eq!(code, 2);
