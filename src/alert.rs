@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -22,6 +22,12 @@ impl std::fmt::Debug for AlertSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlertSink").finish_non_exhaustive()
     }
+}
+
+/// The `--alerts` file a command line names: `None` is standard output,
+/// and so is `-` (not a file of that name).
+pub fn alerts_file(arg: Option<PathBuf>) -> Option<PathBuf> {
+    arg.filter(|p| p.as_os_str() != "-")
 }
 
 impl AlertSink {

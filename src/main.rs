@@ -81,7 +81,7 @@ struct PcapArgs {
     /// Write the packets that pass (and forged RSTs) to this pcap.
     #[arg(short, long, value_name = "OUTPUT.pcap", value_parser = output_path)]
     output: Option<PathBuf>,
-    /// Write alerts (JSON lines) to this file instead of stdout.
+    /// Write alerts (JSON lines) to this file instead of stdout (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     alerts: Option<PathBuf>,
     /// Write each TCP direction's delivered bytes into this directory.
@@ -165,7 +165,7 @@ fn pcap(args: &PcapArgs) -> ExitCode {
         rules: args.rules.clone(),
         input: args.input.clone(),
         output: args.output.clone(),
-        alerts: args.alerts.clone(),
+        alerts: sluice::alert::alerts_file(args.alerts.clone()),
         dump_streams: args.dump_streams.clone(),
         engine,
         rules_config,

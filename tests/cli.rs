@@ -69,6 +69,20 @@ fn an_output_pcap_on_standard_output_is_refused() {
 }
 
 #[test]
+fn alerts_dash_is_standard_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(tmp.path())
+        .args(["pcap", &golden("alerts", "rules.lua"), &golden("alerts", "input.pcap"), "--alerts", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let expected = std::fs::read_to_string(golden("alerts", "expected-alerts.jsonl")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert!(!tmp.path().join("-").exists(), "no file named -");
+}
+
+#[test]
 fn bad_flag_is_a_usage_error() {
     let (code, _, _) = sluice(&["pcap", "--on-rule-error", "explode", "a", "b"]);
     assert_eq!(code, 2);

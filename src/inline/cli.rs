@@ -57,7 +57,7 @@ pub struct RunArgs {
     /// Mark bits of a bypassed connection (distinct from --mark).
     #[arg(long, default_value = "0x1000000", value_parser = parse_mark)]
     pub bypass_mark: u32,
-    /// Write alerts as JSON lines to this file (default: stdout).
+    /// Write alerts as JSON lines to this file (default, or `-`: stdout).
     #[arg(long)]
     pub alerts: Option<PathBuf>,
     /// Unix socket serving the counters to `sluice stats`.
@@ -89,7 +89,7 @@ impl From<RunArgs> for InlineOptions {
         o.install_iptables = a.install_iptables;
         o.bypass_when_down = a.bypass_when_down;
         o.bypass_mark = a.bypass_mark;
-        o.alerts = a.alerts;
+        o.alerts = crate::alert::alerts_file(a.alerts);
         o.stats_socket = a.stats_socket;
         a.limits.apply(&mut o.engine, &mut o.rules_config);
         o.engine.receiver = a.receiver.table();
@@ -197,6 +197,14 @@ mod tests {
         assert_eq!((o.engine.stream_depth, o.engine.bypass), (0, Bypass::Off));
         assert!(T::try_parse_from(["x", "r.lua", "--bypass=sometimes"]).is_err());
         assert!(T::try_parse_from(["x", "r.lua", "--queue", "1", "--queues", "1:2"]).is_err());
+    }
+
+    #[test]
+    fn alerts_dash_is_standard_output() {
+        let o: InlineOptions = T::parse_from(["x", "r.lua", "--alerts", "-"]).run.into();
+        assert_eq!(o.alerts, None);
+        let o: InlineOptions = T::parse_from(["x", "r.lua", "--alerts", "a.jsonl"]).run.into();
+        assert_eq!(o.alerts, Some(std::path::PathBuf::from("a.jsonl")));
     }
 
     #[test]
