@@ -87,7 +87,7 @@ struct PcapArgs {
     /// Write each TCP direction's delivered bytes into this directory.
     #[arg(long, value_name = "DIR")]
     dump_streams: Option<PathBuf>,
-    /// Also write the summary as JSON to this file.
+    /// Also write the summary as JSON to this file (`-`: stdout, with --alerts FILE).
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
     /// Never show a progress bar.
@@ -160,6 +160,11 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn pcap(args: &PcapArgs) -> ExitCode {
+    let summary_to_stdout = args.summary_json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if summary_to_stdout && sluice::alert::alerts_file(args.alerts.clone()).is_none() {
+        eprintln!("sluice: --summary-json - writes to standard output, where alerts go by default: give --alerts FILE");
+        return ExitCode::from(2);
+    }
     let (engine, rules_config) = args.configs();
     let opts = OfflineOptions {
         rules: args.rules.clone(),
@@ -192,7 +197,12 @@ fn pcap(args: &PcapArgs) -> ExitCode {
     eprint!("{summary}");
     if let Some(path) = &args.summary_json {
         let text = summary.to_json().to_string() + "\n";
-        if let Err(e) = std::fs::write(path, text) {
+        let written = if summary_to_stdout {
+            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+        } else {
+            std::fs::write(path, text)
+        };
+        if let Err(e) = written {
             eprintln!("sluice: {}: {e}", path.display());
             return ExitCode::from(1);
         }

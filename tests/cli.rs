@@ -83,6 +83,37 @@ fn alerts_dash_is_standard_output() {
 }
 
 #[test]
+fn summary_json_dash_is_standard_output_when_alerts_go_to_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alerts = tmp.path().join("alerts.jsonl");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(tmp.path())
+            .args([
+                "pcap",
+                &golden("alerts", "rules.lua"),
+                &golden("alerts", "input.pcap"),
+                "--summary-json",
+                "-",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--alerts", alerts.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["packets_in"], 16);
+    assert!(json["alerts"].as_u64().is_some_and(|n| n > 0));
+    // Alerts would share standard output with it: refused before anything runs.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --alerts FILE"));
+    assert!(out.stdout.is_empty());
+    assert!(!tmp.path().join("-").exists(), "no file named -");
+}
+
+#[test]
 fn bad_flag_is_a_usage_error() {
     let (code, _, _) = sluice(&["pcap", "--on-rule-error", "explode", "a", "b"]);
     assert_eq!(code, 2);
