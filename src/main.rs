@@ -160,8 +160,9 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn pcap(args: &PcapArgs) -> ExitCode {
+    let alerts = sluice::alert::alerts_file(args.alerts.clone());
     let summary_to_stdout = args.summary_json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if summary_to_stdout && sluice::alert::alerts_file(args.alerts.clone()).is_none() {
+    if summary_to_stdout && alerts.is_none() {
         eprintln!("sluice: --summary-json - writes to standard output, where alerts go by default: give --alerts FILE");
         return ExitCode::from(2);
     }
@@ -170,7 +171,7 @@ fn pcap(args: &PcapArgs) -> ExitCode {
         rules: args.rules.clone(),
         input: args.input.clone(),
         output: args.output.clone(),
-        alerts: sluice::alert::alerts_file(args.alerts.clone()),
+        alerts,
         dump_streams: args.dump_streams.clone(),
         engine,
         rules_config,

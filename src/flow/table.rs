@@ -189,9 +189,9 @@ impl<F: FlowEntry> FlowTable<F> {
         Err(())
     }
 
-    /// Makes the index's room now instead of at the first insert. A
-    /// filter in the path of live traffic calls it before the first packet:
-    /// the room for a million flows took the first packet 1 ms to make.
+    /// Makes the index's room (once; the first insert does it otherwise).
+    /// A filter in the path of live traffic calls it before the first
+    /// packet: the room for a million flows took the first packet 1 ms.
     pub fn presize(&mut self) {
         if self.index.capacity() == 0 {
             let chunks = &self.chunks;
@@ -211,12 +211,10 @@ impl<F: FlowEntry> FlowTable<F> {
         }
         let (id, deadline) = (flow.id(), flow.deadline());
         let slot = self.alloc(flow);
+        self.presize();
         let hasher = &self.hasher;
         let chunks = &self.chunks;
         let rehash = |&s: &u32| key_at(chunks, s).map_or(0, |k| hasher.hash_one(k));
-        if self.index.capacity() == 0 {
-            self.index.reserve(self.max.min(INDEX_PRESIZE_MAX), rehash);
-        }
         self.index.insert_unique(hasher.hash_one(key), slot, rehash);
         self.recent.set(slot);
         self.len += 1;
