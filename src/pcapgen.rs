@@ -77,6 +77,15 @@ impl Conversation {
         self
     }
 
+    /// Moves the next sequence number of the sender of `dir` past `bytes`
+    /// it sent by other means: segments made with [`Conversation::build`]
+    /// (cut into IP fragments, or sent out of order).
+    pub fn skip(&mut self, dir: Direction, bytes: u32) -> &mut Self {
+        let i = dir.index();
+        self.next_seq[i] = self.next_seq[i] + bytes;
+        self
+    }
+
     /// The client's address.
     pub fn client(&self) -> SocketAddr {
         self.client

@@ -29,6 +29,12 @@ pub(super) fn take(into: &mut Vec<u8>) {
     });
 }
 
+/// How many bytes this thread logged since the last [`take`] (0 if it
+/// does not capture): where a line logged now will start.
+pub(super) fn pending() -> usize {
+    CAPTURED.with(|c| c.borrow().as_ref().map_or(0, Vec::len))
+}
+
 /// A `tracing-subscriber` writer: standard error, except on a worker
 /// thread of `sluice pcap --workers N`, whose lines wait for their turn.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,9 +84,11 @@ mod tests {
             let mut w = OrderedStderr.make_writer();
             w.write_all(b"one\n").unwrap();
             w.write_all(b"two\n").unwrap();
+            assert_eq!(pending(), 8);
             let mut got = Vec::new();
             take(&mut got);
             assert_eq!(got, b"one\ntwo\n");
+            assert_eq!(pending(), 0);
             take(&mut got);
             assert_eq!(got, b"one\ntwo\n", "taken once");
         })

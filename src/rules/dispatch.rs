@@ -7,12 +7,13 @@ use mlua::{MultiValue, Value};
 
 use super::carry;
 use super::error::error_message;
+use super::error_log::{log_rule_error, RuleErrorLine};
 use super::packet::{Layer, PacketUd};
 use super::LuaRules;
 use crate::config::ErrorPolicy;
 use crate::flow::Direction;
 use crate::inspect::{Action, Context, Event, EventArgs, FlowInfo, Inspector};
-use crate::stats::{Counter, Stats};
+use crate::stats::Counter;
 use crate::wire::Decoded;
 
 /// What an event carries besides its flow.
@@ -79,7 +80,7 @@ impl LuaRules {
                     if let Err(e) =
                         super::policy::run_connection_point(&self.lua, &self.policies[idx], f, args.front())
                     {
-                        report(&self.stats, "(policy)", 1, &e);
+                        self.report(None, "(policy)", 1, &e);
                         failed = true;
                     }
                 }
@@ -121,15 +122,30 @@ impl LuaRules {
 
     /// Counts and logs an error of rule `i` of `event`.
     pub(super) fn rule_failed(&mut self, event: Event, i: usize, e: &mlua::Error) {
-        if let Some(rule) = self.rules[event.index()].get_mut(i) {
-            rule.errors += 1;
-            report(&self.stats, &rule.label, rule.errors, e);
-        }
+        let Some(rule) = self.rules[event.index()].get_mut(i) else { return };
+        rule.errors += 1;
+        let (order, nth, label) = (rule.order, rule.errors, rule.label.clone());
+        self.report(Some(order), &label, nth, e);
     }
 
     /// An event could not be set up (no rule ran).
     pub(super) fn report_setup(&self, e: &mlua::Error) {
-        report(&self.stats, "(event setup)", 1, e);
+        self.report(None, "(event setup)", 1, e);
+    }
+
+    /// Counts error `nth` of `rule` (see [`RuleErrorLine::rule`]) and logs
+    /// it, or hands it over to be logged.
+    fn report(&self, rule: Option<usize>, label: &str, nth: u64, e: &mlua::Error) {
+        self.stats.inc(Counter::RuleErrors);
+        let message = match e {
+            // Lua gives no location for an allocation that failed: the rule is the location.
+            mlua::Error::MemoryError(_) => format!("{label}: Lua memory limit exceeded"),
+            _ => error_message(e),
+        };
+        match &self.error_lines {
+            Some(hand_over) => hand_over(RuleErrorLine { rule, label: label.to_string(), message }),
+            None => log_rule_error(label, nth, &message),
+        }
     }
 
     /// Starts an event of `info`'s connection and takes its slot out of
@@ -203,32 +219,6 @@ impl LuaRules {
         action
     }
 }
-
-/// Counts a rule error and logs it. A rule failing on every packet would
-/// flood the log, so each rule logs its first ten errors, then every
-/// thousandth (the counter counts them all).
-fn report(stats: &Stats, rule: &str, nth: u64, e: &mlua::Error) {
-    stats.inc(Counter::RuleErrors);
-    if nth <= LOGGED_ERRORS || nth % 1000 == 0 {
-        let msg = match e {
-            // Lua gives no location for an allocation that failed: the rule is the location.
-            mlua::Error::MemoryError(_) => format!("{rule}: Lua memory limit exceeded"),
-            _ => error_message(e),
-        };
-        tracing::warn!(target: "sluice::rules", rule = %rule, errors = nth, "rule error: {msg}");
-    }
-    if nth == LOGGED_ERRORS {
-        tracing::warn!(
-            target: "sluice::rules",
-            rule = %rule,
-            "rule {rule} failed {LOGGED_ERRORS} times: from now on only every 1000th of its errors is logged \
-             (all are counted in rule_errors and in the per-rule summary)"
-        );
-    }
-}
-
-/// Errors of one rule logged in full before the log thins out.
-const LOGGED_ERRORS: u64 = 10;
 
 impl Inspector for LuaRules {
     fn subscribed(&self, event: Event) -> bool {

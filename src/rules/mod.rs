@@ -24,6 +24,7 @@ mod dispatch;
 mod dissectors;
 mod end_event;
 mod error;
+mod error_log;
 mod event_data;
 mod event_data_c;
 mod flow;
@@ -53,6 +54,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::RuleError;
+pub use error_log::{ErrorLineSink, RuleErrorLine, RuleErrorLog};
 
 use crate::alert::AlertSink;
 use crate::config::{ErrorPolicy, RulesConfig};
@@ -101,6 +103,8 @@ pub struct LuaRules {
     on_error: ErrorPolicy,
     memory_limit: usize,
     stats: Arc<Stats>,
+    /// Set: rule errors go there instead of the log (`error_log.rs`).
+    error_lines: Option<ErrorLineSink>,
     rule_count: usize,
     policy_count: usize,
 }
@@ -189,9 +193,18 @@ impl LuaRules {
             on_error: cfg.on_error,
             memory_limit: cfg.memory_limit,
             stats: sinks.stats,
+            error_lines: None,
             rule_count,
             policy_count,
         })
+    }
+
+    /// From now on each rule error is handed to `sink` instead of being
+    /// logged (it is still counted): for a caller that runs several rule
+    /// sets over shards of one input and logs their errors in input order
+    /// through one [`RuleErrorLog`].
+    pub fn hand_over_error_logs(&mut self, sink: ErrorLineSink) {
+        self.error_lines = Some(sink);
     }
 
     /// Number of rules (`haka.rule`) loaded.

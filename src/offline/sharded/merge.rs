@@ -12,6 +12,7 @@ use std::vec;
 use crate::capture::pcap::Record;
 use crate::engine::Emitted;
 use crate::inspect::NoRules;
+use crate::rules::{RuleErrorLine, RuleErrorLog};
 use crate::stream_dump::StreamDump;
 
 use super::super::apply::Applier;
@@ -79,12 +80,13 @@ fn renumber(line: &[u8], id: u64) -> Option<Vec<u8>> {
 struct Cursor {
     pieces: Vec<Piece>,
     next: usize,
-    /// Ends of the last piece taken.
-    at: (usize, usize, usize, usize),
+    /// Ends of the last piece taken: items, alerts, logs, errors, dump.
+    at: (usize, usize, usize, usize, usize),
     items: vec::IntoIter<Emitted>,
     records: vec::IntoIter<Record>,
     alerts: Vec<u8>,
     logs: Vec<u8>,
+    errors: vec::IntoIter<(usize, RuleErrorLine)>,
     dump: vec::IntoIter<DumpEvent>,
 }
 
@@ -93,11 +95,12 @@ impl Cursor {
         Cursor {
             pieces: d.pieces,
             next: 0,
-            at: (0, 0, 0, 0),
+            at: (0, 0, 0, 0, 0),
             items: d.items.into_iter(),
             records: d.records.into_iter(),
             alerts: d.alerts,
             logs: d.logs,
+            errors: d.errors.into_iter(),
             dump: d.dump.into_iter(),
         }
     }
@@ -127,6 +130,8 @@ pub(super) struct Merge<'a, W: Write> {
     pub(super) apply: Applier<'a, W>,
     pub(super) alerts: AlertOut,
     pub(super) dump: Option<StreamDump<NoRules>>,
+    /// Rule errors counted over every worker, in input order.
+    errors: RuleErrorLog,
     workers: Vec<Cursor>,
 }
 
@@ -138,7 +143,13 @@ impl<'a, W: Write> Merge<'a, W> {
         dump: Option<StreamDump<NoRules>>,
         workers: usize,
     ) -> Self {
-        Merge { apply, alerts, dump, workers: (0..workers).map(|_| Cursor::default()).collect() }
+        Merge {
+            apply,
+            alerts,
+            dump,
+            errors: RuleErrorLog::default(),
+            workers: (0..workers).map(|_| Cursor::default()).collect(),
+        }
     }
 
     /// The workers' answers for the next batch.
@@ -233,19 +244,26 @@ impl<'a, W: Write> Merge<'a, W> {
     }
 
     /// Applies worker `w`'s next piece: its items, alert lines, log lines
-    /// and stream bytes.
+    /// (with its rule errors logged where they came) and stream bytes.
     fn piece(&mut self, w: usize, time_ns: u64) -> Result<(), MergeError> {
         let Some(c) = self.workers.get_mut(w) else { return Ok(()) };
         let Some(p) = c.pieces.get(c.next).copied() else { return Ok(()) };
         c.next += 1;
-        let (items, alerts, logs, dump) = c.at;
-        c.at = (p.items, p.alerts, p.logs, p.dump);
+        let (items, alerts, logs, errors, dump) = c.at;
+        c.at = (p.items, p.alerts, p.logs, p.errors, p.dump);
         self.apply.apply(c.items.by_ref().take(p.items - items), time_ns)?;
         if p.alerts > alerts {
             self.alerts.write(&c.alerts[alerts..p.alerts]);
         }
-        if p.logs > logs {
-            let _ = io::stderr().write_all(&c.logs[logs..p.logs]);
+        let mut logged = logs;
+        for (at, line) in c.errors.by_ref().take(p.errors - errors) {
+            let at = at.clamp(logged, p.logs);
+            let _ = io::stderr().write_all(&c.logs[logged..at]);
+            logged = at;
+            self.errors.log(&line);
+        }
+        if p.logs > logged {
+            let _ = io::stderr().write_all(&c.logs[logged..p.logs]);
         }
         if p.dump > dump {
             let events = c.dump.by_ref().take(p.dump - dump);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::capture::pcap::{CaptureError, Record};
 use crate::engine::{ChecksumState, Emitted, Reassembled};
+use crate::rules::RuleErrorLine;
 use crate::time::Timestamp;
 
 use super::dump_tap::DumpEvent;
@@ -57,8 +58,8 @@ impl Job {
 pub(super) const END: u64 = u64::MAX;
 
 /// What a worker emitted for one record, or for one flow it retired.
-/// Its items, alert bytes, log bytes and dump events run from the end of
-/// the worker's previous piece to the ends given here.
+/// Its items, alert bytes, log bytes, rule errors and dump events run from
+/// the end of the worker's previous piece to the ends given here.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Piece {
     /// The record (or [`END`]).
@@ -69,6 +70,7 @@ pub(super) struct Piece {
     pub(super) items: usize,
     pub(super) alerts: usize,
     pub(super) logs: usize,
+    pub(super) errors: usize,
     pub(super) dump: usize,
 }
 
@@ -81,6 +83,9 @@ pub(super) struct Done {
     pub(super) records: Vec<Record>,
     pub(super) alerts: Vec<u8>,
     pub(super) logs: Vec<u8>,
+    /// Rule errors, for the merge to log (counted in input order), each
+    /// at its place in `logs`.
+    pub(super) errors: Vec<(usize, RuleErrorLine)>,
     pub(super) dump: Vec<DumpEvent>,
     /// On the last batch: every rule's label and error count, in declaration order.
     pub(super) rule_errors: Option<Vec<(String, u64)>>,

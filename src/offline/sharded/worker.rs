@@ -17,7 +17,7 @@ use crate::alert::AlertSink;
 use crate::capture::pcap::Record;
 use crate::config::{EngineConfig, RulesConfig};
 use crate::engine::{ChecksumState, Engine, Output, Packet};
-use crate::rules::{LuaRules, RuleSinks};
+use crate::rules::{LuaRules, RuleErrorLine, RuleSinks};
 use crate::stats::Stats;
 
 use super::super::log_capture;
@@ -47,9 +47,14 @@ impl Write for AlertBuf {
     }
 }
 
+/// Rule errors handed over by the worker's rules, each with where its log
+/// line would have started in the bytes logged since the last piece.
+type ErrorBuf = Arc<Mutex<Vec<(usize, RuleErrorLine)>>>;
+
 /// Where a worker's rules leave what the merge must order.
 struct Side {
     alerts: AlertBuf,
+    errors: ErrorBuf,
     tapped: Tapped,
 }
 
@@ -63,6 +68,11 @@ impl Done {
                 self.alerts.append(&mut a);
             }
         }
+        {
+            let mut e = side.errors.lock();
+            let base = self.logs.len();
+            self.errors.extend(e.drain(..).map(|(at, line)| (base + at, line)));
+        }
         log_capture::take(&mut self.logs);
         self.dump.append(&mut side.tapped.borrow_mut());
         self.pieces.push(Piece {
@@ -71,6 +81,7 @@ impl Done {
             items: self.items.len(),
             alerts: self.alerts.len(),
             logs: self.logs.len(),
+            errors: self.errors.len(),
             dump: self.dump.len(),
         });
     }
@@ -80,16 +91,23 @@ impl Done {
 /// A rule file that does not load is reported as the first answer.
 pub(super) fn run(setup: Setup, work: Receiver<Work>, done: SyncSender<Result<Done, String>>) {
     log_capture::begin();
-    let side = Side { alerts: AlertBuf::default(), tapped: Rc::new(RefCell::new(Vec::new())) };
+    let side = Side {
+        alerts: AlertBuf::default(),
+        errors: ErrorBuf::default(),
+        tapped: Rc::new(RefCell::new(Vec::new())),
+    };
     let sinks =
         RuleSinks { alerts: AlertSink::to_writer(Box::new(side.alerts.clone())), stats: setup.stats.clone() };
-    let rules = match LuaRules::load(&setup.rules, &setup.rules_config, sinks) {
+    let mut rules = match LuaRules::load(&setup.rules, &setup.rules_config, sinks) {
         Ok(r) => r,
         Err(e) => {
             let _ = done.send(Err(e.to_string()));
             return;
         }
     };
+    // Each worker sees only its shard's errors: the merge counts them.
+    let errors = Arc::clone(&side.errors);
+    rules.hand_over_error_logs(Box::new(move |line| errors.lock().push((log_capture::pending(), line))));
     let tap = DumpTap::new(rules, setup.dump, Rc::clone(&side.tapped));
     let mut engine = Engine::with_stats(setup.config, tap, setup.stats);
     let mut out = Output::new();
