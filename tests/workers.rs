@@ -118,7 +118,12 @@ haka.rule {
   on = tcp_connection.events.receive_data,
   eval = function (flow, data, dir)
     -- Logged after the error of the rule before, in the same event.
-    if data:asstring():find("boom", 1, true) then haka.log("after boom %d", flow.srcport) end
+    if data:asstring():find("boom", 1, true) then
+      haka.log("after boom %d", flow.srcport)
+      haka.alert{ description = "boom before print" }
+      print("printed after boom", flow.srcport, dir)
+      haka.alert{ description = "boom after print" }
+    end
   end
 }
 "#;
@@ -238,6 +243,8 @@ struct Outputs {
     stderr: String,
     /// Stream dump files by name.
     dump: Vec<(String, Vec<u8>)>,
+    /// What the rules printed.
+    stdout: Vec<u8>,
     status: Option<i32>,
 }
 
@@ -288,6 +295,7 @@ fn run(rules: &Path, input: &Path, workers: usize, extra: &[&str]) -> Outputs {
         summary_json: fs::read(p("summary.json")).unwrap_or_default(),
         stderr,
         dump,
+        stdout: out.stdout,
         status: out.status.code(),
     }
 }
@@ -315,6 +323,11 @@ fn assert_same_for_any_worker_count(rules: &Path, input: &Path, extra: &[&str]) 
         let names = |o: &Outputs| o.dump.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         assert_eq!(names(&many), names(&one), "{what}: stream dump files");
         assert!(many.dump == one.dump, "{what}: stream dump contents");
+        assert_same_lines(
+            &String::from_utf8_lossy(&many.stdout),
+            &String::from_utf8_lossy(&one.stdout),
+            &format!("{what}: printed lines"),
+        );
     }
     one
 }
@@ -464,6 +477,36 @@ fn rule_errors_are_logged_in_input_order_counted_over_all_workers() {
     assert!(logged[9].ends_with("errors=10"), "{}", logged[9]);
     assert!(logged[10].ends_with("errors=1000"), "{}", logged[10]);
     assert_eq!(one.stderr.matches("failed 10 times: from now on").count(), 1, "{}", one.stderr);
+}
+
+/// Alerts on standard output (the default) and the rules' `print` lines
+/// interleave there as with one worker.
+#[test]
+fn printed_lines_and_alerts_share_standard_output_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let input = dir.path().join("in.pcap");
+    write_capture(&input, &crafted());
+    let stdout = |workers: usize| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("pcap")
+            .arg(&rules)
+            .arg(&input)
+            .args(["--workers", &workers.to_string(), "--allow-rule-errors", "--no-progress"])
+            .env("SLUICE_LOG", "error")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let one = stdout(1);
+    let lines: Vec<&str> = one.lines().collect();
+    let printed = lines.iter().position(|l| l.starts_with("printed after boom")).expect("a printed line");
+    assert!(lines[printed - 1].contains("boom before print"), "{one}");
+    assert!(lines[printed + 1].contains("boom after print"), "{one}");
+    for n in 2..=4 {
+        assert_same_lines(&stdout(n), &one, &format!("standard output with {n} workers"));
+    }
 }
 
 /// Real captures: every pcap under `$SLUICE_REAL_CAPTURES` (colon-separated

@@ -1,6 +1,6 @@
 //! `haka.log` and `print`. Rule logs become `tracing` events with target
 //! `sluice::rules` (the prelude formats them with `string.format` first);
-//! `print` writes one line to standard output.
+//! `print` writes one line to standard output (or hands it over).
 
 use std::io::Write;
 
@@ -21,8 +21,19 @@ pub(super) fn log(lua: &Lua, (level, msg): (mlua::String, mlua::String)) -> mlua
     Ok(())
 }
 
+/// Where `print` lines go instead of standard output, if set (app data of
+/// the Lua state; see [`super::LuaRules::hand_over_prints`]).
+pub(super) struct PrintSink(pub(super) PrintLineSink);
+
+/// Takes each line a rule prints, without its newline.
+pub type PrintLineSink = Box<dyn Fn(&[u8]) + Send>;
+
 /// The raw print function: one line, already joined by the prelude.
-pub(super) fn print(_: &Lua, line: mlua::String) -> mlua::Result<()> {
+pub(super) fn print(lua: &Lua, line: mlua::String) -> mlua::Result<()> {
+    if let Some(sink) = lua.app_data_ref::<PrintSink>() {
+        (sink.0)(&line.as_bytes());
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     // A closed stdout must not turn into a rule error.
     let _ = out.write_all(&line.as_bytes()).and_then(|()| out.write_all(b"\n"));

@@ -55,6 +55,7 @@ use std::sync::Arc;
 
 pub use error::RuleError;
 pub use error_log::{ErrorLineSink, RuleErrorLine, RuleErrorLog};
+pub use log::PrintLineSink;
 
 use crate::alert::AlertSink;
 use crate::config::{ErrorPolicy, RulesConfig};
@@ -205,6 +206,12 @@ impl LuaRules {
     /// through one [`RuleErrorLog`].
     pub fn hand_over_error_logs(&mut self, sink: ErrorLineSink) {
         self.error_lines = Some(sink);
+    }
+
+    /// From now on each line the rules `print` is handed to `sink`
+    /// (without its newline) instead of being written to standard output.
+    pub fn hand_over_prints(&mut self, sink: PrintLineSink) {
+        self.lua.set_app_data(log::PrintSink(sink));
     }
 
     /// Number of rules (`haka.rule`) loaded.

@@ -75,18 +75,26 @@ fn renumber(line: &[u8], id: u64) -> Option<Vec<u8>> {
     Some(l)
 }
 
+/// A line a rule printed, written as `print` writes it with one worker.
+fn print_line(line: &[u8]) {
+    let mut out = io::stdout().lock();
+    // A closed stdout must not stop the run (nor does it with one worker).
+    let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+}
+
 /// Where the merge is in one worker's answer for the current batch.
 #[derive(Default)]
 struct Cursor {
     pieces: Vec<Piece>,
     next: usize,
-    /// Ends of the last piece taken: items, alerts, logs, errors, dump.
-    at: (usize, usize, usize, usize, usize),
+    /// The last piece taken: where the next one's items, bytes... start.
+    at: Piece,
     items: vec::IntoIter<Emitted>,
     records: vec::IntoIter<Record>,
     alerts: Vec<u8>,
     logs: Vec<u8>,
     errors: vec::IntoIter<(usize, RuleErrorLine)>,
+    prints: vec::IntoIter<(usize, Vec<u8>)>,
     dump: vec::IntoIter<DumpEvent>,
 }
 
@@ -95,12 +103,13 @@ impl Cursor {
         Cursor {
             pieces: d.pieces,
             next: 0,
-            at: (0, 0, 0, 0, 0),
+            at: Piece::default(),
             items: d.items.into_iter(),
             records: d.records.into_iter(),
             alerts: d.alerts,
             logs: d.logs,
             errors: d.errors.into_iter(),
+            prints: d.prints.into_iter(),
             dump: d.dump.into_iter(),
         }
     }
@@ -243,20 +252,28 @@ impl<'a, W: Write> Merge<'a, W> {
         }
     }
 
-    /// Applies worker `w`'s next piece: its items, alert lines, log lines
-    /// (with its rule errors logged where they came) and stream bytes.
+    /// Applies worker `w`'s next piece: its items, alert lines (with the
+    /// lines its rules printed where they came), log lines (with its rule
+    /// errors logged where they came) and stream bytes.
     fn piece(&mut self, w: usize, time_ns: u64) -> Result<(), MergeError> {
         let Some(c) = self.workers.get_mut(w) else { return Ok(()) };
         let Some(p) = c.pieces.get(c.next).copied() else { return Ok(()) };
         c.next += 1;
-        let (items, alerts, logs, errors, dump) = c.at;
-        c.at = (p.items, p.alerts, p.logs, p.errors, p.dump);
-        self.apply.apply(c.items.by_ref().take(p.items - items), time_ns)?;
-        if p.alerts > alerts {
-            self.alerts.write(&c.alerts[alerts..p.alerts]);
+        let from = c.at;
+        c.at = p;
+        self.apply.apply(c.items.by_ref().take(p.items - from.items), time_ns)?;
+        let mut written = from.alerts;
+        for (at, line) in c.prints.by_ref().take(p.prints - from.prints) {
+            let at = at.clamp(written, p.alerts);
+            self.alerts.write(&c.alerts[written..at]);
+            written = at;
+            print_line(&line);
         }
-        let mut logged = logs;
-        for (at, line) in c.errors.by_ref().take(p.errors - errors) {
+        if p.alerts > written {
+            self.alerts.write(&c.alerts[written..p.alerts]);
+        }
+        let mut logged = from.logs;
+        for (at, line) in c.errors.by_ref().take(p.errors - from.errors) {
             let at = at.clamp(logged, p.logs);
             let _ = io::stderr().write_all(&c.logs[logged..at]);
             logged = at;
@@ -265,8 +282,8 @@ impl<'a, W: Write> Merge<'a, W> {
         if p.logs > logged {
             let _ = io::stderr().write_all(&c.logs[logged..p.logs]);
         }
-        if p.dump > dump {
-            let events = c.dump.by_ref().take(p.dump - dump);
+        if p.dump > from.dump {
+            let events = c.dump.by_ref().take(p.dump - from.dump);
             match self.dump.as_mut() {
                 Some(d) => dump_tap::play(d, events),
                 None => events.for_each(drop),

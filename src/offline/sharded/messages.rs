@@ -58,9 +58,10 @@ impl Job {
 pub(super) const END: u64 = u64::MAX;
 
 /// What a worker emitted for one record, or for one flow it retired.
-/// Its items, alert bytes, log bytes, rule errors and dump events run from
-/// the end of the worker's previous piece to the ends given here.
-#[derive(Debug, Clone, Copy)]
+/// Its items, alert bytes, log bytes, rule errors, printed lines and dump
+/// events run from the end of the worker's previous piece to the ends
+/// given here.
+#[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Piece {
     /// The record (or [`END`]).
     pub(super) index: u64,
@@ -71,6 +72,7 @@ pub(super) struct Piece {
     pub(super) alerts: usize,
     pub(super) logs: usize,
     pub(super) errors: usize,
+    pub(super) prints: usize,
     pub(super) dump: usize,
 }
 
@@ -86,6 +88,9 @@ pub(super) struct Done {
     /// Rule errors, for the merge to log (counted in input order), each
     /// at its place in `logs`.
     pub(super) errors: Vec<(usize, RuleErrorLine)>,
+    /// Lines the rules printed, for the merge to write to standard output,
+    /// each at its place in `alerts` (which may go there too).
+    pub(super) prints: Vec<(usize, Vec<u8>)>,
     pub(super) dump: Vec<DumpEvent>,
     /// On the last batch: every rule's label and error count, in declaration order.
     pub(super) rule_errors: Option<Vec<(String, u64)>>,

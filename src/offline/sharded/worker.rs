@@ -51,10 +51,15 @@ impl Write for AlertBuf {
 /// line would have started in the bytes logged since the last piece.
 type ErrorBuf = Arc<Mutex<Vec<(usize, RuleErrorLine)>>>;
 
+/// Lines printed by the worker's rules, each with where it came among the
+/// alert bytes written since the last piece.
+type PrintBuf = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
 /// Where a worker's rules leave what the merge must order.
 struct Side {
     alerts: AlertBuf,
     errors: ErrorBuf,
+    prints: PrintBuf,
     tapped: Tapped,
 }
 
@@ -64,6 +69,8 @@ impl Done {
         self.items.append(&mut out.items);
         {
             let mut a = side.alerts.0.lock();
+            let base = self.alerts.len();
+            self.prints.extend(side.prints.lock().drain(..).map(|(at, line)| (base + at, line)));
             if !a.is_empty() {
                 self.alerts.append(&mut a);
             }
@@ -82,6 +89,7 @@ impl Done {
             alerts: self.alerts.len(),
             logs: self.logs.len(),
             errors: self.errors.len(),
+            prints: self.prints.len(),
             dump: self.dump.len(),
         });
     }
@@ -94,6 +102,7 @@ pub(super) fn run(setup: Setup, work: Receiver<Work>, done: SyncSender<Result<Do
     let side = Side {
         alerts: AlertBuf::default(),
         errors: ErrorBuf::default(),
+        prints: PrintBuf::default(),
         tapped: Rc::new(RefCell::new(Vec::new())),
     };
     let sinks =
@@ -108,6 +117,12 @@ pub(super) fn run(setup: Setup, work: Receiver<Work>, done: SyncSender<Result<Do
     // Each worker sees only its shard's errors: the merge counts them.
     let errors = Arc::clone(&side.errors);
     rules.hand_over_error_logs(Box::new(move |line| errors.lock().push((log_capture::pending(), line))));
+    // `print` lines too: straight to stdout they would come in no order.
+    let (alerts, prints) = (side.alerts.clone(), Arc::clone(&side.prints));
+    rules.hand_over_prints(Box::new(move |line| {
+        let at = alerts.0.lock().len();
+        prints.lock().push((at, line.to_vec()));
+    }));
     let tap = DumpTap::new(rules, setup.dump, Rc::clone(&side.tapped));
     let mut engine = Engine::with_stats(setup.config, tap, setup.stats);
     let mut out = Output::new();
