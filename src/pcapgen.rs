@@ -258,6 +258,14 @@ pub enum Framing {
     Null,
     /// OpenBSD loopback, big-endian family.
     Loop,
+    /// PPP in HDLC-like framing (`ff 03`), protocol field compressed
+    /// (one byte) or not.
+    Ppp {
+        /// The protocol field in one byte (RFC 1661's field compression).
+        compressed: bool,
+    },
+    /// Cisco HDLC.
+    CiscoHdlc,
 }
 
 impl Framing {
@@ -272,6 +280,8 @@ impl Framing {
             Framing::Sll2 => LinkType::LinuxSll2,
             Framing::Null => LinkType::Null,
             Framing::Loop => LinkType::Loop,
+            Framing::Ppp { .. } => LinkType::Ppp,
+            Framing::CiscoHdlc => LinkType::CiscoHdlc,
         }
     }
 
@@ -288,6 +298,9 @@ impl Framing {
             Framing::Sll2 => "sll2",
             Framing::Null => "null",
             Framing::Loop => "loop",
+            Framing::Ppp { compressed: false } => "ppp",
+            Framing::Ppp { compressed: true } => "ppp-pfc",
+            Framing::CiscoHdlc => "chdlc",
         }
     }
 
@@ -325,6 +338,18 @@ impl Framing {
             }
             Framing::Null => f.extend_from_slice(&(if v6 { 30u32 } else { 2 }).to_le_bytes()),
             Framing::Loop => f.extend_from_slice(&(if v6 { 24u32 } else { 2 }).to_be_bytes()),
+            Framing::Ppp { compressed } => {
+                let protocol: u8 = if v6 { 0x57 } else { 0x21 };
+                f.extend_from_slice(&[0xff, 0x03]);
+                if !compressed {
+                    f.push(0);
+                }
+                f.push(protocol);
+            }
+            Framing::CiscoHdlc => {
+                f.extend_from_slice(&[0x0f, 0]);
+                f.extend_from_slice(&ethertype);
+            }
         }
         f.extend_from_slice(ip);
         f
@@ -431,6 +456,9 @@ mod tests {
             Framing::Sll2,
             Framing::Null,
             Framing::Loop,
+            Framing::Ppp { compressed: false },
+            Framing::Ppp { compressed: true },
+            Framing::CiscoHdlc,
         ] {
             for frame_ip in c.packets() {
                 let f = framing.frame(&frame_ip.1);

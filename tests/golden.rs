@@ -314,12 +314,22 @@ fn all_cases() -> Vec<Case> {
         Framing::Sll2,
         Framing::Null,
         Framing::Loop,
+        Framing::Ppp { compressed: false },
+        Framing::Ppp { compressed: true },
+        Framing::CiscoHdlc,
     ] {
         let name = format!("link-{}", framing.name());
         cases.push(Case { framing, ..case(&name, ACCEPT_ALL, mixed_traffic(), false) });
     }
     // An RST forged into each link type must get that link type's header.
-    for framing in [Framing::Vlan(vec![100]), Framing::Sll, Framing::Sll2, Framing::Null] {
+    for framing in [
+        Framing::Vlan(vec![100]),
+        Framing::Sll,
+        Framing::Sll2,
+        Framing::Null,
+        Framing::Ppp { compressed: true },
+        Framing::CiscoHdlc,
+    ] {
         let name = format!("reset-{}", framing.name());
         cases.push(Case { framing, ..case(&name, stream_rule("attack", "reset"), ipv6_traffic(), true) });
     }
@@ -609,6 +619,9 @@ link_cases! {
     link_sll2 => "link-sll2", LinkType::LinuxSll2;
     link_null => "link-null", LinkType::Null;
     link_loop => "link-loop", LinkType::Loop;
+    link_ppp => "link-ppp", LinkType::Ppp;
+    link_ppp_pfc => "link-ppp-pfc", LinkType::Ppp;
+    link_chdlc => "link-chdlc", LinkType::CiscoHdlc;
 }
 
 #[test]
@@ -679,6 +692,8 @@ reset_link_cases! {
     reset_sll => "reset-sll", LinkType::LinuxSll;
     reset_sll2 => "reset-sll2", LinkType::LinuxSll2;
     reset_null => "reset-null", LinkType::Null;
+    reset_ppp_pfc => "reset-ppp-pfc", LinkType::Ppp;
+    reset_chdlc => "reset-chdlc", LinkType::CiscoHdlc;
 }
 
 #[test]

@@ -25,6 +25,15 @@ pub enum LinkType {
     Ipv6,
     /// Linux cooked capture v2 (`LINKTYPE_LINUX_SLL2`, 276).
     LinuxSll2,
+    /// PPP (`LINKTYPE_PPP`, 9): a PPP header (protocol field, 1 byte if
+    /// compressed, else 2), after an `ff 03` address and control if framed.
+    Ppp,
+    /// PPP in HDLC-like framing (`LINKTYPE_PPP_HDLC`, 50): read as
+    /// [`LinkType::Ppp`], or as [`LinkType::CiscoHdlc`] when the frame
+    /// starts with Cisco's address (`0f` or `8f`, RFC 1547 4.3.1).
+    PppHdlc,
+    /// Cisco HDLC (`LINKTYPE_C_HDLC`, 104): address, control, ethertype.
+    CiscoHdlc,
 }
 
 impl LinkType {
@@ -39,6 +48,9 @@ impl LinkType {
             228 => LinkType::Ipv4,
             229 => LinkType::Ipv6,
             276 => LinkType::LinuxSll2,
+            9 => LinkType::Ppp,
+            50 => LinkType::PppHdlc,
+            104 => LinkType::CiscoHdlc,
             _ => return None,
         })
     }
@@ -54,6 +66,20 @@ impl LinkType {
             LinkType::Ipv4 => 228,
             LinkType::Ipv6 => 229,
             LinkType::LinuxSll2 => 276,
+            LinkType::Ppp => 9,
+            LinkType::PppHdlc => 50,
+            LinkType::CiscoHdlc => 104,
+        }
+    }
+}
+
+impl LinkType {
+    /// The framing of one frame of a capture of this link type, where the
+    /// link type allows two.
+    fn of_frame(self, frame: &[u8]) -> LinkType {
+        match (self, frame.first()) {
+            (LinkType::PppHdlc, Some(0x0f | 0x8f)) => LinkType::CiscoHdlc,
+            _ => self,
         }
     }
 }
@@ -69,6 +95,9 @@ impl fmt::Display for LinkType {
             LinkType::Ipv4 => "IPV4",
             LinkType::Ipv6 => "IPV6",
             LinkType::LinuxSll2 => "LINUX_SLL2",
+            LinkType::Ppp => "PPP",
+            LinkType::PppHdlc => "PPP_HDLC",
+            LinkType::CiscoHdlc => "C_HDLC",
         };
         write!(f, "{name} ({})", self.number())
     }
@@ -87,6 +116,25 @@ const ETH_HEADER: usize = 14;
 const SLL_HEADER: usize = 16;
 const SLL2_HEADER: usize = 20;
 const NULL_HEADER: usize = 4;
+const C_HDLC_HEADER: usize = 4;
+
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+/// The address and control bytes of HDLC-like framing (RFC 1662).
+const PPP_FRAMING: [u8; 2] = [0xff, 0x03];
+
+/// Where a PPP frame's protocol field starts and how long it is: 1 byte
+/// when compressed (RFC 1661: an odd first byte), else 2.
+fn ppp_protocol(frame: &[u8]) -> Option<(usize, usize, u16)> {
+    let at = if frame.starts_with(&PPP_FRAMING) { 2 } else { 0 };
+    let first = *frame.get(at)?;
+    if first & 1 == 1 {
+        Some((at, 1, u16::from(first)))
+    } else {
+        Some((at, 2, be16(frame, at)?))
+    }
+}
 
 /// BSD address families for IPv4 and IPv6 across the systems that write
 /// NULL/LOOP captures (IPv6 differs: Linux 10, NetBSD/OpenBSD 24, FreeBSD 28, macOS 30).
@@ -105,6 +153,7 @@ fn ethertype_is_ip(t: u16) -> bool {
 /// something else (ARP, LLDP, ...) or is too short to tell. The range runs to
 /// the end of the frame: the decoder trims link-layer padding itself.
 pub fn locate_ip(link: LinkType, frame: &[u8]) -> Option<Range<usize>> {
+    let link = link.of_frame(frame);
     let start = match link {
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => 0,
         LinkType::Ethernet => {
@@ -136,6 +185,19 @@ pub fn locate_ip(link: LinkType, frame: &[u8]) -> Option<Range<usize>> {
             }
             SLL2_HEADER
         }
+        LinkType::Ppp | LinkType::PppHdlc => {
+            let (at, len, protocol) = ppp_protocol(frame)?;
+            if protocol != PPP_IPV4 && protocol != PPP_IPV6 {
+                return None;
+            }
+            at + len
+        }
+        LinkType::CiscoHdlc => {
+            if !ethertype_is_ip(be16(frame, 2)?) {
+                return None;
+            }
+            C_HDLC_HEADER
+        }
         LinkType::Null | LinkType::Loop => {
             let fam: [u8; 4] = frame.get(..4)?.try_into().ok()?;
             let candidates = if link == LinkType::Loop {
@@ -161,6 +223,7 @@ pub fn locate_ip(link: LinkType, frame: &[u8]) -> Option<Range<usize>> {
 /// link type) so that it announces an IP packet of `version` (4 or 6).
 /// Headers of an unexpected size are left as they are.
 pub fn set_ip_version(link: LinkType, header: &mut [u8], version: u8) {
+    let link = link.of_frame(header);
     let ethertype = if version == 6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
     match link {
         LinkType::Ethernet => {
@@ -198,6 +261,22 @@ pub fn set_ip_version(link: LinkType, header: &mut [u8], version: u8) {
                 if link == LinkType::Null && was_le { family.to_le_bytes() } else { family.to_be_bytes() };
             header.copy_from_slice(&bytes);
         }
+        LinkType::Ppp | LinkType::PppHdlc => {
+            let protocol = if version == 6 { PPP_IPV6 } else { PPP_IPV4 };
+            // Keep the header's framing and compression: only its protocol changes.
+            match ppp_protocol(header) {
+                Some((at, 1, _)) if header.len() == at + 1 => header[at] = protocol as u8,
+                Some((at, 2, _)) if header.len() == at + 2 => {
+                    header[at..].copy_from_slice(&protocol.to_be_bytes());
+                }
+                _ => {}
+            }
+        }
+        LinkType::CiscoHdlc => {
+            if header.len() == C_HDLC_HEADER {
+                header[2..4].copy_from_slice(&ethertype.to_be_bytes());
+            }
+        }
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => {}
     }
 }
@@ -232,6 +311,10 @@ pub fn zero_header(link: LinkType, version: u8) -> Vec<u8> {
         }
         LinkType::Null => AF_INET.to_le_bytes().to_vec(),
         LinkType::Loop => AF_INET.to_be_bytes().to_vec(),
+        LinkType::Ppp => PPP_IPV4.to_be_bytes().to_vec(),
+        LinkType::PppHdlc => [PPP_FRAMING, PPP_IPV4.to_be_bytes()].concat(),
+        // Unicast address, control 0.
+        LinkType::CiscoHdlc => vec![0x0f, 0, 0, 0],
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => Vec::new(),
     };
     set_ip_version(link, &mut h, version);
@@ -258,6 +341,9 @@ mod tests {
             LinkType::Loop,
             LinkType::LinuxSll,
             LinkType::LinuxSll2,
+            LinkType::Ppp,
+            LinkType::PppHdlc,
+            LinkType::CiscoHdlc,
         ] {
             for (v, ip) in [(4u8, &IP4), (6, &IP6)] {
                 let h = zero_header(link, v);
@@ -309,6 +395,49 @@ mod tests {
         assert_eq!(h, [2, 0, 0, 0], "byte order of the capture is kept");
         set_ip_version(LinkType::Null, &mut h, 6);
         assert_eq!(h, [10, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ppp_headers_framed_or_not_compressed_or_not() {
+        // (header, IP packet): as in Suricata's PPP defrag captures and RFC 1662.
+        for (h, ip) in [
+            (&[0x21u8][..], &IP4),
+            (&[0x57][..], &IP6),
+            (&[0x00, 0x21][..], &IP4),
+            (&[0xff, 0x03, 0x00, 0x57][..], &IP6),
+            (&[0xff, 0x03, 0x21][..], &IP4),
+        ] {
+            let f = frame(h, ip);
+            assert_eq!(locate_ip(LinkType::Ppp, &f), Some(h.len()..f.len()), "{h:02x?}");
+            // Forging the other IP version keeps framing and compression.
+            let mut forged = h.to_vec();
+            set_ip_version(LinkType::Ppp, &mut forged, if ip == &IP4 { 6 } else { 4 });
+            let other = if ip == &IP4 { &IP6 } else { &IP4 };
+            assert_eq!(
+                locate_ip(LinkType::Ppp, &frame(&forged, other)),
+                Some(h.len()..h.len() + 4),
+                "{h:02x?}"
+            );
+            assert_eq!(forged.len(), h.len());
+        }
+        // LCP (0xc021) and a truncated frame are not IP.
+        assert_eq!(locate_ip(LinkType::Ppp, &frame(&[0xc0, 0x21], &IP4)), None);
+        assert_eq!(locate_ip(LinkType::Ppp, &[0xff, 0x03]), None);
+        assert_eq!(locate_ip(LinkType::Ppp, &[0x00]), None);
+    }
+
+    #[test]
+    fn cisco_hdlc_carries_an_ethertype() {
+        let f = frame(&[0x0f, 0, 0x08, 0], &IP4);
+        assert_eq!(locate_ip(LinkType::CiscoHdlc, &f), Some(4..8));
+        // SLARP keepalives (0x8035) are not IP.
+        assert_eq!(locate_ip(LinkType::CiscoHdlc, &frame(&[0x8f, 0, 0x80, 0x35], &IP4)), None);
+        let mut h = [0x8fu8, 0, 0x08, 0];
+        set_ip_version(LinkType::CiscoHdlc, &mut h, 6);
+        assert_eq!(h, [0x8f, 0, 0x86, 0xdd]);
+        // A PPP_HDLC capture may hold Cisco frames too.
+        assert_eq!(locate_ip(LinkType::PppHdlc, &f), Some(4..8));
+        assert_eq!(locate_ip(LinkType::PppHdlc, &frame(&[0xff, 0x03, 0x00, 0x21], &IP4)), Some(4..8));
     }
 
     #[test]

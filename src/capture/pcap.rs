@@ -140,8 +140,8 @@ impl fmt::Display for CaptureError {
             }
             CaptureError::UnsupportedLinkType { path, link } => write!(
                 f,
-                "{}: unsupported link type {link} (supported: 0 NULL, 1 Ethernet, 101 raw IP, 108 LOOP, \
-                 113 Linux SLL, 228 IPv4, 229 IPv6, 276 Linux SLL2)",
+                "{}: unsupported link type {link} (supported: 0 NULL, 1 Ethernet, 9 PPP, 50 PPP HDLC, \
+                 101 raw IP, 104 Cisco HDLC, 108 LOOP, 113 Linux SLL, 228 IPv4, 229 IPv6, 276 Linux SLL2)",
                 path.display()
             ),
             CaptureError::Truncated { path, offset: 0, .. } => {

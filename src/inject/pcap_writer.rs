@@ -227,9 +227,16 @@ mod tests {
 
     #[test]
     fn forged_header_announces_the_packets_ip_version() {
-        for link in
-            [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Null, LinkType::Loop]
-        {
+        for link in [
+            LinkType::Ethernet,
+            LinkType::LinuxSll,
+            LinkType::LinuxSll2,
+            LinkType::Null,
+            LinkType::Loop,
+            LinkType::Ppp,
+            LinkType::PppHdlc,
+            LinkType::CiscoHdlc,
+        ] {
             let book = LinkHeaders::new(link);
             let p = ip6();
             let frame = [book.header_for(&p), p.clone()].concat();
