@@ -559,10 +559,12 @@ fn real_captures() {
     for input in &inputs {
         // Suricata's test captures include damaged ones.
         let one = assert_same_even_if_refused(&rules, input, &["--tcp-timeout", "30"]);
+        let passive = assert_same_even_if_refused(&rules, input, &["--tcp-timeout", "30", "--passive"]);
         eprintln!(
-            "{}: identical for 1-4 workers; {}",
+            "{}: identical for 1-4 workers, active and passive; {} / {}",
             input.display(),
-            one.stderr.lines().next().unwrap_or("")
+            one.stderr.lines().next().unwrap_or(""),
+            passive.stderr.lines().next().unwrap_or("")
         );
     }
 }
