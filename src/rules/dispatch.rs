@@ -7,13 +7,13 @@ use mlua::{MultiValue, Value};
 
 use super::carry;
 use super::error::error_message;
-use super::error_log::{log_rule_error, RuleErrorLine};
+use super::error_log::{log_rule_error, ErrorLineSink, RuleErrorLine};
 use super::packet::{Layer, PacketUd};
 use super::LuaRules;
 use crate::config::ErrorPolicy;
 use crate::flow::Direction;
 use crate::inspect::{Action, Context, Event, EventArgs, FlowInfo, Inspector};
-use crate::stats::Counter;
+use crate::stats::{Counter, Stats};
 use crate::wire::Decoded;
 
 /// What an event carries besides its flow.
@@ -80,7 +80,7 @@ impl LuaRules {
                     if let Err(e) =
                         super::policy::run_connection_point(&self.lua, &self.policies[idx], f, args.front())
                     {
-                        self.report(None, "(policy)", 1, &e);
+                        report(&self.stats, self.error_lines.as_ref(), None, "(policy)", 1, &e);
                         failed = true;
                     }
                 }
@@ -124,28 +124,12 @@ impl LuaRules {
     pub(super) fn rule_failed(&mut self, event: Event, i: usize, e: &mlua::Error) {
         let Some(rule) = self.rules[event.index()].get_mut(i) else { return };
         rule.errors += 1;
-        let (order, nth, label) = (rule.order, rule.errors, rule.label.clone());
-        self.report(Some(order), &label, nth, e);
+        report(&self.stats, self.error_lines.as_ref(), Some(rule.order), &rule.label, rule.errors, e);
     }
 
     /// An event could not be set up (no rule ran).
     pub(super) fn report_setup(&self, e: &mlua::Error) {
-        self.report(None, "(event setup)", 1, e);
-    }
-
-    /// Counts error `nth` of `rule` (see [`RuleErrorLine::rule`]) and logs
-    /// it, or hands it over to be logged.
-    fn report(&self, rule: Option<usize>, label: &str, nth: u64, e: &mlua::Error) {
-        self.stats.inc(Counter::RuleErrors);
-        let message = match e {
-            // Lua gives no location for an allocation that failed: the rule is the location.
-            mlua::Error::MemoryError(_) => format!("{label}: Lua memory limit exceeded"),
-            _ => error_message(e),
-        };
-        match &self.error_lines {
-            Some(hand_over) => hand_over(RuleErrorLine { rule, label: label.to_string(), message }),
-            None => log_rule_error(label, nth, &message),
-        }
+        report(&self.stats, self.error_lines.as_ref(), None, "(event setup)", 1, e);
     }
 
     /// Starts an event of `info`'s connection and takes its slot out of
@@ -217,6 +201,29 @@ impl LuaRules {
             }
         }
         action
+    }
+}
+
+/// Counts error `nth` of `rule` (see [`RuleErrorLine::rule`]) and logs it,
+/// or hands it over to be logged. The message is made only when it is
+/// logged or handed over: a rule failing on every packet logs few.
+fn report(
+    stats: &Stats,
+    hand_over: Option<&ErrorLineSink>,
+    rule: Option<usize>,
+    label: &str,
+    nth: u64,
+    e: &mlua::Error,
+) {
+    stats.inc(Counter::RuleErrors);
+    let message = || match e {
+        // Lua gives no location for an allocation that failed: the rule is the location.
+        mlua::Error::MemoryError(_) => format!("{label}: Lua memory limit exceeded"),
+        _ => error_message(e),
+    };
+    match hand_over {
+        Some(hand_over) => hand_over(RuleErrorLine { rule, label: label.to_string(), message: message() }),
+        None => log_rule_error(label, nth, message),
     }
 }
 

@@ -11,6 +11,7 @@
 //! [`LuaRules::hand_over_error_logs`]: super::LuaRules::hand_over_error_logs
 
 use std::collections::HashMap;
+use std::fmt;
 
 /// Errors of one rule logged in full before the log thins out.
 const LOGGED_ERRORS: u64 = 10;
@@ -32,9 +33,11 @@ pub struct RuleErrorLine {
 pub type ErrorLineSink = Box<dyn Fn(RuleErrorLine) + Send>;
 
 /// Logs error `nth` of rule `label`: the first ten, then every thousandth;
-/// the tenth is followed by a line saying the log thins out.
-pub(super) fn log_rule_error(label: &str, nth: u64, message: &str) {
+/// the tenth is followed by a line saying the log thins out. `message` is
+/// asked for only when the error is logged.
+pub(super) fn log_rule_error<M: fmt::Display>(label: &str, nth: u64, message: impl FnOnce() -> M) {
     if nth <= LOGGED_ERRORS || nth % 1000 == 0 {
+        let message = message();
         tracing::warn!(target: "sluice::rules", rule = %label, errors = nth, "rule error: {message}");
     }
     if nth == LOGGED_ERRORS {
@@ -65,11 +68,12 @@ impl RuleErrorLog {
             }
             None => 1,
         };
-        log_rule_error(&line.label, nth, &line.message);
+        log_rule_error(&line.label, nth, || &line.message);
     }
 
     /// Errors logged so far of `rule`.
-    pub fn count(&self, rule: usize) -> u64 {
+    #[cfg(test)]
+    fn count(&self, rule: usize) -> u64 {
         self.counts.get(&rule).copied().unwrap_or(0)
     }
 }

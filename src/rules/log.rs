@@ -34,8 +34,14 @@ pub(super) fn print(lua: &Lua, line: mlua::String) -> mlua::Result<()> {
         (sink.0)(&line.as_bytes());
         return Ok(());
     }
-    let mut out = std::io::stdout().lock();
-    // A closed stdout must not turn into a rule error.
-    let _ = out.write_all(&line.as_bytes()).and_then(|()| out.write_all(b"\n"));
+    print_to_stdout(&line.as_bytes());
     Ok(())
+}
+
+/// Writes one printed line to standard output, as `print` does (also for
+/// lines handed over and written later).
+pub fn print_to_stdout(line: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not turn into a rule error, nor stop a run.
+    let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
 }

@@ -55,7 +55,7 @@ use std::sync::Arc;
 
 pub use error::RuleError;
 pub use error_log::{ErrorLineSink, RuleErrorLine, RuleErrorLog};
-pub use log::PrintLineSink;
+pub use log::{print_to_stdout, PrintLineSink};
 
 use crate::alert::AlertSink;
 use crate::config::{ErrorPolicy, RulesConfig};

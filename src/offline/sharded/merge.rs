@@ -12,7 +12,7 @@ use std::vec;
 use crate::capture::pcap::Record;
 use crate::engine::Emitted;
 use crate::inspect::NoRules;
-use crate::rules::{RuleErrorLine, RuleErrorLog};
+use crate::rules::{print_to_stdout, RuleErrorLine, RuleErrorLog};
 use crate::stream_dump::StreamDump;
 
 use super::super::apply::Applier;
@@ -75,11 +75,28 @@ fn renumber(line: &[u8], id: u64) -> Option<Vec<u8>> {
     Some(l)
 }
 
-/// A line a rule printed, written as `print` writes it with one worker.
-fn print_line(line: &[u8]) {
-    let mut out = io::stdout().lock();
-    // A closed stdout must not stop the run (nor does it with one worker).
-    let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+/// Writes `bytes[from..]` through `write`, handing each of `lines` to `put`
+/// at the byte offset where it came (offsets behind the last one, or past
+/// the end, are taken as that one, or the end).
+fn interleave<L>(
+    bytes: &[u8],
+    from: usize,
+    lines: impl Iterator<Item = (usize, L)>,
+    mut write: impl FnMut(&[u8]),
+    mut put: impl FnMut(L),
+) {
+    let mut done = from;
+    for (at, line) in lines {
+        let at = at.clamp(done, bytes.len());
+        if at > done {
+            write(&bytes[done..at]);
+        }
+        done = at;
+        put(line);
+    }
+    if bytes.len() > done {
+        write(&bytes[done..]);
+    }
 }
 
 /// Where the merge is in one worker's answer for the current batch.
@@ -262,26 +279,22 @@ impl<'a, W: Write> Merge<'a, W> {
         let from = c.at;
         c.at = p;
         self.apply.apply(c.items.by_ref().take(p.items - from.items), time_ns)?;
-        let mut written = from.alerts;
-        for (at, line) in c.prints.by_ref().take(p.prints - from.prints) {
-            let at = at.clamp(written, p.alerts);
-            self.alerts.write(&c.alerts[written..at]);
-            written = at;
-            print_line(&line);
-        }
-        if p.alerts > written {
-            self.alerts.write(&c.alerts[written..p.alerts]);
-        }
-        let mut logged = from.logs;
-        for (at, line) in c.errors.by_ref().take(p.errors - from.errors) {
-            let at = at.clamp(logged, p.logs);
-            let _ = io::stderr().write_all(&c.logs[logged..at]);
-            logged = at;
-            self.errors.log(&line);
-        }
-        if p.logs > logged {
-            let _ = io::stderr().write_all(&c.logs[logged..p.logs]);
-        }
+        interleave(
+            &c.alerts[..p.alerts],
+            from.alerts,
+            c.prints.by_ref().take(p.prints - from.prints),
+            |lines| self.alerts.write(lines),
+            |line| print_to_stdout(&line),
+        );
+        interleave(
+            &c.logs[..p.logs],
+            from.logs,
+            c.errors.by_ref().take(p.errors - from.errors),
+            |lines| {
+                let _ = io::stderr().write_all(lines);
+            },
+            |line| self.errors.log(&line),
+        );
         if p.dump > from.dump {
             let events = c.dump.by_ref().take(p.dump - from.dump);
             match self.dump.as_mut() {
